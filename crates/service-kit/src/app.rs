@@ -1,0 +1,227 @@
+//! The app every server builds: common middleware, extractor error handling,
+//! health/readiness/metrics routes, envelope 404s, then the part's own routes.
+
+use crate::error::{ApiError, ErrorCode};
+use crate::metrics::Metrics;
+use actix_web::body::{BodySize, BoxBody, MessageBody};
+use actix_web::dev::{ServiceFactory, ServiceRequest, ServiceResponse};
+use actix_web::error::{JsonPayloadError, PathError, QueryPayloadError};
+use actix_web::http::header::{self, HeaderValue};
+use actix_web::middleware::{Next, from_fn};
+use actix_web::{App, HttpRequest, HttpResponse, ResponseError, web};
+use futures_util::future::BoxFuture;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Something `/readyz` must be able to reach (the database, the cache).
+pub trait ReadinessCheck: Send + Sync {
+    fn name(&self) -> &'static str;
+    fn check(&self) -> BoxFuture<'_, Result<(), String>>;
+}
+
+type Routes = Arc<dyn Fn(&mut web::ServiceConfig) + Send + Sync>;
+
+/// What a part contributes to its app.
+pub struct AppSpec {
+    pub name: &'static str,
+    pub routes: Routes,
+    pub readiness: Vec<Arc<dyn ReadinessCheck>>,
+    pub metrics: Metrics,
+    pub json_limit: usize,
+}
+
+impl AppSpec {
+    pub fn new(name: &'static str, routes: impl Fn(&mut web::ServiceConfig) + Send + Sync + 'static) -> Self {
+        AppSpec {
+            name,
+            routes: Arc::new(routes),
+            readiness: Vec::new(),
+            metrics: Metrics::new(name),
+            json_limit: 256 * 1024,
+        }
+    }
+
+    pub fn readiness(mut self, check: Arc<dyn ReadinessCheck>) -> Self {
+        self.readiness.push(check);
+        self
+    }
+
+    pub fn json_limit(mut self, bytes: usize) -> Self {
+        self.json_limit = bytes;
+        self
+    }
+}
+
+/// Builds the app for one worker. Middleware order, outermost first: request id,
+/// error normalisation, metrics.
+pub fn build_app(
+    spec: Arc<AppSpec>,
+) -> App<
+    impl ServiceFactory<
+        ServiceRequest,
+        Config = (),
+        Response = ServiceResponse<impl MessageBody>,
+        Error = actix_web::Error,
+        InitError = (),
+    >,
+> {
+    let routes = spec.routes.clone();
+    App::new()
+        .app_data(web::Data::from(spec.clone()))
+        .app_data(
+            web::JsonConfig::default()
+                .limit(spec.json_limit)
+                .error_handler(|err, _req| json_error(err).into()),
+        )
+        .app_data(web::QueryConfig::default().error_handler(|err, _req| query_error(err).into()))
+        .app_data(web::PathConfig::default().error_handler(|err, _req| path_error(err).into()))
+        .route("/healthz", web::get().to(healthz))
+        .route("/readyz", web::get().to(readyz))
+        .route("/metrics", web::get().to(metrics))
+        .configure(move |cfg| routes(cfg))
+        .default_service(web::to(not_found))
+        .wrap(from_fn(crate::metrics::middleware))
+        .wrap(from_fn(normalize_errors))
+        .wrap(from_fn(crate::request_id::middleware))
+}
+
+fn json_error(err: JsonPayloadError) -> ApiError {
+    match err {
+        JsonPayloadError::OverflowKnownLength { limit, .. } | JsonPayloadError::Overflow { limit } => {
+            ApiError::new(
+                ErrorCode::PayloadTooLarge,
+                format!("request body is larger than {limit} bytes"),
+            )
+        }
+        JsonPayloadError::ContentType => ApiError::new(
+            ErrorCode::UnsupportedMediaType,
+            "expected Content-Type: application/json",
+        ),
+        JsonPayloadError::Deserialize(e) if e.is_data() => {
+            // A well-formed document of the wrong shape: name the field when serde did.
+            let message = e.to_string();
+            let field = message
+                .split('`')
+                .nth(1)
+                .filter(|_| message.contains("field"))
+                .unwrap_or("body")
+                .to_owned();
+            ApiError::validation(vec![crate::FieldError::new(field, strip_position(&message))])
+        }
+        JsonPayloadError::Deserialize(e) => ApiError::new(
+            ErrorCode::InvalidJson,
+            format!("malformed JSON: {}", strip_position(&e.to_string())),
+        ),
+        JsonPayloadError::Serialize(e) => ApiError::internal(e),
+        other => ApiError::bad_request(format!("could not read request body: {other}")),
+    }
+}
+
+/// serde_json appends " at line 1 column 7"; useful, but not part of the message.
+fn strip_position(message: &str) -> String {
+    match message.rfind(" at line ") {
+        Some(i) => message[..i].to_owned(),
+        None => message.to_owned(),
+    }
+}
+
+fn query_error(err: QueryPayloadError) -> ApiError {
+    let message = match &err {
+        QueryPayloadError::Deserialize(e) => e.to_string(),
+        other => other.to_string(),
+    };
+    let field = message
+        .split('`')
+        .nth(1)
+        .filter(|_| message.contains("field"))
+        .unwrap_or("query")
+        .to_owned();
+    ApiError::invalid_query(field, message)
+}
+
+fn path_error(_err: PathError) -> ApiError {
+    // A path that does not parse names nothing that exists.
+    ApiError::new(ErrorCode::NotFound, "resource not found")
+}
+
+async fn not_found(req: HttpRequest) -> Result<HttpResponse, ApiError> {
+    Err(ApiError::new(ErrorCode::NotFound, format!("no route for {} {}", req.method(), req.path())))
+}
+
+/// Error responses the framework makes itself (405 from a resource, 4xx from a
+/// failed extractor without a handler, …) come without a body; give them the
+/// envelope so every error a client sees has one shape.
+async fn normalize_errors(
+    req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
+    let response = next.call(req).await?.map_into_boxed_body();
+    let status = response.status();
+    let empty = matches!(response.response().body().size(), BodySize::None | BodySize::Sized(0));
+    if !(status.is_client_error() || status.is_server_error()) || !empty {
+        return Ok(response);
+    }
+    let code = ErrorCode::for_status(status);
+    let message = status.canonical_reason().unwrap_or("error").to_lowercase();
+    let (req, res) = response.into_parts();
+    let mut new = ApiError::new(code, message).with_status(status).error_response();
+    for (name, value) in res.headers() {
+        if name != header::CONTENT_TYPE && name != header::CONTENT_LENGTH {
+            new.headers_mut().insert(name.clone(), value.clone());
+        }
+    }
+    Ok(ServiceResponse::new(req, new))
+}
+
+async fn healthz() -> HttpResponse {
+    crate::ApiResponse::ok(serde_json::json!({"status": "ok"})).into_response()
+}
+
+const READINESS_TIMEOUT: Duration = Duration::from_secs(2);
+
+async fn readyz(spec: web::Data<AppSpec>) -> HttpResponse {
+    let mut checks = serde_json::Map::new();
+    let mut ready = true;
+    for check in &spec.readiness {
+        let outcome = match tokio::time::timeout(READINESS_TIMEOUT, check.check()).await {
+            Ok(Ok(())) => "ok".to_owned(),
+            Ok(Err(e)) => {
+                tracing::warn!(check = check.name(), error = %e, "readiness check failed");
+                ready = false;
+                "unavailable".to_owned()
+            }
+            Err(_) => {
+                tracing::warn!(check = check.name(), "readiness check timed out");
+                ready = false;
+                "timeout".to_owned()
+            }
+        };
+        checks.insert(check.name().to_owned(), outcome.into());
+    }
+    if ready {
+        crate::ApiResponse::ok(serde_json::json!({"status": "ready", "checks": checks})).into_response()
+    } else {
+        let mut response = ApiError::service_unavailable("not ready").error_response();
+        // The check names tell an operator what is down; no connection details.
+        let body = serde_json::json!({
+            "status": 503,
+            "success": false,
+            "message": "not ready",
+            "data": {"status": "not_ready", "checks": checks},
+            "error": {"code": "service_unavailable", "request_id": crate::request_id::current()},
+            "timestamp": crate::time::now_rfc3339(),
+        });
+        response = response.set_body(BoxBody::new(body.to_string()));
+        response.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
+        response
+    }
+}
+
+async fn metrics(spec: web::Data<AppSpec>) -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("application/openmetrics-text; version=1.0.0; charset=utf-8")
+        .body(spec.metrics.render())
+}

@@ -1,0 +1,92 @@
+//! Request ids: reuse a sane incoming `x-request-id`, otherwise make one; echo it
+//! on the response and make it available to error bodies and logs.
+
+use actix_web::HttpMessage;
+use actix_web::body::MessageBody;
+use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::http::header::{HeaderName, HeaderValue};
+use actix_web::middleware::Next;
+use tracing::Instrument;
+
+pub const HEADER: HeaderName = HeaderName::from_static("x-request-id");
+const MAX_LEN: usize = 128;
+
+tokio::task_local! {
+    static CURRENT: String;
+}
+
+/// The id of the request being handled on this task, if any.
+pub fn current() -> Option<String> {
+    CURRENT.try_with(Clone::clone).ok()
+}
+
+/// The request id, stored in request extensions by the middleware.
+#[derive(Debug, Clone)]
+pub struct RequestId(pub String);
+
+/// Accept only ids that are safe to log and forward: bounded, visible ASCII of a
+/// conservative alphabet. Anything else is replaced, not rejected.
+pub fn is_sane(id: &str) -> bool {
+    !id.is_empty()
+        && id.len() <= MAX_LEN
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':'))
+}
+
+pub fn generate() -> String {
+    ulid::Ulid::new().to_string().to_lowercase()
+}
+
+/// Runs `fut` with `id` as the current request id.
+pub async fn scope<F: std::future::Future>(id: String, fut: F) -> F::Output {
+    CURRENT.scope(id, fut).await
+}
+
+pub(crate) async fn middleware(
+    req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+    let id = req
+        .headers()
+        .get(&HEADER)
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| is_sane(v))
+        .map(str::to_owned)
+        .unwrap_or_else(generate);
+    req.extensions_mut().insert(RequestId(id.clone()));
+    let http_req = req.request().clone();
+    let span = tracing::info_span!("request", request_id = %id);
+    let result = CURRENT
+        .scope(id.clone(), next.call(req))
+        .instrument(span)
+        .await;
+    // Errors are turned into responses here, inside the request id's reach, so
+    // every error body carries the id.
+    let mut response = match result {
+        Ok(res) => res.map_into_boxed_body(),
+        Err(err) => CURRENT
+            .sync_scope(id.clone(), || {
+                ServiceResponse::new(http_req, err.error_response()).map_into_boxed_body()
+            }),
+    };
+    if let Ok(value) = HeaderValue::from_str(&id) {
+        response.headers_mut().insert(HEADER, value);
+    }
+    Ok(response)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sanity_rules() {
+        assert!(is_sane("abc-123_X.y:z"));
+        assert!(is_sane(&generate()));
+        assert!(!is_sane(""));
+        assert!(!is_sane("has space"));
+        assert!(!is_sane("new\nline"));
+        assert!(!is_sane(&"a".repeat(129)));
+    }
+}

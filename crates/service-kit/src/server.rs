@@ -1,0 +1,95 @@
+//! Starting servers and stopping them gracefully.
+
+use crate::app::{AppSpec, build_app};
+use crate::config::HttpConfig;
+use actix_web::HttpServer;
+use actix_web::dev::ServerHandle;
+use std::net::{SocketAddr, TcpListener};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::task::JoinHandle;
+
+/// A server accepting connections.
+pub struct RunningServer {
+    pub name: &'static str,
+    pub addr: SocketAddr,
+    handle: ServerHandle,
+    task: JoinHandle<std::io::Result<()>>,
+}
+
+impl RunningServer {
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Stops accepting, lets in-flight requests finish (up to the shutdown timeout
+    /// when `graceful`), and waits until the server is gone.
+    pub async fn stop(self, graceful: bool) {
+        self.handle.stop(graceful).await;
+        match self.task.await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::warn!(server = self.name, error = %e, "server ended with an error"),
+            Err(e) => tracing::warn!(server = self.name, error = %e, "server task failed"),
+        }
+    }
+}
+
+fn worker_count(http: &HttpConfig) -> usize {
+    match http.workers {
+        0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+        n => n,
+    }
+}
+
+/// Binds `http.addr` (or uses `listener`, e.g. one bound to port 0 by a test) and
+/// starts serving. Signals are not handled here: the caller decides when to stop,
+/// so one process can run several servers and stop them together.
+pub fn start(spec: AppSpec, http: &HttpConfig, listener: Option<TcpListener>) -> std::io::Result<RunningServer> {
+    let listener = match listener {
+        Some(l) => l,
+        None => TcpListener::bind(http.addr)?,
+    };
+    let addr = listener.local_addr()?;
+    let name = spec.name;
+    let spec = Arc::new(spec);
+    let server = HttpServer::new(move || build_app(spec.clone()))
+        .workers(worker_count(http))
+        .shutdown_timeout(http.shutdown_timeout_secs)
+        .client_request_timeout(Duration::from_secs(10))
+        .disable_signals()
+        .listen(listener)?
+        .run();
+    let handle = server.handle();
+    let task = tokio::spawn(server);
+    tracing::info!(server = name, %addr, "listening");
+    Ok(RunningServer {
+        name,
+        addr,
+        handle,
+        task,
+    })
+}
+
+/// Resolves on SIGTERM or Ctrl-C.
+pub async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
+        tokio::select! {
+            _ = term.recv() => tracing::info!("SIGTERM received, shutting down"),
+            _ = tokio::signal::ctrl_c() => tracing::info!("interrupt received, shutting down"),
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+/// Serves until a signal, then stops every server gracefully, together.
+pub async fn serve_until_signal(servers: Vec<RunningServer>) {
+    shutdown_signal().await;
+    futures_util::future::join_all(servers.into_iter().map(|s| s.stop(true))).await;
+    tracing::info!("stopped");
+}
