@@ -31,7 +31,10 @@ pub struct AppSpec {
 }
 
 impl AppSpec {
-    pub fn new(name: &'static str, routes: impl Fn(&mut web::ServiceConfig) + Send + Sync + 'static) -> Self {
+    pub fn new(
+        name: &'static str,
+        routes: impl Fn(&mut web::ServiceConfig) + Send + Sync + 'static,
+    ) -> Self {
         AppSpec {
             name,
             routes: Arc::new(routes),
@@ -87,12 +90,11 @@ pub fn build_app(
 
 fn json_error(err: JsonPayloadError) -> ApiError {
     match err {
-        JsonPayloadError::OverflowKnownLength { limit, .. } | JsonPayloadError::Overflow { limit } => {
-            ApiError::new(
-                ErrorCode::PayloadTooLarge,
-                format!("request body is larger than {limit} bytes"),
-            )
-        }
+        JsonPayloadError::OverflowKnownLength { limit, .. }
+        | JsonPayloadError::Overflow { limit } => ApiError::new(
+            ErrorCode::PayloadTooLarge,
+            format!("request body is larger than {limit} bytes"),
+        ),
         JsonPayloadError::ContentType => ApiError::new(
             ErrorCode::UnsupportedMediaType,
             "expected Content-Type: application/json",
@@ -106,7 +108,10 @@ fn json_error(err: JsonPayloadError) -> ApiError {
                 .filter(|_| message.contains("field"))
                 .unwrap_or("body")
                 .to_owned();
-            ApiError::validation(vec![crate::FieldError::new(field, strip_position(&message))])
+            ApiError::validation(vec![crate::FieldError::new(
+                field,
+                strip_position(&message),
+            )])
         }
         JsonPayloadError::Deserialize(e) => ApiError::new(
             ErrorCode::InvalidJson,
@@ -145,7 +150,10 @@ fn path_error(_err: PathError) -> ApiError {
 }
 
 async fn not_found(req: HttpRequest) -> Result<HttpResponse, ApiError> {
-    Err(ApiError::new(ErrorCode::NotFound, format!("no route for {} {}", req.method(), req.path())))
+    Err(ApiError::new(
+        ErrorCode::NotFound,
+        format!("no route for {} {}", req.method(), req.path()),
+    ))
 }
 
 /// Error responses the framework makes itself (405 from a resource, 4xx from a
@@ -157,14 +165,19 @@ async fn normalize_errors(
 ) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
     let response = next.call(req).await?.map_into_boxed_body();
     let status = response.status();
-    let empty = matches!(response.response().body().size(), BodySize::None | BodySize::Sized(0));
+    let empty = matches!(
+        response.response().body().size(),
+        BodySize::None | BodySize::Sized(0)
+    );
     if !(status.is_client_error() || status.is_server_error()) || !empty {
         return Ok(response);
     }
     let code = ErrorCode::for_status(status);
     let message = status.canonical_reason().unwrap_or("error").to_lowercase();
     let (req, res) = response.into_parts();
-    let mut new = ApiError::new(code, message).with_status(status).error_response();
+    let mut new = ApiError::new(code, message)
+        .with_status(status)
+        .error_response();
     for (name, value) in res.headers() {
         if name != header::CONTENT_TYPE && name != header::CONTENT_LENGTH {
             new.headers_mut().insert(name.clone(), value.clone());
@@ -199,7 +212,8 @@ async fn readyz(spec: web::Data<AppSpec>) -> HttpResponse {
         checks.insert(check.name().to_owned(), outcome.into());
     }
     if ready {
-        crate::ApiResponse::ok(serde_json::json!({"status": "ready", "checks": checks})).into_response()
+        crate::ApiResponse::ok(serde_json::json!({"status": "ready", "checks": checks}))
+            .into_response()
     } else {
         let mut response = ApiError::service_unavailable("not ready").error_response();
         // The check names tell an operator what is down; no connection details.

@@ -68,7 +68,10 @@ impl HttpConfig {
 
     fn validate(&self) -> Result<(), ConfigError> {
         if self.json_limit_bytes == 0 {
-            return Err(ConfigError::invalid("http.json_limit_bytes", "must be greater than 0"));
+            return Err(ConfigError::invalid(
+                "http.json_limit_bytes",
+                "must be greater than 0",
+            ));
         }
         Ok(())
     }
@@ -113,7 +116,10 @@ impl DatabaseConfig {
             ));
         }
         if self.pool_size == 0 {
-            return Err(ConfigError::invalid("database.pool_size", "must be at least 1"));
+            return Err(ConfigError::invalid(
+                "database.pool_size",
+                "must be at least 1",
+            ));
         }
         Ok(())
     }
@@ -248,7 +254,10 @@ pub fn load_from<T: Settings>(
     let mut builder = config::Config::builder().add_source(defaults);
     if let Some(path) = file {
         if !path.is_file() {
-            return Err(ConfigError::Load(format!("config file {} not found", path.display())));
+            return Err(ConfigError::Load(format!(
+                "config file {} not found",
+                path.display()
+            )));
         }
         builder = builder.add_source(config::File::from(path).format(config::FileFormat::Toml));
     }
@@ -330,11 +339,16 @@ mod tests {
     }
 
     fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
-        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
     }
 
     fn error_of(pairs: &[(&str, &str)]) -> String {
-        load_from::<Sample>("SAMPLE", None, env(pairs)).unwrap_err().to_string()
+        load_from::<Sample>("SAMPLE", None, env(pairs))
+            .unwrap_err()
+            .to_string()
     }
 
     #[test]

@@ -134,7 +134,10 @@ mod tests {
                 total: 41,
             })
             .to_json();
-        assert_eq!(offset["meta"], serde_json::json!({"page": 2, "limit": 20, "total": 41}));
+        assert_eq!(
+            offset["meta"],
+            serde_json::json!({"page": 2, "limit": 20, "total": 41})
+        );
         let cursor = ApiResponse::created(vec![1])
             .meta(Meta::Cursor {
                 limit: 10,

@@ -251,7 +251,13 @@ impl ApiError {
 
 impl fmt::Display for ApiError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} ({}): {}", self.status.as_u16(), self.code, self.message)
+        write!(
+            f,
+            "{} ({}): {}",
+            self.status.as_u16(),
+            self.code,
+            self.message
+        )
     }
 }
 
@@ -265,8 +271,12 @@ impl ResponseError for ApiError {
     fn error_response(&self) -> HttpResponse {
         if self.status.is_server_error() {
             match &self.source {
-                Some(source) => tracing::error!(code = %self.code, error = ?source, "request failed"),
-                None => tracing::warn!(code = %self.code, message = %self.message, "request failed"),
+                Some(source) => {
+                    tracing::error!(code = %self.code, error = ?source, "request failed")
+                }
+                None => {
+                    tracing::warn!(code = %self.code, message = %self.message, "request failed")
+                }
             }
         }
         let mut response = HttpResponse::build(self.status);

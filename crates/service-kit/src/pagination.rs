@@ -159,7 +159,11 @@ impl CursorCodec {
 
     pub fn validate(&self, query: &CursorQuery) -> Result<CursorPage, ApiError> {
         Ok(CursorPage {
-            after: query.cursor.as_deref().map(|c| self.decode(c)).transpose()?,
+            after: query
+                .cursor
+                .as_deref()
+                .map(|c| self.decode(c))
+                .transpose()?,
             limit: check_limit(query.limit)?,
         })
     }
@@ -181,7 +185,11 @@ mod tests {
         .validate()
         .unwrap();
         assert_eq!(page.offset(), 200);
-        for (page, limit, field) in [(Some(0), None, "page"), (None, Some(0), "limit"), (None, Some(101), "limit")] {
+        for (page, limit, field) in [
+            (Some(0), None, "page"),
+            (None, Some(0), "limit"),
+            (None, Some(101), "limit"),
+        ] {
             let err = OffsetQuery { page, limit }.validate().unwrap_err();
             assert_eq!(err.status.as_u16(), 400);
             assert_eq!(err.errors[0].field, field);
@@ -218,7 +226,11 @@ mod tests {
             id: "x".into(),
         };
         match page.meta(&codec, true, Some(&last)) {
-            Meta::Cursor { next_cursor, has_more, .. } => {
+            Meta::Cursor {
+                next_cursor,
+                has_more,
+                ..
+            } => {
                 assert!(has_more);
                 assert_eq!(codec.decode(&next_cursor.unwrap()).unwrap(), last);
             }
@@ -226,7 +238,11 @@ mod tests {
         }
         assert!(matches!(
             page.meta(&codec, false, Some(&last)),
-            Meta::Cursor { next_cursor: None, has_more: false, .. }
+            Meta::Cursor {
+                next_cursor: None,
+                has_more: false,
+                ..
+            }
         ));
     }
 }

@@ -65,10 +65,9 @@ pub(crate) async fn middleware(
     // every error body carries the id.
     let mut response = match result {
         Ok(res) => res.map_into_boxed_body(),
-        Err(err) => CURRENT
-            .sync_scope(id.clone(), || {
-                ServiceResponse::new(http_req, err.error_response()).map_into_boxed_body()
-            }),
+        Err(err) => CURRENT.sync_scope(id.clone(), || {
+            ServiceResponse::new(http_req, err.error_response()).map_into_boxed_body()
+        }),
     };
     if let Ok(value) = HeaderValue::from_str(&id) {
         response.headers_mut().insert(HEADER, value);

@@ -28,7 +28,9 @@ impl RunningServer {
         self.handle.stop(graceful).await;
         match self.task.await {
             Ok(Ok(())) => {}
-            Ok(Err(e)) => tracing::warn!(server = self.name, error = %e, "server ended with an error"),
+            Ok(Err(e)) => {
+                tracing::warn!(server = self.name, error = %e, "server ended with an error")
+            }
             Err(e) => tracing::warn!(server = self.name, error = %e, "server task failed"),
         }
     }
@@ -44,7 +46,11 @@ fn worker_count(http: &HttpConfig) -> usize {
 /// Binds `http.addr` (or uses `listener`, e.g. one bound to port 0 by a test) and
 /// starts serving. Signals are not handled here: the caller decides when to stop,
 /// so one process can run several servers and stop them together.
-pub fn start(spec: AppSpec, http: &HttpConfig, listener: Option<TcpListener>) -> std::io::Result<RunningServer> {
+pub fn start(
+    spec: AppSpec,
+    http: &HttpConfig,
+    listener: Option<TcpListener>,
+) -> std::io::Result<RunningServer> {
     let listener = match listener {
         Some(l) => l,
         None => TcpListener::bind(http.addr)?,

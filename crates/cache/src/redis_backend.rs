@@ -1,0 +1,324 @@
+//! The Redis backend: shared state for all replicas.
+
+use std::sync::LazyLock;
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use redis::aio::{ConnectionManager, ConnectionManagerConfig, PubSub};
+use redis::{Client, RedisError, Script};
+use tokio::sync::mpsc;
+
+use crate::CacheError;
+use crate::rate_limit::{self, Quota, REDIS_SCRIPT, RateDecision};
+use crate::subscription::Subscription;
+
+/// Long enough to ride out a busy server, short enough that a request waiting on a rate
+/// limit fails (503) rather than hangs when Redis is gone.
+const RESPONSE_TIMEOUT: Duration = Duration::from_secs(2);
+const CONNECTION_TIMEOUT: Duration = Duration::from_secs(2);
+/// Reconnect attempts per outage before commands start failing fast; the next command
+/// starts a new round, so this only bounds how long a caller waits (also at startup).
+const CONNECTION_RETRIES: usize = 3;
+/// Bounds the whole pub/sub handshake, which has no timeout of its own in the driver.
+const SUBSCRIBE_TIMEOUT: Duration = Duration::from_secs(5);
+const RESUBSCRIBE_MIN_DELAY: Duration = Duration::from_millis(100);
+const RESUBSCRIBE_MAX_DELAY: Duration = Duration::from_secs(5);
+/// Messages buffered per subscription before new ones are dropped (and logged).
+const SUBSCRIPTION_BUFFER: usize = 1024;
+
+static RATE_LIMIT: LazyLock<Script> = LazyLock::new(|| Script::new(REDIS_SCRIPT));
+
+/// `EXISTS` and `INCRBY` in one script so that the TTL is set exactly when the key is
+/// created, even if the caller dies between the two commands.
+static INCR: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r#"
+local existed = redis.call("EXISTS", KEYS[1])
+local value = redis.call("INCRBY", KEYS[1], ARGV[1])
+local ttl_ms = tonumber(ARGV[2])
+if existed == 0 and ttl_ms > 0 then
+  redis.call("PEXPIRE", KEYS[1], ttl_ms)
+end
+return value
+"#,
+    )
+});
+
+pub(crate) struct RedisBackend {
+    /// Kept to open one dedicated pub/sub connection per subscription.
+    client: Client,
+    connection: ConnectionManager,
+    /// For error messages: the URL with any credentials blanked out.
+    redacted_url: String,
+}
+
+impl RedisBackend {
+    pub(crate) async fn connect(url: &str) -> Result<Self, CacheError> {
+        let redacted_url = redact(url);
+        let scrub = |e: RedisError| scrub_password(url, &e.to_string());
+        let client = Client::open(url)
+            .map_err(|e| CacheError::InvalidUrl(format!("{redacted_url}: {}", scrub(e))))?;
+        let config = ConnectionManagerConfig::new()
+            .set_response_timeout(Some(RESPONSE_TIMEOUT))
+            .set_connection_timeout(Some(CONNECTION_TIMEOUT))
+            .set_number_of_retries(CONNECTION_RETRIES);
+        let connection = client
+            .get_connection_manager_with_config(config)
+            .await
+            .map_err(|e| {
+                CacheError::Backend(format!("cannot connect to {redacted_url}: {}", scrub(e)))
+            })?;
+        Ok(RedisBackend {
+            client,
+            connection,
+            redacted_url,
+        })
+    }
+
+    fn conn(&self) -> ConnectionManager {
+        // A clone shares the one multiplexed connection; commands need `&mut`.
+        self.connection.clone()
+    }
+
+    fn error<'a>(&'a self, op: &'a str) -> impl Fn(RedisError) -> CacheError + 'a {
+        move |e| CacheError::Backend(format!("redis {op} on {}: {e}", self.redacted_url))
+    }
+
+    pub(crate) async fn ping(&self) -> Result<(), CacheError> {
+        redis::cmd("PING")
+            .query_async::<String>(&mut self.conn())
+            .await
+            .map(drop)
+            .map_err(self.error("PING"))
+    }
+
+    pub(crate) async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, CacheError> {
+        redis::cmd("GET")
+            .arg(key)
+            .query_async(&mut self.conn())
+            .await
+            .map_err(self.error("GET"))
+    }
+
+    pub(crate) async fn set(
+        &self,
+        key: &str,
+        value: &[u8],
+        ttl: Option<Duration>,
+    ) -> Result<(), CacheError> {
+        let mut cmd = redis::cmd("SET");
+        cmd.arg(key).arg(value);
+        if let Some(ttl) = ttl {
+            cmd.arg("PX").arg(ttl_millis(ttl));
+        }
+        cmd.query_async::<()>(&mut self.conn())
+            .await
+            .map_err(self.error("SET"))
+    }
+
+    pub(crate) async fn set_if_absent(
+        &self,
+        key: &str,
+        value: &[u8],
+        ttl: Option<Duration>,
+    ) -> Result<bool, CacheError> {
+        let mut cmd = redis::cmd("SET");
+        cmd.arg(key).arg(value).arg("NX");
+        if let Some(ttl) = ttl {
+            cmd.arg("PX").arg(ttl_millis(ttl));
+        }
+        let reply: Option<String> = cmd
+            .query_async(&mut self.conn())
+            .await
+            .map_err(self.error("SET NX"))?;
+        Ok(reply.is_some())
+    }
+
+    pub(crate) async fn delete(&self, key: &str) -> Result<bool, CacheError> {
+        let removed: i64 = redis::cmd("DEL")
+            .arg(key)
+            .query_async(&mut self.conn())
+            .await
+            .map_err(self.error("DEL"))?;
+        Ok(removed > 0)
+    }
+
+    pub(crate) async fn incr(
+        &self,
+        key: &str,
+        by: i64,
+        ttl: Option<Duration>,
+    ) -> Result<i64, CacheError> {
+        INCR.key(key)
+            .arg(by)
+            .arg(ttl.map_or(0, ttl_millis))
+            .invoke_async(&mut self.conn())
+            .await
+            .map_err(self.error("INCRBY"))
+    }
+
+    pub(crate) async fn rate_limit(
+        &self,
+        key: &str,
+        quota: Quota,
+    ) -> Result<RateDecision, CacheError> {
+        let (allowed, remaining, retry_after, reset_after): (i64, i64, f64, f64) = RATE_LIMIT
+            .key(key)
+            .arg(quota.limit)
+            .arg(quota.period.as_secs_f64())
+            .arg(rate_limit::REMAINING_EPSILON)
+            .invoke_async(&mut self.conn())
+            .await
+            .map_err(self.error("rate limit script"))?;
+        let allowed = allowed == 1;
+        Ok(RateDecision {
+            allowed,
+            limit: quota.limit,
+            remaining: rate_limit::floor_remaining(remaining as f64, quota.limit),
+            reset_after: rate_limit::secs(reset_after),
+            retry_after: (!allowed).then(|| rate_limit::secs(retry_after)),
+        })
+    }
+
+    pub(crate) async fn publish(&self, channel: &str, payload: &[u8]) -> Result<(), CacheError> {
+        redis::cmd("PUBLISH")
+            .arg(channel)
+            .arg(payload)
+            .query_async::<i64>(&mut self.conn())
+            .await
+            .map(drop)
+            .map_err(self.error("PUBLISH"))
+    }
+
+    pub(crate) async fn subscribe(&self, channel: String) -> Result<Subscription, CacheError> {
+        // The first connection is made here, not in the task, so that the caller learns
+        // about an unreachable server and messages published after we return are seen.
+        let pubsub = open_pubsub(&self.client, &channel).await.map_err(|e| {
+            CacheError::Backend(format!("redis SUBSCRIBE on {}: {e}", self.redacted_url))
+        })?;
+        let (sender, receiver) = mpsc::channel(SUBSCRIPTION_BUFFER);
+        let task = tokio::spawn(forward(self.client.clone(), channel, pubsub, sender));
+        Ok(Subscription::from_forwarder(receiver, task))
+    }
+}
+
+async fn open_pubsub(client: &Client, channel: &str) -> Result<PubSub, String> {
+    let connect = async {
+        let mut pubsub = client.get_async_pubsub().await?;
+        pubsub.subscribe(channel).await?;
+        Ok::<_, RedisError>(pubsub)
+    };
+    match tokio::time::timeout(SUBSCRIBE_TIMEOUT, connect).await {
+        Ok(result) => result.map_err(|e| e.to_string()),
+        Err(_) => Err(format!("timed out after {SUBSCRIBE_TIMEOUT:?}")),
+    }
+}
+
+/// Owns the pub/sub connection for one subscription: forwards payloads and, when the
+/// connection drops, reconnects with backoff and subscribes again. Ends when the
+/// `Subscription` is dropped (the task is aborted) or its receiver is gone.
+async fn forward(
+    client: Client,
+    channel: String,
+    mut pubsub: PubSub,
+    sender: mpsc::Sender<Vec<u8>>,
+) {
+    loop {
+        let mut messages = pubsub.into_on_message();
+        while let Some(message) = messages.next().await {
+            match sender.try_send(message.get_payload_bytes().to_vec()) {
+                Ok(()) => {}
+                Err(mpsc::error::TrySendError::Full(_)) => {
+                    tracing::warn!(%channel, "subscriber lagging; message dropped");
+                }
+                Err(mpsc::error::TrySendError::Closed(_)) => return,
+            }
+        }
+        tracing::warn!(
+            %channel,
+            "redis pub/sub connection lost; reconnecting (messages published meanwhile are lost)"
+        );
+        let mut delay = RESUBSCRIBE_MIN_DELAY;
+        pubsub = loop {
+            if sender.is_closed() {
+                return;
+            }
+            match open_pubsub(&client, &channel).await {
+                Ok(pubsub) => {
+                    tracing::info!(%channel, "redis pub/sub resubscribed");
+                    break pubsub;
+                }
+                Err(error) => {
+                    tracing::warn!(%channel, %error, ?delay, "redis pub/sub reconnect failed");
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(RESUBSCRIBE_MAX_DELAY);
+                }
+            }
+        };
+    }
+}
+
+/// Redis rejects a zero expiry, and sub-millisecond precision is meaningless here, so
+/// round up to whole milliseconds, at least one.
+fn ttl_millis(ttl: Duration) -> u64 {
+    let millis = ttl.as_nanos().div_ceil(1_000_000);
+    u64::try_from(millis).unwrap_or(u64::MAX).max(1)
+}
+
+/// `scheme://host:port/db` with any user and password replaced, for error messages.
+fn redact(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return "<cache url>".into();
+    };
+    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let (authority, path) = rest.split_at(authority_end);
+    match authority.rfind('@') {
+        Some(at) => format!("{scheme}://***@{}{path}", &authority[at + 1..]),
+        None => url.to_owned(),
+    }
+}
+
+/// Belt and braces: should an error text ever quote the URL, blank out the password.
+fn scrub_password(url: &str, text: &str) -> String {
+    let password = url
+        .split_once("://")
+        .and_then(|(_, rest)| {
+            let authority = &rest[..rest.find(['/', '?', '#']).unwrap_or(rest.len())];
+            let userinfo = &authority[..authority.rfind('@')?];
+            Some(userinfo.split_once(':').map_or(userinfo, |(_, p)| p))
+        })
+        .filter(|p| !p.is_empty());
+    match password {
+        Some(password) => text.replace(password, "***"),
+        None => text.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redact_hides_credentials() {
+        assert_eq!(
+            redact("redis://user:s3cret@host:6379/2"),
+            "redis://***@host:6379/2"
+        );
+        assert_eq!(redact("rediss://:s3cret@host"), "rediss://***@host");
+        assert_eq!(redact("redis://host:6379"), "redis://host:6379");
+    }
+
+    #[test]
+    fn scrub_removes_password_from_text() {
+        let url = "redis://user:s3cret@host/0";
+        assert_eq!(scrub_password(url, "bad s3cret here"), "bad *** here");
+        assert_eq!(scrub_password("redis://host", "plain"), "plain");
+    }
+
+    #[test]
+    fn ttl_rounds_up_to_whole_milliseconds() {
+        assert_eq!(ttl_millis(Duration::ZERO), 1);
+        assert_eq!(ttl_millis(Duration::from_micros(1500)), 2);
+        assert_eq!(ttl_millis(Duration::from_secs(1)), 1000);
+    }
+}

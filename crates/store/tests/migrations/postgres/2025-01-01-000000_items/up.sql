@@ -1,0 +1,5 @@
+CREATE TABLE items (
+    id TEXT PRIMARY KEY,
+    name TEXT NOT NULL UNIQUE,
+    created_at TIMESTAMP NOT NULL
+);

@@ -1,0 +1,353 @@
+//! Test support: each test gets its own database (a fresh SQLite file, or a fresh
+//! PostgreSQL database created from `TEST_DATABASE_URL`), its own cache namespace
+//! (in-process, or Redis at `TEST_REDIS_URL` under a unique key prefix), and its
+//! servers on port 0.
+//!
+//! Tests that need PostgreSQL or Redis panic when the variable is unset or the
+//! server unreachable: they never pass without having run. `make test` leaves them
+//! out (and says so) on a machine without those servers.
+
+use diesel::{Connection, PgConnection, RunQueryDsl};
+use service_kit::AppSpec;
+use service_kit::config::{CacheConfig, DatabaseConfig, HttpConfig, Secret};
+use service_kit::server::RunningServer;
+use std::net::TcpListener;
+
+pub use reqwest;
+
+/// Generates one test per database backend: `NAME::sqlite` and `NAME::postgres`,
+/// each calling `BODY(DbKind)`.
+#[macro_export]
+macro_rules! db_test {
+    ($name:ident, $body:ident) => {
+        mod $name {
+            #[tokio::test]
+            async fn sqlite() {
+                super::$body($crate::DbKind::Sqlite).await
+            }
+            #[tokio::test]
+            async fn postgres() {
+                super::$body($crate::DbKind::Postgres).await
+            }
+        }
+    };
+}
+
+/// Generates one test per cache backend: `NAME::memory` and `NAME::redis`.
+#[macro_export]
+macro_rules! cache_test {
+    ($name:ident, $body:ident) => {
+        mod $name {
+            #[tokio::test]
+            async fn memory() {
+                super::$body($crate::CacheKind::Memory).await
+            }
+            #[tokio::test]
+            async fn redis() {
+                super::$body($crate::CacheKind::Redis).await
+            }
+        }
+    };
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DbKind {
+    Sqlite,
+    Postgres,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CacheKind {
+    Memory,
+    Redis,
+}
+
+fn required_env(name: &str, what: &str) -> String {
+    match std::env::var(name) {
+        Ok(v) if !v.trim().is_empty() => v,
+        _ => panic!(
+            "{name} is not set: this test needs {what}. Set it (CI does), or run `make test`, \
+             which leaves these tests out when it is unset."
+        ),
+    }
+}
+
+fn unique_suffix() -> String {
+    ulid::Ulid::new().to_string().to_lowercase()
+}
+
+/// A database that exists for one test and is removed afterwards.
+pub struct TestDatabase {
+    pub kind: DbKind,
+    url: String,
+    _dir: Option<tempfile::TempDir>,
+    postgres: Option<PostgresDb>,
+}
+
+struct PostgresDb {
+    admin_url: String,
+    name: String,
+}
+
+impl TestDatabase {
+    pub fn new(kind: DbKind) -> TestDatabase {
+        match kind {
+            DbKind::Sqlite => {
+                let dir = tempfile::tempdir().expect("temp dir");
+                let path = dir.path().join("test.db");
+                TestDatabase {
+                    kind,
+                    url: format!("sqlite://{}", path.display()),
+                    _dir: Some(dir),
+                    postgres: None,
+                }
+            }
+            DbKind::Postgres => {
+                let admin_url = required_env("TEST_DATABASE_URL", "PostgreSQL");
+                let name = format!("spaceport_test_{}", unique_suffix());
+                let mut admin = PgConnection::establish(&admin_url).unwrap_or_else(|e| {
+                    panic!("cannot reach PostgreSQL at TEST_DATABASE_URL: {e}")
+                });
+                diesel::sql_query(format!("CREATE DATABASE \"{name}\""))
+                    .execute(&mut admin)
+                    .expect("create test database");
+                TestDatabase {
+                    kind,
+                    url: with_database(&admin_url, &name),
+                    _dir: None,
+                    postgres: Some(PostgresDb { admin_url, name }),
+                }
+            }
+        }
+    }
+
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// A config for this database with a small pool and short timeouts.
+    pub fn config(&self) -> DatabaseConfig {
+        DatabaseConfig {
+            url: Secret::new(self.url.clone()),
+            pool_size: 4,
+            connect_timeout_secs: 2,
+            migrate_on_start: true,
+        }
+    }
+
+    /// Takes the database away under a running service: PostgreSQL drops it
+    /// (terminating connections); SQLite has its files removed.
+    pub fn destroy(&self) {
+        match &self.postgres {
+            Some(pg) => pg.drop_database(),
+            None => {
+                let path = self.url.trim_start_matches("sqlite://");
+                for suffix in ["", "-wal", "-shm"] {
+                    let _ = std::fs::remove_file(format!("{path}{suffix}"));
+                }
+            }
+        }
+    }
+}
+
+impl PostgresDb {
+    fn drop_database(&self) {
+        if let Ok(mut admin) = PgConnection::establish(&self.admin_url) {
+            let _ = diesel::sql_query(format!(
+                "DROP DATABASE IF EXISTS \"{}\" WITH (FORCE)",
+                self.name
+            ))
+            .execute(&mut admin);
+        }
+    }
+}
+
+impl Drop for TestDatabase {
+    fn drop(&mut self) {
+        if let Some(pg) = &self.postgres {
+            pg.drop_database();
+        }
+    }
+}
+
+/// `postgres://u@h:p/old?x` → `postgres://u@h:p/NAME?x`
+fn with_database(url: &str, name: &str) -> String {
+    let (base, query) = match url.split_once('?') {
+        Some((b, q)) => (b, Some(q)),
+        None => (url, None),
+    };
+    let scheme_end = base.find("://").map_or(0, |i| i + 3);
+    let host_part = match base[scheme_end..].find('/') {
+        Some(i) => &base[..scheme_end + i],
+        None => base,
+    };
+    match query {
+        Some(q) => format!("{host_part}/{name}?{q}"),
+        None => format!("{host_part}/{name}"),
+    }
+}
+
+/// A cache namespace of its own for one test.
+pub struct TestCache {
+    pub config: CacheConfig,
+}
+
+impl TestCache {
+    pub fn new(kind: CacheKind) -> TestCache {
+        let suffix = unique_suffix();
+        let config = match kind {
+            CacheKind::Memory => CacheConfig {
+                url: Secret::new(format!("memory://test-{suffix}")),
+                key_prefix: "t:".into(),
+            },
+            CacheKind::Redis => CacheConfig {
+                url: Secret::new(required_env("TEST_REDIS_URL", "Redis")),
+                key_prefix: format!("test:{suffix}:"),
+            },
+        };
+        TestCache { config }
+    }
+
+    pub async fn connect(&self) -> cache::Cache {
+        cache::Cache::connect(self.config.url.expose(), &self.config.key_prefix)
+            .await
+            .expect("connect test cache")
+    }
+}
+
+/// An HTTP config for tests: loopback, one worker, quick shutdown.
+pub fn http_config() -> HttpConfig {
+    HttpConfig {
+        addr: "127.0.0.1:0".parse().unwrap(),
+        workers: 1,
+        shutdown_timeout_secs: 2,
+        ..HttpConfig::on_port(0)
+    }
+}
+
+/// A server on a loopback port chosen by the OS.
+pub struct TestServer {
+    pub base: String,
+    pub client: reqwest::Client,
+    server: Option<RunningServer>,
+}
+
+impl TestServer {
+    pub fn start(spec: AppSpec) -> TestServer {
+        Self::start_with(spec, &http_config())
+    }
+
+    pub fn start_with(spec: AppSpec, http: &HttpConfig) -> TestServer {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind port 0");
+        let server = service_kit::server::start(spec, http, Some(listener)).expect("start server");
+        TestServer {
+            base: server.url(),
+            client: client(),
+            server: Some(server),
+        }
+    }
+
+    pub fn addr(&self) -> std::net::SocketAddr {
+        self.server.as_ref().expect("running").addr
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    pub async fn get(&self, path: &str) -> TestResponse {
+        TestResponse::from(
+            self.client
+                .get(self.url(path))
+                .send()
+                .await
+                .expect("request"),
+        )
+        .await
+    }
+
+    pub async fn send(&self, request: reqwest::RequestBuilder) -> TestResponse {
+        TestResponse::from(request.send().await.expect("request")).await
+    }
+
+    pub async fn stop(mut self) {
+        if let Some(server) = self.server.take() {
+            server.stop(true).await;
+        }
+    }
+}
+
+pub fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .timeout(std::time::Duration::from_secs(30))
+        .build()
+        .expect("client")
+}
+
+/// A response read to the end.
+#[derive(Debug)]
+pub struct TestResponse {
+    pub status: u16,
+    pub headers: reqwest::header::HeaderMap,
+    pub body: Vec<u8>,
+}
+
+impl TestResponse {
+    pub async fn from(response: reqwest::Response) -> TestResponse {
+        let status = response.status().as_u16();
+        let headers = response.headers().clone();
+        let body = response.bytes().await.expect("body").to_vec();
+        TestResponse {
+            status,
+            headers,
+            body,
+        }
+    }
+
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body).unwrap_or_else(|e| {
+            panic!(
+                "body is not JSON ({e}): status {} body {:?}",
+                self.status,
+                String::from_utf8_lossy(&self.body)
+            )
+        })
+    }
+
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+
+    /// Asserts the error envelope with the given status and code; returns the body.
+    pub fn assert_error(&self, status: u16, code: &str) -> serde_json::Value {
+        let body = self.json();
+        assert_eq!(self.status, status, "status; body: {body}");
+        assert_eq!(body["status"], status, "envelope status; body: {body}");
+        assert_eq!(body["success"], false, "{body}");
+        assert_eq!(body["error"]["code"], code, "{body}");
+        assert!(body["message"].is_string(), "{body}");
+        assert!(body["timestamp"].is_string(), "{body}");
+        body
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::with_database;
+
+    #[test]
+    fn swaps_database_name() {
+        assert_eq!(
+            with_database("postgres://u@h:5432/postgres", "x"),
+            "postgres://u@h:5432/x"
+        );
+        assert_eq!(
+            with_database("postgres://u@h/db?sslmode=disable", "x"),
+            "postgres://u@h/x?sslmode=disable"
+        );
+        assert_eq!(
+            with_database("postgres://u@h:5432", "x"),
+            "postgres://u@h:5432/x"
+        );
+    }
+}
