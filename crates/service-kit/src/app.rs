@@ -78,9 +78,10 @@ pub fn build_app(
         )
         .app_data(web::QueryConfig::default().error_handler(|err, _req| query_error(err).into()))
         .app_data(web::PathConfig::default().error_handler(|err, _req| path_error(err).into()))
-        .route("/healthz", web::get().to(healthz))
-        .route("/readyz", web::get().to(readyz))
-        .route("/metrics", web::get().to(metrics))
+        // Resources (not `App::route`) so that another method answers 405.
+        .service(web::resource("/healthz").get(healthz))
+        .service(web::resource("/readyz").get(readyz))
+        .service(web::resource("/metrics").get(metrics))
         .configure(move |cfg| routes(cfg))
         .default_service(web::to(not_found))
         .wrap(from_fn(crate::metrics::middleware))

@@ -16,6 +16,9 @@ pub trait ServicePart {
     const ENV_PREFIX: &'static str;
     type Config: Settings + Clone + Send + Sync + 'static;
 
+    /// The built-in defaults, the first configuration layer.
+    fn default_config() -> Self::Config;
+
     /// Applies pending database migrations and returns.
     fn migrate(config: &Self::Config) -> impl Future<Output = anyhow::Result<()>> + Send;
 
@@ -44,7 +47,8 @@ enum Command {
 
 /// Loads a part's configuration or explains, naming the key, why it cannot.
 pub fn load_config<P: ServicePart>(file: Option<&std::path::Path>) -> Result<P::Config, String> {
-    config::load::<P::Config>(P::ENV_PREFIX, file).map_err(|e| format!("{}: {e}", P::NAME))
+    config::load::<P::Config>(P::ENV_PREFIX, file, &P::default_config())
+        .map_err(|e| format!("{}: {e}", P::NAME))
 }
 
 /// `main` of a server binary. Exit codes: 0 done, 1 runtime failure, 2 bad configuration.

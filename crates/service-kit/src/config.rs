@@ -192,13 +192,20 @@ impl LogConfig {
 }
 
 /// The sections every server has; a part's own config adds its own on top.
-pub trait Settings: DeserializeOwned + Serialize + Default + fmt::Debug {
+pub trait Settings: DeserializeOwned + Serialize + fmt::Debug {
     fn http(&self) -> &HttpConfig;
+    fn http_mut(&mut self) -> &mut HttpConfig;
     fn log(&self) -> &LogConfig;
     fn database(&self) -> Option<&DatabaseConfig> {
         None
     }
+    fn database_mut(&mut self) -> Option<&mut DatabaseConfig> {
+        None
+    }
     fn cache(&self) -> Option<&CacheConfig> {
+        None
+    }
+    fn cache_mut(&mut self) -> Option<&mut CacheConfig> {
         None
     }
     /// Checks that need more than a type: ranges, schemes, cross-field rules.
@@ -216,6 +223,52 @@ pub trait Settings: DeserializeOwned + Serialize + Default + fmt::Debug {
             cache.validate()?;
         }
         self.validate_extra()
+    }
+}
+
+/// The configuration of a service with a database and a cache.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServiceConfig {
+    pub http: HttpConfig,
+    pub database: DatabaseConfig,
+    pub cache: CacheConfig,
+    pub log: LogConfig,
+}
+
+impl ServiceConfig {
+    /// Embedded defaults: SQLite under `./data/`, the in-process cache.
+    pub fn defaults(port: u16, name: &str) -> Self {
+        ServiceConfig {
+            http: HttpConfig::on_port(port),
+            database: DatabaseConfig::sqlite(&format!("./data/{name}.db")),
+            cache: CacheConfig::memory(&format!("{name}:")),
+            log: LogConfig::default(),
+        }
+    }
+}
+
+impl Settings for ServiceConfig {
+    fn http(&self) -> &HttpConfig {
+        &self.http
+    }
+    fn http_mut(&mut self) -> &mut HttpConfig {
+        &mut self.http
+    }
+    fn log(&self) -> &LogConfig {
+        &self.log
+    }
+    fn database(&self) -> Option<&DatabaseConfig> {
+        Some(&self.database)
+    }
+    fn database_mut(&mut self) -> Option<&mut DatabaseConfig> {
+        Some(&mut self.database)
+    }
+    fn cache(&self) -> Option<&CacheConfig> {
+        Some(&self.cache)
+    }
+    fn cache_mut(&mut self) -> Option<&mut CacheConfig> {
+        Some(&mut self.cache)
     }
 }
 
@@ -237,10 +290,14 @@ impl ConfigError {
     }
 }
 
-/// Loads a part's configuration: defaults, then `file` (TOML) if given, then the
+/// Loads a part's configuration: `defaults`, then `file` (TOML) if given, then the
 /// environment variables `{prefix}__SECTION__KEY`.
-pub fn load<T: Settings>(prefix: &str, file: Option<&Path>) -> Result<T, ConfigError> {
-    load_from(prefix, file, std::env::vars())
+pub fn load<T: Settings>(
+    prefix: &str,
+    file: Option<&Path>,
+    defaults: &T,
+) -> Result<T, ConfigError> {
+    load_from(prefix, file, std::env::vars(), defaults)
 }
 
 /// As [`load`], with the environment given explicitly (tests, the devstack).
@@ -248,8 +305,9 @@ pub fn load_from<T: Settings>(
     prefix: &str,
     file: Option<&Path>,
     env: impl IntoIterator<Item = (String, String)>,
+    defaults: &T,
 ) -> Result<T, ConfigError> {
-    let defaults = config::Config::try_from(&T::default())
+    let defaults = config::Config::try_from(defaults)
         .map_err(|e| ConfigError::Load(format!("built-in defaults: {e}")))?;
     let mut builder = config::Config::builder().add_source(defaults);
     if let Some(path) = file {
@@ -303,39 +361,10 @@ fn describe(prefix: &str, err: config::ConfigError) -> String {
 mod tests {
     use super::*;
 
-    #[derive(Debug, Serialize, Deserialize)]
-    #[serde(deny_unknown_fields)]
-    struct Sample {
-        http: HttpConfig,
-        database: DatabaseConfig,
-        cache: CacheConfig,
-        log: LogConfig,
-    }
+    type Sample = ServiceConfig;
 
-    impl Default for Sample {
-        fn default() -> Self {
-            Sample {
-                http: HttpConfig::on_port(9000),
-                database: DatabaseConfig::sqlite("./data/sample.db"),
-                cache: CacheConfig::memory("sample:"),
-                log: LogConfig::default(),
-            }
-        }
-    }
-
-    impl Settings for Sample {
-        fn http(&self) -> &HttpConfig {
-            &self.http
-        }
-        fn log(&self) -> &LogConfig {
-            &self.log
-        }
-        fn database(&self) -> Option<&DatabaseConfig> {
-            Some(&self.database)
-        }
-        fn cache(&self) -> Option<&CacheConfig> {
-            Some(&self.cache)
-        }
+    fn defaults() -> Sample {
+        ServiceConfig::defaults(9000, "sample")
     }
 
     fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
@@ -346,7 +375,7 @@ mod tests {
     }
 
     fn error_of(pairs: &[(&str, &str)]) -> String {
-        load_from::<Sample>("SAMPLE", None, env(pairs))
+        load_from::<Sample>("SAMPLE", None, env(pairs), &defaults())
             .unwrap_err()
             .to_string()
     }
@@ -361,6 +390,7 @@ mod tests {
                 ("SAMPLE__HTTP__ADDR", "127.0.0.1:7000"),
                 ("OTHER__HTTP__ADDR", "nonsense"),
             ]),
+            &defaults(),
         )
         .unwrap();
         assert_eq!(s.database.pool_size, 3);
@@ -378,6 +408,7 @@ mod tests {
             "SAMPLE",
             Some(&path),
             env(&[("SAMPLE__HTTP__WORKERS", "4")]),
+            &defaults(),
         )
         .unwrap();
         assert_eq!(s.http.addr.port(), 7100);
@@ -402,7 +433,7 @@ mod tests {
 
     #[test]
     fn secrets_do_not_print() {
-        let mut s = Sample::default();
+        let mut s = defaults();
         s.database.url = Secret::new("postgres://app:hunter2@db/app");
         assert!(!format!("{s:?}").contains("hunter2"));
     }

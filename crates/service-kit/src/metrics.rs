@@ -121,12 +121,9 @@ pub(crate) async fn middleware(
     let started = Instant::now();
     let method = method_label(req.method());
     let spec = req.app_data::<web::Data<crate::AppSpec>>().cloned();
-    let http_req = req.request().clone();
-    // Errors become responses here, so they are counted with their status.
-    let response = match next.call(req).await {
-        Ok(res) => res.map_into_boxed_body(),
-        Err(err) => ServiceResponse::new(http_req, err.error_response()).map_into_boxed_body(),
-    };
+    // Handler errors are already responses here (actix converts them inside the
+    // handler service), so they are counted with their status.
+    let response = next.call(req).await?;
     if let Some(spec) = spec {
         let route = response
             .request()

@@ -55,20 +55,12 @@ pub(crate) async fn middleware(
         .map(str::to_owned)
         .unwrap_or_else(generate);
     req.extensions_mut().insert(RequestId(id.clone()));
-    let http_req = req.request().clone();
     let span = tracing::info_span!("request", request_id = %id);
-    let result = CURRENT
+    // Handler errors become responses inside this scope, so error bodies carry the id.
+    let mut response = CURRENT
         .scope(id.clone(), next.call(req))
         .instrument(span)
-        .await;
-    // Errors are turned into responses here, inside the request id's reach, so
-    // every error body carries the id.
-    let mut response = match result {
-        Ok(res) => res.map_into_boxed_body(),
-        Err(err) => CURRENT.sync_scope(id.clone(), || {
-            ServiceResponse::new(http_req, err.error_response()).map_into_boxed_body()
-        }),
-    };
+        .await?;
     if let Ok(value) = HeaderValue::from_str(&id) {
         response.headers_mut().insert(HEADER, value);
     }

@@ -337,3 +337,16 @@ impl service_kit::ReadinessCheck for Database {
         Box::pin(async move { self.ping().await.map_err(|e| e.to_string()) })
     }
 }
+
+/// The `migrate` subcommand: connect, apply pending migrations, report them.
+pub async fn migrate(
+    config: &DatabaseConfig,
+    migrations: &'static Migrations,
+) -> Result<Vec<String>, StoreError> {
+    let db = Database::connect(config).await?;
+    let applied = db.migrate(migrations).await?;
+    if applied.is_empty() {
+        tracing::info!("database is up to date");
+    }
+    Ok(applied)
+}

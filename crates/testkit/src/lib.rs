@@ -15,6 +15,8 @@ use std::net::TcpListener;
 
 pub use reqwest;
 
+pub mod part;
+
 /// Generates one test per database backend: `NAME::sqlite` and `NAME::postgres`,
 /// each calling `BODY(DbKind)`.
 #[macro_export]

@@ -1,0 +1,2 @@
+DROP TABLE workspaces;
+DROP TABLE users;

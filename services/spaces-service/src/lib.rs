@@ -1,0 +1,52 @@
+//! spaces-service: content spaces, access control, security settings, upload configs and space API keys.
+//!
+//! A library (`SpacesService` builds the app, testable in-process or on port 0) and a thin
+//! binary.
+
+pub mod schema;
+
+use actix_web::web;
+use cache::Cache;
+use diesel_migrations::{EmbeddedMigrations, embed_migrations};
+use service_kit::AppSpec;
+use service_kit::cli::ServicePart;
+use service_kit::config::ServiceConfig;
+use std::sync::Arc;
+use store::{Database, Migrations};
+
+const POSTGRES_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/postgres");
+const SQLITE_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/sqlite");
+
+pub static MIGRATIONS: Migrations = Migrations {
+    postgres: || POSTGRES_MIGRATIONS,
+    sqlite: || SQLITE_MIGRATIONS,
+};
+
+pub struct SpacesService;
+
+impl ServicePart for SpacesService {
+    const NAME: &'static str = "spaces-service";
+    const ENV_PREFIX: &'static str = "SPACES";
+    type Config = ServiceConfig;
+
+    fn default_config() -> ServiceConfig {
+        ServiceConfig::defaults(8083, "spaces")
+    }
+
+    async fn migrate(config: &ServiceConfig) -> anyhow::Result<()> {
+        store::migrate(&config.database, &MIGRATIONS).await?;
+        Ok(())
+    }
+
+    async fn build(config: ServiceConfig) -> anyhow::Result<AppSpec> {
+        let db = Database::connect_and_migrate(&config.database, &MIGRATIONS).await?;
+        let cache = Cache::from_config(&config.cache).await?;
+        Ok(AppSpec::new(Self::NAME, routes)
+            .readiness(Arc::new(db))
+            .readiness(Arc::new(cache))
+            .json_limit(config.http.json_limit_bytes))
+    }
+}
+
+/// The public endpoints of this service.
+fn routes(_cfg: &mut web::ServiceConfig) {}
