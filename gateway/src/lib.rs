@@ -1,1 +1,91 @@
-//! gateway
+//! The gateway: the one public URL. It routes by path prefix to the services and
+//! proxies, streaming both ways over pooled keep-alive connections.
+
+pub mod config;
+pub mod proxy;
+pub mod routes;
+
+use actix_web::web;
+use cache::Cache;
+use config::GatewayConfig;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::histogram::Histogram;
+use routes::RouteTable;
+use service_kit::AppSpec;
+use service_kit::cli::ServicePart;
+use std::sync::Arc;
+use std::time::Duration;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct UpstreamLabels {
+    upstream: String,
+    /// The upstream's status, or `connect` / `timeout` / `upstream` for failures.
+    outcome: String,
+}
+
+/// Shared state of the proxy.
+pub struct Gateway {
+    pub routes: RouteTable,
+    pub client: reqwest::Client,
+    upstream_latency: Family<UpstreamLabels, Histogram, fn() -> Histogram>,
+}
+
+impl Gateway {
+    fn observe_upstream(&self, upstream: &str, outcome: &str, seconds: f64) {
+        self.upstream_latency
+            .get_or_create(&UpstreamLabels {
+                upstream: upstream.to_owned(),
+                outcome: outcome.to_owned(),
+            })
+            .observe(seconds);
+    }
+}
+
+pub struct GatewayPart;
+
+impl ServicePart for GatewayPart {
+    const NAME: &'static str = "gateway";
+    const ENV_PREFIX: &'static str = "GATEWAY";
+    type Config = GatewayConfig;
+
+    fn default_config() -> GatewayConfig {
+        GatewayConfig::defaults()
+    }
+
+    async fn migrate(_config: &GatewayConfig) -> anyhow::Result<()> {
+        tracing::info!("the gateway has no database; nothing to migrate");
+        Ok(())
+    }
+
+    async fn build(config: GatewayConfig) -> anyhow::Result<AppSpec> {
+        let cache = Cache::from_config(&config.cache).await?;
+        let client = reqwest::Client::builder()
+            .connect_timeout(Duration::from_millis(config.proxy.connect_timeout_ms))
+            .pool_max_idle_per_host(config.proxy.pool_max_idle_per_host)
+            .pool_idle_timeout(Duration::from_secs(config.proxy.pool_idle_timeout_secs))
+            .tcp_nodelay(true)
+            // A proxy passes redirects to the client; it never follows them.
+            .redirect(reqwest::redirect::Policy::none())
+            .build()?;
+        let upstream_latency: Family<UpstreamLabels, Histogram, fn() -> Histogram> =
+            Family::new_with_constructor(service_kit::metrics::latency_histogram);
+        let gateway = web::Data::new(Gateway {
+            routes: RouteTable::new(&config),
+            client,
+            upstream_latency: upstream_latency.clone(),
+        });
+        let mut spec = AppSpec::new(Self::NAME, move |cfg| {
+            cfg.app_data(gateway.clone())
+                .service(web::resource("/{tail:.*}").to(proxy::forward));
+        })
+        .readiness(Arc::new(cache))
+        .json_limit(config.http.json_limit_bytes);
+        spec.metrics.registry_mut().register(
+            "gateway_upstream_duration_seconds",
+            "Time until an upstream's response headers, by upstream and outcome",
+            upstream_latency,
+        );
+        Ok(spec)
+    }
+}

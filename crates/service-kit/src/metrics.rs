@@ -5,7 +5,7 @@ use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::Method;
 use actix_web::middleware::Next;
-use actix_web::web;
+use actix_web::{HttpMessage, web};
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -101,6 +101,11 @@ impl Metrics {
     }
 }
 
+/// A handler that serves many paths (the gateway's proxy) names the route it
+/// matched by inserting this into the request extensions.
+#[derive(Debug, Clone)]
+pub struct MetricsRoute(pub String);
+
 pub fn method_label(method: &Method) -> &'static str {
     match *method {
         Method::GET => "GET",
@@ -127,7 +132,10 @@ pub(crate) async fn middleware(
     if let Some(spec) = spec {
         let route = response
             .request()
-            .match_pattern()
+            .extensions()
+            .get::<MetricsRoute>()
+            .map(|r| r.0.clone())
+            .or_else(|| response.request().match_pattern())
             .unwrap_or_else(|| "unmatched".to_owned());
         spec.metrics.observe(
             method,

@@ -1,0 +1,203 @@
+//! Gateway configuration (`GATEWAY__…`).
+
+use serde::{Deserialize, Serialize};
+use service_kit::config::{CacheConfig, ConfigError, HttpConfig, LogConfig, Settings};
+
+/// Where each service answers.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Upstreams {
+    pub auth: String,
+    pub booking: String,
+    pub spaces: String,
+}
+
+impl Upstreams {
+    pub fn get(&self, name: &str) -> Option<&str> {
+        match name {
+            "auth" => Some(&self.auth),
+            "booking" => Some(&self.booking),
+            "spaces" => Some(&self.spaces),
+            _ => None,
+        }
+    }
+}
+
+/// `proxy.*`: how the gateway talks to upstreams.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProxyConfig {
+    /// Time to open a connection to an upstream; past it the gateway answers 503.
+    pub connect_timeout_ms: u64,
+    /// Default time until the upstream's response headers; past it, 504.
+    pub timeout_ms: u64,
+    /// Default largest request body; larger ones get 413.
+    pub max_body_bytes: u64,
+    pub pool_max_idle_per_host: usize,
+    pub pool_idle_timeout_secs: u64,
+}
+
+impl Default for ProxyConfig {
+    fn default() -> Self {
+        ProxyConfig {
+            connect_timeout_ms: 1_000,
+            timeout_ms: 30_000,
+            max_body_bytes: 10 * 1024 * 1024,
+            pool_max_idle_per_host: 64,
+            pool_idle_timeout_secs: 90,
+        }
+    }
+}
+
+/// One entry of the route table: requests whose path is `prefix` or starts with
+/// `prefix/` go to `upstream`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RouteConfig {
+    pub prefix: String,
+    pub upstream: String,
+    /// Overrides `proxy.timeout_ms` for this route.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout_ms: Option<u64>,
+    /// Overrides `proxy.max_body_bytes` for this route.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_body_bytes: Option<u64>,
+}
+
+impl RouteConfig {
+    fn new(prefix: &str, upstream: &str) -> Self {
+        RouteConfig {
+            prefix: prefix.to_owned(),
+            upstream: upstream.to_owned(),
+            timeout_ms: None,
+            max_body_bytes: None,
+        }
+    }
+}
+
+/// The public prefixes of each service (DESIGN §1).
+pub fn default_routes() -> Vec<RouteConfig> {
+    [
+        ("/api/v1/auth", "auth"),
+        ("/v1/auth", "auth"),
+        ("/v1/system", "auth"),
+        ("/.well-known", "auth"),
+        ("/api/v1/organizations", "booking"),
+        ("/api/v1/space-groups", "booking"),
+        ("/api/v1/meeting-spaces", "booking"),
+        ("/api/v1/bookings", "booking"),
+        ("/api/v1/spaces", "spaces"),
+        ("/api/v1/upload-configs", "spaces"),
+    ]
+    .into_iter()
+    .map(|(prefix, upstream)| RouteConfig::new(prefix, upstream))
+    .collect()
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GatewayConfig {
+    pub http: HttpConfig,
+    pub cache: CacheConfig,
+    pub log: LogConfig,
+    pub upstreams: Upstreams,
+    pub proxy: ProxyConfig,
+    pub routes: Vec<RouteConfig>,
+}
+
+impl GatewayConfig {
+    /// Defaults for one machine: services on loopback, ports 8081–8083.
+    pub fn defaults() -> Self {
+        GatewayConfig {
+            http: HttpConfig::on_port(8080),
+            cache: CacheConfig::memory("gateway:"),
+            log: LogConfig::default(),
+            upstreams: Upstreams {
+                auth: "http://127.0.0.1:8081".into(),
+                booking: "http://127.0.0.1:8082".into(),
+                spaces: "http://127.0.0.1:8083".into(),
+            },
+            proxy: ProxyConfig::default(),
+            routes: default_routes(),
+        }
+    }
+}
+
+impl Settings for GatewayConfig {
+    fn http(&self) -> &HttpConfig {
+        &self.http
+    }
+    fn http_mut(&mut self) -> &mut HttpConfig {
+        &mut self.http
+    }
+    fn log(&self) -> &LogConfig {
+        &self.log
+    }
+    fn cache(&self) -> Option<&CacheConfig> {
+        Some(&self.cache)
+    }
+    fn cache_mut(&mut self) -> Option<&mut CacheConfig> {
+        Some(&mut self.cache)
+    }
+
+    fn validate_extra(&self) -> Result<(), ConfigError> {
+        for (name, url) in [
+            ("upstreams.auth", &self.upstreams.auth),
+            ("upstreams.booking", &self.upstreams.booking),
+            ("upstreams.spaces", &self.upstreams.spaces),
+        ] {
+            let parsed =
+                reqwest::Url::parse(url).map_err(|e| ConfigError::invalid(name, e.to_string()))?;
+            if !matches!(parsed.scheme(), "http" | "https") || parsed.host().is_none() {
+                return Err(ConfigError::invalid(
+                    name,
+                    "must be an http:// or https:// URL",
+                ));
+            }
+            if parsed.path() != "/" || parsed.query().is_some() {
+                return Err(ConfigError::invalid(
+                    name,
+                    "must be a base URL without path or query",
+                ));
+            }
+        }
+        if self.proxy.connect_timeout_ms == 0 || self.proxy.timeout_ms == 0 {
+            return Err(ConfigError::invalid(
+                "proxy.timeout_ms",
+                "timeouts must be greater than 0",
+            ));
+        }
+        if self.routes.is_empty() {
+            return Err(ConfigError::invalid(
+                "routes",
+                "at least one route is needed",
+            ));
+        }
+        for (i, route) in self.routes.iter().enumerate() {
+            let key = format!("routes[{i}]");
+            let prefix = route.prefix.trim_end_matches('/');
+            if !route.prefix.starts_with('/') || prefix.is_empty() {
+                return Err(ConfigError::invalid(
+                    &format!("{key}.prefix"),
+                    "must start with / and name a path",
+                ));
+            }
+            if prefix == "/internal" || prefix.starts_with("/internal/") {
+                return Err(ConfigError::invalid(
+                    &format!("{key}.prefix"),
+                    "/internal is for the gateway's own calls and is never proxied",
+                ));
+            }
+            if self.upstreams.get(&route.upstream).is_none() {
+                return Err(ConfigError::invalid(
+                    &format!("{key}.upstream"),
+                    format!(
+                        "unknown upstream `{}` (expected auth, booking or spaces)",
+                        route.upstream
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    }
+}

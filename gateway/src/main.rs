@@ -1,0 +1,5 @@
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    service_kit::cli::run::<gateway::GatewayPart>()
+}

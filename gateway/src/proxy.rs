@@ -1,0 +1,290 @@
+//! Forwarding a request to its upstream and streaming the answer back.
+
+use crate::Gateway;
+use crate::routes::{Route, has_dot_segments, is_internal};
+use actix_web::http::header::{HeaderMap, HeaderName, HeaderValue};
+use actix_web::http::{Method, StatusCode};
+use actix_web::{HttpMessage, HttpRequest, HttpResponse, web};
+use bytes::Bytes;
+use futures_util::StreamExt;
+use service_kit::metrics::MetricsRoute;
+use service_kit::request_id::RequestId;
+use service_kit::{ApiError, ErrorCode};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
+use tokio::sync::mpsc;
+
+/// Headers that describe one connection, not the message (RFC 9110 §7.6.1).
+const HOP_BY_HOP: [&str; 9] = [
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "proxy-authenticate",
+    "proxy-authorization",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+];
+
+/// Identity and forwarding headers only the gateway may set: whatever a client
+/// sends under these names is dropped.
+fn is_reserved(name: &str) -> bool {
+    name.starts_with("x-spaceport-")
+        || name.starts_with("x-principal-")
+        || name.starts_with("x-forwarded-")
+        || name == "x-workspace-id"
+        || name == "forwarded"
+        || name == "x-real-ip"
+}
+
+fn connection_listed(headers: &HeaderMap) -> Vec<String> {
+    headers
+        .get_all("connection")
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(|t| t.trim().to_ascii_lowercase())
+        .filter(|t| !t.is_empty())
+        .collect()
+}
+
+fn strips(name: &str, listed: &[String]) -> bool {
+    HOP_BY_HOP.contains(&name) || listed.iter().any(|l| l == name)
+}
+
+/// The request headers sent upstream.
+fn upstream_headers(req: &HttpRequest) -> reqwest::header::HeaderMap {
+    let listed = connection_listed(req.headers());
+    let mut out = reqwest::header::HeaderMap::with_capacity(req.headers().len() + 4);
+    for (name, value) in req.headers() {
+        let n = name.as_str();
+        if strips(n, &listed) || is_reserved(n) || n == "host" || n == "x-request-id" {
+            continue;
+        }
+        if let (Ok(name), Ok(value)) = (
+            reqwest::header::HeaderName::from_bytes(n.as_bytes()),
+            reqwest::header::HeaderValue::from_bytes(value.as_bytes()),
+        ) {
+            out.append(name, value);
+        }
+    }
+    // Host and scheme come from this connection, never from client headers
+    // (actix's `connection_info()` would trust a client's X-Forwarded-*).
+    let host = req
+        .headers()
+        .get("host")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned)
+        .or_else(|| req.uri().authority().map(|a| a.to_string()));
+    let scheme = if req.app_config().secure() {
+        "https"
+    } else {
+        "http"
+    };
+    let mut set = |name: &'static str, value: &str| {
+        if let Ok(value) = reqwest::header::HeaderValue::from_str(value) {
+            out.insert(name, value);
+        }
+    };
+    if let Some(peer) = req.peer_addr() {
+        set("x-forwarded-for", &peer.ip().to_string());
+    }
+    set("x-forwarded-proto", scheme);
+    if let Some(host) = &host {
+        set("x-forwarded-host", host);
+    }
+    if let Some(id) = req.extensions().get::<RequestId>() {
+        set("x-request-id", &id.0);
+    }
+    out
+}
+
+/// Copies the upstream's response headers, minus hop-by-hop ones.
+fn copy_response_headers(
+    from: &reqwest::header::HeaderMap,
+    to: &mut actix_web::HttpResponseBuilder,
+) {
+    let mut listed = Vec::new();
+    for v in from.get_all("connection") {
+        if let Ok(v) = v.to_str() {
+            listed.extend(v.split(',').map(|t| t.trim().to_ascii_lowercase()));
+        }
+    }
+    for (name, value) in from {
+        let n = name.as_str();
+        if strips(n, &listed) || n == "content-length" {
+            continue;
+        }
+        if let (Ok(name), Ok(value)) = (
+            HeaderName::from_bytes(n.as_bytes()),
+            HeaderValue::from_bytes(value.as_bytes()),
+        ) {
+            to.append_header((name, value));
+        }
+    }
+}
+
+fn body_too_large(limit: u64) -> ApiError {
+    ApiError::new(
+        ErrorCode::PayloadTooLarge,
+        format!("request body is larger than {limit} bytes"),
+    )
+}
+
+/// Streams the client's body upstream as it arrives, refusing past `limit`.
+/// actix's payload is tied to its worker thread, so a local task feeds a channel
+/// whose receiving end reqwest can own.
+fn stream_body(mut payload: web::Payload, limit: u64, exceeded: Arc<AtomicBool>) -> reqwest::Body {
+    let (tx, rx) = mpsc::channel::<Result<Bytes, std::io::Error>>(8);
+    actix_web::rt::spawn(async move {
+        let mut total: u64 = 0;
+        while let Some(chunk) = payload.next().await {
+            let item = match chunk {
+                Ok(bytes) => {
+                    total += bytes.len() as u64;
+                    if total > limit {
+                        exceeded.store(true, Ordering::Relaxed);
+                        Err(std::io::Error::other("request body too large"))
+                    } else {
+                        Ok(bytes)
+                    }
+                }
+                Err(e) => Err(std::io::Error::other(e.to_string())),
+            };
+            let stop = item.is_err();
+            if tx.send(item).await.is_err() || stop {
+                break;
+            }
+        }
+    });
+    let stream = futures_util::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|item| (item, rx))
+    });
+    reqwest::Body::wrap_stream(stream)
+}
+
+fn has_body(req: &HttpRequest) -> bool {
+    req.headers().contains_key("transfer-encoding")
+        || req
+            .headers()
+            .get("content-length")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok())
+            .is_some_and(|n| n > 0)
+}
+
+pub async fn forward(
+    req: HttpRequest,
+    payload: web::Payload,
+    gateway: web::Data<Gateway>,
+) -> Result<HttpResponse, ApiError> {
+    let path = req.path();
+    if is_internal(path) {
+        return Err(ApiError::new(
+            ErrorCode::NotFound,
+            format!("no route for {} {path}", req.method()),
+        ));
+    }
+    if has_dot_segments(path) {
+        return Err(ApiError::bad_request(
+            "paths may not contain dot segments or encoded slashes",
+        ));
+    }
+    let route = gateway.routes.find(path).ok_or_else(|| {
+        ApiError::new(
+            ErrorCode::NotFound,
+            format!("no route for {} {path}", req.method()),
+        )
+    })?;
+    req.extensions_mut()
+        .insert(MetricsRoute(route.prefix.clone()));
+
+    let declared = req
+        .headers()
+        .get("content-length")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > route.max_body_bytes) {
+        return Err(body_too_large(route.max_body_bytes));
+    }
+    send(&req, payload, &gateway, route).await
+}
+
+async fn send(
+    req: &HttpRequest,
+    payload: web::Payload,
+    gateway: &Gateway,
+    route: &Route,
+) -> Result<HttpResponse, ApiError> {
+    let path_and_query = req
+        .uri()
+        .path_and_query()
+        .map_or(req.path(), |pq| pq.as_str());
+    let url = format!("{}{path_and_query}", route.base_url);
+    let method = reqwest::Method::from_bytes(req.method().as_str().as_bytes())
+        .map_err(|_| ApiError::new(ErrorCode::MethodNotAllowed, "unsupported method"))?;
+    let mut upstream = gateway
+        .client
+        .request(method, &url)
+        .headers(upstream_headers(req));
+    let exceeded = Arc::new(AtomicBool::new(false));
+    if has_body(req) && req.method() != Method::GET && req.method() != Method::HEAD {
+        upstream = upstream.body(stream_body(payload, route.max_body_bytes, exceeded.clone()));
+    }
+
+    let started = Instant::now();
+    let outcome = tokio::time::timeout(route.timeout, upstream.send()).await;
+    let elapsed = started.elapsed().as_secs_f64();
+    let response = match outcome {
+        Ok(Ok(response)) => response,
+        Ok(Err(_)) if exceeded.load(Ordering::Relaxed) => {
+            return Err(body_too_large(route.max_body_bytes));
+        }
+        Ok(Err(e)) => {
+            let (error, label) = if e.is_connect() {
+                (
+                    ApiError::service_unavailable(format!("{} is unavailable", route.upstream))
+                        .with_retry_after(1),
+                    "connect",
+                )
+            } else {
+                (
+                    ApiError::new(
+                        ErrorCode::BadGateway,
+                        format!("{} answered badly", route.upstream),
+                    ),
+                    "upstream",
+                )
+            };
+            tracing::warn!(upstream = %route.upstream, error = %e, "upstream request failed");
+            gateway.observe_upstream(&route.upstream, label, elapsed);
+            return Err(error);
+        }
+        Err(_) => {
+            tracing::warn!(upstream = %route.upstream, timeout_ms = route.timeout.as_millis() as u64, "upstream timed out");
+            gateway.observe_upstream(&route.upstream, "timeout", elapsed);
+            return Err(ApiError::new(
+                ErrorCode::GatewayTimeout,
+                format!("{} did not answer in time", route.upstream),
+            ));
+        }
+    };
+    gateway.observe_upstream(&route.upstream, response.status().as_str(), elapsed);
+
+    let status =
+        StatusCode::from_u16(response.status().as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
+    let mut builder = HttpResponse::build(status);
+    copy_response_headers(response.headers(), &mut builder);
+    if let Some(len) = response.content_length() {
+        builder.no_chunking(len);
+    }
+    let upstream_name = route.upstream.clone();
+    let body = response.bytes_stream().map(move |chunk| {
+        chunk.map_err(|e| {
+            tracing::warn!(upstream = %upstream_name, error = %e, "upstream body failed mid-stream");
+            actix_web::error::ErrorBadGateway("upstream body failed")
+        })
+    });
+    Ok(builder.streaming(body))
+}

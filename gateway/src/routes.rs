@@ -1,0 +1,120 @@
+//! The route table: longest matching prefix wins.
+
+use crate::config::{GatewayConfig, RouteConfig};
+use std::time::Duration;
+
+#[derive(Debug, Clone)]
+pub struct Route {
+    pub prefix: String,
+    pub upstream: String,
+    /// Base URL of the upstream, without a trailing slash.
+    pub base_url: String,
+    pub timeout: Duration,
+    pub max_body_bytes: u64,
+}
+
+#[derive(Debug, Clone)]
+pub struct RouteTable {
+    routes: Vec<Route>,
+}
+
+impl RouteTable {
+    pub fn new(config: &GatewayConfig) -> RouteTable {
+        let mut routes: Vec<Route> = config
+            .routes
+            .iter()
+            .map(|r: &RouteConfig| Route {
+                prefix: r.prefix.trim_end_matches('/').to_owned(),
+                upstream: r.upstream.clone(),
+                base_url: config
+                    .upstreams
+                    .get(&r.upstream)
+                    .unwrap_or_default()
+                    .trim_end_matches('/')
+                    .to_owned(),
+                timeout: Duration::from_millis(r.timeout_ms.unwrap_or(config.proxy.timeout_ms)),
+                max_body_bytes: r.max_body_bytes.unwrap_or(config.proxy.max_body_bytes),
+            })
+            .collect();
+        routes.sort_by(|a, b| b.prefix.len().cmp(&a.prefix.len()));
+        RouteTable { routes }
+    }
+
+    /// The route serving `path`: equal to a prefix, or below it (`prefix/…`), so
+    /// `/api/v1/spacesX` does not match `/api/v1/spaces`.
+    pub fn find(&self, path: &str) -> Option<&Route> {
+        self.routes.iter().find(|r| {
+            path.strip_prefix(r.prefix.as_str())
+                .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+        })
+    }
+}
+
+/// `/internal/*` exists only for the gateway's own calls.
+pub fn is_internal(path: &str) -> bool {
+    path == "/internal" || path.starts_with("/internal/")
+}
+
+/// A path with `.` or `..` segments (plain or percent-encoded) could be read one
+/// way here and another way upstream; such paths are refused, not normalised.
+pub fn has_dot_segments(path: &str) -> bool {
+    path.split('/').any(|segment| {
+        let lowered = segment.to_ascii_lowercase().replace("%2e", ".");
+        lowered == "." || lowered == ".."
+    }) || path.to_ascii_lowercase().contains("%2f")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn longest_prefix_on_segment_boundaries() {
+        let mut config = GatewayConfig::defaults();
+        config.routes.push(RouteConfig {
+            prefix: "/api/v1/spaces/special".into(),
+            upstream: "booking".into(),
+            timeout_ms: Some(5),
+            max_body_bytes: None,
+        });
+        let table = RouteTable::new(&config);
+        assert_eq!(table.find("/api/v1/spaces").unwrap().upstream, "spaces");
+        assert_eq!(table.find("/api/v1/spaces/abc").unwrap().upstream, "spaces");
+        assert_eq!(
+            table.find("/api/v1/spaces/special/x").unwrap().upstream,
+            "booking"
+        );
+        assert_eq!(
+            table.find("/api/v1/spaces/special").unwrap().timeout,
+            Duration::from_millis(5)
+        );
+        assert!(table.find("/api/v1/spacesX").is_none());
+        assert_eq!(
+            table.find("/v1/auth/token").unwrap().base_url,
+            "http://127.0.0.1:8081"
+        );
+        assert_eq!(
+            table.find("/.well-known/jwks.json").unwrap().upstream,
+            "auth"
+        );
+        assert!(table.find("/internal/keys").is_none());
+        assert!(table.find("/").is_none());
+    }
+
+    #[test]
+    fn internal_and_dot_segments() {
+        assert!(is_internal("/internal"));
+        assert!(is_internal("/internal/introspect"));
+        assert!(!is_internal("/internals"));
+        for bad in [
+            "/api/v1/spaces/../internal",
+            "/a/./b",
+            "/a/%2e%2E/b",
+            "/a/%2E",
+            "/a%2Fb",
+        ] {
+            assert!(has_dot_segments(bad), "{bad}");
+        }
+        assert!(!has_dot_segments("/api/v1/spaces/file.v2..txt"));
+    }
+}

@@ -1,0 +1,359 @@
+//! The gateway over real HTTP on loopback: routing to the real services, streaming,
+//! header hygiene, and failing fast when an upstream is down or hangs.
+
+mod upstream;
+
+use gateway::GatewayPart;
+use gateway::config::{GatewayConfig, RouteConfig};
+use service_kit::cli::ServicePart;
+use std::time::{Duration, Instant};
+use testkit::part::start_part;
+use testkit::{CacheKind, DbKind, TestCache, TestDatabase, TestServer, db_test};
+use upstream::{Echo, fnv1a};
+
+/// A gateway whose `booking` upstream is `upstream_url` and which routes `/echo` there.
+async fn gateway_with(upstream_url: &str, tweak: impl FnOnce(&mut GatewayConfig)) -> TestServer {
+    let mut config = GatewayConfig::defaults();
+    config.http = testkit::http_config();
+    config.cache = TestCache::new(CacheKind::Memory).config;
+    config.upstreams.booking = upstream_url.to_owned();
+    config.routes.push(RouteConfig {
+        prefix: "/echo".into(),
+        upstream: "booking".into(),
+        timeout_ms: None,
+        max_body_bytes: None,
+    });
+    tweak(&mut config);
+    let http = config.http.clone();
+    TestServer::start_with(GatewayPart::build(config).await.expect("gateway"), &http)
+}
+
+db_test!(proxies_to_each_service, proxies_to_each_service_body);
+async fn proxies_to_each_service_body(kind: DbKind) {
+    let cache = TestCache::new(CacheKind::Memory);
+    let dbs = [
+        TestDatabase::new(kind),
+        TestDatabase::new(kind),
+        TestDatabase::new(kind),
+    ];
+    let auth = start_part::<auth_service::AuthService>(Some(&dbs[0]), &cache).await;
+    let booking = start_part::<booking_service::BookingService>(Some(&dbs[1]), &cache).await;
+    let spaces = start_part::<spaces_service::SpacesService>(Some(&dbs[2]), &cache).await;
+    let mut config = GatewayConfig::defaults();
+    config.http = testkit::http_config();
+    config.cache = cache.config.clone();
+    config.upstreams.auth = auth.base.clone();
+    config.upstreams.booking = booking.base.clone();
+    config.upstreams.spaces = spaces.base.clone();
+    let http = config.http.clone();
+    let gw = TestServer::start_with(GatewayPart::build(config).await.unwrap(), &http);
+
+    let cases = [
+        ("/api/v1/auth/otp/request", &auth, "auth-service"),
+        ("/.well-known/jwks.json", &auth, "auth-service"),
+        ("/api/v1/organizations", &booking, "booking-service"),
+        ("/api/v1/bookings/bk_1", &booking, "booking-service"),
+        ("/api/v1/spaces", &spaces, "spaces-service"),
+        ("/api/v1/upload-configs/x", &spaces, "spaces-service"),
+    ];
+    for (i, (path, service, name)) in cases.iter().enumerate() {
+        let request_id = format!("gw-proxy-{i}");
+        let response = gw
+            .send(
+                gw.client
+                    .get(gw.url(path))
+                    .header("x-request-id", &request_id),
+            )
+            .await;
+        // The services have no business routes yet: the 404 comes from the service,
+        // which saw the request id the gateway forwarded.
+        let body = response.assert_error(404, "not_found");
+        assert_eq!(body["error"]["request_id"], request_id.as_str(), "{path}");
+        assert_eq!(response.header("x-request-id"), Some(request_id.as_str()));
+        let metrics = service.get("/metrics").await;
+        let text = String::from_utf8_lossy(&metrics.body);
+        assert!(
+            text.lines().any(|l| l.starts_with("http_requests_total{")
+                && l.contains("route=\"unmatched\"")
+                && l.contains("status=\"404\"")
+                && l.contains(&format!("service=\"{name}\""))),
+            "{path} must have reached {name}:\n{text}"
+        );
+    }
+    let gw_metrics = String::from_utf8_lossy(&gw.get("/metrics").await.body).into_owned();
+    assert!(
+        gw_metrics.contains("route=\"/api/v1/organizations\""),
+        "{gw_metrics}"
+    );
+    assert!(
+        gw_metrics.contains("gateway_upstream_duration_seconds"),
+        "{gw_metrics}"
+    );
+    for server in [gw, auth, booking, spaces] {
+        server.stop().await;
+    }
+}
+
+#[tokio::test]
+async fn streams_large_bodies_both_ways() {
+    let echo = Echo::start();
+    let gw = gateway_with(&echo.server.base, |_| {}).await;
+
+    let body: Vec<u8> = (0..5 * 1024 * 1024u32).map(|i| (i % 253) as u8).collect();
+    let expected = fnv1a(&body);
+    let response = gw
+        .send(
+            gw.client
+                .post(gw.url("/echo/upload?x=1&y=two"))
+                .body(body.clone()),
+        )
+        .await;
+    assert_eq!(response.status, 200);
+    let seen = response.json();
+    assert_eq!(seen["method"], "POST");
+    assert_eq!(seen["path"], "/echo/upload");
+    assert_eq!(seen["query"], "x=1&y=two");
+    assert_eq!(seen["body_len"], body.len() as u64);
+    assert_eq!(seen["body_fnv"], expected);
+
+    // A chunked (unknown-length) body streams through too.
+    let chunks: Vec<Result<Vec<u8>, std::io::Error>> =
+        body.chunks(64 * 1024).map(|c| Ok(c.to_vec())).collect();
+    let streamed = gw
+        .send(
+            gw.client
+                .put(gw.url("/echo/stream"))
+                .body(testkit::reqwest::Body::wrap_stream(
+                    futures_util::stream::iter(chunks),
+                )),
+        )
+        .await;
+    assert_eq!(streamed.json()["body_len"], body.len() as u64);
+    assert_eq!(streamed.json()["body_fnv"], expected);
+
+    let size = 3 * 1024 * 1024 + 7;
+    let big = gw.get(&format!("/echo/big?size={size}")).await;
+    assert_eq!(big.status, 200);
+    assert_eq!(big.body.len(), size);
+    assert_eq!(
+        big.header("content-length"),
+        Some(size.to_string().as_str())
+    );
+    assert!(
+        big.body
+            .iter()
+            .enumerate()
+            .all(|(i, b)| *b == (i % 251) as u8)
+    );
+    gw.stop().await;
+    echo.server.stop().await;
+}
+
+#[tokio::test]
+async fn strips_identity_and_hop_by_hop_headers() {
+    let echo = Echo::start();
+    let gw = gateway_with(&echo.server.base, |_| {}).await;
+    let response = gw
+        .send(
+            gw.client
+                .patch(gw.url("/echo/headers"))
+                .header("x-spaceport-identity", "forged")
+                .header("x-spaceport-anything", "forged")
+                .header("x-workspace-id", "wrk_forged")
+                .header("x-principal-id", "usr_forged")
+                .header("x-forwarded-for", "6.6.6.6")
+                .header("x-forwarded-host", "evil.example")
+                .header("forwarded", "for=6.6.6.6")
+                .header("connection", "keep-alive, x-drop-me")
+                .header("x-drop-me", "connection-scoped")
+                .header("te", "trailers")
+                .header(
+                    "traceparent",
+                    "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+                )
+                .header("x-request-id", "hygiene-1")
+                .header("x-custom", "kept")
+                .body("{}"),
+        )
+        .await;
+    assert_eq!(response.status, 200);
+    let seen = response.json();
+    let headers = &seen["headers"];
+    assert_eq!(seen["method"], "PATCH");
+    for forged in [
+        "x-spaceport-identity",
+        "x-spaceport-anything",
+        "x-workspace-id",
+        "x-principal-id",
+        "forwarded",
+        "x-drop-me",
+        "te",
+    ] {
+        assert!(
+            headers.get(forged).is_none(),
+            "{forged} must not reach the upstream: {headers}"
+        );
+    }
+    assert_eq!(headers["x-forwarded-for"], "127.0.0.1");
+    assert_eq!(headers["x-forwarded-proto"], "http");
+    assert_eq!(headers["x-forwarded-host"], gw.addr().to_string());
+    assert_eq!(headers["x-request-id"], "hygiene-1");
+    assert_eq!(
+        headers["traceparent"],
+        "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+    );
+    assert_eq!(headers["x-custom"], "kept");
+    gw.stop().await;
+    echo.server.stop().await;
+}
+
+#[tokio::test]
+async fn internal_unknown_and_dot_segment_paths_never_reach_an_upstream() {
+    let echo = Echo::start();
+    let gw = gateway_with(&echo.server.base, |_| {}).await;
+    gw.get("/internal/keys/introspect")
+        .await
+        .assert_error(404, "not_found");
+    gw.get("/internal").await.assert_error(404, "not_found");
+    gw.get("/nowhere").await.assert_error(404, "not_found");
+    gw.get("/echoes").await.assert_error(404, "not_found");
+    // HTTP clients normalise dot segments themselves; send them raw.
+    for raw in [
+        "/echo/%2e%2e/internal/x",
+        "/echo/../internal/x",
+        "/echo/./x",
+        "/echo/a%2Fb",
+    ] {
+        assert_eq!(raw_get(gw.addr(), raw).await, 400, "{raw}");
+    }
+    assert_eq!(echo.hits(), 0, "none of these may reach the upstream");
+    gw.stop().await;
+    echo.server.stop().await;
+}
+
+/// Sends `GET path` as written, without any client-side normalisation; returns the status.
+async fn raw_get(addr: std::net::SocketAddr, path: &str) -> u16 {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let request = format!("GET {path} HTTP/1.1\r\nHost: gateway.test\r\nConnection: close\r\n\r\n");
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut response = Vec::new();
+    stream.read_to_end(&mut response).await.unwrap();
+    let text = String::from_utf8_lossy(&response);
+    text.split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0)
+}
+
+#[tokio::test]
+async fn oversize_bodies_are_refused() {
+    let echo = Echo::start();
+    let gw = gateway_with(&echo.server.base, |c| {
+        c.routes.last_mut().unwrap().max_body_bytes = Some(1024)
+    })
+    .await;
+    let declared = gw
+        .send(gw.client.post(gw.url("/echo/x")).body(vec![1u8; 2048]))
+        .await;
+    declared.assert_error(413, "payload_too_large");
+    let chunks: Vec<Result<Vec<u8>, std::io::Error>> = (0..8).map(|_| Ok(vec![2u8; 512])).collect();
+    let streamed = gw
+        .send(
+            gw.client
+                .post(gw.url("/echo/x"))
+                .body(testkit::reqwest::Body::wrap_stream(
+                    futures_util::stream::iter(chunks),
+                )),
+        )
+        .await;
+    assert_eq!(
+        streamed.status,
+        413,
+        "{:?}",
+        String::from_utf8_lossy(&streamed.body)
+    );
+    let fits = gw
+        .send(gw.client.post(gw.url("/echo/x")).body(vec![1u8; 1024]))
+        .await;
+    assert_eq!(fits.json()["body_len"], 1024);
+    gw.stop().await;
+    echo.server.stop().await;
+}
+
+#[tokio::test]
+async fn an_upstream_that_is_down_answers_503_quickly() {
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", closed.local_addr().unwrap());
+    drop(closed);
+    let gw = gateway_with(&url, |_| {}).await;
+    let started = Instant::now();
+    let response = gw.get("/echo/x").await;
+    response.assert_error(503, "service_unavailable");
+    assert!(response.header("retry-after").is_some());
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "took {:?}",
+        started.elapsed()
+    );
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn an_upstream_that_hangs_answers_504_at_the_route_timeout() {
+    // Accepts connections and never answers.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for stream in listener.incoming().take(4) {
+            held.push(stream);
+        }
+        std::thread::sleep(Duration::from_secs(30));
+    });
+    let gw = gateway_with(&url, |c| {
+        c.routes.last_mut().unwrap().timeout_ms = Some(300)
+    })
+    .await;
+    let started = Instant::now();
+    gw.get("/echo/x").await.assert_error(504, "gateway_timeout");
+    let took = started.elapsed();
+    assert!(
+        took >= Duration::from_millis(300) && took < Duration::from_secs(5),
+        "took {took:?}"
+    );
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn gateway_health_readiness_and_metrics() {
+    let echo = Echo::start();
+    let gw = gateway_with(&echo.server.base, |_| {}).await;
+    assert_eq!(gw.get("/healthz").await.status, 200);
+    let ready = gw.get("/readyz").await;
+    assert_eq!(ready.status, 200);
+    assert_eq!(ready.json()["data"]["checks"]["cache"], "ok");
+    gw.get("/echo/one").await;
+    let text = String::from_utf8_lossy(&gw.get("/metrics").await.body).into_owned();
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("http_requests_total{") && l.contains("route=\"/echo\"")),
+        "{text}"
+    );
+    gw.stop().await;
+    echo.server.stop().await;
+}
+
+#[test]
+fn bad_config_exits_naming_the_key() {
+    let bin = env!("CARGO_BIN_EXE_gateway");
+    testkit::part::assert_bad_config_exits(bin, "GATEWAY");
+    let (code, output) = testkit::part::run_binary(
+        bin,
+        &[],
+        &[("GATEWAY__UPSTREAMS__AUTH".into(), "ftp://auth".into())],
+        Duration::from_secs(20),
+    );
+    assert_eq!(code, Some(2), "{output}");
+    assert!(output.contains("upstreams.auth"), "{output}");
+}
