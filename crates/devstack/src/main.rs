@@ -1,1 +1,78 @@
-fn main() {}
+//! The whole platform in one process, for a laptop: the gateway and the three
+//! services on their default ports, SQLite under `./data/`, one in-process cache
+//! shared by all (so revocations published by a service reach the gateway).
+//!
+//! Each part reads the same environment variables as its own binary
+//! (`AUTH__…`, `BOOKING__…`, `SPACES__…`, `GATEWAY__…`), so any part can be
+//! pointed at PostgreSQL or Redis without changing the others.
+
+use service_kit::cli::{ServicePart, load_config};
+use service_kit::config::Settings;
+use service_kit::server::{RunningServer, serve_until_signal, start};
+use std::process::ExitCode;
+
+async fn launch<P: ServicePart>(servers: &mut Vec<RunningServer>) -> anyhow::Result<()> {
+    let config = load_config::<P>(None).map_err(anyhow::Error::msg)?;
+    let http = config.http().clone();
+    let spec = P::build(config)
+        .await
+        .map_err(|e| e.context(format!("{} failed to start", P::NAME)))?;
+    servers.push(
+        start(spec, &http, None)
+            .map_err(|e| anyhow::anyhow!("{}: cannot listen on {}: {e}", P::NAME, http.addr))?,
+    );
+    Ok(())
+}
+
+async fn run() -> anyhow::Result<()> {
+    let mut servers = Vec::new();
+    let started = async {
+        launch::<auth_service::AuthService>(&mut servers).await?;
+        launch::<booking_service::BookingService>(&mut servers).await?;
+        launch::<spaces_service::SpacesService>(&mut servers).await?;
+        launch::<gateway::GatewayPart>(&mut servers).await
+    }
+    .await;
+    if let Err(e) = started {
+        for server in servers {
+            server.stop(false).await;
+        }
+        return Err(e);
+    }
+    let gateway = servers.last().map(|s| s.addr).expect("gateway started");
+    println!("Spaceport is up: gateway at http://{gateway}  (Ctrl-C to stop)");
+    for server in &servers {
+        println!("  {:<16} {}", server.name, server.url());
+    }
+    serve_until_signal(servers).await;
+    Ok(())
+}
+
+fn main() -> ExitCode {
+    let log = match load_config::<gateway::GatewayPart>(None) {
+        Ok(config) => config.log().clone(),
+        Err(message) => {
+            eprintln!("{message}");
+            return ExitCode::from(2);
+        }
+    };
+    service_kit::telemetry::init(&log);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("devstack: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("devstack: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

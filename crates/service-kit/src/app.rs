@@ -89,6 +89,8 @@ pub fn build_app(
         .wrap(from_fn(crate::request_id::middleware))
 }
 
+/// Fallbacks for actix's own `web::Json` / `web::Query`. Handlers use
+/// [`crate::Json`] and [`crate::Query`], which also name the offending field.
 fn json_error(err: JsonPayloadError) -> ApiError {
     match err {
         JsonPayloadError::OverflowKnownLength { limit, .. }
@@ -101,48 +103,17 @@ fn json_error(err: JsonPayloadError) -> ApiError {
             "expected Content-Type: application/json",
         ),
         JsonPayloadError::Deserialize(e) if e.is_data() => {
-            // A well-formed document of the wrong shape: name the field when serde did.
-            let message = e.to_string();
-            let field = message
-                .split('`')
-                .nth(1)
-                .filter(|_| message.contains("field"))
-                .unwrap_or("body")
-                .to_owned();
-            ApiError::validation(vec![crate::FieldError::new(
-                field,
-                strip_position(&message),
-            )])
+            ApiError::validation(vec![crate::FieldError::new("body", e.to_string())])
         }
-        JsonPayloadError::Deserialize(e) => ApiError::new(
-            ErrorCode::InvalidJson,
-            format!("malformed JSON: {}", strip_position(&e.to_string())),
-        ),
-        JsonPayloadError::Serialize(e) => ApiError::internal(e),
+        JsonPayloadError::Deserialize(e) => {
+            ApiError::new(ErrorCode::InvalidJson, format!("malformed JSON: {e}"))
+        }
         other => ApiError::bad_request(format!("could not read request body: {other}")),
     }
 }
 
-/// serde_json appends " at line 1 column 7"; useful, but not part of the message.
-fn strip_position(message: &str) -> String {
-    match message.rfind(" at line ") {
-        Some(i) => message[..i].to_owned(),
-        None => message.to_owned(),
-    }
-}
-
 fn query_error(err: QueryPayloadError) -> ApiError {
-    let message = match &err {
-        QueryPayloadError::Deserialize(e) => e.to_string(),
-        other => other.to_string(),
-    };
-    let field = message
-        .split('`')
-        .nth(1)
-        .filter(|_| message.contains("field"))
-        .unwrap_or("query")
-        .to_owned();
-    ApiError::invalid_query(field, message)
+    ApiError::invalid_query("query", err.to_string())
 }
 
 fn path_error(_err: PathError) -> ApiError {
