@@ -36,7 +36,7 @@ impl RouteTable {
                 max_body_bytes: r.max_body_bytes.unwrap_or(config.proxy.max_body_bytes),
             })
             .collect();
-        routes.sort_by(|a, b| b.prefix.len().cmp(&a.prefix.len()));
+        routes.sort_by_key(|r| std::cmp::Reverse(r.prefix.len()));
         RouteTable { routes }
     }
 

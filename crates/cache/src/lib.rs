@@ -225,6 +225,26 @@ impl Cache {
     }
 }
 
+impl Cache {
+    /// Connects with a part's `cache.*` settings.
+    pub async fn from_config(
+        config: &service_kit::config::CacheConfig,
+    ) -> Result<Cache, CacheError> {
+        Cache::connect(config.url.expose(), &config.key_prefix).await
+    }
+}
+
+/// `/readyz` sees the cache through this.
+impl service_kit::ReadinessCheck for Cache {
+    fn name(&self) -> &'static str {
+        "cache"
+    }
+
+    fn check(&self) -> futures_util::future::BoxFuture<'_, Result<(), String>> {
+        Box::pin(async move { self.ping().await.map_err(|e| e.to_string()) })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -318,25 +338,5 @@ mod tests {
             .await
             .unwrap_err();
         assert!(matches!(err, CacheError::InvalidQuota(_)));
-    }
-}
-
-impl Cache {
-    /// Connects with a part's `cache.*` settings.
-    pub async fn from_config(
-        config: &service_kit::config::CacheConfig,
-    ) -> Result<Cache, CacheError> {
-        Cache::connect(config.url.expose(), &config.key_prefix).await
-    }
-}
-
-/// `/readyz` sees the cache through this.
-impl service_kit::ReadinessCheck for Cache {
-    fn name(&self) -> &'static str {
-        "cache"
-    }
-
-    fn check(&self) -> futures_util::future::BoxFuture<'_, Result<(), String>> {
-        Box::pin(async move { self.ping().await.map_err(|e| e.to_string()) })
     }
 }

@@ -91,7 +91,6 @@ impl ErrorCode {
     /// responses into envelopes).
     pub fn for_status(status: StatusCode) -> ErrorCode {
         match status.as_u16() {
-            400 => ErrorCode::BadRequest,
             401 => ErrorCode::Unauthorized,
             403 => ErrorCode::Forbidden,
             404 => ErrorCode::NotFound,
@@ -104,6 +103,7 @@ impl ErrorCode {
             502 => ErrorCode::BadGateway,
             503 => ErrorCode::ServiceUnavailable,
             504 => ErrorCode::GatewayTimeout,
+            // 400 and any other client error.
             400..=499 => ErrorCode::BadRequest,
             _ => ErrorCode::InternalError,
         }

@@ -97,7 +97,7 @@ impl CustomizeConnection<DbConnection, diesel::r2d2::Error> for ConnectionSetup 
 }
 
 /// Key of the advisory lock that serializes migrations across replicas.
-const MIGRATION_LOCK_KEY: i64 = 0x5350_4150_4f52_54; // "SPAPORT"
+const MIGRATION_LOCK_KEY: i64 = 0x0053_5041_504f_5254; // "SPAPORT" in ASCII
 
 /// A pooled database handle; cheap to clone.
 #[derive(Clone)]

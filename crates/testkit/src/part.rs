@@ -217,3 +217,22 @@ async fn store_ping(db: &TestDatabase) -> Result<(), String> {
     .await
     .map_err(|e| e.to_string())?
 }
+
+/// The example config file shipped in `deploy/config/` loads and matches the
+/// part's built-in defaults, so the documentation cannot drift from the code.
+pub fn assert_example_config_matches_defaults<P: ServicePart>(file: &str) {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").join(file);
+    let loaded = service_kit::config::load_from::<P::Config>(
+        P::ENV_PREFIX,
+        Some(&path),
+        Vec::<(String, String)>::new(),
+        &P::default_config(),
+    )
+    .unwrap_or_else(|e| panic!("{file}: {e}"));
+    let as_json = |c: &P::Config| serde_json::to_value(c).expect("config serializes");
+    assert_eq!(
+        as_json(&loaded),
+        as_json(&P::default_config()),
+        "{file} must show the built-in defaults"
+    );
+}

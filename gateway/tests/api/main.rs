@@ -357,3 +357,8 @@ fn bad_config_exits_naming_the_key() {
     assert_eq!(code, Some(2), "{output}");
     assert!(output.contains("upstreams.auth"), "{output}");
 }
+
+#[test]
+fn example_config_matches_defaults() {
+    testkit::part::assert_example_config_matches_defaults::<GatewayPart>("deploy/config/gateway.example.toml");
+}

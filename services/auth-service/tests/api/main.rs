@@ -48,3 +48,8 @@ async fn schema_roundtrip(kind: DbKind) {
         .unwrap();
     assert_eq!(count, 1);
 }
+
+#[test]
+fn example_config_matches_defaults() {
+    testkit::part::assert_example_config_matches_defaults::<AuthService>("deploy/config/auth-service.example.toml");
+}

@@ -55,3 +55,8 @@ async fn schema_roundtrip(kind: DbKind) {
         .unwrap();
     assert_eq!(count, 1);
 }
+
+#[test]
+fn example_config_matches_defaults() {
+    testkit::part::assert_example_config_matches_defaults::<BookingService>("deploy/config/booking-service.example.toml");
+}

@@ -52,3 +52,8 @@ async fn schema_roundtrip(kind: DbKind) {
         .unwrap();
     assert_eq!(count, 1);
 }
+
+#[test]
+fn example_config_matches_defaults() {
+    testkit::part::assert_example_config_matches_defaults::<SpacesService>("deploy/config/spaces-service.example.toml");
+}
