@@ -221,7 +221,9 @@ async fn store_ping(db: &TestDatabase) -> Result<(), String> {
 /// The example config file shipped in `deploy/config/` loads and matches the
 /// part's built-in defaults, so the documentation cannot drift from the code.
 pub fn assert_example_config_matches_defaults<P: ServicePart>(file: &str) {
-    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").join(file);
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .join(file);
     let loaded = service_kit::config::load_from::<P::Config>(
         P::ENV_PREFIX,
         Some(&path),

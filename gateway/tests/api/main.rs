@@ -360,5 +360,7 @@ fn bad_config_exits_naming_the_key() {
 
 #[test]
 fn example_config_matches_defaults() {
-    testkit::part::assert_example_config_matches_defaults::<GatewayPart>("deploy/config/gateway.example.toml");
+    testkit::part::assert_example_config_matches_defaults::<GatewayPart>(
+        "deploy/config/gateway.example.toml",
+    );
 }

@@ -51,5 +51,7 @@ async fn schema_roundtrip(kind: DbKind) {
 
 #[test]
 fn example_config_matches_defaults() {
-    testkit::part::assert_example_config_matches_defaults::<AuthService>("deploy/config/auth-service.example.toml");
+    testkit::part::assert_example_config_matches_defaults::<AuthService>(
+        "deploy/config/auth-service.example.toml",
+    );
 }

@@ -58,5 +58,7 @@ async fn schema_roundtrip(kind: DbKind) {
 
 #[test]
 fn example_config_matches_defaults() {
-    testkit::part::assert_example_config_matches_defaults::<BookingService>("deploy/config/booking-service.example.toml");
+    testkit::part::assert_example_config_matches_defaults::<BookingService>(
+        "deploy/config/booking-service.example.toml",
+    );
 }

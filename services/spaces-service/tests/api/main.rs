@@ -55,5 +55,7 @@ async fn schema_roundtrip(kind: DbKind) {
 
 #[test]
 fn example_config_matches_defaults() {
-    testkit::part::assert_example_config_matches_defaults::<SpacesService>("deploy/config/spaces-service.example.toml");
+    testkit::part::assert_example_config_matches_defaults::<SpacesService>(
+        "deploy/config/spaces-service.example.toml",
+    );
 }
