@@ -338,13 +338,40 @@ impl service_kit::ReadinessCheck for Database {
     }
 }
 
-/// The `migrate` subcommand: connect, apply pending migrations, report them.
+/// The `migrate` subcommand: apply pending migrations over one direct connection
+/// and report them. No pool: a pool's background threads could still be opening a
+/// connection when the process exits, racing libpq's teardown.
 pub async fn migrate(
     config: &DatabaseConfig,
     migrations: &'static Migrations,
 ) -> Result<Vec<String>, StoreError> {
-    let db = Database::connect(config).await?;
-    let applied = db.migrate(migrations).await?;
+    let url = config.url.expose().to_owned();
+    let applied = blocking(move || {
+        let (backend, url) = Backend::parse(&url)?;
+        let unavailable = |e: diesel::ConnectionError| {
+            StoreError::Unavailable(format!("cannot connect to {}: {e}", backend.name()))
+        };
+        let mut conn = match backend {
+            Backend::Postgres => {
+                DbConnection::Postgresql(PgConnection::establish(&url).map_err(unavailable)?)
+            }
+            Backend::Sqlite => {
+                if let Some(parent) = std::path::Path::new(&url).parent()
+                    && !parent.as_os_str().is_empty()
+                {
+                    std::fs::create_dir_all(parent).map_err(|e| {
+                        StoreError::Config(format!(
+                            "database.url: cannot create {}: {e}",
+                            parent.display()
+                        ))
+                    })?;
+                }
+                DbConnection::Sqlite(SqliteConnection::establish(&url).map_err(unavailable)?)
+            }
+        };
+        migrate_connection(&mut conn, migrations)
+    })
+    .await?;
     if applied.is_empty() {
         tracing::info!("database is up to date");
     }
