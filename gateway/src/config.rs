@@ -1,7 +1,7 @@
 //! Gateway configuration (`GATEWAY__…`).
 
 use serde::{Deserialize, Serialize};
-use service_kit::config::{CacheConfig, ConfigError, HttpConfig, LogConfig, Settings};
+use service_kit::config::{CacheConfig, ConfigError, HttpConfig, LogConfig, Secret, Settings};
 
 /// Where each service answers.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -13,12 +13,41 @@ pub struct Upstreams {
 }
 
 impl Upstreams {
+    /// The service an upstream name stands for: the audience of its identity tokens.
+    pub fn audience(name: &str) -> String {
+        format!("{name}-service")
+    }
+
     pub fn get(&self, name: &str) -> Option<&str> {
         match name {
             "auth" => Some(&self.auth),
             "booking" => Some(&self.booking),
             "spaces" => Some(&self.spaces),
             _ => None,
+        }
+    }
+}
+
+/// `identity.*`: the key the gateway signs `x-spaceport-identity` tokens with.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GatewayIdentityConfig {
+    /// PKCS#8 PEM Ed25519 private key. Clusters set this from a Secret, the same
+    /// key on every gateway replica. When empty, `signing_key_file` is used.
+    pub signing_key: Secret,
+    /// Created on first start when missing (one machine: `make run`); the public
+    /// key is written beside it as `*.pub.pem` for the services.
+    pub signing_key_file: String,
+    /// Lifetime of the tokens, at most 60 s.
+    pub token_lifetime_secs: u64,
+}
+
+impl Default for GatewayIdentityConfig {
+    fn default() -> Self {
+        GatewayIdentityConfig {
+            signing_key: Secret::default(),
+            signing_key_file: "./data/gateway-identity.pem".into(),
+            token_lifetime_secs: 30,
         }
     }
 }
@@ -100,6 +129,7 @@ pub struct GatewayConfig {
     pub http: HttpConfig,
     pub cache: CacheConfig,
     pub log: LogConfig,
+    pub identity: GatewayIdentityConfig,
     pub upstreams: Upstreams,
     pub proxy: ProxyConfig,
     pub routes: Vec<RouteConfig>,
@@ -112,6 +142,7 @@ impl GatewayConfig {
             http: HttpConfig::on_port(8080),
             cache: CacheConfig::memory("gateway:"),
             log: LogConfig::default(),
+            identity: GatewayIdentityConfig::default(),
             upstreams: Upstreams {
                 auth: "http://127.0.0.1:8081".into(),
                 booking: "http://127.0.0.1:8082".into(),
@@ -160,6 +191,12 @@ impl Settings for GatewayConfig {
                     "must be a base URL without path or query",
                 ));
             }
+        }
+        if !(2..=60).contains(&self.identity.token_lifetime_secs) {
+            return Err(ConfigError::invalid(
+                "identity.token_lifetime_secs",
+                "must be between 2 and 60",
+            ));
         }
         if self.proxy.connect_timeout_ms == 0 || self.proxy.timeout_ms == 0 {
             return Err(ConfigError::invalid(

@@ -28,6 +28,7 @@ struct UpstreamLabels {
 pub struct Gateway {
     pub routes: RouteTable,
     pub client: reqwest::Client,
+    pub signer: identity::IdentitySigner,
     upstream_latency: Family<UpstreamLabels, Histogram, fn() -> Histogram>,
 }
 
@@ -59,6 +60,14 @@ impl ServicePart for GatewayPart {
     }
 
     async fn build(config: GatewayConfig) -> anyhow::Result<AppSpec> {
+        let signing_key = identity::signing_key_from_config(
+            config.identity.signing_key.expose(),
+            &config.identity.signing_key_file,
+        )?;
+        let signer = identity::IdentitySigner::new(
+            signing_key,
+            Duration::from_secs(config.identity.token_lifetime_secs),
+        );
         let cache = Cache::from_config(&config.cache).await?;
         let client = reqwest::Client::builder()
             .connect_timeout(Duration::from_millis(config.proxy.connect_timeout_ms))
@@ -73,6 +82,7 @@ impl ServicePart for GatewayPart {
         let gateway = web::Data::new(Gateway {
             routes: RouteTable::new(&config),
             client,
+            signer,
             upstream_latency: upstream_latency.clone(),
         });
         let mut spec = AppSpec::new(Self::NAME, move |cfg| {

@@ -224,10 +224,16 @@ async fn send(
     let url = format!("{}{path_and_query}", route.base_url);
     let method = reqwest::Method::from_bytes(req.method().as_str().as_bytes())
         .map_err(|_| ApiError::new(ErrorCode::MethodNotAllowed, "unsupported method"))?;
-    let mut upstream = gateway
-        .client
-        .request(method, &url)
-        .headers(upstream_headers(req));
+    let mut headers = upstream_headers(req);
+    // Credential verification comes with the authorizer; until then every caller
+    // reaches the services as anonymous.
+    let token = gateway
+        .signer
+        .token_for(&identity::Identity::anonymous(), &route.audience);
+    if let Ok(value) = reqwest::header::HeaderValue::from_str(&token) {
+        headers.insert(identity::HEADER, value);
+    }
+    let mut upstream = gateway.client.request(method, &url).headers(headers);
     let exceeded = Arc::new(AtomicBool::new(false));
     if has_body(req) && req.method() != Method::GET && req.method() != Method::HEAD {
         upstream = upstream.body(stream_body(payload, route.max_body_bytes, exceeded.clone()));

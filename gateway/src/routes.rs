@@ -7,6 +7,8 @@ use std::time::Duration;
 pub struct Route {
     pub prefix: String,
     pub upstream: String,
+    /// The service name identity tokens for this route are addressed to.
+    pub audience: String,
     /// Base URL of the upstream, without a trailing slash.
     pub base_url: String,
     pub timeout: Duration,
@@ -26,6 +28,7 @@ impl RouteTable {
             .map(|r: &RouteConfig| Route {
                 prefix: r.prefix.trim_end_matches('/').to_owned(),
                 upstream: r.upstream.clone(),
+                audience: crate::config::Upstreams::audience(&r.upstream),
                 base_url: config
                     .upstreams
                     .get(&r.upstream)

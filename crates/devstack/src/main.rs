@@ -27,10 +27,12 @@ async fn launch<P: ServicePart>(servers: &mut Vec<RunningServer>) -> anyhow::Res
 async fn run() -> anyhow::Result<()> {
     let mut servers = Vec::new();
     let started = async {
+        // The gateway first: on one machine it creates the identity key pair whose
+        // public half the services load.
+        launch::<gateway::GatewayPart>(&mut servers).await?;
         launch::<auth_service::AuthService>(&mut servers).await?;
         launch::<booking_service::BookingService>(&mut servers).await?;
-        launch::<spaces_service::SpacesService>(&mut servers).await?;
-        launch::<gateway::GatewayPart>(&mut servers).await
+        launch::<spaces_service::SpacesService>(&mut servers).await
     }
     .await;
     if let Err(e) = started {
@@ -39,7 +41,7 @@ async fn run() -> anyhow::Result<()> {
         }
         return Err(e);
     }
-    let gateway = servers.last().map(|s| s.addr).expect("gateway started");
+    let gateway = servers.first().map(|s| s.addr).expect("gateway started");
     println!("Spaceport is up: gateway at http://{gateway}  (Ctrl-C to stop)");
     for server in &servers {
         println!("  {:<16} {}", server.name, server.url());

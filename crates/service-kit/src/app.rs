@@ -19,6 +19,16 @@ pub trait ReadinessCheck: Send + Sync {
     fn check(&self) -> BoxFuture<'_, Result<(), String>>;
 }
 
+/// Admits or refuses every request except health, readiness and metrics, before
+/// routing (so unknown paths do not answer differently to strangers). A guard may
+/// leave what it learnt in the request extensions for handlers to extract.
+pub trait RequestGuard: Send + Sync {
+    fn admit(&self, req: &ServiceRequest) -> Result<(), ApiError>;
+}
+
+/// Paths every prober may reach without credentials.
+pub const OPEN_PATHS: [&str; 3] = ["/healthz", "/readyz", "/metrics"];
+
 type Routes = Arc<dyn Fn(&mut web::ServiceConfig) + Send + Sync>;
 
 /// What a part contributes to its app.
@@ -28,6 +38,7 @@ pub struct AppSpec {
     pub readiness: Vec<Arc<dyn ReadinessCheck>>,
     pub metrics: Metrics,
     pub json_limit: usize,
+    pub guard: Option<Arc<dyn RequestGuard>>,
 }
 
 impl AppSpec {
@@ -41,11 +52,17 @@ impl AppSpec {
             readiness: Vec::new(),
             metrics: Metrics::new(name),
             json_limit: 256 * 1024,
+            guard: None,
         }
     }
 
     pub fn readiness(mut self, check: Arc<dyn ReadinessCheck>) -> Self {
         self.readiness.push(check);
+        self
+    }
+
+    pub fn guard(mut self, guard: Arc<dyn RequestGuard>) -> Self {
+        self.guard = Some(guard);
         self
     }
 
@@ -56,7 +73,7 @@ impl AppSpec {
 }
 
 /// Builds the app for one worker. Middleware order, outermost first: request id,
-/// error normalisation, metrics.
+/// error normalisation, metrics, the request guard.
 pub fn build_app(
     spec: Arc<AppSpec>,
 ) -> App<
@@ -84,6 +101,7 @@ pub fn build_app(
         .service(web::resource("/metrics").get(metrics))
         .configure(move |cfg| routes(cfg))
         .default_service(web::to(not_found))
+        .wrap(from_fn(guard_requests))
         .wrap(from_fn(crate::metrics::middleware))
         .wrap(from_fn(normalize_errors))
         .wrap(from_fn(crate::request_id::middleware))
@@ -126,6 +144,22 @@ async fn not_found(req: HttpRequest) -> Result<HttpResponse, ApiError> {
         ErrorCode::NotFound,
         format!("no route for {} {}", req.method(), req.path()),
     ))
+}
+
+async fn guard_requests(
+    req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
+    let guard = req
+        .app_data::<web::Data<AppSpec>>()
+        .and_then(|spec| spec.guard.clone());
+    if let Some(guard) = guard
+        && !OPEN_PATHS.contains(&req.path())
+        && let Err(err) = guard.admit(&req)
+    {
+        return Ok(req.error_response(err).map_into_boxed_body());
+    }
+    Ok(next.call(req).await?.map_into_boxed_body())
 }
 
 /// Error responses the framework makes itself (405 from a resource, 4xx from a

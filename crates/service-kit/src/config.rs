@@ -208,6 +208,9 @@ pub trait Settings: DeserializeOwned + Serialize + fmt::Debug {
     fn cache_mut(&mut self) -> Option<&mut CacheConfig> {
         None
     }
+    fn identity_mut(&mut self) -> Option<&mut IdentityConfig> {
+        None
+    }
     /// Checks that need more than a type: ranges, schemes, cross-field rules.
     fn validate_extra(&self) -> Result<(), ConfigError> {
         Ok(())
@@ -226,6 +229,27 @@ pub trait Settings: DeserializeOwned + Serialize + fmt::Debug {
     }
 }
 
+/// `identity.*` of a service: the gateway public key(s) that verify the
+/// `x-spaceport-identity` token on every request.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IdentityConfig {
+    /// One or more PEM public keys (several during a key rotation). When empty,
+    /// `gateway_public_key_file` is read instead.
+    pub gateway_public_keys: String,
+    /// Where the gateway writes its public key on a single machine (`make run`).
+    pub gateway_public_key_file: String,
+}
+
+impl Default for IdentityConfig {
+    fn default() -> Self {
+        IdentityConfig {
+            gateway_public_keys: String::new(),
+            gateway_public_key_file: "./data/gateway-identity.pub.pem".into(),
+        }
+    }
+}
+
 /// The configuration of a service with a database and a cache.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -233,6 +257,7 @@ pub struct ServiceConfig {
     pub http: HttpConfig,
     pub database: DatabaseConfig,
     pub cache: CacheConfig,
+    pub identity: IdentityConfig,
     pub log: LogConfig,
 }
 
@@ -243,6 +268,7 @@ impl ServiceConfig {
             http: HttpConfig::on_port(port),
             database: DatabaseConfig::sqlite(&format!("./data/{name}.db")),
             cache: CacheConfig::memory(&format!("{name}:")),
+            identity: IdentityConfig::default(),
             log: LogConfig::default(),
         }
     }
@@ -269,6 +295,9 @@ impl Settings for ServiceConfig {
     }
     fn cache_mut(&mut self) -> Option<&mut CacheConfig> {
         Some(&mut self.cache)
+    }
+    fn identity_mut(&mut self) -> Option<&mut IdentityConfig> {
+        Some(&mut self.identity)
     }
 }
 

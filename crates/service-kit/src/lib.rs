@@ -19,7 +19,7 @@ pub mod server;
 pub mod telemetry;
 pub mod time;
 
-pub use app::{AppSpec, ReadinessCheck, build_app};
+pub use app::{AppSpec, ReadinessCheck, RequestGuard, build_app};
 pub use envelope::ApiResponse;
 pub use error::{ApiError, ErrorCode, FieldError};
 pub use extract::{Json, Query};

@@ -15,6 +15,7 @@ use std::net::TcpListener;
 
 pub use reqwest;
 
+pub mod identity;
 pub mod part;
 
 /// Generates one test per database backend: `NAME::sqlite` and `NAME::postgres`,
@@ -231,6 +232,8 @@ pub fn http_config() -> HttpConfig {
 pub struct TestServer {
     pub base: String,
     pub client: reqwest::Client,
+    /// Sent with every request made through [`TestServer::request`] and `get`.
+    pub default_headers: reqwest::header::HeaderMap,
     server: Option<RunningServer>,
 }
 
@@ -245,6 +248,7 @@ impl TestServer {
         TestServer {
             base: server.url(),
             client: client(),
+            default_headers: reqwest::header::HeaderMap::new(),
             server: Some(server),
         }
     }
@@ -257,15 +261,25 @@ impl TestServer {
         format!("{}{path}", self.base)
     }
 
+    /// Sends every later request as `identity`, as the gateway would.
+    pub fn with_identity(mut self, identity: &::identity::Identity, audience: &str) -> Self {
+        self.default_headers.insert(
+            ::identity::HEADER,
+            reqwest::header::HeaderValue::from_str(&crate::identity::token(identity, audience))
+                .expect("token"),
+        );
+        self
+    }
+
+    /// A request with the default headers.
+    pub fn request(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+        self.client
+            .request(method, self.url(path))
+            .headers(self.default_headers.clone())
+    }
+
     pub async fn get(&self, path: &str) -> TestResponse {
-        TestResponse::from(
-            self.client
-                .get(self.url(path))
-                .send()
-                .await
-                .expect("request"),
-        )
-        .await
+        self.send(self.request(reqwest::Method::GET, path)).await
     }
 
     pub async fn send(&self, request: reqwest::RequestBuilder) -> TestResponse {

@@ -19,9 +19,12 @@ pub async fn start_part<P: ServicePart>(
     if let Some(slot) = config.cache_mut() {
         *slot = cache.config.clone();
     }
+    if let Some(slot) = config.identity_mut() {
+        slot.gateway_public_keys = crate::identity::public_pem();
+    }
     let http = config.http().clone();
     let spec = P::build(config).await.expect("build part");
-    TestServer::start_with(spec, &http)
+    TestServer::start_with(spec, &http).with_identity(&::identity::Identity::anonymous(), P::NAME)
 }
 
 /// Health, readiness, request ids, envelope 404/405, metrics — and readiness
@@ -42,22 +45,13 @@ pub async fn conformance<P: ServicePart>(kind: DbKind) {
     );
 
     // A sane incoming request id is reused; an unsafe one is replaced.
+    let get = |path: &str| server.request(reqwest::Method::GET, path);
     let reused = server
-        .send(
-            server
-                .client
-                .get(server.url("/healthz"))
-                .header("x-request-id", "trace-abc.123"),
-        )
+        .send(get("/healthz").header("x-request-id", "trace-abc.123"))
         .await;
     assert_eq!(reused.header("x-request-id"), Some("trace-abc.123"));
     let replaced = server
-        .send(
-            server
-                .client
-                .get(server.url("/healthz"))
-                .header("x-request-id", "bad id;drop"),
-        )
+        .send(get("/healthz").header("x-request-id", "bad id;drop"))
         .await;
     assert_ne!(replaced.header("x-request-id"), Some("bad id;drop"));
 
@@ -67,12 +61,7 @@ pub async fn conformance<P: ServicePart>(kind: DbKind) {
     assert_eq!(ready.json()["data"]["checks"]["cache"], "ok");
 
     let missing = server
-        .send(
-            server
-                .client
-                .get(server.url("/no/such/route"))
-                .header("x-request-id", "req-404"),
-        )
+        .send(get("/no/such/route").header("x-request-id", "req-404"))
         .await;
     let body = missing.assert_error(404, "not_found");
     assert_eq!(
@@ -81,9 +70,49 @@ pub async fn conformance<P: ServicePart>(kind: DbKind) {
     );
 
     let wrong_method = server
-        .send(server.client.delete(server.url("/healthz")))
+        .send(server.request(reqwest::Method::DELETE, "/healthz"))
         .await;
     wrong_method.assert_error(405, "method_not_allowed");
+
+    // Around the gateway: no token, a token for another service, a forged one.
+    let bare = server
+        .send(server.client.get(server.url("/no/such/route")))
+        .await;
+    bare.assert_error(401, "unauthorized");
+    let elsewhere =
+        crate::identity::token(&::identity::Identity::anonymous(), "some-other-service");
+    let misaddressed = server
+        .send(
+            server
+                .client
+                .get(server.url("/no/such/route"))
+                .header(::identity::HEADER, elsewhere),
+        )
+        .await;
+    misaddressed.assert_error(401, "unauthorized");
+    let stranger = ::identity::IdentitySigner::new(
+        ::identity::SigningKey::generate().expect("key"),
+        Duration::from_secs(30),
+    );
+    let forged_token = stranger.token_for(&::identity::Identity::gateway(), P::NAME);
+    let forged = server
+        .send(
+            server
+                .client
+                .get(server.url("/internal/anything"))
+                .header(::identity::HEADER, forged_token),
+        )
+        .await;
+    forged.assert_error(401, "unauthorized");
+    let spoofed = server
+        .send(
+            server
+                .client
+                .get(server.url("/internal/anything"))
+                .header(::identity::HEADER, "anonymous"),
+        )
+        .await;
+    spoofed.assert_error(401, "unauthorized");
 
     let metrics = server.get("/metrics").await;
     assert_eq!(metrics.status, 200);

@@ -39,11 +39,13 @@ impl ServicePart for SpacesService {
     }
 
     async fn build(config: ServiceConfig) -> anyhow::Result<AppSpec> {
+        let verifier = identity::verifier_from_config(Self::NAME, &config.identity)?;
         let db = Database::connect_and_migrate(&config.database, &MIGRATIONS).await?;
         let cache = Cache::from_config(&config.cache).await?;
         Ok(AppSpec::new(Self::NAME, routes)
             .readiness(Arc::new(db))
             .readiness(Arc::new(cache))
+            .guard(Arc::new(verifier))
             .json_limit(config.http.json_limit_bytes))
     }
 }

@@ -1,0 +1,256 @@
+//! Ed25519 keys for the identity token: generation, PEM in and out, key ids.
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use ed25519_dalek::pkcs8::spki::der::pem::LineEnding;
+use ed25519_dalek::pkcs8::{DecodePrivateKey, DecodePublicKey, EncodePrivateKey, EncodePublicKey};
+use jsonwebtoken::{DecodingKey, EncodingKey};
+use sha2::{Digest, Sha256};
+use std::collections::HashMap;
+use std::path::Path;
+
+#[derive(Debug, thiserror::Error)]
+pub enum KeyError {
+    #[error("not a valid Ed25519 private key (PKCS#8 PEM expected)")]
+    InvalidPrivateKey,
+    #[error("not a valid Ed25519 public key (SPKI PEM expected)")]
+    InvalidPublicKey,
+    #[error("no public key given")]
+    NoPublicKey,
+    #[error("{path}: {source}")]
+    File {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("cannot read random bytes: {0}")]
+    Random(String),
+}
+
+/// The RFC 7638 thumbprint of an Ed25519 key: a stable, public key id.
+pub fn thumbprint(public_key: &[u8; 32]) -> String {
+    let x = URL_SAFE_NO_PAD.encode(public_key);
+    // Members in lexicographic order, no whitespace (RFC 7638 §3.2).
+    let jwk = format!(r#"{{"crv":"Ed25519","kty":"OKP","x":"{x}"}}"#);
+    URL_SAFE_NO_PAD.encode(Sha256::digest(jwk.as_bytes()))
+}
+
+/// A private signing key with its id.
+pub struct SigningKey {
+    kid: String,
+    inner: ed25519_dalek::SigningKey,
+    encoding: EncodingKey,
+}
+
+impl std::fmt::Debug for SigningKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SigningKey")
+            .field("kid", &self.kid)
+            .finish_non_exhaustive()
+    }
+}
+
+impl SigningKey {
+    pub fn generate() -> Result<SigningKey, KeyError> {
+        let mut seed = [0u8; 32];
+        getrandom::fill(&mut seed).map_err(|e| KeyError::Random(e.to_string()))?;
+        Ok(Self::from_dalek(ed25519_dalek::SigningKey::from_bytes(
+            &seed,
+        )))
+    }
+
+    pub fn from_pem(pem: &str) -> Result<SigningKey, KeyError> {
+        ed25519_dalek::SigningKey::from_pkcs8_pem(pem.trim())
+            .map(Self::from_dalek)
+            .map_err(|_| KeyError::InvalidPrivateKey)
+    }
+
+    fn from_dalek(inner: ed25519_dalek::SigningKey) -> SigningKey {
+        let der = inner
+            .to_pkcs8_der()
+            .expect("an Ed25519 key encodes as PKCS#8");
+        SigningKey {
+            kid: thumbprint(inner.verifying_key().as_bytes()),
+            encoding: EncodingKey::from_ed_der(der.as_bytes()),
+            inner,
+        }
+    }
+
+    pub fn kid(&self) -> &str {
+        &self.kid
+    }
+
+    pub(crate) fn encoding_key(&self) -> &EncodingKey {
+        &self.encoding
+    }
+
+    pub fn private_pem(&self) -> String {
+        self.inner
+            .to_pkcs8_pem(LineEnding::LF)
+            .expect("an Ed25519 key encodes as PEM")
+            .to_string()
+    }
+
+    pub fn public_pem(&self) -> String {
+        self.inner
+            .verifying_key()
+            .to_public_key_pem(LineEnding::LF)
+            .expect("an Ed25519 public key encodes as PEM")
+    }
+
+    pub fn public_keys(&self) -> PublicKeys {
+        PublicKeys::from_pem_bundle(&self.public_pem()).expect("own public key parses")
+    }
+
+    /// Reads the key at `path`, creating it (mode 0600) with a new key when the
+    /// file does not exist. For one machine (`make run`); clusters provide keys.
+    pub fn load_or_create(path: &Path) -> Result<SigningKey, KeyError> {
+        let file_error = |source| KeyError::File {
+            path: path.display().to_string(),
+            source,
+        };
+        match std::fs::read_to_string(path) {
+            Ok(pem) => Self::from_pem(&pem),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                let key = Self::generate()?;
+                if let Some(parent) = path.parent() {
+                    std::fs::create_dir_all(parent).map_err(file_error)?;
+                }
+                write_private(path, &key.private_pem()).map_err(file_error)?;
+                tracing::info!(path = %path.display(), kid = key.kid(), "generated a new identity signing key");
+                Ok(key)
+            }
+            Err(e) => Err(file_error(e)),
+        }
+    }
+}
+
+#[cfg(unix)]
+fn write_private(path: &Path, contents: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)?;
+    file.write_all(contents.as_bytes())
+}
+
+#[cfg(not(unix))]
+fn write_private(path: &Path, contents: &str) -> std::io::Result<()> {
+    std::fs::write(path, contents)
+}
+
+/// Public keys that may have signed a token, by key id. Several keys let the
+/// gateway rotate: publish the new public key to the services first, then sign
+/// with it, then retire the old one.
+#[derive(Clone)]
+pub struct PublicKeys {
+    by_kid: HashMap<String, DecodingKey>,
+}
+
+impl std::fmt::Debug for PublicKeys {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list().entries(self.by_kid.keys()).finish()
+    }
+}
+
+impl PublicKeys {
+    /// One or more `-----BEGIN PUBLIC KEY-----` blocks.
+    pub fn from_pem_bundle(bundle: &str) -> Result<PublicKeys, KeyError> {
+        const END: &str = "-----END PUBLIC KEY-----";
+        let mut by_kid = HashMap::new();
+        for block in bundle
+            .split_inclusive(END)
+            .filter(|b| b.contains("BEGIN PUBLIC KEY"))
+        {
+            let key = ed25519_dalek::VerifyingKey::from_public_key_pem(block.trim())
+                .map_err(|_| KeyError::InvalidPublicKey)?;
+            let x = URL_SAFE_NO_PAD.encode(key.as_bytes());
+            let decoding =
+                DecodingKey::from_ed_components(&x).map_err(|_| KeyError::InvalidPublicKey)?;
+            by_kid.insert(thumbprint(key.as_bytes()), decoding);
+        }
+        if by_kid.is_empty() {
+            return Err(if bundle.trim().is_empty() {
+                KeyError::NoPublicKey
+            } else {
+                KeyError::InvalidPublicKey
+            });
+        }
+        Ok(PublicKeys { by_kid })
+    }
+
+    pub fn get(&self, kid: &str) -> Option<&DecodingKey> {
+        self.by_kid.get(kid)
+    }
+
+    pub fn kids(&self) -> impl Iterator<Item = &str> {
+        self.by_kid.keys().map(String::as_str)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pem_round_trip_keeps_the_key_id() {
+        let key = SigningKey::generate().unwrap();
+        let again = SigningKey::from_pem(&key.private_pem()).unwrap();
+        assert_eq!(key.kid(), again.kid());
+        let public = PublicKeys::from_pem_bundle(&key.public_pem()).unwrap();
+        assert_eq!(public.kids().collect::<Vec<_>>(), vec![key.kid()]);
+        assert!(!format!("{key:?}").contains("PRIVATE"));
+    }
+
+    #[test]
+    fn bundles_hold_several_keys() {
+        let (a, b) = (
+            SigningKey::generate().unwrap(),
+            SigningKey::generate().unwrap(),
+        );
+        let bundle = format!("{}\n{}", a.public_pem(), b.public_pem());
+        let keys = PublicKeys::from_pem_bundle(&bundle).unwrap();
+        assert!(keys.get(a.kid()).is_some() && keys.get(b.kid()).is_some());
+        assert!(matches!(
+            PublicKeys::from_pem_bundle(""),
+            Err(KeyError::NoPublicKey)
+        ));
+        assert!(
+            PublicKeys::from_pem_bundle(
+                "-----BEGIN PUBLIC KEY-----\nAAAA\n-----END PUBLIC KEY-----"
+            )
+            .is_err()
+        );
+        assert!(SigningKey::from_pem("garbage").is_err());
+    }
+
+    #[test]
+    fn thumbprint_matches_rfc_8037_example() {
+        // RFC 8037 Appendix A.3: the thumbprint of the example Ed25519 key.
+        let x = URL_SAFE_NO_PAD
+            .decode("11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo")
+            .unwrap();
+        let key: [u8; 32] = x.try_into().unwrap();
+        assert_eq!(
+            thumbprint(&key),
+            "kPrK_qmxVWaYVA9wwBF6Iuo3vVzz7TxHCTwXBygrS4k"
+        );
+    }
+
+    #[test]
+    fn load_or_create_persists_with_private_permissions() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("keys/identity.pem");
+        let first = SigningKey::load_or_create(&path).unwrap();
+        let second = SigningKey::load_or_create(&path).unwrap();
+        assert_eq!(first.kid(), second.kid());
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+            assert_eq!(mode & 0o777, 0o600);
+        }
+    }
+}
