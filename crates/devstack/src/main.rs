@@ -59,11 +59,7 @@ fn main() -> ExitCode {
         }
     };
     service_kit::telemetry::init(&log);
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-    {
+    let runtime = match service_kit::cli::runtime() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("devstack: cannot start the runtime: {e}");

@@ -51,6 +51,15 @@ pub fn load_config<P: ServicePart>(file: Option<&std::path::Path>) -> Result<P::
         .map_err(|e| format!("{}: {e}", P::NAME))
 }
 
+/// The runtime a server process runs on. actix workers have runtimes of their
+/// own; this one only starts servers, runs background tasks and waits.
+pub fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+}
+
 /// `main` of a server binary. Exit codes: 0 done, 1 runtime failure, 2 bad configuration.
 pub fn run<P: ServicePart>() -> ExitCode {
     let cli = Cli::parse();
@@ -62,11 +71,7 @@ pub fn run<P: ServicePart>() -> ExitCode {
         }
     };
     crate::telemetry::init(config.log());
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-    {
+    let runtime = match runtime() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("{}: cannot start the runtime: {e}", P::NAME);

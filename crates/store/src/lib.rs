@@ -136,16 +136,8 @@ impl Database {
 
     fn connect_blocking(config: &DatabaseConfig) -> Result<Database, StoreError> {
         let (backend, url) = Backend::parse(config.url.expose())?;
-        if backend == Backend::Sqlite
-            && let Some(parent) = std::path::Path::new(&url).parent()
-            && !parent.as_os_str().is_empty()
-        {
-            std::fs::create_dir_all(parent).map_err(|e| {
-                StoreError::Config(format!(
-                    "database.url: cannot create {}: {e}",
-                    parent.display()
-                ))
-            })?;
+        if backend == Backend::Sqlite {
+            create_parent_dir(&url)?;
         }
         let pool = Pool::builder()
             .max_size(config.pool_size)
@@ -309,6 +301,21 @@ fn migrate_connection(
     Ok(applied)
 }
 
+/// SQLite creates the file, but not the folders above it.
+fn create_parent_dir(path: &str) -> Result<(), StoreError> {
+    match std::path::Path::new(path).parent() {
+        Some(parent) if !parent.as_os_str().is_empty() => {
+            std::fs::create_dir_all(parent).map_err(|e| {
+                StoreError::Config(format!(
+                    "database.url: cannot create {}: {e}",
+                    parent.display()
+                ))
+            })
+        }
+        _ => Ok(()),
+    }
+}
+
 fn sqlite_tx(
     conn: &mut DbConnection,
     op: impl FnOnce(&mut SqliteConnection) -> diesel::QueryResult<()>,
@@ -356,16 +363,7 @@ pub async fn migrate(
                 DbConnection::Postgresql(PgConnection::establish(&url).map_err(unavailable)?)
             }
             Backend::Sqlite => {
-                if let Some(parent) = std::path::Path::new(&url).parent()
-                    && !parent.as_os_str().is_empty()
-                {
-                    std::fs::create_dir_all(parent).map_err(|e| {
-                        StoreError::Config(format!(
-                            "database.url: cannot create {}: {e}",
-                            parent.display()
-                        ))
-                    })?;
-                }
+                create_parent_dir(&url)?;
                 DbConnection::Sqlite(SqliteConnection::establish(&url).map_err(unavailable)?)
             }
         };

@@ -53,6 +53,41 @@ macro_rules! cache_test {
     };
 }
 
+/// The checks every service passes, as tests in a module `standard`: the
+/// conformance suite and the `migrate` subcommand on both backends, start-up
+/// refusing a bad configuration, and the example config matching the defaults.
+///
+/// `service_part_tests!(BookingService, env!("CARGO_BIN_EXE_booking-service"),
+/// "BOOKING", "deploy/config/booking-service.example.toml");`
+#[macro_export]
+macro_rules! service_part_tests {
+    ($part:ty, $bin:expr, $prefix:literal, $example:literal) => {
+        mod standard {
+            use super::*;
+
+            $crate::db_test!(conformance, conformance_suite);
+            async fn conformance_suite(kind: $crate::DbKind) {
+                $crate::part::conformance::<$part>(kind).await;
+            }
+
+            $crate::db_test!(migrate_subcommand_applies_migrations, migrate_subcommand);
+            async fn migrate_subcommand(kind: $crate::DbKind) {
+                $crate::part::assert_migrate_subcommand($bin, $prefix, kind).await;
+            }
+
+            #[test]
+            fn bad_config_exits_naming_the_key() {
+                $crate::part::assert_bad_config_exits($bin, $prefix);
+            }
+
+            #[test]
+            fn example_config_matches_defaults() {
+                $crate::part::assert_example_config_matches_defaults::<$part>($example);
+            }
+        }
+    };
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DbKind {
     Sqlite,

@@ -6,13 +6,12 @@
 pub mod schema;
 
 use actix_web::web;
-use cache::Cache;
+use bootstrap::Backing;
 use diesel_migrations::{EmbeddedMigrations, embed_migrations};
 use service_kit::AppSpec;
 use service_kit::cli::ServicePart;
 use service_kit::config::ServiceConfig;
-use std::sync::Arc;
-use store::{Database, Migrations};
+use store::Migrations;
 
 const POSTGRES_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/postgres");
 const SQLITE_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/sqlite");
@@ -34,19 +33,12 @@ impl ServicePart for AuthService {
     }
 
     async fn migrate(config: &ServiceConfig) -> anyhow::Result<()> {
-        store::migrate(&config.database, &MIGRATIONS).await?;
-        Ok(())
+        bootstrap::migrate(config, &MIGRATIONS).await
     }
 
     async fn build(config: ServiceConfig) -> anyhow::Result<AppSpec> {
-        let verifier = identity::verifier_from_config(Self::NAME, &config.identity)?;
-        let db = Database::connect_and_migrate(&config.database, &MIGRATIONS).await?;
-        let cache = Cache::from_config(&config.cache).await?;
-        Ok(AppSpec::new(Self::NAME, routes)
-            .readiness(Arc::new(db))
-            .readiness(Arc::new(cache))
-            .guard(Arc::new(verifier))
-            .json_limit(config.http.json_limit_bytes))
+        let backing = Backing::connect(Self::NAME, &config, &MIGRATIONS).await?;
+        Ok(backing.app_spec(Self::NAME, &config, routes))
     }
 }
 

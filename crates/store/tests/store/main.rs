@@ -41,6 +41,17 @@ fn item(name: &str) -> Item {
     }
 }
 
+async fn item_count(db: &Database) -> i64 {
+    db.run(|conn| {
+        items::table
+            .count()
+            .get_result(conn)
+            .map_err(StoreError::from)
+    })
+    .await
+    .unwrap()
+}
+
 async fn database(kind: DbKind) -> (TestDatabase, Database) {
     let test_db = TestDatabase::new(kind);
     let db = Database::connect(&test_db.config()).await.expect("connect");
@@ -151,15 +162,7 @@ async fn transactions_roll_back(kind: DbKind) {
         })
         .await;
     assert!(result.is_err());
-    let count: i64 = db
-        .run(|conn| {
-            items::table
-                .count()
-                .get_result(conn)
-                .map_err(StoreError::from)
-        })
-        .await
-        .unwrap();
+    let count = item_count(&db).await;
     assert_eq!(count, 0, "the first insert must be rolled back");
 
     // Nested transactions become savepoints and commit with the outer one.
@@ -171,15 +174,7 @@ async fn transactions_roll_back(kind: DbKind) {
     })
     .await
     .unwrap();
-    let count: i64 = db
-        .run(|conn| {
-            items::table
-                .count()
-                .get_result(conn)
-                .map_err(StoreError::from)
-        })
-        .await
-        .unwrap();
+    let count = item_count(&db).await;
     assert_eq!(count, 2);
 }
 

@@ -5,25 +5,12 @@ use diesel::prelude::*;
 use store::{Database, StoreError};
 use testkit::{DbKind, TestDatabase, db_test};
 
-db_test!(conformance, conformance_suite);
-async fn conformance_suite(kind: DbKind) {
-    testkit::part::conformance::<BookingService>(kind).await;
-}
-
-db_test!(migrate_subcommand_applies_migrations, migrate_subcommand);
-async fn migrate_subcommand(kind: DbKind) {
-    testkit::part::assert_migrate_subcommand(
-        env!("CARGO_BIN_EXE_booking-service"),
-        "BOOKING",
-        kind,
-    )
-    .await;
-}
-
-#[test]
-fn bad_config_exits_naming_the_key() {
-    testkit::part::assert_bad_config_exits(env!("CARGO_BIN_EXE_booking-service"), "BOOKING");
-}
+testkit::service_part_tests!(
+    BookingService,
+    env!("CARGO_BIN_EXE_booking-service"),
+    "BOOKING",
+    "deploy/config/booking-service.example.toml"
+);
 
 db_test!(schema_matches_the_migrations, schema_roundtrip);
 async fn schema_roundtrip(kind: DbKind) {
@@ -54,11 +41,4 @@ async fn schema_roundtrip(kind: DbKind) {
         .await
         .unwrap();
     assert_eq!(count, 1);
-}
-
-#[test]
-fn example_config_matches_defaults() {
-    testkit::part::assert_example_config_matches_defaults::<BookingService>(
-        "deploy/config/booking-service.example.toml",
-    );
 }

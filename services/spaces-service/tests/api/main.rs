@@ -5,21 +5,12 @@ use spaces_service::SpacesService;
 use store::{Database, StoreError};
 use testkit::{DbKind, TestDatabase, db_test};
 
-db_test!(conformance, conformance_suite);
-async fn conformance_suite(kind: DbKind) {
-    testkit::part::conformance::<SpacesService>(kind).await;
-}
-
-db_test!(migrate_subcommand_applies_migrations, migrate_subcommand);
-async fn migrate_subcommand(kind: DbKind) {
-    testkit::part::assert_migrate_subcommand(env!("CARGO_BIN_EXE_spaces-service"), "SPACES", kind)
-        .await;
-}
-
-#[test]
-fn bad_config_exits_naming_the_key() {
-    testkit::part::assert_bad_config_exits(env!("CARGO_BIN_EXE_spaces-service"), "SPACES");
-}
+testkit::service_part_tests!(
+    SpacesService,
+    env!("CARGO_BIN_EXE_spaces-service"),
+    "SPACES",
+    "deploy/config/spaces-service.example.toml"
+);
 
 db_test!(schema_matches_the_migrations, schema_roundtrip);
 async fn schema_roundtrip(kind: DbKind) {
@@ -51,11 +42,4 @@ async fn schema_roundtrip(kind: DbKind) {
         .await
         .unwrap();
     assert_eq!(count, 1);
-}
-
-#[test]
-fn example_config_matches_defaults() {
-    testkit::part::assert_example_config_matches_defaults::<SpacesService>(
-        "deploy/config/spaces-service.example.toml",
-    );
 }

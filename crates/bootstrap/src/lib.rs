@@ -1,0 +1,62 @@
+//! What every service does at start-up, in one place: connect its database
+//! (migrating it), its cache and the gateway-identity verifier from its
+//! [`ServiceConfig`], and assemble its app with readiness checks and the guard
+//! that refuses requests not sent through the gateway.
+
+use actix_web::web;
+use cache::Cache;
+use service_kit::AppSpec;
+use service_kit::config::ServiceConfig;
+use std::sync::Arc;
+use store::{Database, Migrations};
+
+/// A service's connections to what backs it.
+#[derive(Clone)]
+pub struct Backing {
+    pub db: Database,
+    pub cache: Cache,
+    verifier: identity::IdentityVerifier,
+}
+
+impl Backing {
+    /// Connects everything `name` needs. Fails, naming the setting, when the
+    /// identity keys are missing or the database or cache is unreachable.
+    pub async fn connect(
+        name: &str,
+        config: &ServiceConfig,
+        migrations: &'static Migrations,
+    ) -> anyhow::Result<Backing> {
+        let verifier = identity::verifier_from_config(name, &config.identity)?;
+        let db = Database::connect_and_migrate(&config.database, migrations).await?;
+        let cache = Cache::from_config(&config.cache).await?;
+        Ok(Backing {
+            db,
+            cache,
+            verifier,
+        })
+    }
+
+    /// The service's app: its routes behind the identity guard, with the database
+    /// and the cache in `/readyz`.
+    pub fn app_spec(
+        &self,
+        name: &'static str,
+        config: &ServiceConfig,
+        routes: impl Fn(&mut web::ServiceConfig) + Send + Sync + 'static,
+    ) -> AppSpec {
+        AppSpec::new(name, routes)
+            .readiness(Arc::new(self.db.clone()))
+            .readiness(Arc::new(self.cache.clone()))
+            .guard(Arc::new(self.verifier.clone()))
+            .json_limit(config.http.json_limit_bytes)
+    }
+}
+
+/// The `migrate` subcommand of a service.
+pub async fn migrate(
+    config: &ServiceConfig,
+    migrations: &'static Migrations,
+) -> anyhow::Result<()> {
+    store::migrate(&config.database, migrations).await?;
+    Ok(())
+}
