@@ -1,12 +1,13 @@
 //! What every service does at start-up, in one place: connect its database
 //! (migrating it), its cache and the gateway-identity verifier from its
-//! [`ServiceConfig`], and assemble its app with readiness checks and the guard
-//! that refuses requests not sent through the gateway.
+//! configuration, and assemble its app with readiness checks and the guard that
+//! refuses requests not sent through the gateway.
 
 use actix_web::web;
+use anyhow::Context;
 use cache::Cache;
 use service_kit::AppSpec;
-use service_kit::config::ServiceConfig;
+use service_kit::config::Settings;
 use std::sync::Arc;
 use store::{Database, Migrations};
 
@@ -23,12 +24,15 @@ impl Backing {
     /// identity keys are missing or the database or cache is unreachable.
     pub async fn connect(
         name: &str,
-        config: &ServiceConfig,
+        config: &impl Settings,
         migrations: &'static Migrations,
     ) -> anyhow::Result<Backing> {
-        let verifier = identity::verifier_from_config(name, &config.identity)?;
-        let db = Database::connect_and_migrate(&config.database, migrations).await?;
-        let cache = Cache::from_config(&config.cache).await?;
+        let missing = |section: &str| format!("{name} has no `{section}` settings");
+        let identity_config = config.identity().with_context(|| missing("identity"))?;
+        let verifier = identity::verifier_from_config(name, identity_config)?;
+        let database = config.database().with_context(|| missing("database"))?;
+        let db = Database::connect_and_migrate(database, migrations).await?;
+        let cache = Cache::from_config(config.cache().with_context(|| missing("cache"))?).await?;
         Ok(Backing {
             db,
             cache,
@@ -41,22 +45,25 @@ impl Backing {
     pub fn app_spec(
         &self,
         name: &'static str,
-        config: &ServiceConfig,
+        config: &impl Settings,
         routes: impl Fn(&mut web::ServiceConfig) + Send + Sync + 'static,
     ) -> AppSpec {
         AppSpec::new(name, routes)
             .readiness(Arc::new(self.db.clone()))
             .readiness(Arc::new(self.cache.clone()))
             .guard(Arc::new(self.verifier.clone()))
-            .json_limit(config.http.json_limit_bytes)
+            .json_limit(config.http().json_limit_bytes)
     }
 }
 
 /// The `migrate` subcommand of a service.
 pub async fn migrate(
-    config: &ServiceConfig,
+    config: &impl Settings,
     migrations: &'static Migrations,
 ) -> anyhow::Result<()> {
-    store::migrate(&config.database, migrations).await?;
+    let database = config
+        .database()
+        .context("this part has no database settings")?;
+    store::migrate(database, migrations).await?;
     Ok(())
 }

@@ -71,7 +71,10 @@ pub(crate) fn step(quota: Quota, now: f64, tat: Option<f64>) -> Step {
     let diff = now - allow_at;
     let remaining = diff / interval;
 
-    if remaining < 0.0 {
+    // `tat + interval - burst_offset` can land a hair after `now` in floating
+    // point exactly at the boundary (the first request of a quota of one, a
+    // request arriving just as a unit refills); within the epsilon it is on time.
+    if remaining + REMAINING_EPSILON < 0.0 {
         return Step {
             decision: RateDecision {
                 allowed: false,
@@ -135,7 +138,7 @@ local allow_at = new_tat - burst_offset
 local diff = now - allow_at
 local remaining = diff / interval
 
-if remaining < 0 then
+if remaining + epsilon < 0 then
   return {0, 0, tostring(-diff), tostring(tat - now)}
 end
 
@@ -174,6 +177,24 @@ mod tests {
                 .decision
                 .allowed
         );
+    }
+
+    #[test]
+    fn boundary_requests_survive_float_rounding() {
+        // `now + T - T` is not always `now` in floating point (0.1 + 1.0 - 1.0 is
+        // 0.10000000000000009), whether the clock is near zero (the in-process
+        // store) or epoch-sized (Redis).
+        for limit in [1, 3, 7, 60, 1000] {
+            let quota = Quota::new(limit, Duration::from_secs(1));
+            for i in 0..2000 {
+                let offset = if i % 2 == 0 { 0.0 } else { 535_000_000.0 };
+                let now = offset + f64::from(i) * 0.013_7;
+                assert!(
+                    step(quota, now, None).decision.allowed,
+                    "limit {limit}, now {now}"
+                );
+            }
+        }
     }
 
     #[test]

@@ -97,6 +97,26 @@ impl SigningKey {
             .expect("an Ed25519 public key encodes as PEM")
     }
 
+    /// Signs `claims` as a compact JWS (EdDSA) with this key's id and `typ`.
+    pub fn sign_jwt<T: serde::Serialize>(&self, typ: &str, claims: &T) -> String {
+        let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::EdDSA);
+        header.typ = Some(typ.to_owned());
+        header.kid = Some(self.kid.clone());
+        jsonwebtoken::encode(&header, claims, &self.encoding).expect("Ed25519 signing cannot fail")
+    }
+
+    /// The public key as a JWK (RFC 8037), for a JWKS document.
+    pub fn public_jwk(&self) -> serde_json::Value {
+        serde_json::json!({
+            "kty": "OKP",
+            "crv": "Ed25519",
+            "x": URL_SAFE_NO_PAD.encode(self.inner.verifying_key().as_bytes()),
+            "kid": self.kid,
+            "use": "sig",
+            "alg": "EdDSA",
+        })
+    }
+
     pub fn public_keys(&self) -> PublicKeys {
         PublicKeys::from_pem_bundle(&self.public_pem()).expect("own public key parses")
     }
@@ -181,6 +201,34 @@ impl PublicKeys {
         Ok(PublicKeys { by_kid })
     }
 
+    /// The Ed25519 keys of a JWKS document (RFC 7517); other key types are
+    /// skipped. The key id is recomputed from the key, never taken on trust.
+    pub fn from_jwks(jwks: &serde_json::Value) -> Result<PublicKeys, KeyError> {
+        let mut by_kid = HashMap::new();
+        for jwk in jwks["keys"]
+            .as_array()
+            .map(Vec::as_slice)
+            .unwrap_or_default()
+        {
+            if jwk["kty"] != "OKP" || jwk["crv"] != "Ed25519" {
+                continue;
+            }
+            let x = jwk["x"].as_str().ok_or(KeyError::InvalidPublicKey)?;
+            let bytes: [u8; 32] = URL_SAFE_NO_PAD
+                .decode(x)
+                .ok()
+                .and_then(|b| b.try_into().ok())
+                .ok_or(KeyError::InvalidPublicKey)?;
+            let decoding =
+                DecodingKey::from_ed_components(x).map_err(|_| KeyError::InvalidPublicKey)?;
+            by_kid.insert(thumbprint(&bytes), decoding);
+        }
+        if by_kid.is_empty() {
+            return Err(KeyError::NoPublicKey);
+        }
+        Ok(PublicKeys { by_kid })
+    }
+
     pub fn get(&self, kid: &str) -> Option<&DecodingKey> {
         self.by_kid.get(kid)
     }
@@ -202,6 +250,16 @@ mod tests {
         let public = PublicKeys::from_pem_bundle(&key.public_pem()).unwrap();
         assert_eq!(public.kids().collect::<Vec<_>>(), vec![key.kid()]);
         assert!(!format!("{key:?}").contains("PRIVATE"));
+    }
+
+    #[test]
+    fn jwks_round_trip() {
+        let key = SigningKey::generate().unwrap();
+        let jwks =
+            serde_json::json!({"keys": [key.public_jwk(), {"kty": "RSA", "n": "x", "e": "AQAB"}]});
+        let keys = PublicKeys::from_jwks(&jwks).unwrap();
+        assert_eq!(keys.kids().collect::<Vec<_>>(), vec![key.kid()]);
+        assert!(PublicKeys::from_jwks(&serde_json::json!({"keys": []})).is_err());
     }
 
     #[test]

@@ -4,11 +4,14 @@
 //! service verifies the token with the gateway's public key and refuses requests
 //! without one, so a pod reached around the gateway answers 401.
 
+pub mod access;
 pub mod guard;
 pub mod keys;
+pub mod revocation;
 pub mod scopes;
 pub mod token;
 
+pub use access::{ACCESS_TOKEN_TYPE, AccessClaims, AccessTokenVerifier};
 pub use guard::{signing_key_from_config, verifier_from_config};
 pub use keys::{PublicKeys, SigningKey};
 pub use scopes::{Scope, ScopeSet};

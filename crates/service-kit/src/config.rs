@@ -208,6 +208,9 @@ pub trait Settings: DeserializeOwned + Serialize + fmt::Debug {
     fn cache_mut(&mut self) -> Option<&mut CacheConfig> {
         None
     }
+    fn identity(&self) -> Option<&IdentityConfig> {
+        None
+    }
     fn identity_mut(&mut self) -> Option<&mut IdentityConfig> {
         None
     }
@@ -295,6 +298,9 @@ impl Settings for ServiceConfig {
     }
     fn cache_mut(&mut self) -> Option<&mut CacheConfig> {
         Some(&mut self.cache)
+    }
+    fn identity(&self) -> Option<&IdentityConfig> {
+        Some(&self.identity)
     }
     fn identity_mut(&mut self) -> Option<&mut IdentityConfig> {
         Some(&mut self.identity)

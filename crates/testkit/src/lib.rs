@@ -58,16 +58,20 @@ macro_rules! cache_test {
 /// refusing a bad configuration, and the example config matching the defaults.
 ///
 /// `service_part_tests!(BookingService, env!("CARGO_BIN_EXE_booking-service"),
-/// "BOOKING", "deploy/config/booking-service.example.toml");`
+/// "BOOKING", "deploy/config/booking-service.example.toml");` — an optional fifth
+/// argument adjusts the configuration the conformance suite starts the part with.
 #[macro_export]
 macro_rules! service_part_tests {
     ($part:ty, $bin:expr, $prefix:literal, $example:literal) => {
+        $crate::service_part_tests!($part, $bin, $prefix, $example, |_config| {});
+    };
+    ($part:ty, $bin:expr, $prefix:literal, $example:literal, $tweak:expr) => {
         mod standard {
             use super::*;
 
             $crate::db_test!(conformance, conformance_suite);
             async fn conformance_suite(kind: $crate::DbKind) {
-                $crate::part::conformance::<$part>(kind).await;
+                $crate::part::conformance::<$part>(kind, $tweak).await;
             }
 
             $crate::db_test!(migrate_subcommand_applies_migrations, migrate_subcommand);

@@ -11,6 +11,15 @@ pub async fn start_part<P: ServicePart>(
     db: Option<&TestDatabase>,
     cache: &TestCache,
 ) -> TestServer {
+    start_part_with::<P>(db, cache, |_| {}).await
+}
+
+/// As [`start_part`], with the part's configuration adjusted first.
+pub async fn start_part_with<P: ServicePart>(
+    db: Option<&TestDatabase>,
+    cache: &TestCache,
+    tweak: impl FnOnce(&mut P::Config),
+) -> TestServer {
     let mut config = P::default_config();
     *config.http_mut() = http_config();
     if let (Some(slot), Some(db)) = (config.database_mut(), db) {
@@ -22,6 +31,7 @@ pub async fn start_part<P: ServicePart>(
     if let Some(slot) = config.identity_mut() {
         slot.gateway_public_keys = crate::identity::public_pem();
     }
+    tweak(&mut config);
     let http = config.http().clone();
     let spec = P::build(config).await.expect("build part");
     TestServer::start_with(spec, &http).with_identity(&::identity::Identity::anonymous(), P::NAME)
@@ -29,10 +39,10 @@ pub async fn start_part<P: ServicePart>(
 
 /// Health, readiness, request ids, envelope 404/405, metrics — and readiness
 /// failing once the database is gone.
-pub async fn conformance<P: ServicePart>(kind: DbKind) {
+pub async fn conformance<P: ServicePart>(kind: DbKind, tweak: impl FnOnce(&mut P::Config)) {
     let db = TestDatabase::new(kind);
     let cache = TestCache::new(CacheKind::Memory);
-    let server = start_part::<P>(Some(&db), &cache).await;
+    let server = start_part_with::<P>(Some(&db), &cache, tweak).await;
 
     let health = server.get("/healthz").await;
     assert_eq!(health.status, 200);

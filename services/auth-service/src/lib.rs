@@ -3,15 +3,29 @@
 //! A library (`AuthService` builds the app, testable in-process or on port 0) and a thin
 //! binary.
 
+pub mod accounts;
+pub mod config;
+mod otp;
 pub mod schema;
+pub mod secrets;
+pub mod sessions;
+pub mod signing_keys;
+pub mod tokens;
+mod wellknown;
 
 use actix_web::web;
 use bootstrap::Backing;
+use cache::Cache;
+use config::{AuthConfig, OtpConfig, TokenConfig};
 use diesel_migrations::{EmbeddedMigrations, embed_migrations};
-use service_kit::AppSpec;
+use identity::revocation::Revocation;
+use serde::Deserialize;
 use service_kit::cli::ServicePart;
-use service_kit::config::ServiceConfig;
-use store::Migrations;
+use service_kit::{ApiError, ApiResponse, AppSpec, Json};
+use signing_keys::{KeyRing, RotationPolicy};
+use std::sync::Arc;
+use std::time::Duration;
+use store::{Database, Migrations};
 
 const POSTGRES_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/postgres");
 const SQLITE_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/sqlite");
@@ -21,26 +35,107 @@ pub static MIGRATIONS: Migrations = Migrations {
     sqlite: || SQLITE_MIGRATIONS,
 };
 
+/// Shared state of the handlers.
+pub struct AuthState {
+    pub db: Database,
+    pub cache: Cache,
+    pub secrets: secrets::Keys,
+    pub ring: Arc<KeyRing>,
+    pub mailer: mail::Mailer,
+    pub tokens: TokenConfig,
+    pub otp: OtpConfig,
+}
+
+/// How often each replica applies the key rotation policy and reloads keys.
+const KEY_REFRESH_INTERVAL: Duration = Duration::from_secs(60);
+
 pub struct AuthService;
 
 impl ServicePart for AuthService {
     const NAME: &'static str = "auth-service";
     const ENV_PREFIX: &'static str = "AUTH";
-    type Config = ServiceConfig;
+    type Config = AuthConfig;
 
-    fn default_config() -> ServiceConfig {
-        ServiceConfig::defaults(8081, "auth")
+    fn default_config() -> AuthConfig {
+        AuthConfig::defaults()
     }
 
-    async fn migrate(config: &ServiceConfig) -> anyhow::Result<()> {
+    async fn migrate(config: &AuthConfig) -> anyhow::Result<()> {
         bootstrap::migrate(config, &MIGRATIONS).await
     }
 
-    async fn build(config: ServiceConfig) -> anyhow::Result<AppSpec> {
+    async fn build(config: AuthConfig) -> anyhow::Result<AppSpec> {
+        let secrets = secrets::Keys::load(config.secret.key.expose(), &config.secret.key_file)?;
+        let mailer = mail::Mailer::from_config(&config.mail)?;
+        tracing::info!(transport = %mailer.describe(), "mail");
         let backing = Backing::connect(Self::NAME, &config, &MIGRATIONS).await?;
-        Ok(backing.app_spec(Self::NAME, &config, routes))
+        let policy = RotationPolicy {
+            rotate_after: Duration::from_secs(config.tokens.key_rotation_days * 86_400),
+            publish_lead: Duration::from_secs(config.tokens.key_publish_lead_secs),
+            retire_after: Duration::from_secs(config.tokens.access_token_ttl_secs + 300),
+        };
+        let ring = KeyRing::open(backing.db.clone(), secrets.clone(), policy).await?;
+        let refresher = ring.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(KEY_REFRESH_INTERVAL);
+            tick.tick().await;
+            loop {
+                tick.tick().await;
+                if let Err(e) = refresher.refresh().await {
+                    tracing::warn!(error = %e, "signing key refresh failed");
+                }
+            }
+        });
+        let state = web::Data::new(AuthState {
+            db: backing.db.clone(),
+            cache: backing.cache.clone(),
+            secrets,
+            ring,
+            mailer,
+            tokens: config.tokens.clone(),
+            otp: config.otp.clone(),
+        });
+        Ok(backing.app_spec(Self::NAME, &config, move |cfg| routes(cfg, state.clone())))
     }
 }
 
-/// The public endpoints of this service.
-fn routes(_cfg: &mut web::ServiceConfig) {}
+fn routes(cfg: &mut web::ServiceConfig, state: web::Data<AuthState>) {
+    cfg.app_data(state)
+        .service(web::resource("/api/v1/auth/otp/request").post(otp::request))
+        .service(web::resource("/api/v1/auth/otp/verify").post(otp::verify))
+        .service(web::resource("/v1/auth/token").post(tokens::token))
+        .service(web::resource("/v1/auth/logout").post(logout))
+        .service(web::resource("/.well-known/jwks.json").get(wellknown::jwks))
+        .service(
+            web::resource("/.well-known/openid-configuration").get(wellknown::openid_configuration),
+        );
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LogoutRequest {
+    refresh_token: String,
+}
+
+/// Ends the session of a refresh token. Unknown tokens answer the same, so the
+/// endpoint tells nothing about which tokens exist.
+async fn logout(
+    body: Json<LogoutRequest>,
+    state: web::Data<AuthState>,
+) -> Result<ApiResponse<()>, ApiError> {
+    let presented = body.into_inner().refresh_token;
+    let family = state
+        .db
+        .transaction(move |conn| {
+            let Some(family) = sessions::family_of(conn, &presented)? else {
+                return Ok::<_, store::StoreError>(None);
+            };
+            sessions::revoke_family(conn, &family)?;
+            Ok(Some(family))
+        })
+        .await?;
+    if let Some(id) = family {
+        state.publish_revocation(Revocation::Session { id }).await;
+    }
+    Ok(ApiResponse::ok(()).message("signed out"))
+}

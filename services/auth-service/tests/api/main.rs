@@ -1,15 +1,22 @@
-//! auth-service over HTTP on port 0, on SQLite and PostgreSQL.
+//! auth-service over HTTP on port 0, on SQLite and PostgreSQL, with mail
+//! delivered over SMTP to a sink the tests read.
 
 use auth_service::AuthService;
 use diesel::prelude::*;
 use store::{Database, StoreError};
 use testkit::{DbKind, TestDatabase, db_test};
 
+mod helpers;
+mod keys;
+mod otp;
+mod tokens;
+
 testkit::service_part_tests!(
     AuthService,
     env!("CARGO_BIN_EXE_auth-service"),
     "AUTH",
-    "deploy/config/auth-service.example.toml"
+    "deploy/config/auth-service.example.toml",
+    helpers::isolate
 );
 
 db_test!(schema_matches_the_migrations, schema_roundtrip);

@@ -1,0 +1,4 @@
+DROP TABLE otp_challenges;
+DROP TABLE refresh_tokens;
+DROP TABLE memberships;
+DROP TABLE signing_keys;

@@ -1,0 +1,179 @@
+//! auth-service configuration (`AUTH__…`).
+
+use serde::{Deserialize, Serialize};
+use service_kit::config::{
+    CacheConfig, ConfigError, DatabaseConfig, HttpConfig, IdentityConfig, LogConfig, Secret,
+    ServiceConfig, Settings,
+};
+
+/// `secret.*`: the root secret every other key of the service is derived from
+/// (the key that seals signing keys at rest, the key that hashes one-time codes).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SecretConfig {
+    /// 32 or more random bytes, base64. Clusters set it from a Secret; every
+    /// replica must have the same one.
+    pub key: Secret,
+    /// Used when `key` is empty: read, or created (mode 0600) on first start.
+    pub key_file: String,
+}
+
+/// `otp.*`: one-time sign-in codes and their limits.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OtpConfig {
+    pub ttl_secs: u64,
+    /// Wrong guesses before a code is burnt.
+    pub max_attempts: u32,
+    /// Wrong guesses per email per hour, across all its codes: requesting a new
+    /// code does not buy more guesses.
+    pub failed_guess_budget: u32,
+    /// A new code for the same email at most this often.
+    pub resend_interval_secs: u64,
+    /// Codes per email per hour.
+    pub hourly_limit: u32,
+    /// Code requests per client IP per hour.
+    pub ip_hourly_limit: u32,
+}
+
+/// `tokens.*`: access and refresh tokens and their signing keys.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TokenConfig {
+    /// `iss` of access tokens: the public URL of the platform.
+    pub issuer: String,
+    /// `aud` of access tokens.
+    pub audience: String,
+    pub access_token_ttl_secs: u64,
+    pub refresh_token_ttl_days: u64,
+    /// A new signing key is made when the active one is this old.
+    pub key_rotation_days: u64,
+    /// A new key is in the JWKS this long before it signs, so verifiers that
+    /// cache the JWKS know it before they see a token signed with it.
+    pub key_publish_lead_secs: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthConfig {
+    pub http: HttpConfig,
+    pub database: DatabaseConfig,
+    pub cache: CacheConfig,
+    pub identity: IdentityConfig,
+    pub log: LogConfig,
+    pub secret: SecretConfig,
+    pub tokens: TokenConfig,
+    pub otp: OtpConfig,
+    pub mail: mail::MailConfig,
+}
+
+impl AuthConfig {
+    pub fn defaults() -> AuthConfig {
+        let base = ServiceConfig::defaults(8081, "auth");
+        AuthConfig {
+            http: base.http,
+            database: base.database,
+            cache: base.cache,
+            identity: base.identity,
+            log: base.log,
+            secret: SecretConfig {
+                key: Secret::default(),
+                key_file: "./data/auth-secret.key".into(),
+            },
+            tokens: TokenConfig {
+                issuer: "http://localhost:8080".into(),
+                audience: "spaceport".into(),
+                access_token_ttl_secs: 3600,
+                refresh_token_ttl_days: 30,
+                key_rotation_days: 30,
+                key_publish_lead_secs: 600,
+            },
+            otp: OtpConfig {
+                ttl_secs: 600,
+                max_attempts: 5,
+                failed_guess_budget: 10,
+                resend_interval_secs: 60,
+                hourly_limit: 5,
+                ip_hourly_limit: 50,
+            },
+            mail: mail::MailConfig::default(),
+        }
+    }
+}
+
+impl Settings for AuthConfig {
+    fn http(&self) -> &HttpConfig {
+        &self.http
+    }
+    fn http_mut(&mut self) -> &mut HttpConfig {
+        &mut self.http
+    }
+    fn log(&self) -> &LogConfig {
+        &self.log
+    }
+    fn database(&self) -> Option<&DatabaseConfig> {
+        Some(&self.database)
+    }
+    fn database_mut(&mut self) -> Option<&mut DatabaseConfig> {
+        Some(&mut self.database)
+    }
+    fn cache(&self) -> Option<&CacheConfig> {
+        Some(&self.cache)
+    }
+    fn cache_mut(&mut self) -> Option<&mut CacheConfig> {
+        Some(&mut self.cache)
+    }
+    fn identity(&self) -> Option<&IdentityConfig> {
+        Some(&self.identity)
+    }
+    fn identity_mut(&mut self) -> Option<&mut IdentityConfig> {
+        Some(&mut self.identity)
+    }
+
+    fn validate_extra(&self) -> Result<(), ConfigError> {
+        let t = &self.tokens;
+        if !(60..=86_400).contains(&t.access_token_ttl_secs) {
+            return Err(ConfigError::invalid(
+                "tokens.access_token_ttl_secs",
+                "must be between 60 and 86400",
+            ));
+        }
+        if !(1..=365).contains(&t.refresh_token_ttl_days) {
+            return Err(ConfigError::invalid(
+                "tokens.refresh_token_ttl_days",
+                "must be between 1 and 365",
+            ));
+        }
+        if t.key_rotation_days == 0 {
+            return Err(ConfigError::invalid(
+                "tokens.key_rotation_days",
+                "must be at least 1",
+            ));
+        }
+        if t.issuer.trim().is_empty() || t.audience.trim().is_empty() {
+            return Err(ConfigError::invalid(
+                "tokens.issuer",
+                "issuer and audience must be set",
+            ));
+        }
+        let o = &self.otp;
+        if !(60..=3600).contains(&o.ttl_secs) {
+            return Err(ConfigError::invalid(
+                "otp.ttl_secs",
+                "must be between 60 and 3600",
+            ));
+        }
+        for (key, value) in [
+            ("otp.max_attempts", o.max_attempts),
+            ("otp.failed_guess_budget", o.failed_guess_budget),
+            ("otp.hourly_limit", o.hourly_limit),
+            ("otp.ip_hourly_limit", o.ip_hourly_limit),
+            ("otp.resend_interval_secs", o.resend_interval_secs as u32),
+        ] {
+            if value == 0 {
+                return Err(ConfigError::invalid(key, "must be at least 1"));
+            }
+        }
+        self.mail.validate()
+    }
+}

@@ -1,0 +1,184 @@
+//! The root secret and the keys derived from it.
+
+use aes_gcm::aead::{Aead, KeyInit, Payload};
+use aes_gcm::{Aes256Gcm, Nonce};
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use hmac::{Hmac, Mac};
+use service_kit::config::ConfigError;
+use sha2::Sha256;
+
+/// Keys derived from the root secret, one per purpose, so a key is never used
+/// for two things.
+#[derive(Clone)]
+pub struct Keys {
+    sealing: [u8; 32],
+    otp: [u8; 32],
+}
+
+impl std::fmt::Debug for Keys {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Keys([redacted])")
+    }
+}
+
+fn derive(root: &[u8], purpose: &str) -> [u8; 32] {
+    let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(root).expect("HMAC takes any key length");
+    mac.update(purpose.as_bytes());
+    mac.finalize().into_bytes().into()
+}
+
+impl Keys {
+    pub fn from_root(root: &[u8]) -> Keys {
+        Keys {
+            sealing: derive(root, "spaceport/auth/signing-key-sealing/v1"),
+            otp: derive(root, "spaceport/auth/one-time-codes/v1"),
+        }
+    }
+
+    /// Loads the root secret: inline base64, or the key file (created with 32
+    /// random bytes, mode 0600, when missing).
+    pub fn load(inline: &str, file: &str) -> Result<Keys, ConfigError> {
+        let decode = |key: &str, text: &str| {
+            STANDARD
+                .decode(text.trim())
+                .ok()
+                .filter(|bytes| bytes.len() >= 32)
+                .ok_or_else(|| {
+                    ConfigError::invalid(key, "must be at least 32 bytes, base64-encoded")
+                })
+        };
+        if !inline.trim().is_empty() {
+            return decode("secret.key", inline).map(|root| Keys::from_root(&root));
+        }
+        match std::fs::read_to_string(file) {
+            Ok(text) => decode("secret.key_file", &text).map(|root| Keys::from_root(&root)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                let mut root = [0u8; 32];
+                getrandom::fill(&mut root)
+                    .map_err(|e| ConfigError::invalid("secret.key_file", e.to_string()))?;
+                write_private(file, &STANDARD.encode(root))
+                    .map_err(|e| ConfigError::invalid("secret.key_file", format!("{file}: {e}")))?;
+                tracing::info!(path = file, "generated a new root secret");
+                Ok(Keys::from_root(&root))
+            }
+            Err(e) => Err(ConfigError::invalid(
+                "secret.key_file",
+                format!("{file}: {e}"),
+            )),
+        }
+    }
+
+    /// Seals `plaintext` for storage; `context` (e.g. the key id) is bound to the
+    /// ciphertext, so a sealed value cannot be moved to another row.
+    pub fn seal(&self, plaintext: &[u8], context: &str) -> String {
+        let cipher = Aes256Gcm::new_from_slice(&self.sealing).expect("32-byte key");
+        let mut nonce = [0u8; 12];
+        getrandom::fill(&mut nonce).expect("random nonce");
+        let sealed = cipher
+            .encrypt(
+                Nonce::from_slice(&nonce),
+                Payload {
+                    msg: plaintext,
+                    aad: context.as_bytes(),
+                },
+            )
+            .expect("AES-GCM encryption cannot fail");
+        let mut out = nonce.to_vec();
+        out.extend_from_slice(&sealed);
+        STANDARD.encode(out)
+    }
+
+    pub fn open(&self, sealed: &str, context: &str) -> Option<Vec<u8>> {
+        let bytes = STANDARD.decode(sealed).ok()?;
+        if bytes.len() < 12 + 16 {
+            return None;
+        }
+        let (nonce, ciphertext) = bytes.split_at(12);
+        let cipher = Aes256Gcm::new_from_slice(&self.sealing).expect("32-byte key");
+        cipher
+            .decrypt(
+                Nonce::from_slice(nonce),
+                Payload {
+                    msg: ciphertext,
+                    aad: context.as_bytes(),
+                },
+            )
+            .ok()
+    }
+
+    /// A keyed hash of a one-time code for `email`: a stolen table reveals no
+    /// code, and the six-digit space cannot be searched without the key.
+    pub fn otp_hash(&self, email: &str, code: &str) -> String {
+        let mut mac =
+            <Hmac<Sha256> as Mac>::new_from_slice(&self.otp).expect("HMAC takes any key length");
+        mac.update(email.as_bytes());
+        mac.update(&[0]);
+        mac.update(code.as_bytes());
+        hex(&mac.finalize().into_bytes())
+    }
+}
+
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[cfg(unix)]
+fn write_private(path: &str, contents: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    if let Some(parent) = std::path::Path::new(path).parent()
+        && !parent.as_os_str().is_empty()
+    {
+        std::fs::create_dir_all(parent)?;
+    }
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)?;
+    file.write_all(contents.as_bytes())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sealing_round_trips_and_binds_context() {
+        let keys = Keys::from_root(&[7u8; 32]);
+        let sealed = keys.seal(b"private key", "kid-1");
+        assert_eq!(keys.open(&sealed, "kid-1").unwrap(), b"private key");
+        assert!(
+            keys.open(&sealed, "kid-2").is_none(),
+            "moved to another row"
+        );
+        assert!(
+            Keys::from_root(&[8u8; 32]).open(&sealed, "kid-1").is_none(),
+            "another root"
+        );
+        assert_ne!(
+            sealed,
+            keys.seal(b"private key", "kid-1"),
+            "fresh nonce each time"
+        );
+    }
+
+    #[test]
+    fn otp_hash_is_keyed_and_bound_to_the_email() {
+        let keys = Keys::from_root(&[7u8; 32]);
+        let h = keys.otp_hash("a@example.com", "123456");
+        assert_eq!(h.len(), 64);
+        assert_ne!(h, keys.otp_hash("b@example.com", "123456"));
+        assert_ne!(
+            h,
+            Keys::from_root(&[8u8; 32]).otp_hash("a@example.com", "123456")
+        );
+    }
+
+    #[test]
+    fn root_secret_must_be_long_enough() {
+        assert!(Keys::load("c2hvcnQ=", "/nonexistent").is_err());
+        assert!(Keys::load(&STANDARD.encode([1u8; 32]), "/nonexistent").is_ok());
+    }
+}

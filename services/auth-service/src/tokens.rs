@@ -1,0 +1,315 @@
+//! Access tokens, and `POST /v1/auth/token`.
+//!
+//! The token endpoint speaks RFC 6749 so that stock OAuth2 clients work: form
+//! posts get bare `{access_token, token_type, expires_in, …}` answers, and every
+//! failure is `{error, error_description}`. A JSON refresh (the gospace form)
+//! answers in the platform envelope.
+
+use crate::AuthState;
+use crate::accounts;
+use crate::sessions::{self, Rotation};
+use actix_web::http::StatusCode;
+use actix_web::{HttpRequest, HttpResponse, web};
+use identity::revocation::{self, Revocation};
+use identity::{AccessClaims, PrincipalType, ScopeSet};
+use serde::{Deserialize, Serialize};
+use service_kit::ApiResponse;
+use std::time::{SystemTime, UNIX_EPOCH};
+use store::StoreError;
+
+/// Who a token is for, and what it may do.
+#[derive(Debug, Clone)]
+pub struct Grant {
+    pub subject: String,
+    pub principal_type: PrincipalType,
+    pub client_id: String,
+    pub workspace_id: Option<String>,
+    pub scopes: ScopeSet,
+    pub session_id: Option<String>,
+}
+
+impl AuthState {
+    /// Signs an access token; returns it with its lifetime in seconds.
+    pub fn access_token(&self, grant: &Grant) -> (String, u64) {
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        let ttl = self.tokens.access_token_ttl_secs;
+        let claims = AccessClaims {
+            iss: self.tokens.issuer.clone(),
+            aud: self.tokens.audience.clone(),
+            sub: grant.subject.clone(),
+            client_id: grant.client_id.clone(),
+            iat: now,
+            exp: now + ttl,
+            jti: ulid::Ulid::new().to_string(),
+            ptyp: grant.principal_type,
+            wrk: grant.workspace_id.clone(),
+            scope: grant.scopes.to_string(),
+            sid: grant.session_id.clone(),
+        };
+        (
+            self.ring
+                .active()
+                .sign_jwt(identity::ACCESS_TOKEN_TYPE, &claims),
+            ttl,
+        )
+    }
+
+    pub fn refresh_ttl(&self) -> chrono::Duration {
+        chrono::Duration::days(self.tokens.refresh_token_ttl_days as i64)
+    }
+
+    /// Tells every gateway; a failure to publish is logged, the revocation in the
+    /// database stands either way.
+    pub async fn publish_revocation(&self, revocation: Revocation) {
+        if let Err(e) = self
+            .cache
+            .publish(revocation::CHANNEL, &revocation.to_bytes())
+            .await
+        {
+            tracing::error!(error = %e, ?revocation, "could not publish a revocation");
+        }
+    }
+}
+
+/// An RFC 6749 §5.2 error.
+#[derive(Debug)]
+pub struct OAuthError {
+    status: StatusCode,
+    error: &'static str,
+    description: String,
+}
+
+impl OAuthError {
+    pub fn new(error: &'static str, description: impl Into<String>) -> Self {
+        let status = match error {
+            "invalid_client" => StatusCode::UNAUTHORIZED,
+            "server_error" => StatusCode::INTERNAL_SERVER_ERROR,
+            "temporarily_unavailable" => StatusCode::SERVICE_UNAVAILABLE,
+            _ => StatusCode::BAD_REQUEST,
+        };
+        OAuthError {
+            status,
+            error,
+            description: description.into(),
+        }
+    }
+
+    pub fn response(&self) -> HttpResponse {
+        let mut builder = HttpResponse::build(self.status);
+        builder.insert_header(("cache-control", "no-store"));
+        if self.status == StatusCode::UNAUTHORIZED {
+            builder.insert_header(("www-authenticate", "Basic realm=\"spaceport\""));
+        }
+        builder
+            .json(serde_json::json!({"error": self.error, "error_description": self.description}))
+    }
+}
+
+impl From<StoreError> for OAuthError {
+    fn from(err: StoreError) -> Self {
+        match err {
+            StoreError::Unavailable(_) => {
+                OAuthError::new("temporarily_unavailable", "try again shortly")
+            }
+            other => {
+                tracing::error!(error = ?other, "token endpoint failed");
+                OAuthError::new("server_error", "internal error")
+            }
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+struct TokenRequest {
+    grant_type: Option<String>,
+    refresh_token: Option<String>,
+    client_id: Option<String>,
+}
+
+#[derive(Serialize)]
+struct UserRef {
+    user_id: String,
+    email: String,
+}
+
+#[derive(Serialize)]
+struct RefreshedSession {
+    user: UserRef,
+    access_token: String,
+    refresh_token: String,
+    token_type: &'static str,
+    expires_in: u64,
+}
+
+const MAX_BODY: usize = 16 * 1024;
+
+pub async fn token(
+    req: HttpRequest,
+    body: web::Bytes,
+    state: web::Data<AuthState>,
+) -> HttpResponse {
+    match token_inner(&req, &body, &state).await {
+        Ok(response) => response,
+        Err(e) => e.response(),
+    }
+}
+
+async fn token_inner(
+    req: &HttpRequest,
+    body: &[u8],
+    state: &AuthState,
+) -> Result<HttpResponse, OAuthError> {
+    if body.len() > MAX_BODY {
+        return Err(OAuthError::new("invalid_request", "request body too large"));
+    }
+    let content_type = req
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .map(|v| v.trim().to_ascii_lowercase())
+        .unwrap_or_default();
+    let (request, json): (TokenRequest, bool) = match content_type.as_str() {
+        "application/json" => (
+            serde_json::from_slice(body)
+                .map_err(|e| OAuthError::new("invalid_request", format!("malformed JSON: {e}")))?,
+            true,
+        ),
+        "application/x-www-form-urlencoded" => (
+            serde_urlencoded::from_bytes(body)
+                .map_err(|e| OAuthError::new("invalid_request", format!("malformed form: {e}")))?,
+            false,
+        ),
+        _ => {
+            return Err(OAuthError::new(
+                "invalid_request",
+                "send application/json or application/x-www-form-urlencoded",
+            ));
+        }
+    };
+    let grant_type = match (&request.grant_type, json) {
+        (Some(g), _) => g.as_str(),
+        // The gospace JSON forms carry no grant_type: the fields say which.
+        (None, true) if request.refresh_token.is_some() => "refresh_token",
+        (None, true) if request.client_id.is_some() => "client_credentials",
+        (None, _) => return Err(OAuthError::new("invalid_request", "grant_type is required")),
+    };
+    match grant_type {
+        "refresh_token" => {
+            let presented = request
+                .refresh_token
+                .filter(|t| !t.is_empty())
+                .ok_or_else(|| OAuthError::new("invalid_request", "refresh_token is required"))?;
+            refresh(state, presented, json).await
+        }
+        "client_credentials" => Err(OAuthError::new(
+            "unsupported_grant_type",
+            "the client_credentials grant is not available yet",
+        )),
+        _ => Err(OAuthError::new(
+            "unsupported_grant_type",
+            "supported: refresh_token",
+        )),
+    }
+}
+
+async fn refresh(
+    state: &AuthState,
+    presented: String,
+    json: bool,
+) -> Result<HttpResponse, OAuthError> {
+    let ttl = state.refresh_ttl();
+    let outcome = state
+        .db
+        .transaction(move |conn| {
+            let rotation = sessions::rotate(conn, &presented, ttl)?;
+            let Rotation::Rotated(session, issued) = rotation else {
+                return Ok((rotation_without_session(rotation), None));
+            };
+            // The membership may have changed since sign-in: scopes shrink with
+            // the role, and a removed member cannot refresh into the workspace.
+            let user = accounts::user_by_id(conn, &session.user_id)?.ok_or(StoreError::NotFound)?;
+            let allowed = match &session.workspace_id {
+                Some(w) => accounts::role_in(conn, &user.id, w)?.map(|r| r.scopes()),
+                None => Some(ScopeSet::empty()),
+            };
+            Ok::<_, StoreError>((Refreshed::Ok, Some((session, issued, user, allowed))))
+        })
+        .await?;
+    let (session, issued, user, allowed) = match outcome {
+        (Refreshed::Reused(family_id), _) => {
+            tracing::warn!(session = %family_id, "refresh token reuse: session revoked");
+            state
+                .publish_revocation(Revocation::Session { id: family_id })
+                .await;
+            return Err(OAuthError::new("invalid_grant", "refresh token is invalid"));
+        }
+        (_, Some(rotated)) => rotated,
+        _ => return Err(OAuthError::new("invalid_grant", "refresh token is invalid")),
+    };
+    let Some(allowed) = allowed else {
+        let family = session.family_id.clone();
+        state
+            .db
+            .run(move |conn| sessions::revoke_family(conn, &family))
+            .await?;
+        state
+            .publish_revocation(Revocation::Session {
+                id: session.family_id,
+            })
+            .await;
+        return Err(OAuthError::new(
+            "invalid_grant",
+            "the membership behind this session has ended",
+        ));
+    };
+    let scopes = ScopeSet::parse(&session.scope)
+        .unwrap_or_default()
+        .intersection(&allowed);
+    let grant = Grant {
+        subject: user.id.clone(),
+        principal_type: PrincipalType::User,
+        client_id: "spaceport".into(),
+        workspace_id: session.workspace_id.clone(),
+        scopes: scopes.clone(),
+        session_id: Some(session.family_id.clone()),
+    };
+    let (access_token, expires_in) = state.access_token(&grant);
+    if json {
+        return Ok(ApiResponse::ok(RefreshedSession {
+            user: UserRef {
+                user_id: user.id,
+                email: user.email,
+            },
+            access_token,
+            refresh_token: issued.token,
+            token_type: "Bearer",
+            expires_in,
+        })
+        .into_response());
+    }
+    Ok(HttpResponse::Ok()
+        .insert_header(("cache-control", "no-store"))
+        .json(serde_json::json!({
+            "access_token": access_token,
+            "token_type": "Bearer",
+            "expires_in": expires_in,
+            "refresh_token": issued.token,
+            "scope": scopes.to_string(),
+        })))
+}
+
+enum Refreshed {
+    Ok,
+    Reused(String),
+    Invalid,
+}
+
+fn rotation_without_session(rotation: Rotation) -> Refreshed {
+    match rotation {
+        Rotation::Reused { family_id } => Refreshed::Reused(family_id),
+        _ => Refreshed::Invalid,
+    }
+}
