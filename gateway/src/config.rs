@@ -12,6 +12,20 @@ pub struct Upstreams {
     pub spaces: String,
 }
 
+impl GatewayConfig {
+    /// The JWKS URL in effect.
+    pub fn jwks_url(&self) -> String {
+        if self.tokens.jwks_url.is_empty() {
+            format!(
+                "{}/.well-known/jwks.json",
+                self.upstreams.auth.trim_end_matches('/')
+            )
+        } else {
+            self.tokens.jwks_url.clone()
+        }
+    }
+}
+
 impl Upstreams {
     /// The service an upstream name stands for: the audience of its identity tokens.
     pub fn audience(name: &str) -> String {
@@ -52,6 +66,36 @@ impl Default for GatewayIdentityConfig {
     }
 }
 
+/// `tokens.*`: how the gateway verifies access tokens issued by auth-service.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TokenConfig {
+    /// Expected `iss` (auth-service's `tokens.issuer`).
+    pub issuer: String,
+    /// Expected `aud` (auth-service's `tokens.audience`).
+    pub audience: String,
+    /// Where the signing keys are published; empty = the auth upstream's
+    /// `/.well-known/jwks.json`.
+    pub jwks_url: String,
+    /// A token naming an unknown key triggers a JWKS fetch at most this often.
+    pub jwks_min_refetch_secs: u64,
+    /// The longest access-token lifetime auth-service issues: how long a revoked
+    /// session is remembered.
+    pub max_access_token_ttl_secs: u64,
+}
+
+impl Default for TokenConfig {
+    fn default() -> Self {
+        TokenConfig {
+            issuer: "http://localhost:8080".into(),
+            audience: "spaceport".into(),
+            jwks_url: String::new(),
+            jwks_min_refetch_secs: 10,
+            max_access_token_ttl_secs: 3600,
+        }
+    }
+}
+
 /// `proxy.*`: how the gateway talks to upstreams.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -85,6 +129,10 @@ impl Default for ProxyConfig {
 pub struct RouteConfig {
     pub prefix: String,
     pub upstream: String,
+    /// `public` (a credential is optional, but verified when presented) or
+    /// `authenticated` (anonymous callers get 401 at the edge).
+    #[serde(default, skip_serializing_if = "RoutePolicy::is_public")]
+    pub policy: RoutePolicy,
     /// Overrides `proxy.timeout_ms` for this route.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timeout_ms: Option<u64>,
@@ -93,11 +141,26 @@ pub struct RouteConfig {
     pub max_body_bytes: Option<u64>,
 }
 
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RoutePolicy {
+    #[default]
+    Public,
+    Authenticated,
+}
+
+impl RoutePolicy {
+    fn is_public(&self) -> bool {
+        *self == RoutePolicy::Public
+    }
+}
+
 impl RouteConfig {
-    fn new(prefix: &str, upstream: &str) -> Self {
+    pub fn new(prefix: &str, upstream: &str) -> Self {
         RouteConfig {
             prefix: prefix.to_owned(),
             upstream: upstream.to_owned(),
+            policy: RoutePolicy::Public,
             timeout_ms: None,
             max_body_bytes: None,
         }
@@ -130,6 +193,7 @@ pub struct GatewayConfig {
     pub cache: CacheConfig,
     pub log: LogConfig,
     pub identity: GatewayIdentityConfig,
+    pub tokens: TokenConfig,
     pub upstreams: Upstreams,
     pub proxy: ProxyConfig,
     pub routes: Vec<RouteConfig>,
@@ -143,6 +207,7 @@ impl GatewayConfig {
             cache: CacheConfig::memory("gateway:"),
             log: LogConfig::default(),
             identity: GatewayIdentityConfig::default(),
+            tokens: TokenConfig::default(),
             upstreams: Upstreams {
                 auth: "http://127.0.0.1:8081".into(),
                 booking: "http://127.0.0.1:8082".into(),
@@ -197,6 +262,16 @@ impl Settings for GatewayConfig {
                 "identity.token_lifetime_secs",
                 "must be between 2 and 60",
             ));
+        }
+        if self.tokens.issuer.trim().is_empty() || self.tokens.audience.trim().is_empty() {
+            return Err(ConfigError::invalid(
+                "tokens.issuer",
+                "issuer and audience must be set",
+            ));
+        }
+        if !self.tokens.jwks_url.is_empty() {
+            reqwest::Url::parse(&self.tokens.jwks_url)
+                .map_err(|e| ConfigError::invalid("tokens.jwks_url", e.to_string()))?;
         }
         if self.proxy.connect_timeout_ms == 0 || self.proxy.timeout_ms == 0 {
             return Err(ConfigError::invalid(

@@ -1,6 +1,7 @@
 //! The gateway: the one public URL. It routes by path prefix to the services and
 //! proxies, streaming both ways over pooled keep-alive connections.
 
+pub mod authn;
 pub mod config;
 pub mod proxy;
 pub mod routes;
@@ -9,6 +10,7 @@ use actix_web::web;
 use cache::Cache;
 use config::GatewayConfig;
 use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::histogram::Histogram;
 use routes::RouteTable;
@@ -16,6 +18,11 @@ use service_kit::AppSpec;
 use service_kit::cli::ServicePart;
 use std::sync::Arc;
 use std::time::Duration;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct FailureLabels {
+    reason: &'static str,
+}
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct UpstreamLabels {
@@ -28,11 +35,21 @@ struct UpstreamLabels {
 pub struct Gateway {
     pub routes: RouteTable,
     pub client: reqwest::Client,
-    pub signer: identity::IdentitySigner,
+    pub signer: Arc<identity::IdentitySigner>,
+    pub authenticator: Arc<authn::Authenticator>,
+    auth_failures: Family<FailureLabels, Counter>,
     upstream_latency: Family<UpstreamLabels, Histogram, fn() -> Histogram>,
 }
 
 impl Gateway {
+    fn observe_auth_failure(&self, failure: authn::Failure) {
+        self.auth_failures
+            .get_or_create(&FailureLabels {
+                reason: failure.label(),
+            })
+            .inc();
+    }
+
     fn observe_upstream(&self, upstream: &str, outcome: &str, seconds: f64) {
         self.upstream_latency
             .get_or_create(&UpstreamLabels {
@@ -64,10 +81,10 @@ impl ServicePart for GatewayPart {
             config.identity.signing_key.expose(),
             &config.identity.signing_key_file,
         )?;
-        let signer = identity::IdentitySigner::new(
+        let signer = Arc::new(identity::IdentitySigner::new(
             signing_key,
             Duration::from_secs(config.identity.token_lifetime_secs),
-        );
+        ));
         let cache = Cache::from_config(&config.cache).await?;
         let client = reqwest::Client::builder()
             .connect_timeout(Duration::from_millis(config.proxy.connect_timeout_ms))
@@ -79,10 +96,20 @@ impl ServicePart for GatewayPart {
             .build()?;
         let upstream_latency: Family<UpstreamLabels, Histogram, fn() -> Histogram> =
             Family::new_with_constructor(service_kit::metrics::latency_histogram);
+        let authenticator = Arc::new(authn::Authenticator::new(
+            config.tokens.clone(),
+            config.jwks_url(),
+            client.clone(),
+            signer.clone(),
+        ));
+        authenticator.clone().listen(cache.clone()).await?;
+        let auth_failures = Family::<FailureLabels, Counter>::default();
         let gateway = web::Data::new(Gateway {
             routes: RouteTable::new(&config),
             client,
             signer,
+            authenticator,
+            auth_failures: auth_failures.clone(),
             upstream_latency: upstream_latency.clone(),
         });
         let mut spec = AppSpec::new(Self::NAME, move |cfg| {
@@ -91,6 +118,11 @@ impl ServicePart for GatewayPart {
         })
         .readiness(Arc::new(cache))
         .json_limit(config.http.json_limit_bytes);
+        spec.metrics.registry_mut().register(
+            "gateway_auth_failures",
+            "Credentials refused, by reason",
+            auth_failures,
+        );
         spec.metrics.registry_mut().register(
             "gateway_upstream_duration_seconds",
             "Time until an upstream's response headers, by upstream and outcome",

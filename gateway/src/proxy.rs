@@ -1,6 +1,8 @@
 //! Forwarding a request to its upstream and streaming the answer back.
 
 use crate::Gateway;
+use crate::authn;
+use crate::config::RoutePolicy;
 use crate::routes::{Route, has_dot_segments, is_internal};
 use actix_web::http::header::{HeaderMap, HeaderName, HeaderValue};
 use actix_web::http::{Method, StatusCode};
@@ -54,12 +56,25 @@ fn strips(name: &str, listed: &[String]) -> bool {
 }
 
 /// The request headers sent upstream.
-fn upstream_headers(req: &HttpRequest) -> reqwest::header::HeaderMap {
+/// Credential headers the gateway consumes: the services see the identity
+/// token instead. `Authorization` is consumed only when it carried a bearer
+/// credential the gateway verified (a `Basic` header is for the service).
+fn is_consumed_credential(name: &str, bearer_consumed: bool) -> bool {
+    matches!(name, "x-api-key" | "x-org-api-key" | "x-workspace-key")
+        || (bearer_consumed && name == "authorization")
+}
+
+fn upstream_headers(req: &HttpRequest, bearer_consumed: bool) -> reqwest::header::HeaderMap {
     let listed = connection_listed(req.headers());
     let mut out = reqwest::header::HeaderMap::with_capacity(req.headers().len() + 4);
     for (name, value) in req.headers() {
         let n = name.as_str();
-        if strips(n, &listed) || is_reserved(n) || n == "host" || n == "x-request-id" {
+        if strips(n, &listed)
+            || is_reserved(n)
+            || is_consumed_credential(n, bearer_consumed)
+            || n == "host"
+            || n == "x-request-id"
+        {
             continue;
         }
         if let (Ok(name), Ok(value)) = (
@@ -208,7 +223,47 @@ pub async fn forward(
     if declared.is_some_and(|n| n > route.max_body_bytes) {
         return Err(body_too_large(route.max_body_bytes));
     }
-    send(&req, payload, &gateway, route).await
+    let credential = authn::credential_of(&req);
+    let bearer_consumed = matches!(credential, authn::Credential::Bearer(_));
+    let identity = gateway
+        .authenticator
+        .identify(credential)
+        .await
+        .map_err(|failure| {
+            gateway.observe_auth_failure(failure);
+            unauthorized(failure.message())
+        })?;
+    if route.policy == RoutePolicy::Authenticated && identity.is_anonymous() {
+        return Err(unauthorized("authentication required"));
+    }
+    check_workspace_header(&req, &identity)?;
+    send(&req, payload, &gateway, route, &identity, bearer_consumed).await
+}
+
+fn unauthorized(message: &str) -> ApiError {
+    ApiError::unauthorized(message).with_header("www-authenticate", "Bearer realm=\"spaceport\"")
+}
+
+/// `x-workspace-key` may select a workspace only for a credential that embeds
+/// none; one that embeds another workspace is refused.
+fn check_workspace_header(
+    req: &HttpRequest,
+    identity: &identity::Identity,
+) -> Result<(), ApiError> {
+    let Some(requested) = req.headers().get("x-workspace-key") else {
+        return Ok(());
+    };
+    let requested = requested.to_str().unwrap_or_default();
+    match &identity.workspace_id {
+        Some(own) if own == requested => Ok(()),
+        Some(_) => Err(ApiError::forbidden(
+            "the credential belongs to another workspace",
+        )),
+        None if identity.is_anonymous() => Err(unauthorized("authentication required")),
+        None => Err(ApiError::forbidden(
+            "selecting a workspace with x-workspace-key is not available for this credential",
+        )),
+    }
 }
 
 async fn send(
@@ -216,6 +271,8 @@ async fn send(
     payload: web::Payload,
     gateway: &Gateway,
     route: &Route,
+    identity: &identity::Identity,
+    bearer_consumed: bool,
 ) -> Result<HttpResponse, ApiError> {
     let path_and_query = req
         .uri()
@@ -224,12 +281,8 @@ async fn send(
     let url = format!("{}{path_and_query}", route.base_url);
     let method = reqwest::Method::from_bytes(req.method().as_str().as_bytes())
         .map_err(|_| ApiError::new(ErrorCode::MethodNotAllowed, "unsupported method"))?;
-    let mut headers = upstream_headers(req);
-    // Credential verification comes with the authorizer; until then every caller
-    // reaches the services as anonymous.
-    let token = gateway
-        .signer
-        .token_for(&identity::Identity::anonymous(), &route.audience);
+    let mut headers = upstream_headers(req, bearer_consumed);
+    let token = gateway.signer.token_for(identity, &route.audience);
     if let Ok(value) = reqwest::header::HeaderValue::from_str(&token) {
         headers.insert(identity::HEADER, value);
     }

@@ -7,6 +7,7 @@ use std::time::Duration;
 pub struct Route {
     pub prefix: String,
     pub upstream: String,
+    pub policy: crate::config::RoutePolicy,
     /// The service name identity tokens for this route are addressed to.
     pub audience: String,
     /// Base URL of the upstream, without a trailing slash.
@@ -28,6 +29,7 @@ impl RouteTable {
             .map(|r: &RouteConfig| Route {
                 prefix: r.prefix.trim_end_matches('/').to_owned(),
                 upstream: r.upstream.clone(),
+                policy: r.policy,
                 audience: crate::config::Upstreams::audience(&r.upstream),
                 base_url: config
                     .upstreams
@@ -75,10 +77,8 @@ mod tests {
     fn longest_prefix_on_segment_boundaries() {
         let mut config = GatewayConfig::defaults();
         config.routes.push(RouteConfig {
-            prefix: "/api/v1/spaces/special".into(),
-            upstream: "booking".into(),
             timeout_ms: Some(5),
-            max_body_bytes: None,
+            ..RouteConfig::new("/api/v1/spaces/special", "booking")
         });
         let table = RouteTable::new(&config);
         assert_eq!(table.find("/api/v1/spaces").unwrap().upstream, "spaces");

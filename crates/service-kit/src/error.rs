@@ -141,6 +141,8 @@ pub struct ApiError {
     pub errors: Vec<FieldError>,
     /// Seconds, sent as `Retry-After` (429 and 503).
     pub retry_after: Option<u64>,
+    /// Further response headers (e.g. `WWW-Authenticate` on a 401).
+    pub headers: Vec<(&'static str, String)>,
     source: Option<anyhow::Error>,
 }
 
@@ -152,6 +154,7 @@ impl ApiError {
             message: message.into(),
             errors: Vec::new(),
             retry_after: None,
+            headers: Vec::new(),
             source: None,
         }
     }
@@ -168,6 +171,11 @@ impl ApiError {
 
     pub fn with_retry_after(mut self, seconds: u64) -> Self {
         self.retry_after = Some(seconds);
+        self
+    }
+
+    pub fn with_header(mut self, name: &'static str, value: impl Into<String>) -> Self {
+        self.headers.push((name, value.into()));
         self
     }
 
@@ -282,6 +290,9 @@ impl ResponseError for ApiError {
         let mut response = HttpResponse::build(self.status);
         if let Some(seconds) = self.retry_after {
             response.insert_header(("retry-after", seconds.to_string()));
+        }
+        for (name, value) in &self.headers {
+            response.insert_header((*name, value.as_str()));
         }
         response.json(self.body())
     }

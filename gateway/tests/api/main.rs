@@ -1,6 +1,7 @@
 //! The gateway over real HTTP on loopback: routing to the real services, streaming,
 //! header hygiene, and failing fast when an upstream is down or hangs.
 
+mod authn;
 mod upstream;
 
 use gateway::GatewayPart;
@@ -19,12 +20,7 @@ async fn gateway_with(upstream_url: &str, tweak: impl FnOnce(&mut GatewayConfig)
     config.cache = TestCache::new(CacheKind::Memory).config;
     config.upstreams.booking = upstream_url.to_owned();
     config.identity.signing_key = Secret::new(testkit::identity::private_pem());
-    config.routes.push(RouteConfig {
-        prefix: "/echo".into(),
-        upstream: "booking".into(),
-        timeout_ms: None,
-        max_body_bytes: None,
-    });
+    config.routes.push(RouteConfig::new("/echo", "booking"));
     tweak(&mut config);
     let http = config.http.clone();
     TestServer::start_with(GatewayPart::build(config).await.expect("gateway"), &http)

@@ -1,0 +1,464 @@
+//! Credentials at the edge: bearer JWTs verified against the JWKS, the attack
+//! suite, revocation over the bus, route policies and workspace selection.
+
+use crate::gateway_with;
+use crate::upstream::Echo;
+use actix_web::{HttpResponse, web};
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use gateway::config::{RouteConfig, RoutePolicy};
+use identity::{AccessClaims, PrincipalType, SigningKey};
+use service_kit::AppSpec;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use testkit::TestServer;
+
+/// A JWKS endpoint for a key the test holds, counting fetches.
+struct Jwks {
+    server: TestServer,
+    fetches: Arc<AtomicUsize>,
+}
+
+impl Jwks {
+    fn serve(key: &SigningKey) -> Jwks {
+        let body = serde_json::json!({ "keys": [key.public_jwk()] });
+        let fetches = Arc::new(AtomicUsize::new(0));
+        let counter = fetches.clone();
+        let spec = AppSpec::new("jwks", move |cfg| {
+            let body = body.clone();
+            let counter = counter.clone();
+            cfg.service(web::resource("/.well-known/jwks.json").get(move || {
+                counter.fetch_add(1, Ordering::SeqCst);
+                let body = body.clone();
+                async move { HttpResponse::Ok().json(body) }
+            }));
+        });
+        Jwks {
+            server: TestServer::start(spec),
+            fetches,
+        }
+    }
+
+    fn url(&self) -> String {
+        self.server.url("/.well-known/jwks.json")
+    }
+}
+
+fn now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
+fn claims() -> AccessClaims {
+    AccessClaims {
+        iss: "http://localhost:8080".into(),
+        aud: "spaceport".into(),
+        sub: "usr_01JTESTUSER0000000000000000".into(),
+        client_id: "spaceport".into(),
+        iat: now(),
+        exp: now() + 600,
+        jti: "jti-1".into(),
+        ptyp: PrincipalType::User,
+        wrk: Some("wrk_01JTESTWORKSPACE00000000000".into()),
+        scope: "bookings:read bookings:write".into(),
+        sid: Some("ses_1".into()),
+    }
+}
+
+struct Stack {
+    key: SigningKey,
+    jwks: Jwks,
+    echo: Echo,
+    gw: TestServer,
+}
+
+async fn stack(tweak: impl FnOnce(&mut gateway::config::GatewayConfig)) -> Stack {
+    let key = SigningKey::generate().unwrap();
+    let jwks = Jwks::serve(&key);
+    let echo = Echo::start();
+    let url = jwks.url();
+    let gw = gateway_with(&echo.server.base, |c| {
+        c.tokens.jwks_url = url;
+        tweak(c);
+    })
+    .await;
+    Stack {
+        key,
+        jwks,
+        echo,
+        gw,
+    }
+}
+
+impl Stack {
+    async fn call(&self, authorization: &str) -> testkit::TestResponse {
+        self.gw
+            .send(
+                self.gw
+                    .client
+                    .get(self.gw.url("/echo/who"))
+                    .header("authorization", authorization),
+            )
+            .await
+    }
+
+    fn token(&self, claims: &AccessClaims) -> String {
+        self.key.sign_jwt(identity::ACCESS_TOKEN_TYPE, claims)
+    }
+
+    /// The identity the upstream was told about.
+    fn identity_of(response: &testkit::TestResponse) -> identity::Identity {
+        let token = response.json()["headers"]["x-spaceport-identity"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        identity::IdentityVerifier::new(
+            "booking-service",
+            identity::PublicKeys::from_pem_bundle(&testkit::identity::public_pem()).unwrap(),
+        )
+        .verify(&token)
+        .unwrap()
+    }
+}
+
+fn forge(header: serde_json::Value, claims: &AccessClaims, signature: &[u8]) -> String {
+    format!(
+        "{}.{}.{}",
+        URL_SAFE_NO_PAD.encode(header.to_string()),
+        URL_SAFE_NO_PAD.encode(serde_json::to_string(claims).unwrap()),
+        URL_SAFE_NO_PAD.encode(signature)
+    )
+}
+
+#[tokio::test]
+async fn a_valid_token_becomes_the_identity_and_is_not_forwarded() {
+    let s = stack(|_| {}).await;
+    let response = s.call(&format!("Bearer {}", s.token(&claims()))).await;
+    assert_eq!(
+        response.status,
+        200,
+        "{:?}",
+        String::from_utf8_lossy(&response.body)
+    );
+    assert!(
+        response.json()["headers"].get("authorization").is_none(),
+        "the bearer token stays at the edge"
+    );
+    let who = Stack::identity_of(&response);
+    assert_eq!(who.principal_id, "usr_01JTESTUSER0000000000000000");
+    assert_eq!(who.principal_type, PrincipalType::User);
+    assert_eq!(
+        who.workspace_id.as_deref(),
+        Some("wrk_01JTESTWORKSPACE00000000000")
+    );
+    assert_eq!(who.scopes.to_string(), "bookings:read bookings:write");
+}
+
+#[tokio::test]
+async fn the_jwt_attack_suite_answers_401() {
+    let s = stack(|_| {}).await;
+    let good = s.token(&claims());
+    let stranger = SigningKey::generate().unwrap();
+    let parts: Vec<&str> = good.split('.').collect();
+    let header = serde_json::json!({"alg": "EdDSA", "typ": "at+jwt", "kid": s.key.kid()});
+    let mut tampered = claims();
+    tampered.scope = "workspace:admin users:admin keys:admin".into();
+    let public_x = s.key.public_jwk()["x"].as_str().unwrap().to_owned();
+    let hs256 = {
+        let mut h = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256);
+        h.typ = Some("at+jwt".into());
+        h.kid = Some(s.key.kid().to_owned());
+        jsonwebtoken::encode(
+            &h,
+            &claims(),
+            &jsonwebtoken::EncodingKey::from_secret(public_x.as_bytes()),
+        )
+        .unwrap()
+    };
+    let with = |f: &dyn Fn(&mut AccessClaims)| {
+        let mut c = claims();
+        f(&mut c);
+        s.token(&c)
+    };
+    let cases: Vec<(&str, String)> = vec![
+        (
+            "alg none",
+            forge(
+                serde_json::json!({"alg": "none", "typ": "at+jwt", "kid": s.key.kid()}),
+                &claims(),
+                b"",
+            ),
+        ),
+        ("HS256 keyed with the public key", hs256),
+        (
+            "expired",
+            with(&|c| {
+                c.iat = now() - 7200;
+                c.exp = now() - 3600;
+            }),
+        ),
+        ("not yet valid", {
+            let mut value = serde_json::to_value(claims()).unwrap();
+            value["nbf"] = (now() + 3600).into();
+            s.key.sign_jwt(identity::ACCESS_TOKEN_TYPE, &value)
+        }),
+        (
+            "wrong issuer",
+            with(&|c| c.iss = "https://evil.example".into()),
+        ),
+        ("wrong audience", with(&|c| c.aud = "another-api".into())),
+        (
+            "unknown kid",
+            stranger.sign_jwt(identity::ACCESS_TOKEN_TYPE, &claims()),
+        ),
+        (
+            "tampered payload",
+            format!(
+                "{}.{}.{}",
+                parts[0],
+                URL_SAFE_NO_PAD.encode(serde_json::to_string(&tampered).unwrap()),
+                parts[2]
+            ),
+        ),
+        (
+            "signature of another token",
+            format!(
+                "{}.{}.{}",
+                parts[0],
+                parts[1],
+                s.token(&tampered).split('.').nth(2).unwrap()
+            ),
+        ),
+        ("truncated", good[..good.len() - 10].to_owned()),
+        ("two parts", format!("{}.{}", parts[0], parts[1])),
+        (
+            "oversized",
+            format!("{}.{}.{}", parts[0], "A".repeat(20_000), parts[2]),
+        ),
+        ("garbage", "not-a-token".into()),
+        ("empty signature", forge(header.clone(), &claims(), b"")),
+        (
+            "identity token replayed",
+            testkit::identity::token(&identity::Identity::gateway(), "booking-service"),
+        ),
+        ("wrong typ", s.key.sign_jwt("JWT", &claims())),
+    ];
+    for (name, token) in cases {
+        let response = s.call(&format!("Bearer {token}")).await;
+        let body = response.assert_error(401, "unauthorized");
+        assert!(
+            response.header("www-authenticate").is_some(),
+            "{name}: {body}"
+        );
+    }
+    assert_eq!(s.echo.hits(), 0, "no refused request reaches the upstream");
+    let metrics = String::from_utf8_lossy(&s.gw.get("/metrics").await.body).into_owned();
+    for reason in ["invalid", "malformed", "unknown_key"] {
+        assert!(
+            metrics
+                .lines()
+                .any(|l| l.starts_with("gateway_auth_failures_total{")
+                    && l.contains(&format!("reason=\"{reason}\""))),
+            "{reason}: {metrics}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn unknown_keys_refetch_the_jwks_at_most_once_per_interval() {
+    let s = stack(|_| {}).await;
+    assert_eq!(
+        s.call(&format!("Bearer {}", s.token(&claims())))
+            .await
+            .status,
+        200
+    );
+    let after_first = s.jwks.fetches.load(Ordering::SeqCst);
+    assert_eq!(after_first, 1);
+    for _ in 0..20 {
+        let stranger = SigningKey::generate().unwrap();
+        let token = stranger.sign_jwt(identity::ACCESS_TOKEN_TYPE, &claims());
+        s.call(&format!("Bearer {token}"))
+            .await
+            .assert_error(401, "unauthorized");
+    }
+    assert!(
+        s.jwks.fetches.load(Ordering::SeqCst) <= after_first + 1,
+        "made-up key ids must not make the gateway hammer the JWKS: {} fetches",
+        s.jwks.fetches.load(Ordering::SeqCst)
+    );
+}
+
+#[tokio::test]
+async fn route_policy_and_workspace_selection() {
+    let s = stack(|c| {
+        c.routes.push(RouteConfig {
+            policy: RoutePolicy::Authenticated,
+            ..RouteConfig::new("/echo/private", "booking")
+        });
+    })
+    .await;
+    let token = s.token(&claims());
+    s.gw.get("/echo/private/x")
+        .await
+        .assert_error(401, "unauthorized");
+    let ok =
+        s.gw.send(
+            s.gw.client
+                .get(s.gw.url("/echo/private/x"))
+                .bearer_auth(&token),
+        )
+        .await;
+    assert_eq!(ok.status, 200);
+    // Public routes serve anonymous callers.
+    assert!(Stack::identity_of(&s.gw.get("/echo/open").await).is_anonymous());
+
+    let select = |workspace: &'static str| {
+        s.gw.client
+            .get(s.gw.url("/echo/x"))
+            .bearer_auth(&token)
+            .header("x-workspace-key", workspace)
+    };
+    s.gw.send(select("wrk_01JOTHERWORKSPACE0000000000"))
+        .await
+        .assert_error(403, "forbidden");
+    let same = s.gw.send(select("wrk_01JTESTWORKSPACE00000000000")).await;
+    assert_eq!(same.status, 200);
+    assert!(same.json()["headers"].get("x-workspace-key").is_none());
+    // Anonymous callers cannot pick a workspace.
+    s.gw.send(
+        s.gw.client
+            .get(s.gw.url("/echo/x"))
+            .header("x-workspace-key", "wrk_x"),
+    )
+    .await
+    .assert_error(401, "unauthorized");
+}
+
+#[tokio::test]
+async fn api_keys_are_refused_until_supported_and_basic_passes_through() {
+    let s = stack(|_| {}).await;
+    s.gw.send(
+        s.gw.client
+            .get(s.gw.url("/echo/x"))
+            .header("x-api-key", "key_abc.UK.WRK.secret"),
+    )
+    .await
+    .assert_error(401, "unauthorized");
+    s.gw.send(
+        s.gw.client
+            .get(s.gw.url("/echo/x"))
+            .bearer_auth("sk_abcdef"),
+    )
+    .await
+    .assert_error(401, "unauthorized");
+    // `Basic` is for the service (the OAuth token endpoint): untouched.
+    let basic =
+        s.gw.send(
+            s.gw.client
+                .get(s.gw.url("/echo/x"))
+                .basic_auth("spn_1", Some("secret")),
+        )
+        .await;
+    assert_eq!(basic.status, 200);
+    assert!(
+        basic.json()["headers"]["authorization"]
+            .as_str()
+            .unwrap()
+            .starts_with("Basic ")
+    );
+    assert!(Stack::identity_of(&basic).is_anonymous());
+}
+
+/// The whole path with the real auth-service: sign in by code through the
+/// gateway, call a service with the token, sign out, and the token is refused
+/// within a second.
+#[tokio::test]
+async fn sign_in_through_the_gateway_then_revoke() {
+    let sink = mail::sink::SmtpSink::start().await;
+    let cache = testkit::TestCache::new(testkit::CacheKind::Memory);
+    let db = testkit::TestDatabase::new(testkit::DbKind::Sqlite);
+    let sink_url = sink.url();
+    let auth =
+        testkit::part::start_part_with::<auth_service::AuthService>(Some(&db), &cache, |c| {
+            c.secret.key = service_kit::config::Secret::new(
+                base64::engine::general_purpose::STANDARD.encode([5u8; 32]),
+            );
+            c.mail.url = service_kit::config::Secret::new(sink_url);
+        })
+        .await;
+    let echo = Echo::start();
+    let auth_base = auth.base.clone();
+    let cache_config = cache.config.clone();
+    let gw = gateway_with(&echo.server.base, |c| {
+        c.upstreams.auth = auth_base;
+        c.cache = cache_config;
+    })
+    .await;
+
+    let requested = gw
+        .send(
+            gw.client
+                .post(gw.url("/api/v1/auth/otp/request"))
+                .json(&serde_json::json!({"email": "e2e@example.com"})),
+        )
+        .await;
+    assert_eq!(requested.status, 200, "{:?}", requested.json());
+    let mail = sink
+        .wait_for("e2e@example.com", Duration::from_secs(5))
+        .await
+        .expect("code mailed");
+    let code = mail
+        .body_text()
+        .split(|c: char| !c.is_ascii_digit())
+        .find(|run| run.len() == 6)
+        .unwrap()
+        .to_owned();
+    let signed_in = gw
+        .send(
+            gw.client
+                .post(gw.url("/api/v1/auth/otp/verify"))
+                .json(&serde_json::json!({"email": "e2e@example.com", "otp": code})),
+        )
+        .await;
+    assert_eq!(signed_in.status, 200, "{:?}", signed_in.json());
+    let data = signed_in.json()["data"].clone();
+    let access = data["access_token"].as_str().unwrap().to_owned();
+
+    let call = || gw.client.get(gw.url("/echo/me")).bearer_auth(&access);
+    let seen = gw.send(call()).await;
+    assert_eq!(
+        seen.status,
+        200,
+        "{:?}",
+        String::from_utf8_lossy(&seen.body)
+    );
+    let who = Stack::identity_of(&seen);
+    assert_eq!(who.principal_id, data["user"]["id"].as_str().unwrap());
+    assert!(who.workspace_id.is_some());
+    assert!(who.scopes.contains(&identity::Scope::BOOKINGS_WRITE));
+
+    let out = gw
+        .send(
+            gw.client
+                .post(gw.url("/v1/auth/logout"))
+                .json(&serde_json::json!({"refresh_token": data["refresh_token"]})),
+        )
+        .await;
+    assert_eq!(out.status, 200);
+    let deadline = std::time::Instant::now() + Duration::from_secs(1);
+    loop {
+        let status = gw.send(call()).await.status;
+        if status == 401 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "still {status} a second after sign-out"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
