@@ -8,6 +8,7 @@ pub mod config;
 mod otp;
 pub mod schema;
 pub mod secrets;
+mod service_principals;
 pub mod sessions;
 pub mod signing_keys;
 pub mod tokens;
@@ -105,6 +106,18 @@ fn routes(cfg: &mut web::ServiceConfig, state: web::Data<AuthState>) {
         .service(web::resource("/api/v1/auth/otp/verify").post(otp::verify))
         .service(web::resource("/v1/auth/token").post(tokens::token))
         .service(web::resource("/v1/auth/logout").post(logout))
+        .service(
+            web::resource("/v1/auth/service-principals")
+                .post(service_principals::create)
+                .get(service_principals::list),
+        )
+        .service(
+            web::resource("/v1/auth/service-principals/{id}").delete(service_principals::delete),
+        )
+        .service(
+            web::resource("/v1/auth/service-principals/{id}/rotate-secret")
+                .post(service_principals::rotate_secret),
+        )
         .service(web::resource("/.well-known/jwks.json").get(wellknown::jwks))
         .service(
             web::resource("/.well-known/openid-configuration").get(wellknown::openid_configuration),

@@ -72,3 +72,16 @@ diesel::table! {
 diesel::joinable!(memberships -> users (user_id));
 diesel::joinable!(memberships -> workspaces (workspace_id));
 diesel::allow_tables_to_appear_in_same_query!(users, workspaces, memberships, refresh_tokens);
+
+diesel::table! {
+    service_principals (id) {
+        id -> Text,
+        workspace_id -> Text,
+        name -> Text,
+        secret_hash -> Text,
+        scopes -> Text,
+        created_by -> Text,
+        created_at -> Timestamp,
+        secret_rotated_at -> Timestamp,
+    }
+}

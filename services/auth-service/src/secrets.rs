@@ -14,6 +14,7 @@ use sha2::Sha256;
 pub struct Keys {
     sealing: [u8; 32],
     otp: [u8; 32],
+    credentials: [u8; 32],
 }
 
 impl std::fmt::Debug for Keys {
@@ -33,6 +34,7 @@ impl Keys {
         Keys {
             sealing: derive(root, "spaceport/auth/signing-key-sealing/v1"),
             otp: derive(root, "spaceport/auth/one-time-codes/v1"),
+            credentials: derive(root, "spaceport/auth/credential-hashes/v1"),
         }
     }
 
@@ -117,6 +119,31 @@ impl Keys {
         mac.update(code.as_bytes());
         hex(&mac.finalize().into_bytes())
     }
+}
+
+impl Keys {
+    /// A keyed hash of a long random credential (client secret, API key
+    /// secret): what is stored, compared in constant time at use.
+    pub fn credential_hash(&self, secret: &str) -> String {
+        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(&self.credentials)
+            .expect("HMAC takes any key length");
+        mac.update(secret.as_bytes());
+        hex(&mac.finalize().into_bytes())
+    }
+}
+
+/// Constant-time equality of two stored-form hashes.
+pub fn hashes_match(a: &str, b: &str) -> bool {
+    use subtle::ConstantTimeEq;
+    a.len() == b.len() && bool::from(a.as_bytes().ct_eq(b.as_bytes()))
+}
+
+/// `prefix` + 32 random bytes, base64url: 256 bits a credential.
+pub fn random_credential(prefix: &str) -> String {
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let mut bytes = [0u8; 32];
+    getrandom::fill(&mut bytes).expect("random bytes");
+    format!("{prefix}{}", URL_SAFE_NO_PAD.encode(bytes))
 }
 
 pub fn hex(bytes: &[u8]) -> String {

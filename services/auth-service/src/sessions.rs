@@ -41,16 +41,6 @@ fn hash(token: &str) -> String {
     crate::secrets::hex(&Sha256::digest(token.as_bytes()))
 }
 
-fn new_token() -> String {
-    use base64::Engine;
-    let mut bytes = [0u8; 32];
-    getrandom::fill(&mut bytes).expect("random bytes");
-    format!(
-        "{TOKEN_PREFIX}{}",
-        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
-    )
-}
-
 #[allow(clippy::too_many_arguments)]
 fn insert(
     conn: &mut DbConnection,
@@ -61,7 +51,7 @@ fn insert(
     ttl: chrono::Duration,
     now: NaiveDateTime,
 ) -> Result<Issued, StoreError> {
-    let token = new_token();
+    let token = crate::secrets::random_credential(TOKEN_PREFIX);
     diesel::insert_into(refresh_tokens::table)
         .values((
             refresh_tokens::id.eq(service_kit::ids::new_id("rft")),

@@ -126,6 +126,10 @@ struct TokenRequest {
     grant_type: Option<String>,
     refresh_token: Option<String>,
     client_id: Option<String>,
+    client_secret: Option<String>,
+    /// gospace: the workspace the token is for (must be the principal's).
+    workspace_id: Option<String>,
+    scope: Option<String>,
 }
 
 #[derive(Serialize)]
@@ -204,15 +208,120 @@ async fn token_inner(
                 .ok_or_else(|| OAuthError::new("invalid_request", "refresh_token is required"))?;
             refresh(state, presented, json).await
         }
-        "client_credentials" => Err(OAuthError::new(
-            "unsupported_grant_type",
-            "the client_credentials grant is not available yet",
-        )),
+        "client_credentials" => {
+            let (client_id, client_secret) = client_credentials_of(req, &request)?;
+            let principal =
+                crate::service_principals::authenticate(state, &client_id, &client_secret)
+                    .await?
+                    .ok_or_else(|| {
+                        OAuthError::new("invalid_client", "client authentication failed")
+                    })?;
+            client_credentials(
+                state,
+                principal,
+                request.workspace_id.as_deref(),
+                request.scope.as_deref(),
+            )
+        }
         _ => Err(OAuthError::new(
             "unsupported_grant_type",
-            "supported: refresh_token",
+            "supported: client_credentials, refresh_token",
         )),
     }
+}
+
+/// The client's id and secret, from HTTP Basic (RFC 6749 §2.3.1: each part
+/// form-urlencoded) or the body, but not both.
+fn client_credentials_of(
+    req: &HttpRequest,
+    request: &TokenRequest,
+) -> Result<(String, String), OAuthError> {
+    let basic = req
+        .headers()
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split_once(' '))
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("basic"))
+        .map(|(_, encoded)| encoded.trim().to_owned());
+    let in_body = request.client_secret.is_some();
+    match basic {
+        Some(_) if in_body => Err(OAuthError::new(
+            "invalid_request",
+            "send client credentials in the Authorization header or the body, not both",
+        )),
+        Some(encoded) => {
+            use base64::Engine;
+            let invalid = || OAuthError::new("invalid_client", "malformed Basic credentials");
+            let decoded = base64::engine::general_purpose::STANDARD
+                .decode(encoded)
+                .ok()
+                .and_then(|b| String::from_utf8(b).ok())
+                .ok_or_else(invalid)?;
+            let (id, secret) = decoded.split_once(':').ok_or_else(invalid)?;
+            let unescape = |part: &str| {
+                percent_encoding::percent_decode_str(&part.replace('+', " "))
+                    .decode_utf8()
+                    .map(|s| s.into_owned())
+                    .map_err(|_| invalid())
+            };
+            Ok((unescape(id)?, unescape(secret)?))
+        }
+        None => match (&request.client_id, &request.client_secret) {
+            (Some(id), Some(secret)) => Ok((id.clone(), secret.clone())),
+            _ => Err(OAuthError::new(
+                "invalid_client",
+                "client authentication is required",
+            )),
+        },
+    }
+}
+
+/// Issues a token to an authenticated service principal.
+fn client_credentials(
+    state: &AuthState,
+    principal: crate::service_principals::Principal,
+    workspace_id: Option<&str>,
+    scope: Option<&str>,
+) -> Result<HttpResponse, OAuthError> {
+    if workspace_id.is_some_and(|w| w != principal.workspace_id) {
+        return Err(OAuthError::new(
+            "invalid_request",
+            "workspace_id is not the client's workspace",
+        ));
+    }
+    let granted = ScopeSet::parse(&principal.scopes).unwrap_or_default();
+    let scopes = match scope.map(str::trim).filter(|s| !s.is_empty()) {
+        None => granted,
+        Some(requested) => {
+            let requested = ScopeSet::parse(requested)
+                .map_err(|e| OAuthError::new("invalid_scope", e.to_string()))?;
+            if !requested.is_subset(&granted) {
+                return Err(OAuthError::new(
+                    "invalid_scope",
+                    "the client may not have all the requested scopes",
+                ));
+            }
+            requested
+        }
+    };
+    let grant = Grant {
+        subject: principal.id.clone(),
+        principal_type: PrincipalType::Service,
+        client_id: principal.id.clone(),
+        workspace_id: Some(principal.workspace_id.clone()),
+        scopes: scopes.clone(),
+        // Deleting the principal revokes its tokens through this id.
+        session_id: Some(principal.id),
+    };
+    let (access_token, expires_in) = state.access_token(&grant);
+    Ok(HttpResponse::Ok()
+        .insert_header(("cache-control", "no-store"))
+        .json(serde_json::json!({
+            "access_token": access_token,
+            "token_type": "Bearer",
+            "expires_in": expires_in,
+            "scope": scopes.to_string(),
+        })))
 }
 
 async fn refresh(

@@ -20,7 +20,7 @@ pub async fn openid_configuration(state: web::Data<AuthState>) -> HttpResponse {
             "issuer": issuer,
             "jwks_uri": format!("{issuer}/.well-known/jwks.json"),
             "token_endpoint": format!("{issuer}/v1/auth/token"),
-            "grant_types_supported": ["refresh_token"],
+            "grant_types_supported": ["client_credentials", "refresh_token"],
             "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
             "id_token_signing_alg_values_supported": ["EdDSA"],
             "scopes_supported": identity::scopes::CATALOG.iter().map(|(name, _)| *name).collect::<Vec<_>>(),

@@ -131,6 +131,38 @@ impl TestAuth {
     }
 }
 
+impl TestAuth {
+    /// Signs `email` in and returns the identity the gateway would send for
+    /// them: their user, personal workspace and owner scopes.
+    pub async fn owner(&self, email: &str) -> identity::Identity {
+        let session = self.sign_in(email).await;
+        let claims = self.claims(session["access_token"].as_str().unwrap()).await;
+        identity::Identity {
+            principal_id: claims.sub.clone(),
+            principal_type: identity::PrincipalType::User,
+            workspace_id: claims.wrk.clone(),
+            scopes: claims.scopes(),
+            space_id: None,
+        }
+    }
+
+    /// A request made as `who`, through the gateway.
+    pub fn request_as(
+        &self,
+        who: &identity::Identity,
+        method: Method,
+        path: &str,
+    ) -> testkit::reqwest::RequestBuilder {
+        self.server
+            .client
+            .request(method, self.server.url(path))
+            .header(
+                identity::HEADER,
+                testkit::identity::token(who, "auth-service"),
+            )
+    }
+}
+
 pub fn extract_code(body: &str) -> Option<String> {
     body.split(|c: char| !c.is_ascii_digit())
         .find(|run| run.len() == 6)

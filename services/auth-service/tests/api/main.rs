@@ -9,6 +9,7 @@ use testkit::{DbKind, TestDatabase, db_test};
 mod helpers;
 mod keys;
 mod otp;
+mod principals;
 mod tokens;
 
 testkit::service_part_tests!(

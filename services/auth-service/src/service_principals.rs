@@ -1,0 +1,281 @@
+//! Service principals: machine clients of a workspace that exchange a client id
+//! and secret for access tokens (OAuth2 client credentials).
+//!
+//! `POST|GET /v1/auth/service-principals`, `DELETE /v1/auth/service-principals/{id}`,
+//! `POST /v1/auth/service-principals/{id}/rotate-secret`.
+
+use crate::AuthState;
+use crate::schema::service_principals;
+use crate::secrets::{hashes_match, random_credential};
+use actix_web::http::StatusCode;
+use actix_web::web;
+use chrono::{NaiveDateTime, Utc};
+use diesel::prelude::*;
+use identity::revocation::Revocation;
+use identity::{Identity, Scope, ScopeSet};
+use serde::{Deserialize, Serialize};
+use service_kit::ids::{self, prefix};
+use service_kit::pagination::OffsetQuery;
+use service_kit::time::rfc3339;
+use service_kit::{ApiError, ApiResponse, FieldError, Json, Query};
+use store::StoreError;
+
+const SECRET_PREFIX: &str = "sps_";
+const MAX_NAME: usize = 100;
+
+#[derive(Queryable, Insertable, Debug, Clone)]
+#[diesel(table_name = service_principals)]
+pub struct Principal {
+    pub id: String,
+    pub workspace_id: String,
+    pub name: String,
+    pub secret_hash: String,
+    pub scopes: String,
+    pub created_by: String,
+    pub created_at: NaiveDateTime,
+    pub secret_rotated_at: NaiveDateTime,
+}
+
+#[derive(Debug, Serialize)]
+pub struct PrincipalView {
+    client_id: String,
+    name: String,
+    workspace_id: String,
+    scopes: ScopeSet,
+    #[serde(with = "rfc3339")]
+    created_at: chrono::DateTime<Utc>,
+    #[serde(with = "rfc3339")]
+    secret_rotated_at: chrono::DateTime<Utc>,
+    /// Only in the answer that created or rotated it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    client_secret: Option<String>,
+}
+
+impl PrincipalView {
+    fn of(p: Principal, client_secret: Option<String>) -> PrincipalView {
+        PrincipalView {
+            client_id: p.id,
+            name: p.name,
+            workspace_id: p.workspace_id,
+            scopes: ScopeSet::parse(&p.scopes).unwrap_or_default(),
+            created_at: p.created_at.and_utc(),
+            secret_rotated_at: p.secret_rotated_at.and_utc(),
+            client_secret,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewPrincipal {
+    name: String,
+    scopes: ScopeSet,
+}
+
+/// The workspace and identity of an administrator of keys.
+fn keys_admin(identity: &Identity) -> Result<String, ApiError> {
+    identity.require_scope(&Scope::KEYS_ADMIN)?;
+    Ok(identity.require_workspace()?.to_owned())
+}
+
+pub async fn create(
+    identity: Identity,
+    body: Json<NewPrincipal>,
+    state: web::Data<AuthState>,
+) -> Result<ApiResponse<PrincipalView>, ApiError> {
+    let workspace_id = keys_admin(&identity)?;
+    let NewPrincipal { name, scopes } = body.into_inner();
+    let name = name.trim().to_owned();
+    let mut errors = Vec::new();
+    if name.is_empty() || name.chars().count() > MAX_NAME {
+        errors.push(FieldError::new(
+            "name",
+            format!("must be 1 to {MAX_NAME} characters"),
+        ));
+    }
+    if scopes.is_empty() {
+        errors.push(FieldError::new("scopes", "at least one scope is needed"));
+    } else if !scopes.is_subset(&identity.scopes) {
+        // A principal never holds a scope its creator lacks.
+        errors.push(FieldError::new(
+            "scopes",
+            "may only include scopes you hold",
+        ));
+    }
+    if !errors.is_empty() {
+        return Err(ApiError::validation(errors));
+    }
+    let secret = random_credential(SECRET_PREFIX);
+    let now = Utc::now().naive_utc();
+    let principal = Principal {
+        id: ids::new_id(prefix::SERVICE_PRINCIPAL),
+        workspace_id,
+        name,
+        secret_hash: state.secrets.credential_hash(&secret),
+        scopes: scopes.to_string(),
+        created_by: identity.principal_id.clone(),
+        created_at: now,
+        secret_rotated_at: now,
+    };
+    let row = principal.clone();
+    state
+        .db
+        .run(move |conn| {
+            diesel::insert_into(service_principals::table)
+                .values(&row)
+                .execute(conn)
+                .map_err(StoreError::from)
+        })
+        .await
+        .map_err(|e| match e {
+            StoreError::UniqueViolation { .. } => {
+                ApiError::conflict("a service principal with this name exists")
+                    .with_field("name", "already in use")
+            }
+            other => other.into(),
+        })?;
+    Ok(ApiResponse::created(PrincipalView::of(
+        principal,
+        Some(secret),
+    )))
+}
+
+pub async fn list(
+    identity: Identity,
+    query: Query<OffsetQuery>,
+    state: web::Data<AuthState>,
+) -> Result<ApiResponse<Vec<PrincipalView>>, ApiError> {
+    let workspace_id = keys_admin(&identity)?;
+    let page = query.validate()?;
+    let (rows, total) = state
+        .db
+        .run(move |conn| {
+            let in_workspace = service_principals::table
+                .filter(service_principals::workspace_id.eq(&workspace_id));
+            let total: i64 = in_workspace.count().get_result(conn)?;
+            let rows = in_workspace
+                .order((
+                    service_principals::created_at.asc(),
+                    service_principals::id.asc(),
+                ))
+                .limit(i64::from(page.limit))
+                .offset(page.offset())
+                .load::<Principal>(conn)?;
+            Ok::<_, StoreError>((rows, total))
+        })
+        .await?;
+    let views = rows
+        .into_iter()
+        .map(|p| PrincipalView::of(p, None))
+        .collect();
+    Ok(ApiResponse::ok(views).meta(page.meta(total as u64)))
+}
+
+/// Loads a principal of the caller's workspace; another workspace's id is 404.
+fn find(
+    conn: &mut store::DbConnection,
+    workspace_id: &str,
+    id: &str,
+) -> Result<Principal, StoreError> {
+    service_principals::table
+        .filter(service_principals::id.eq(id))
+        .filter(service_principals::workspace_id.eq(workspace_id))
+        .first::<Principal>(conn)
+        .map_err(StoreError::from)
+}
+
+fn not_found() -> ApiError {
+    ApiError::not_found("service principal")
+}
+
+pub async fn delete(
+    identity: Identity,
+    path: web::Path<String>,
+    state: web::Data<AuthState>,
+) -> Result<ApiResponse<()>, ApiError> {
+    let workspace_id = keys_admin(&identity)?;
+    let id = path.into_inner();
+    if !ids::is_valid(prefix::SERVICE_PRINCIPAL, &id) {
+        return Err(not_found());
+    }
+    let target = id.clone();
+    let deleted = state
+        .db
+        .run(move |conn| {
+            diesel::delete(
+                service_principals::table
+                    .filter(service_principals::id.eq(&target))
+                    .filter(service_principals::workspace_id.eq(&workspace_id)),
+            )
+            .execute(conn)
+            .map_err(StoreError::from)
+        })
+        .await?;
+    if deleted == 0 {
+        return Err(not_found());
+    }
+    // Its live access tokens carry its id as their session.
+    state.publish_revocation(Revocation::Session { id }).await;
+    Ok(ApiResponse::with_status(StatusCode::OK, ()).message("service principal deleted"))
+}
+
+pub async fn rotate_secret(
+    identity: Identity,
+    path: web::Path<String>,
+    state: web::Data<AuthState>,
+) -> Result<ApiResponse<PrincipalView>, ApiError> {
+    let workspace_id = keys_admin(&identity)?;
+    let id = path.into_inner();
+    if !ids::is_valid(prefix::SERVICE_PRINCIPAL, &id) {
+        return Err(not_found());
+    }
+    let secret = random_credential(SECRET_PREFIX);
+    let secret_hash = state.secrets.credential_hash(&secret);
+    let principal = state
+        .db
+        .transaction(move |conn| {
+            let now = Utc::now().naive_utc();
+            let mut principal = find(conn, &workspace_id, &id)?;
+            diesel::update(service_principals::table.find(&principal.id))
+                .set((
+                    service_principals::secret_hash.eq(&secret_hash),
+                    service_principals::secret_rotated_at.eq(now),
+                ))
+                .execute(conn)?;
+            principal.secret_rotated_at = now;
+            Ok::<_, StoreError>(principal)
+        })
+        .await
+        .map_err(|e| match e {
+            StoreError::NotFound => not_found(),
+            other => other.into(),
+        })?;
+    Ok(ApiResponse::ok(PrincipalView::of(principal, Some(secret))))
+}
+
+/// Checks a client id and secret; `None` for an unknown client or a wrong
+/// secret alike (the caller answers `invalid_client` either way).
+pub async fn authenticate(
+    state: &AuthState,
+    client_id: &str,
+    client_secret: &str,
+) -> Result<Option<Principal>, StoreError> {
+    if !ids::is_valid(prefix::SERVICE_PRINCIPAL, client_id)
+        || !client_secret.starts_with(SECRET_PREFIX)
+    {
+        return Ok(None);
+    }
+    let presented = state.secrets.credential_hash(client_secret);
+    let id = client_id.to_owned();
+    let principal = state
+        .db
+        .run(move |conn| {
+            service_principals::table
+                .find(&id)
+                .first::<Principal>(conn)
+                .optional()
+                .map_err(StoreError::from)
+        })
+        .await?;
+    Ok(principal.filter(|p| hashes_match(&p.secret_hash, &presented)))
+}
