@@ -3,7 +3,9 @@
 CARGO ?= cargo
 NEXTEST_PROFILE ?= default
 
-.PHONY: help run build test lint fmt fmt-check clippy migrate clean
+INTEROP_VENV ?= target/interop-venv
+
+.PHONY: help run build test lint fmt fmt-check clippy migrate clean interop-venv
 
 help:
 	@echo "make run        gateway + services in one process (SQLite, in-process cache), gateway on :8080"
@@ -11,6 +13,7 @@ help:
 	@echo "make lint       rustfmt check + clippy with warnings as errors"
 	@echo "make fmt        format the code"
 	@echo "make build      release build of every binary"
+	@echo "make interop-venv  Python with authlib/PyJWT for the interop test (then SPACEPORT_PYTHON=$(INTEROP_VENV)/bin/python)"
 
 run:
 	$(CARGO) run --release -p devstack
@@ -18,15 +21,17 @@ run:
 build:
 	$(CARGO) build --release --workspace --bins
 
-# Tests that need PostgreSQL or Redis carry `postgres` / `redis` in their names.
-# They fail (never skip) when their server is missing, so when a variable is unset
-# they are left out here, and the summary says so.
+# Tests that need PostgreSQL, Redis or the interop Python carry `postgres` /
+# `redis` / `python` at the end of their names. They fail (never skip) when what
+# they need is missing, so when its variable is unset they are left out here, and
+# the summary says so.
 test:
 	@filter=""; missing=""; \
 	if [ -z "$$TEST_DATABASE_URL" ]; then missing="$$missing TEST_DATABASE_URL"; filter="test(/(::|_)postgres$$/)"; fi; \
 	if [ -z "$$TEST_REDIS_URL" ]; then missing="$$missing TEST_REDIS_URL"; filter="$${filter:+$$filter | }test(/(::|_)redis$$/)"; fi; \
+	if [ -z "$$SPACEPORT_PYTHON" ]; then missing="$$missing SPACEPORT_PYTHON"; filter="$${filter:+$$filter | }test(/_python$$/)"; fi; \
 	if [ -n "$$filter" ]; then \
-		echo "NOTE:$$missing unset: leaving out the PostgreSQL/Redis tests (shown as skipped below)."; \
+		echo "NOTE:$$missing unset: leaving out the tests that need them (shown as skipped below)."; \
 		$(CARGO) nextest run --workspace --profile $(NEXTEST_PROFILE) -E "not ($$filter)"; \
 	else \
 		$(CARGO) nextest run --workspace --profile $(NEXTEST_PROFILE); \
@@ -42,6 +47,10 @@ fmt-check:
 
 clippy:
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+interop-venv:
+	python3 -m venv $(INTEROP_VENV)
+	$(INTEROP_VENV)/bin/pip install --quiet --disable-pip-version-check -r services/auth-service/tests/interop/requirements.txt
 
 clean:
 	$(CARGO) clean

@@ -378,55 +378,10 @@ async fn api_keys_are_refused_until_supported_and_basic_passes_through() {
 /// within a second.
 #[tokio::test]
 async fn sign_in_through_the_gateway_then_revoke() {
-    let sink = mail::sink::SmtpSink::start().await;
-    let cache = testkit::TestCache::new(testkit::CacheKind::Memory);
-    let db = testkit::TestDatabase::new(testkit::DbKind::Sqlite);
-    let sink_url = sink.url();
-    let auth =
-        testkit::part::start_part_with::<auth_service::AuthService>(Some(&db), &cache, |c| {
-            c.secret.key = service_kit::config::Secret::new(
-                base64::engine::general_purpose::STANDARD.encode([5u8; 32]),
-            );
-            c.mail.url = service_kit::config::Secret::new(sink_url);
-        })
-        .await;
-    let echo = Echo::start();
-    let auth_base = auth.base.clone();
-    let cache_config = cache.config.clone();
-    let gw = gateway_with(&echo.server.base, |c| {
-        c.upstreams.auth = auth_base;
-        c.cache = cache_config;
-    })
-    .await;
-
-    let requested = gw
-        .send(
-            gw.client
-                .post(gw.url("/api/v1/auth/otp/request"))
-                .json(&serde_json::json!({"email": "e2e@example.com"})),
-        )
-        .await;
-    assert_eq!(requested.status, 200, "{:?}", requested.json());
-    let mail = sink
-        .wait_for("e2e@example.com", Duration::from_secs(5))
-        .await
-        .expect("code mailed");
-    let code = mail
-        .body_text()
-        .split(|c: char| !c.is_ascii_digit())
-        .find(|run| run.len() == 6)
-        .unwrap()
-        .to_owned();
-    let signed_in = gw
-        .send(
-            gw.client
-                .post(gw.url("/api/v1/auth/otp/verify"))
-                .json(&serde_json::json!({"email": "e2e@example.com", "otp": code})),
-        )
-        .await;
-    assert_eq!(signed_in.status, 200, "{:?}", signed_in.json());
-    let data = signed_in.json()["data"].clone();
+    let platform = crate::platform::Platform::start().await;
+    let data = platform.sign_in("e2e@example.com").await;
     let access = data["access_token"].as_str().unwrap().to_owned();
+    let gw = &platform.gw;
 
     let call = || gw.client.get(gw.url("/echo/me")).bearer_auth(&access);
     let seen = gw.send(call()).await;

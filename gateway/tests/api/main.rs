@@ -2,6 +2,8 @@
 //! header hygiene, and failing fast when an upstream is down or hangs.
 
 mod authn;
+mod interop;
+mod platform;
 mod upstream;
 
 use gateway::GatewayPart;

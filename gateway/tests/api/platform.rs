@@ -1,0 +1,82 @@
+//! The real auth-service behind a gateway, with an SMTP sink for sign-in codes
+//! and an echo service behind `/echo`: the platform as a client sees it.
+
+use crate::gateway_with;
+use crate::upstream::Echo;
+use base64::Engine;
+use std::time::Duration;
+use testkit::{CacheKind, DbKind, TestCache, TestDatabase, TestServer};
+
+pub struct Platform {
+    pub gw: TestServer,
+    _echo: Echo,
+    pub sink: mail::sink::SmtpSink,
+    _auth: TestServer,
+    _db: TestDatabase,
+}
+
+impl Platform {
+    pub async fn start() -> Platform {
+        let sink = mail::sink::SmtpSink::start().await;
+        let cache = TestCache::new(CacheKind::Memory);
+        let db = TestDatabase::new(DbKind::Sqlite);
+        let sink_url = sink.url();
+        let auth =
+            testkit::part::start_part_with::<auth_service::AuthService>(Some(&db), &cache, |c| {
+                c.secret.key = service_kit::config::Secret::new(
+                    base64::engine::general_purpose::STANDARD.encode([5u8; 32]),
+                );
+                c.mail.url = service_kit::config::Secret::new(sink_url);
+            })
+            .await;
+        let echo = Echo::start();
+        let auth_base = auth.base.clone();
+        let cache_config = cache.config.clone();
+        let gw = gateway_with(&echo.server.base, |c| {
+            c.upstreams.auth = auth_base;
+            // One bus: revocations published by auth-service reach this gateway.
+            c.cache = cache_config;
+        })
+        .await;
+        Platform {
+            gw,
+            _echo: echo,
+            sink,
+            _auth: auth,
+            _db: db,
+        }
+    }
+
+    /// Signs in by one-time code through the gateway; returns the answer's `data`.
+    pub async fn sign_in(&self, email: &str) -> serde_json::Value {
+        let gw = &self.gw;
+        let requested = gw
+            .send(
+                gw.client
+                    .post(gw.url("/api/v1/auth/otp/request"))
+                    .json(&serde_json::json!({"email": email})),
+            )
+            .await;
+        assert_eq!(requested.status, 200, "{:?}", requested.json());
+        let mail = self
+            .sink
+            .wait_for(email, Duration::from_secs(5))
+            .await
+            .expect("code mailed");
+        let code = mail
+            .body_text()
+            .split(|c: char| !c.is_ascii_digit())
+            .find(|run| run.len() == 6)
+            .expect("a six-digit code")
+            .to_owned();
+        let signed_in = gw
+            .send(
+                gw.client
+                    .post(gw.url("/api/v1/auth/otp/verify"))
+                    .json(&serde_json::json!({"email": email, "otp": code})),
+            )
+            .await;
+        assert_eq!(signed_in.status, 200, "{:?}", signed_in.json());
+        signed_in.json()["data"].clone()
+    }
+}
