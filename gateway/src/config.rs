@@ -96,6 +96,32 @@ impl Default for TokenConfig {
     }
 }
 
+/// `rate_limits.*`: requests per minute, counted in the shared cache so every
+/// gateway replica enforces one budget.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RateLimitConfig {
+    pub enabled: bool,
+    /// Per user or service-principal token.
+    pub per_token_per_minute: u32,
+    /// Per API key.
+    pub per_api_key_per_minute: u32,
+    /// Per client IP, for anonymous requests.
+    pub per_ip_per_minute: u32,
+}
+
+impl Default for RateLimitConfig {
+    fn default() -> Self {
+        // SpaceOS's published defaults.
+        RateLimitConfig {
+            enabled: true,
+            per_token_per_minute: 500,
+            per_api_key_per_minute: 1000,
+            per_ip_per_minute: 100,
+        }
+    }
+}
+
 /// `proxy.*`: how the gateway talks to upstreams.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -108,6 +134,12 @@ pub struct ProxyConfig {
     pub max_body_bytes: u64,
     pub pool_max_idle_per_host: usize,
     pub pool_idle_timeout_secs: u64,
+    /// Addresses or CIDR blocks of proxies in front of the gateway (a load
+    /// balancer, an ingress). Only for them is `X-Forwarded-For` believed; the
+    /// client is the last address in it that is not one of them.
+    // The config crate drops empty lists from the defaults layer.
+    #[serde(default)]
+    pub trusted_proxies: Vec<String>,
 }
 
 impl Default for ProxyConfig {
@@ -118,6 +150,7 @@ impl Default for ProxyConfig {
             max_body_bytes: 10 * 1024 * 1024,
             pool_max_idle_per_host: 64,
             pool_idle_timeout_secs: 90,
+            trusted_proxies: Vec::new(),
         }
     }
 }
@@ -194,6 +227,7 @@ pub struct GatewayConfig {
     pub log: LogConfig,
     pub identity: GatewayIdentityConfig,
     pub tokens: TokenConfig,
+    pub rate_limits: RateLimitConfig,
     pub upstreams: Upstreams,
     pub proxy: ProxyConfig,
     pub routes: Vec<RouteConfig>,
@@ -208,6 +242,7 @@ impl GatewayConfig {
             log: LogConfig::default(),
             identity: GatewayIdentityConfig::default(),
             tokens: TokenConfig::default(),
+            rate_limits: RateLimitConfig::default(),
             upstreams: Upstreams {
                 auth: "http://127.0.0.1:8081".into(),
                 booking: "http://127.0.0.1:8082".into(),
@@ -272,6 +307,22 @@ impl Settings for GatewayConfig {
         if !self.tokens.jwks_url.is_empty() {
             reqwest::Url::parse(&self.tokens.jwks_url)
                 .map_err(|e| ConfigError::invalid("tokens.jwks_url", e.to_string()))?;
+        }
+        for (i, entry) in self.proxy.trusted_proxies.iter().enumerate() {
+            crate::client_ip::parse_net(entry).ok_or_else(|| {
+                ConfigError::invalid(
+                    &format!("proxy.trusted_proxies[{i}]"),
+                    "must be an IP address or CIDR block",
+                )
+            })?;
+        }
+        let r = &self.rate_limits;
+        if r.per_token_per_minute == 0 || r.per_api_key_per_minute == 0 || r.per_ip_per_minute == 0
+        {
+            return Err(ConfigError::invalid(
+                "rate_limits",
+                "limits must be at least 1 (set rate_limits.enabled = false to turn them off)",
+            ));
         }
         if self.proxy.connect_timeout_ms == 0 || self.proxy.timeout_ms == 0 {
             return Err(ConfigError::invalid(

@@ -2,8 +2,10 @@
 //! proxies, streaming both ways over pooled keep-alive connections.
 
 pub mod authn;
+pub mod client_ip;
 pub mod config;
 pub mod proxy;
+pub mod rate_limits;
 pub mod routes;
 
 use actix_web::web;
@@ -37,6 +39,8 @@ pub struct Gateway {
     pub client: reqwest::Client,
     pub signer: Arc<identity::IdentitySigner>,
     pub authenticator: Arc<authn::Authenticator>,
+    pub rate_limiter: rate_limits::RateLimiter,
+    pub trusted_proxies: client_ip::TrustedProxies,
     auth_failures: Family<FailureLabels, Counter>,
     upstream_latency: Family<UpstreamLabels, Histogram, fn() -> Histogram>,
 }
@@ -109,6 +113,8 @@ impl ServicePart for GatewayPart {
             client,
             signer,
             authenticator,
+            rate_limiter: rate_limits::RateLimiter::new(cache.clone(), config.rate_limits.clone()),
+            trusted_proxies: client_ip::TrustedProxies::new(&config.proxy.trusted_proxies),
             auth_failures: auth_failures.clone(),
             upstream_latency: upstream_latency.clone(),
         });

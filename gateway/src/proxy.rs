@@ -3,6 +3,7 @@
 use crate::Gateway;
 use crate::authn;
 use crate::config::RoutePolicy;
+use crate::rate_limits;
 use crate::routes::{Route, has_dot_segments, is_internal};
 use actix_web::http::header::{HeaderMap, HeaderName, HeaderValue};
 use actix_web::http::{Method, StatusCode};
@@ -64,7 +65,11 @@ fn is_consumed_credential(name: &str, bearer_consumed: bool) -> bool {
         || (bearer_consumed && name == "authorization")
 }
 
-fn upstream_headers(req: &HttpRequest, bearer_consumed: bool) -> reqwest::header::HeaderMap {
+fn upstream_headers(
+    req: &HttpRequest,
+    client: Option<std::net::IpAddr>,
+    bearer_consumed: bool,
+) -> reqwest::header::HeaderMap {
     let listed = connection_listed(req.headers());
     let mut out = reqwest::header::HeaderMap::with_capacity(req.headers().len() + 4);
     for (name, value) in req.headers() {
@@ -102,8 +107,8 @@ fn upstream_headers(req: &HttpRequest, bearer_consumed: bool) -> reqwest::header
             out.insert(name, value);
         }
     };
-    if let Some(peer) = req.peer_addr() {
-        set("x-forwarded-for", &peer.ip().to_string());
+    if let Some(client) = client {
+        set("x-forwarded-for", &client.to_string());
     }
     set("x-forwarded-proto", scheme);
     if let Some(host) = &host {
@@ -237,7 +242,25 @@ pub async fn forward(
         return Err(unauthorized("authentication required"));
     }
     check_workspace_header(&req, &identity)?;
-    send(&req, payload, &gateway, route, &identity, bearer_consumed).await
+    let client = gateway.trusted_proxies.client(&req);
+    let budget = gateway.rate_limiter.spend(&identity, client).await;
+    if let Some(decision) = budget.as_ref().filter(|d| !d.allowed) {
+        return Err(rate_limits::exceeded(decision));
+    }
+    let mut response = send(
+        &req,
+        payload,
+        &gateway,
+        route,
+        &identity,
+        client,
+        bearer_consumed,
+    )
+    .await?;
+    if let Some(decision) = &budget {
+        rate_limits::add_headers(&mut response, decision);
+    }
+    Ok(response)
 }
 
 fn unauthorized(message: &str) -> ApiError {
@@ -272,6 +295,7 @@ async fn send(
     gateway: &Gateway,
     route: &Route,
     identity: &identity::Identity,
+    client: Option<std::net::IpAddr>,
     bearer_consumed: bool,
 ) -> Result<HttpResponse, ApiError> {
     let path_and_query = req
@@ -281,7 +305,7 @@ async fn send(
     let url = format!("{}{path_and_query}", route.base_url);
     let method = reqwest::Method::from_bytes(req.method().as_str().as_bytes())
         .map_err(|_| ApiError::new(ErrorCode::MethodNotAllowed, "unsupported method"))?;
-    let mut headers = upstream_headers(req, bearer_consumed);
+    let mut headers = upstream_headers(req, client, bearer_consumed);
     let token = gateway.signer.token_for(identity, &route.audience);
     if let Ok(value) = reqwest::header::HeaderValue::from_str(&token) {
         headers.insert(identity::HEADER, value);

@@ -4,6 +4,7 @@
 mod authn;
 mod interop;
 mod platform;
+mod rate_limits;
 mod upstream;
 
 use gateway::GatewayPart;
