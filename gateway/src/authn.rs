@@ -1,15 +1,21 @@
 //! Who is calling: the gateway verifies the client's credential and turns it
 //! into the identity it signs for the services.
 //!
-//! Bearer JWTs (user and service-principal access tokens) are verified here,
-//! against auth-service's JWKS, without a call per request. Other `Authorization`
-//! schemes (e.g. `Basic` on the OAuth token endpoint) are for the service behind
-//! the route and pass through untouched.
+//! - Bearer JWTs (user and service-principal access tokens) are verified here,
+//!   against auth-service's JWKS, without a call per request.
+//! - Workspace API keys (`x-api-key`, SpaceOS `x-org-api-key`, or a bearer
+//!   `key_…`) are checked for shape and checksum first (a typo or a forgery costs
+//!   no look-up), then introspected at auth-service, with the answer cached.
+//! - Other `Authorization` schemes (e.g. `Basic` on the OAuth token endpoint) are
+//!   for the service behind the route and pass through untouched.
+//! - Revocations (sessions, keys) arrive on the cache bus and apply at once.
 
-use crate::config::TokenConfig;
+use crate::config::{GatewayConfig, TokenConfig};
 use actix_web::HttpRequest;
+use identity::access::AccessTokenError;
 use identity::revocation::{self, Revocation};
-use identity::{AccessClaims, AccessTokenVerifier, Identity, PrincipalType, PublicKeys};
+use identity::{AccessClaims, AccessTokenVerifier, Identity, PrincipalType, PublicKeys, ScopeSet};
+use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
@@ -49,61 +55,104 @@ impl Failure {
 /// The credential a request presents, read from its headers.
 pub enum Credential {
     None,
+    /// An access token (JWT).
     Bearer(String),
-    /// An API key (`x-api-key`, `x-org-api-key`, or a `key_`/`sk_` bearer).
-    ApiKey,
+    /// A workspace API key.
+    WorkspaceKey(String),
+    /// A space API key (`sk_…`).
+    SpaceKey(String),
+    /// Unreadable, or more than one credential.
+    Invalid,
 }
 
-pub fn credential_of(req: &HttpRequest) -> Credential {
-    let headers = req.headers();
-    if headers.contains_key("x-api-key") || headers.contains_key("x-org-api-key") {
-        return Credential::ApiKey;
+impl Credential {
+    /// Whether the gateway consumes the credential headers, rather than passing
+    /// an `Authorization` header on to the service.
+    pub fn consumes_authorization(&self) -> bool {
+        !matches!(self, Credential::None)
     }
-    let Some(value) = headers.get("authorization").and_then(|v| v.to_str().ok()) else {
-        return Credential::None;
-    };
-    let Some((scheme, token)) = value.split_once(' ') else {
-        return Credential::None;
-    };
-    if !scheme.eq_ignore_ascii_case("bearer") {
-        return Credential::None;
-    }
-    let token = token.trim();
-    if token.starts_with("key_") || token.starts_with("sk_") {
-        Credential::ApiKey
+}
+
+fn classify(token: &str) -> Credential {
+    if token.starts_with("key_") {
+        Credential::WorkspaceKey(token.to_owned())
+    } else if token.starts_with("sk_") {
+        Credential::SpaceKey(token.to_owned())
     } else {
         Credential::Bearer(token.to_owned())
     }
 }
 
-/// Verifies access tokens and remembers revoked sessions.
+pub fn credential_of(req: &HttpRequest) -> Credential {
+    let headers = req.headers();
+    let header_keys: Vec<Option<String>> = ["x-api-key", "x-org-api-key"]
+        .iter()
+        .filter_map(|name| headers.get(*name))
+        .map(|v| v.to_str().ok().map(|s| s.trim().to_owned()))
+        .collect();
+    let bearer = headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split_once(' '))
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map(|(_, token)| token.trim().to_owned());
+    match (header_keys.as_slice(), bearer) {
+        ([], None) => Credential::None,
+        ([], Some(token)) => classify(&token),
+        ([Some(key)], None) if key.starts_with("key_") || key.starts_with("sk_") => classify(key),
+        _ => Credential::Invalid,
+    }
+}
+
+/// What the gateway remembers of an introspected API key.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct KeyInfo {
+    active: bool,
+    #[serde(default)]
+    key_id: Option<String>,
+    #[serde(default)]
+    workspace_id: Option<String>,
+    #[serde(default)]
+    scopes: Option<ScopeSet>,
+    #[serde(default)]
+    expires_at: Option<String>,
+}
+
+/// Verifies access tokens and API keys, and remembers revocations.
 pub struct Authenticator {
     verifier: RwLock<Option<AccessTokenVerifier>>,
     config: TokenConfig,
     jwks_url: String,
+    introspection_url: String,
+    cache: cache::Cache,
     client: reqwest::Client,
     signer: Arc<identity::IdentitySigner>,
     /// Serializes JWKS fetches and remembers when the last one ran.
     last_fetch: tokio::sync::Mutex<Option<Instant>>,
     /// Session ids revoked recently, until their access tokens have expired.
     revoked_sessions: RwLock<HashMap<String, Instant>>,
+    /// API key ids revoked recently, until cached introspections have expired.
+    revoked_keys: RwLock<HashMap<String, Instant>>,
 }
 
 impl Authenticator {
     pub fn new(
-        config: TokenConfig,
-        jwks_url: String,
+        config: &GatewayConfig,
+        cache: cache::Cache,
         client: reqwest::Client,
         signer: Arc<identity::IdentitySigner>,
     ) -> Authenticator {
         Authenticator {
             verifier: RwLock::new(None),
-            config,
-            jwks_url,
+            config: config.tokens.clone(),
+            jwks_url: config.jwks_url(),
+            introspection_url: config.api_key_introspection_url(),
+            cache,
             client,
             signer,
             last_fetch: tokio::sync::Mutex::new(None),
             revoked_sessions: RwLock::new(HashMap::new()),
+            revoked_keys: RwLock::new(HashMap::new()),
         }
     }
 
@@ -111,13 +160,15 @@ impl Authenticator {
     pub async fn identify(&self, credential: Credential) -> Result<Identity, Failure> {
         match credential {
             Credential::None => Ok(Identity::anonymous()),
-            Credential::ApiKey => Err(Failure::Unsupported),
+            Credential::Invalid => Err(Failure::Malformed),
+            Credential::SpaceKey(_) => Err(Failure::Unsupported),
+            Credential::WorkspaceKey(key) => self.workspace_key(&key).await,
             Credential::Bearer(token) => {
                 let claims = self.verify(&token).await?;
                 if claims
                     .sid
                     .as_deref()
-                    .is_some_and(|sid| self.is_revoked(sid))
+                    .is_some_and(|sid| listed(&self.revoked_sessions, sid))
                 {
                     return Err(Failure::Revoked);
                 }
@@ -141,11 +192,8 @@ impl Authenticator {
         AccessTokenVerifier::kid_of(token).map_err(|_| Failure::Malformed)?;
         match self.verify_with_current(token) {
             Some(Ok(claims)) => return Ok(claims),
-            Some(Err(identity::access::AccessTokenError::UnknownKey)) | None => {}
-            Some(Err(
-                identity::access::AccessTokenError::Malformed
-                | identity::access::AccessTokenError::WrongType,
-            )) => {
+            Some(Err(AccessTokenError::UnknownKey)) | None => {}
+            Some(Err(AccessTokenError::Malformed | AccessTokenError::WrongType)) => {
                 return Err(Failure::Malformed);
             }
             Some(Err(_)) => return Err(Failure::Invalid),
@@ -154,16 +202,13 @@ impl Authenticator {
         self.refetch_keys().await?;
         match self.verify_with_current(token) {
             Some(Ok(claims)) => Ok(claims),
-            Some(Err(identity::access::AccessTokenError::UnknownKey)) => Err(Failure::UnknownKey),
+            Some(Err(AccessTokenError::UnknownKey)) => Err(Failure::UnknownKey),
             Some(Err(_)) => Err(Failure::Invalid),
             None => Err(Failure::KeysUnavailable),
         }
     }
 
-    fn verify_with_current(
-        &self,
-        token: &str,
-    ) -> Option<Result<AccessClaims, identity::access::AccessTokenError>> {
+    fn verify_with_current(&self, token: &str) -> Option<Result<AccessClaims, AccessTokenError>> {
         let guard = self.verifier.read().unwrap_or_else(|e| e.into_inner());
         guard.as_ref().map(|v| v.verify(token))
     }
@@ -216,26 +261,93 @@ impl Authenticator {
         Ok(PublicKeys::from_jwks(&jwks)?)
     }
 
-    fn is_revoked(&self, sid: &str) -> bool {
-        let revoked = self
-            .revoked_sessions
-            .read()
-            .unwrap_or_else(|e| e.into_inner());
-        revoked
-            .get(sid)
-            .is_some_and(|until| *until > Instant::now())
+    async fn workspace_key(&self, key: &str) -> Result<Identity, Failure> {
+        let Some(parts) = identity::credentials::parse_workspace_key(key) else {
+            return Err(Failure::Malformed);
+        };
+        let info = self.introspect(key).await?;
+        let (true, Some(key_id), Some(workspace_id)) =
+            (info.active, info.key_id, info.workspace_id)
+        else {
+            return Err(Failure::Invalid);
+        };
+        if workspace_id != parts.workspace_id {
+            return Err(Failure::Invalid);
+        }
+        if listed(&self.revoked_keys, &key_id) {
+            return Err(Failure::Revoked);
+        }
+        Ok(Identity {
+            principal_id: key_id,
+            principal_type: PrincipalType::ApiKey,
+            workspace_id: Some(workspace_id),
+            scopes: info.scopes.unwrap_or_default(),
+            space_id: None,
+        })
+    }
+
+    /// auth-service's answer about a key, cached in the shared cache under a
+    /// hash of the key (never the key): active keys for `api_key_cache_secs` (not
+    /// past their expiry), unknown ones for `api_key_negative_cache_secs`.
+    async fn introspect(&self, key: &str) -> Result<KeyInfo, Failure> {
+        use sha2::Digest;
+        let digest = sha2::Sha256::digest(key.as_bytes());
+        let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
+        let cache_key = format!("introspect:apk:{hex}");
+        if let Ok(Some(bytes)) = self.cache.get(&cache_key).await
+            && let Ok(info) = serde_json::from_slice::<KeyInfo>(&bytes)
+        {
+            return Ok(info);
+        }
+        let token = self.signer.token_for(&Identity::gateway(), "auth-service");
+        let response = self
+            .client
+            .post(&self.introspection_url)
+            .header(identity::HEADER, token)
+            .json(&serde_json::json!({ "key": key }))
+            .timeout(Duration::from_secs(5))
+            .send()
+            .await
+            .and_then(|r| r.error_for_status());
+        let body: serde_json::Value = match response {
+            Ok(r) => r.json().await.map_err(|_| Failure::KeysUnavailable)?,
+            Err(e) => {
+                tracing::warn!(error = %e, "API key introspection failed");
+                return Err(Failure::KeysUnavailable);
+            }
+        };
+        let info: KeyInfo =
+            serde_json::from_value(body["data"].clone()).map_err(|_| Failure::KeysUnavailable)?;
+        let ttl = if info.active {
+            let cap = self.config.api_key_cache_secs;
+            let until_expiry = info
+                .expires_at
+                .as_deref()
+                .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+                .map(|t| (t.timestamp() - chrono::Utc::now().timestamp()).max(1) as u64);
+            Duration::from_secs(until_expiry.map_or(cap, |s| s.min(cap)))
+        } else {
+            Duration::from_secs(self.config.api_key_negative_cache_secs)
+        };
+        if let Ok(bytes) = serde_json::to_vec(&info) {
+            let _ = self.cache.set(&cache_key, &bytes, Some(ttl)).await;
+        }
+        Ok(info)
     }
 
     pub fn apply(&self, revocation: &Revocation) {
-        if let Revocation::Session { id } = revocation {
-            let until =
-                Instant::now() + Duration::from_secs(self.config.max_access_token_ttl_secs + 60);
-            let mut revoked = self
-                .revoked_sessions
-                .write()
-                .unwrap_or_else(|e| e.into_inner());
-            revoked.retain(|_, t| *t > Instant::now());
-            revoked.insert(id.clone(), until);
+        match revocation {
+            Revocation::Session { id } => remember(
+                &self.revoked_sessions,
+                id,
+                Duration::from_secs(self.config.max_access_token_ttl_secs + 60),
+            ),
+            Revocation::ApiKey { id } => remember(
+                &self.revoked_keys,
+                id,
+                Duration::from_secs(self.config.api_key_cache_secs + 60),
+            ),
+            Revocation::SpaceKey { .. } | Revocation::Membership { .. } => {}
         }
     }
 
@@ -252,4 +364,16 @@ impl Authenticator {
         });
         Ok(())
     }
+}
+
+fn listed(list: &RwLock<HashMap<String, Instant>>, id: &str) -> bool {
+    let list = list.read().unwrap_or_else(|e| e.into_inner());
+    list.get(id).is_some_and(|until| *until > Instant::now())
+}
+
+fn remember(list: &RwLock<HashMap<String, Instant>>, id: &str, for_: Duration) {
+    let mut list = list.write().unwrap_or_else(|e| e.into_inner());
+    let now = Instant::now();
+    list.retain(|_, t| *t > now);
+    list.insert(id.to_owned(), now + for_);
 }

@@ -13,6 +13,14 @@ pub struct Upstreams {
 }
 
 impl GatewayConfig {
+    /// Where workspace API keys are introspected.
+    pub fn api_key_introspection_url(&self) -> String {
+        format!(
+            "{}/internal/api-keys/introspect",
+            self.upstreams.auth.trim_end_matches('/')
+        )
+    }
+
     /// The JWKS URL in effect.
     pub fn jwks_url(&self) -> String {
         if self.tokens.jwks_url.is_empty() {
@@ -82,6 +90,10 @@ pub struct TokenConfig {
     /// The longest access-token lifetime auth-service issues: how long a revoked
     /// session is remembered.
     pub max_access_token_ttl_secs: u64,
+    /// How long an API key's introspection is reused (never past its expiry).
+    pub api_key_cache_secs: u64,
+    /// How long "no such key" is remembered.
+    pub api_key_negative_cache_secs: u64,
 }
 
 impl Default for TokenConfig {
@@ -92,6 +104,8 @@ impl Default for TokenConfig {
             jwks_url: String::new(),
             jwks_min_refetch_secs: 10,
             max_access_token_ttl_secs: 3600,
+            api_key_cache_secs: 60,
+            api_key_negative_cache_secs: 5,
         }
     }
 }

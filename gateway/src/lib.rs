@@ -101,8 +101,8 @@ impl ServicePart for GatewayPart {
         let upstream_latency: Family<UpstreamLabels, Histogram, fn() -> Histogram> =
             Family::new_with_constructor(service_kit::metrics::latency_histogram);
         let authenticator = Arc::new(authn::Authenticator::new(
-            config.tokens.clone(),
-            config.jwks_url(),
+            &config,
+            cache.clone(),
             client.clone(),
             signer.clone(),
         ));

@@ -229,7 +229,7 @@ pub async fn forward(
         return Err(body_too_large(route.max_body_bytes));
     }
     let credential = authn::credential_of(&req);
-    let bearer_consumed = matches!(credential, authn::Credential::Bearer(_));
+    let bearer_consumed = credential.consumes_authorization();
     let identity = gateway
         .authenticator
         .identify(credential)

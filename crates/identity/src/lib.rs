@@ -5,6 +5,7 @@
 //! without one, so a pod reached around the gateway answers 401.
 
 pub mod access;
+pub mod credentials;
 pub mod guard;
 pub mod keys;
 pub mod revocation;

@@ -339,7 +339,7 @@ async fn route_policy_and_workspace_selection() {
 }
 
 #[tokio::test]
-async fn api_keys_are_refused_until_supported_and_basic_passes_through() {
+async fn malformed_keys_and_space_keys_are_refused_and_basic_passes_through() {
     let s = stack(|_| {}).await;
     s.gw.send(
         s.gw.client

@@ -1,6 +1,7 @@
 //! The gateway over real HTTP on loopback: routing to the real services, streaming,
 //! header hygiene, and failing fast when an upstream is down or hangs.
 
+mod api_keys;
 mod authn;
 mod interop;
 mod platform;

@@ -11,7 +11,7 @@ pub struct Platform {
     pub gw: TestServer,
     _echo: Echo,
     pub sink: mail::sink::SmtpSink,
-    _auth: TestServer,
+    pub auth: TestServer,
     _db: TestDatabase,
 }
 
@@ -42,7 +42,7 @@ impl Platform {
             gw,
             _echo: echo,
             sink,
-            _auth: auth,
+            auth,
             _db: db,
         }
     }

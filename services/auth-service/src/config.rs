@@ -36,6 +36,17 @@ pub struct OtpConfig {
     pub ip_hourly_limit: u32,
 }
 
+/// `api_keys.*`: the visible parts of workspace keys,
+/// `key_<shard>.<location>.<workspace>.<secret>`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApiKeyConfig {
+    /// Lowercase letters and digits, 1–8.
+    pub shard: String,
+    /// Two to four capital letters, e.g. `UK`.
+    pub location: String,
+}
+
 /// `tokens.*`: access and refresh tokens and their signing keys.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -64,6 +75,7 @@ pub struct AuthConfig {
     pub secret: SecretConfig,
     pub tokens: TokenConfig,
     pub otp: OtpConfig,
+    pub api_keys: ApiKeyConfig,
     pub mail: mail::MailConfig,
 }
 
@@ -95,6 +107,10 @@ impl AuthConfig {
                 resend_interval_secs: 60,
                 hourly_limit: 5,
                 ip_hourly_limit: 50,
+            },
+            api_keys: ApiKeyConfig {
+                shard: "01".into(),
+                location: "UK".into(),
             },
             mail: mail::MailConfig::default(),
         }
@@ -154,6 +170,18 @@ impl Settings for AuthConfig {
             return Err(ConfigError::invalid(
                 "tokens.issuer",
                 "issuer and audience must be set",
+            ));
+        }
+        if !identity::credentials::valid_shard(&self.api_keys.shard) {
+            return Err(ConfigError::invalid(
+                "api_keys.shard",
+                "1 to 8 lowercase letters or digits",
+            ));
+        }
+        if !identity::credentials::valid_location(&self.api_keys.location) {
+            return Err(ConfigError::invalid(
+                "api_keys.location",
+                "2 to 4 capital letters",
             ));
         }
         let o = &self.otp;

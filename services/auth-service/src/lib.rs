@@ -4,6 +4,7 @@
 //! binary.
 
 pub mod accounts;
+mod api_keys;
 pub mod config;
 mod otp;
 pub mod schema;
@@ -17,7 +18,7 @@ mod wellknown;
 use actix_web::web;
 use bootstrap::Backing;
 use cache::Cache;
-use config::{AuthConfig, OtpConfig, TokenConfig};
+use config::{ApiKeyConfig, AuthConfig, OtpConfig, TokenConfig};
 use diesel_migrations::{EmbeddedMigrations, embed_migrations};
 use identity::revocation::Revocation;
 use serde::Deserialize;
@@ -45,6 +46,7 @@ pub struct AuthState {
     pub mailer: mail::Mailer,
     pub tokens: TokenConfig,
     pub otp: OtpConfig,
+    pub api_keys: ApiKeyConfig,
 }
 
 /// How often each replica applies the key rotation policy and reloads keys.
@@ -95,6 +97,7 @@ impl ServicePart for AuthService {
             mailer,
             tokens: config.tokens.clone(),
             otp: config.otp.clone(),
+            api_keys: config.api_keys.clone(),
         });
         Ok(backing.app_spec(Self::NAME, &config, move |cfg| routes(cfg, state.clone())))
     }
@@ -106,6 +109,13 @@ fn routes(cfg: &mut web::ServiceConfig, state: web::Data<AuthState>) {
         .service(web::resource("/api/v1/auth/otp/verify").post(otp::verify))
         .service(web::resource("/v1/auth/token").post(tokens::token))
         .service(web::resource("/v1/auth/logout").post(logout))
+        .service(
+            web::resource("/v1/auth/api-key")
+                .post(api_keys::create)
+                .get(api_keys::list),
+        )
+        .service(web::resource("/v1/auth/api-key/{id}").delete(api_keys::delete))
+        .service(web::resource("/internal/api-keys/introspect").post(api_keys::introspect))
         .service(
             web::resource("/v1/auth/service-principals")
                 .post(service_principals::create)

@@ -85,3 +85,18 @@ diesel::table! {
         secret_rotated_at -> Timestamp,
     }
 }
+
+diesel::table! {
+    api_keys (id) {
+        id -> Text,
+        workspace_id -> Text,
+        name -> Text,
+        key_hash -> Text,
+        prefix -> Text,
+        scopes -> Text,
+        created_by -> Text,
+        created_at -> Timestamp,
+        expires_at -> Nullable<Timestamp>,
+        last_used_at -> Nullable<Timestamp>,
+    }
+}

@@ -1,0 +1,126 @@
+//! Workspace API keys at the edge: created with a token, used as `x-api-key`,
+//! `x-org-api-key` or a bearer, introspected once and cached, revoked within a
+//! second.
+
+use crate::platform::Platform;
+use identity::PrincipalType;
+use std::time::{Duration, Instant};
+
+/// How many introspections auth-service has answered.
+async fn introspections(platform: &Platform) -> u64 {
+    let text = String::from_utf8_lossy(&platform.auth.get("/metrics").await.body).into_owned();
+    text.lines()
+        .filter(|l| {
+            l.starts_with("http_requests_total{")
+                && l.contains("route=\"/internal/api-keys/introspect\"")
+        })
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+        .sum()
+}
+
+fn identity_seen(response: &testkit::TestResponse) -> identity::Identity {
+    let token = response.json()["headers"]["x-spaceport-identity"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    identity::IdentityVerifier::new(
+        "booking-service",
+        identity::PublicKeys::from_pem_bundle(&testkit::identity::public_pem()).unwrap(),
+    )
+    .verify(&token)
+    .unwrap()
+}
+
+#[tokio::test]
+async fn workspace_keys_work_at_the_edge_and_die_within_a_second() {
+    let platform = Platform::start().await;
+    let gw = &platform.gw;
+    let session = platform.sign_in("keys@example.com").await;
+    let access = session["access_token"].as_str().unwrap();
+    let created = gw
+        .send(
+            gw.client
+                .post(gw.url("/v1/auth/api-key"))
+                .bearer_auth(access)
+                .json(&serde_json::json!({"name": "ci", "scopes": "bookings:read"})),
+        )
+        .await;
+    assert_eq!(created.status, 201, "{:?}", created.json());
+    let data = created.json()["data"].clone();
+    let key = data["api_key"].as_str().unwrap().to_owned();
+
+    let with_header = |name: &'static str| gw.client.get(gw.url("/echo/k")).header(name, &key);
+    let before = introspections(&platform).await;
+    let first = gw.send(with_header("x-api-key")).await;
+    assert_eq!(
+        first.status,
+        200,
+        "{:?}",
+        String::from_utf8_lossy(&first.body)
+    );
+    let who = identity_seen(&first);
+    assert_eq!(who.principal_type, PrincipalType::ApiKey);
+    assert_eq!(who.principal_id, data["id"].as_str().unwrap());
+    assert_eq!(who.workspace_id.as_deref(), data["workspace_id"].as_str());
+    assert_eq!(who.scopes.to_string(), "bookings:read");
+    assert!(
+        first.json()["headers"].get("x-api-key").is_none(),
+        "the key stays at the edge"
+    );
+    // The SpaceOS header and the bearer form, served from the cache.
+    assert_eq!(gw.send(with_header("x-org-api-key")).await.status, 200);
+    assert_eq!(
+        gw.send(gw.client.get(gw.url("/echo/k")).bearer_auth(&key))
+            .await
+            .status,
+        200
+    );
+    assert_eq!(
+        introspections(&platform).await - before,
+        1,
+        "one introspection, then the cache"
+    );
+
+    // A malformed or mistyped key is refused without a look-up.
+    let mut typo = key.clone().into_bytes();
+    let last = typo.len() - 1;
+    typo[last] = if typo[last] == b'a' { b'b' } else { b'a' };
+    let typo = String::from_utf8(typo).unwrap();
+    gw.send(gw.client.get(gw.url("/echo/k")).header("x-api-key", &typo))
+        .await
+        .assert_error(401, "unauthorized");
+    assert_eq!(
+        introspections(&platform).await - before,
+        1,
+        "no look-up for a bad checksum"
+    );
+    // Two credentials at once are refused.
+    gw.send(with_header("x-api-key").bearer_auth(access))
+        .await
+        .assert_error(401, "unauthorized");
+
+    // Revocation reaches the gateway (and beats its cache) within a second.
+    let deleted = gw
+        .send(
+            gw.client
+                .delete(gw.url(&format!(
+                    "/v1/auth/api-key/{}",
+                    data["id"].as_str().unwrap()
+                )))
+                .bearer_auth(access),
+        )
+        .await;
+    assert_eq!(deleted.status, 200);
+    let deadline = Instant::now() + Duration::from_secs(1);
+    loop {
+        let status = gw.send(with_header("x-api-key")).await.status;
+        if status == 401 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "still {status} a second after the DELETE"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
