@@ -4,8 +4,11 @@ CARGO ?= cargo
 NEXTEST_PROFILE ?= default
 
 INTEROP_VENV ?= target/interop-venv
+IMAGE_REPO ?= spaceport
+IMAGE_TAG ?= dev
+PARTS := gateway:8080 auth-service:8081 booking-service:8082 spaces-service:8083
 
-.PHONY: help run build test lint fmt fmt-check clippy migrate clean interop-venv
+.PHONY: help run build test lint fmt fmt-check clippy migrate clean interop-venv images k8s-validate
 
 help:
 	@echo "make run        gateway + services in one process (SQLite, in-process cache), gateway on :8080"
@@ -13,6 +16,8 @@ help:
 	@echo "make lint       rustfmt check + clippy with warnings as errors"
 	@echo "make fmt        format the code"
 	@echo "make build      release build of every binary"
+	@echo "make images     container images of the four parts (Docker with BuildKit), tag IMAGE_TAG=$(IMAGE_TAG)"
+	@echo "make k8s-validate  offline checks of deploy/ and k8s/: hadolint, shellcheck, kustomize, kubernetes-validate, checkov, env vars"
 	@echo "make interop-venv  Python with authlib/PyJWT for the interop test (then SPACEPORT_PYTHON=$(INTEROP_VENV)/bin/python)"
 
 run:
@@ -47,6 +52,19 @@ fmt-check:
 
 clippy:
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+# One image per part from deploy/Dockerfile; `check-config` proves the binary starts in it.
+images:
+	@for part in $(PARTS); do \
+		name=$${part%%:*}; port=$${part##*:}; \
+		docker build -f deploy/Dockerfile --build-arg PACKAGE=$$name --build-arg PORT=$$port \
+			-t $(IMAGE_REPO)/$$name:$(IMAGE_TAG) . || exit 1; \
+		docker run --rm $(IMAGE_REPO)/$$name:$(IMAGE_TAG) check-config || exit 1; \
+	done
+
+# Offline (no cluster, no container engine); installs its tools under deploy/.tools.
+k8s-validate:
+	deploy/check.sh
 
 interop-venv:
 	python3 -m venv $(INTEROP_VENV)

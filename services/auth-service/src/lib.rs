@@ -7,6 +7,7 @@ pub mod accounts;
 mod api_keys;
 pub mod config;
 mod otp;
+mod profile;
 pub mod schema;
 pub mod secrets;
 mod service_principals;
@@ -115,6 +116,16 @@ fn routes(cfg: &mut web::ServiceConfig, state: web::Data<AuthState>) {
                 .get(api_keys::list),
         )
         .service(web::resource("/v1/auth/api-key/{id}").delete(api_keys::delete))
+        .service(
+            web::resource("/v1/auth/me")
+                .get(profile::me)
+                .patch(profile::update_me),
+        )
+        .service(
+            web::resource("/v1/system/workspaces")
+                .get(profile::workspaces)
+                .post(profile::create_workspace),
+        )
         .service(web::resource("/internal/api-keys/introspect").post(api_keys::introspect))
         .service(
             web::resource("/v1/auth/service-principals")

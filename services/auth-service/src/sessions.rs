@@ -92,10 +92,25 @@ pub fn start(
 
 /// Exchanges a refresh token for its successor. Call inside a transaction: the
 /// conditional update lets exactly one of two concurrent uses win.
+/// The user a (not yet used) refresh token belongs to, without consuming it.
+pub fn user_of(conn: &mut DbConnection, presented: &str) -> Result<Option<String>, StoreError> {
+    refresh_tokens::table
+        .filter(refresh_tokens::token_hash.eq(hash(presented)))
+        .select(refresh_tokens::user_id)
+        .first::<String>(conn)
+        .optional()
+        .map_err(StoreError::from)
+}
+
+/// Where the successor of a refresh token acts: `None` keeps the session's
+/// workspace and scopes; `Some((workspace, scope))` moves it.
+pub type Switch<'a> = Option<(&'a str, &'a str)>;
+
 pub fn rotate(
     conn: &mut DbConnection,
     presented: &str,
     ttl: chrono::Duration,
+    switch: Switch<'_>,
 ) -> Result<Rotation, StoreError> {
     if !presented.starts_with(TOKEN_PREFIX) || presented.len() > 128 {
         return Ok(Rotation::Invalid);
@@ -136,6 +151,10 @@ pub fn rotate(
         return Ok(Rotation::Invalid);
     };
     if claimed == 1 {
+        let (workspace_id, scope) = match switch {
+            Some((workspace, scope)) => (Some(workspace.to_owned()), scope.to_owned()),
+            None => (workspace_id, scope),
+        };
         let issued = insert(
             conn,
             &family_id,

@@ -206,7 +206,7 @@ async fn token_inner(
                 .refresh_token
                 .filter(|t| !t.is_empty())
                 .ok_or_else(|| OAuthError::new("invalid_request", "refresh_token is required"))?;
-            refresh(state, presented, json).await
+            refresh(state, presented, request.workspace_id, json).await
         }
         "client_credentials" => {
             let (client_id, client_secret) = client_credentials_of(req, &request)?;
@@ -324,23 +324,49 @@ fn client_credentials(
         })))
 }
 
+/// Rotates a refresh token; with `switch_to`, the new tokens act in another
+/// workspace the user belongs to (scopes of their role there).
 async fn refresh(
     state: &AuthState,
     presented: String,
+    switch_to: Option<String>,
     json: bool,
 ) -> Result<HttpResponse, OAuthError> {
     let ttl = state.refresh_ttl();
     let outcome = state
         .db
         .transaction(move |conn| {
-            let rotation = sessions::rotate(conn, &presented, ttl)?;
+            // A refused switch must not consume the token: check before rotating.
+            let switch = match &switch_to {
+                None => None,
+                Some(workspace) => {
+                    let role = match sessions::user_of(conn, &presented)? {
+                        Some(user) => accounts::role_in(conn, &user, workspace)?,
+                        None => None,
+                    };
+                    match role {
+                        Some(role) => Some((workspace.clone(), role.scopes().to_string())),
+                        None => return Ok((Refreshed::NotMember, None)),
+                    }
+                }
+            };
+            let rotation = sessions::rotate(
+                conn,
+                &presented,
+                ttl,
+                switch.as_ref().map(|(w, s)| (w.as_str(), s.as_str())),
+            )?;
             let Rotation::Rotated(session, issued) = rotation else {
                 return Ok((rotation_without_session(rotation), None));
             };
             // The membership may have changed since sign-in: scopes shrink with
             // the role, and a removed member cannot refresh into the workspace.
             let user = accounts::user_by_id(conn, &session.user_id)?.ok_or(StoreError::NotFound)?;
-            let allowed = match &session.workspace_id {
+            let allowed = match switch
+                .as_ref()
+                .map(|(w, _)| w)
+                .or(session.workspace_id.as_ref())
+            {
                 Some(w) => accounts::role_in(conn, &user.id, w)?.map(|r| r.scopes()),
                 None => Some(ScopeSet::empty()),
             };
@@ -354,6 +380,12 @@ async fn refresh(
                 .publish_revocation(Revocation::Session { id: family_id })
                 .await;
             return Err(OAuthError::new("invalid_grant", "refresh token is invalid"));
+        }
+        (Refreshed::NotMember, _) => {
+            return Err(OAuthError::new(
+                "invalid_grant",
+                "not a member of that workspace",
+            ));
         }
         (_, Some(rotated)) => rotated,
         _ => return Err(OAuthError::new("invalid_grant", "refresh token is invalid")),
@@ -414,6 +446,7 @@ enum Refreshed {
     Ok,
     Reused(String),
     Invalid,
+    NotMember,
 }
 
 fn rotation_without_session(rotation: Rotation) -> Refreshed {

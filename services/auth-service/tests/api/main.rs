@@ -11,6 +11,7 @@ mod helpers;
 mod keys;
 mod otp;
 mod principals;
+mod profile;
 mod tokens;
 
 testkit::service_part_tests!(

@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Writes the dev overlay's Secret sources under secrets/ (git-ignored): the
+# gateway's Ed25519 identity key pair, auth-service's root secret, and a random
+# password per PostgreSQL. Existing files are kept, so re-running changes nothing;
+# delete secrets/ to rotate everything. Needs openssl.
+set -euo pipefail
+cd "$(dirname "$0")"
+umask 077
+mkdir -p secrets
+
+if [[ ! -s secrets/gateway-identity.pem ]]; then
+  openssl genpkey -algorithm ed25519 -out secrets/gateway-identity.pem
+  rm -f secrets/gateway-identity.pub.pem
+fi
+if [[ ! -s secrets/gateway-identity.pub.pem ]]; then
+  openssl pkey -in secrets/gateway-identity.pem -pubout -out secrets/gateway-identity.pub.pem
+fi
+if [[ ! -s secrets/auth-secret.key ]]; then
+  openssl rand -base64 32 | tr -d '\n' > secrets/auth-secret.key
+fi
+
+for db in auth booking spaces; do
+  if [[ ! -s "secrets/${db}-postgres.env" || ! -s "secrets/${db}-service.env" ]]; then
+    password=$(openssl rand -hex 24)
+    printf 'POSTGRES_USER=%s\nPOSTGRES_PASSWORD=%s\nPOSTGRES_DB=%s\n' "$db" "$password" "$db" \
+      > "secrets/${db}-postgres.env"
+    printf 'database-url=postgres://%s:%s@%s-postgres:5432/%s\n' "$db" "$password" "$db" "$db" \
+      > "secrets/${db}-service.env"
+  fi
+done
+echo "dev secrets are in $(pwd)/secrets"

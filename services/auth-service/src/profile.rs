@@ -1,0 +1,262 @@
+//! The caller's own profile and workspaces: `GET|PATCH /v1/auth/me`,
+//! `GET|POST /v1/system/workspaces`.
+
+use crate::AuthState;
+use crate::accounts::{self, Role};
+use crate::schema::{memberships, users, workspaces};
+use actix_web::web;
+use chrono::{NaiveDateTime, Utc};
+use diesel::prelude::*;
+use identity::{Identity, PrincipalType, ScopeSet};
+use serde::Serialize;
+use service_kit::ids::{self, prefix};
+use service_kit::pagination::OffsetQuery;
+use service_kit::{ApiError, ApiResponse, FieldError, Json, Query};
+use store::StoreError;
+
+const MAX_NAME: usize = 100;
+/// Fields a client may see but never change.
+const READ_ONLY: [&str; 6] = [
+    "id",
+    "user_id",
+    "email",
+    "created_at",
+    "updated_at",
+    "workspace_id",
+];
+
+#[derive(Debug, Serialize)]
+pub struct Me {
+    id: String,
+    user_id: String,
+    email: String,
+    name: String,
+    workspace_id: Option<String>,
+    role: Option<Role>,
+    scopes: ScopeSet,
+    created_at: String,
+    updated_at: String,
+}
+
+fn user_only(identity: &Identity) -> Result<&str, ApiError> {
+    match identity.principal_type {
+        PrincipalType::User => Ok(&identity.principal_id),
+        PrincipalType::Anonymous => Err(ApiError::unauthorized("authentication required")),
+        _ => Err(ApiError::forbidden("only people have a profile")),
+    }
+}
+
+async fn load_me(state: &AuthState, identity: &Identity) -> Result<Me, ApiError> {
+    let user_id = user_only(identity)?.to_owned();
+    let workspace = identity.workspace_id.clone();
+    let (user, role) = state
+        .db
+        .run(move |conn| {
+            let user = accounts::user_by_id(conn, &user_id)?.ok_or(StoreError::NotFound)?;
+            let role = match &workspace {
+                Some(w) => accounts::role_in(conn, &user_id, w)?,
+                None => None,
+            };
+            Ok::<_, StoreError>((user, role))
+        })
+        .await?;
+    Ok(Me {
+        id: user.id.clone(),
+        user_id: user.id,
+        email: user.email,
+        name: user.name,
+        workspace_id: identity.workspace_id.clone(),
+        role,
+        scopes: identity.scopes.clone(),
+        created_at: service_kit::time::format_rfc3339(user.created_at.and_utc()),
+        updated_at: service_kit::time::format_rfc3339(user.updated_at.and_utc()),
+    })
+}
+
+pub async fn me(
+    identity: Identity,
+    state: web::Data<AuthState>,
+) -> Result<ApiResponse<Me>, ApiError> {
+    Ok(ApiResponse::ok(load_me(&state, &identity).await?))
+}
+
+pub async fn update_me(
+    identity: Identity,
+    body: Json<serde_json::Map<String, serde_json::Value>>,
+    state: web::Data<AuthState>,
+) -> Result<ApiResponse<Me>, ApiError> {
+    let user_id = user_only(&identity)?.to_owned();
+    let mut errors = Vec::new();
+    let mut name = None;
+    for (field, value) in body.into_inner() {
+        match field.as_str() {
+            "name" => match value.as_str().map(str::trim) {
+                Some(n) if n.chars().count() <= MAX_NAME && !n.chars().any(char::is_control) => {
+                    name = Some(n.to_owned())
+                }
+                _ => errors.push(FieldError::new(
+                    "name",
+                    format!("must be text of at most {MAX_NAME} characters"),
+                )),
+            },
+            f if READ_ONLY.contains(&f) => errors.push(FieldError::new(f, "is read-only")),
+            f => errors.push(FieldError::new(f, "unknown field")),
+        }
+    }
+    if !errors.is_empty() {
+        return Err(ApiError::validation(errors));
+    }
+    if let Some(name) = name {
+        state
+            .db
+            .run(move |conn| {
+                diesel::update(users::table.find(&user_id))
+                    .set((
+                        users::name.eq(name),
+                        users::updated_at.eq(Utc::now().naive_utc()),
+                    ))
+                    .execute(conn)
+                    .map_err(StoreError::from)
+            })
+            .await?;
+    }
+    Ok(ApiResponse::ok(load_me(&state, &identity).await?))
+}
+
+#[derive(Debug, Serialize)]
+pub struct WorkspaceView {
+    id: String,
+    name: String,
+    /// The caller's role, for people.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    role: Option<Role>,
+    created_at: String,
+}
+
+fn view(
+    id: String,
+    name: String,
+    role: Option<String>,
+    created_at: NaiveDateTime,
+) -> WorkspaceView {
+    WorkspaceView {
+        id,
+        name,
+        role: role.as_deref().and_then(Role::parse),
+        created_at: service_kit::time::format_rfc3339(created_at.and_utc()),
+    }
+}
+
+/// People see the workspaces they belong to; a key or service token sees its own.
+pub async fn workspaces(
+    identity: Identity,
+    query: Query<OffsetQuery>,
+    state: web::Data<AuthState>,
+) -> Result<ApiResponse<Vec<WorkspaceView>>, ApiError> {
+    let page = query.validate()?;
+    let (rows, total) = match identity.principal_type {
+        PrincipalType::Anonymous => return Err(ApiError::unauthorized("authentication required")),
+        PrincipalType::User => {
+            let user_id = identity.principal_id.clone();
+            state
+                .db
+                .run(move |conn| {
+                    let mine = memberships::table
+                        .inner_join(workspaces::table)
+                        .filter(memberships::user_id.eq(&user_id))
+                        .filter(memberships::status.eq("active"));
+                    let total: i64 = mine.count().get_result(conn)?;
+                    let rows = mine
+                        .order((workspaces::created_at.asc(), workspaces::id.asc()))
+                        .select((
+                            workspaces::id,
+                            workspaces::name,
+                            memberships::role.nullable(),
+                            workspaces::created_at,
+                        ))
+                        .limit(i64::from(page.limit))
+                        .offset(page.offset())
+                        .load::<(String, String, Option<String>, NaiveDateTime)>(conn)?;
+                    Ok::<_, StoreError>((rows, total))
+                })
+                .await?
+        }
+        _ => {
+            let workspace_id = identity.require_workspace()?.to_owned();
+            state
+                .db
+                .run(move |conn| {
+                    let rows = workspaces::table
+                        .filter(workspaces::id.eq(&workspace_id))
+                        .select((workspaces::id, workspaces::name, workspaces::created_at))
+                        .load::<(String, String, NaiveDateTime)>(conn)?
+                        .into_iter()
+                        .map(|(id, name, at)| (id, name, None, at))
+                        .collect::<Vec<_>>();
+                    let total = rows.len() as i64;
+                    Ok::<_, StoreError>((rows, total))
+                })
+                .await?
+        }
+    };
+    let views = rows
+        .into_iter()
+        .map(|(id, name, role, at)| view(id, name, role, at))
+        .collect();
+    Ok(ApiResponse::ok(views).meta(page.meta(total as u64)))
+}
+
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewWorkspace {
+    name: String,
+}
+
+/// A person creates a workspace and becomes its owner.
+pub async fn create_workspace(
+    identity: Identity,
+    body: Json<NewWorkspace>,
+    state: web::Data<AuthState>,
+) -> Result<ApiResponse<WorkspaceView>, ApiError> {
+    let user_id = user_only(&identity)?.to_owned();
+    let name = body.into_inner().name.trim().to_owned();
+    if name.is_empty() || name.chars().count() > MAX_NAME || name.chars().any(char::is_control) {
+        return Err(ApiError::validation(vec![FieldError::new(
+            "name",
+            format!("must be 1 to {MAX_NAME} characters"),
+        )]));
+    }
+    let id = ids::new_id(prefix::WORKSPACE);
+    let now = Utc::now().naive_utc();
+    let (row_id, row_name) = (id.clone(), name.clone());
+    state
+        .db
+        .transaction(move |conn| {
+            diesel::insert_into(workspaces::table)
+                .values((
+                    workspaces::id.eq(&row_id),
+                    workspaces::name.eq(&row_name),
+                    workspaces::created_at.eq(now),
+                    workspaces::updated_at.eq(now),
+                ))
+                .execute(conn)?;
+            diesel::insert_into(memberships::table)
+                .values((
+                    memberships::workspace_id.eq(&row_id),
+                    memberships::user_id.eq(&user_id),
+                    memberships::role.eq(Role::Owner.as_str()),
+                    memberships::status.eq("active"),
+                    memberships::created_at.eq(now),
+                    memberships::updated_at.eq(now),
+                ))
+                .execute(conn)
+                .map_err(StoreError::from)
+        })
+        .await?;
+    Ok(ApiResponse::created(view(
+        id,
+        name,
+        Some("owner".into()),
+        now,
+    )))
+}
