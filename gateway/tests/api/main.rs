@@ -3,6 +3,7 @@
 
 mod api_keys;
 mod authn;
+mod hygiene;
 mod interop;
 mod platform;
 mod rate_limits;
