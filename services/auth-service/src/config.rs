@@ -47,6 +47,18 @@ pub struct ApiKeyConfig {
     pub location: String,
 }
 
+/// `magic_links.*`: where sign-in links point.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MagicLinkConfig {
+    /// The page a link opens when the client names none; it receives `?token=`.
+    pub default_redirect_uri: String,
+    /// A client's `redirect_uri` must have the origin of one of these and a path
+    /// below its path.
+    #[serde(default)]
+    pub allowed_redirect_uris: Vec<String>,
+}
+
 /// `tokens.*`: access and refresh tokens and their signing keys.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -76,6 +88,7 @@ pub struct AuthConfig {
     pub tokens: TokenConfig,
     pub otp: OtpConfig,
     pub api_keys: ApiKeyConfig,
+    pub magic_links: MagicLinkConfig,
     pub mail: mail::MailConfig,
 }
 
@@ -111,6 +124,10 @@ impl AuthConfig {
             api_keys: ApiKeyConfig {
                 shard: "01".into(),
                 location: "UK".into(),
+            },
+            magic_links: MagicLinkConfig {
+                default_redirect_uri: "http://localhost:8080/auth/magic-link".into(),
+                allowed_redirect_uris: Vec::new(),
             },
             mail: mail::MailConfig::default(),
         }
@@ -183,6 +200,26 @@ impl Settings for AuthConfig {
                 "api_keys.location",
                 "2 to 4 capital letters",
             ));
+        }
+        for (key, uri) in std::iter::once((
+            "magic_links.default_redirect_uri",
+            &self.magic_links.default_redirect_uri,
+        ))
+        .chain(
+            self.magic_links
+                .allowed_redirect_uris
+                .iter()
+                .map(|u| ("magic_links.allowed_redirect_uris", u)),
+        ) {
+            match url::Url::parse(uri) {
+                Ok(u) if matches!(u.scheme(), "http" | "https") => {}
+                _ => {
+                    return Err(ConfigError::invalid(
+                        key,
+                        format!("{uri}: must be an http(s) URL"),
+                    ));
+                }
+            }
         }
         let o = &self.otp;
         if !(60..=3600).contains(&o.ttl_secs) {

@@ -6,12 +6,12 @@
 pub mod accounts;
 mod api_keys;
 pub mod config;
-mod otp;
 mod profile;
 pub mod schema;
 pub mod secrets;
 mod service_principals;
 pub mod sessions;
+mod sign_in;
 pub mod signing_keys;
 pub mod tokens;
 mod wellknown;
@@ -19,7 +19,7 @@ mod wellknown;
 use actix_web::web;
 use bootstrap::Backing;
 use cache::Cache;
-use config::{ApiKeyConfig, AuthConfig, OtpConfig, TokenConfig};
+use config::{ApiKeyConfig, AuthConfig, MagicLinkConfig, OtpConfig, TokenConfig};
 use diesel_migrations::{EmbeddedMigrations, embed_migrations};
 use identity::revocation::Revocation;
 use serde::Deserialize;
@@ -48,6 +48,7 @@ pub struct AuthState {
     pub tokens: TokenConfig,
     pub otp: OtpConfig,
     pub api_keys: ApiKeyConfig,
+    pub magic_links: MagicLinkConfig,
 }
 
 /// How often each replica applies the key rotation policy and reloads keys.
@@ -99,6 +100,7 @@ impl ServicePart for AuthService {
             tokens: config.tokens.clone(),
             otp: config.otp.clone(),
             api_keys: config.api_keys.clone(),
+            magic_links: config.magic_links.clone(),
         });
         Ok(backing.app_spec(Self::NAME, &config, move |cfg| routes(cfg, state.clone())))
     }
@@ -106,8 +108,10 @@ impl ServicePart for AuthService {
 
 fn routes(cfg: &mut web::ServiceConfig, state: web::Data<AuthState>) {
     cfg.app_data(state)
-        .service(web::resource("/api/v1/auth/otp/request").post(otp::request))
-        .service(web::resource("/api/v1/auth/otp/verify").post(otp::verify))
+        .service(web::resource("/api/v1/auth/otp/request").post(sign_in::otp_request))
+        .service(web::resource("/api/v1/auth/otp/verify").post(sign_in::otp_verify))
+        .service(web::resource("/v1/auth/login").post(sign_in::login))
+        .service(web::resource("/v1/auth/verify").post(sign_in::verify))
         .service(web::resource("/v1/auth/token").post(tokens::token))
         .service(web::resource("/v1/auth/logout").post(logout))
         .service(

@@ -9,6 +9,7 @@ use testkit::{DbKind, TestDatabase, db_test};
 mod api_keys;
 mod helpers;
 mod keys;
+mod magic_links;
 mod otp;
 mod principals;
 mod profile;
