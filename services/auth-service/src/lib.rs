@@ -13,6 +13,7 @@ mod service_principals;
 pub mod sessions;
 mod sign_in;
 pub mod signing_keys;
+mod token_management;
 pub mod tokens;
 mod wellknown;
 
@@ -114,6 +115,8 @@ fn routes(cfg: &mut web::ServiceConfig, state: web::Data<AuthState>) {
         .service(web::resource("/v1/auth/verify").post(sign_in::verify))
         .service(web::resource("/v1/auth/token").post(tokens::token))
         .service(web::resource("/v1/auth/logout").post(logout))
+        .service(web::resource("/v1/auth/revoke").post(token_management::revoke))
+        .service(web::resource("/v1/auth/introspect").post(token_management::introspect))
         .service(
             web::resource("/v1/auth/api-key")
                 .post(api_keys::create)

@@ -194,6 +194,47 @@ pub fn revoke_family(conn: &mut DbConnection, family_id: &str) -> Result<usize, 
     .map_err(StoreError::from)
 }
 
+/// Whether a session has been revoked (logout, reuse detection).
+pub fn family_revoked(conn: &mut DbConnection, family_id: &str) -> Result<bool, StoreError> {
+    let revoked: i64 = refresh_tokens::table
+        .filter(refresh_tokens::family_id.eq(family_id))
+        .filter(refresh_tokens::revoked_at.is_not_null())
+        .count()
+        .get_result(conn)?;
+    Ok(revoked > 0)
+}
+
+/// A refresh token's state, for introspection: (family, user, scope, live).
+pub fn describe(
+    conn: &mut DbConnection,
+    presented: &str,
+) -> Result<Option<(String, String, String, NaiveDateTime, bool)>, StoreError> {
+    let now = Utc::now().naive_utc();
+    let row = refresh_tokens::table
+        .filter(refresh_tokens::token_hash.eq(hash(presented)))
+        .select((
+            refresh_tokens::family_id,
+            refresh_tokens::user_id,
+            refresh_tokens::scope,
+            refresh_tokens::expires_at,
+            refresh_tokens::used_at,
+            refresh_tokens::revoked_at,
+        ))
+        .first::<(
+            String,
+            String,
+            String,
+            NaiveDateTime,
+            Option<NaiveDateTime>,
+            Option<NaiveDateTime>,
+        )>(conn)
+        .optional()?;
+    Ok(row.map(|(family, user, scope, expires, used, revoked)| {
+        let live = used.is_none() && revoked.is_none() && expires > now;
+        (family, user, scope, expires, live)
+    }))
+}
+
 /// The session a refresh token belongs to, if the token is known.
 pub fn family_of(conn: &mut DbConnection, presented: &str) -> Result<Option<String>, StoreError> {
     refresh_tokens::table

@@ -236,6 +236,19 @@ fn client_credentials_of(
     req: &HttpRequest,
     request: &TokenRequest,
 ) -> Result<(String, String), OAuthError> {
+    client_credentials_from(
+        req,
+        request.client_id.clone(),
+        request.client_secret.clone(),
+    )
+}
+
+/// As [`client_credentials_of`], for any endpoint that authenticates clients.
+pub fn client_credentials_from(
+    req: &HttpRequest,
+    client_id: Option<String>,
+    client_secret: Option<String>,
+) -> Result<(String, String), OAuthError> {
     let basic = req
         .headers()
         .get("authorization")
@@ -243,7 +256,7 @@ fn client_credentials_of(
         .and_then(|v| v.split_once(' '))
         .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("basic"))
         .map(|(_, encoded)| encoded.trim().to_owned());
-    let in_body = request.client_secret.is_some();
+    let in_body = client_secret.is_some();
     match basic {
         Some(_) if in_body => Err(OAuthError::new(
             "invalid_request",
@@ -266,8 +279,8 @@ fn client_credentials_of(
             };
             Ok((unescape(id)?, unescape(secret)?))
         }
-        None => match (&request.client_id, &request.client_secret) {
-            (Some(id), Some(secret)) => Ok((id.clone(), secret.clone())),
+        None => match (client_id, client_secret) {
+            (Some(id), Some(secret)) => Ok((id, secret)),
             _ => Err(OAuthError::new(
                 "invalid_client",
                 "client authentication is required",

@@ -20,6 +20,8 @@ pub async fn openid_configuration(state: web::Data<AuthState>) -> HttpResponse {
             "issuer": issuer,
             "jwks_uri": format!("{issuer}/.well-known/jwks.json"),
             "token_endpoint": format!("{issuer}/v1/auth/token"),
+            "revocation_endpoint": format!("{issuer}/v1/auth/revoke"),
+            "introspection_endpoint": format!("{issuer}/v1/auth/introspect"),
             "grant_types_supported": ["client_credentials", "refresh_token"],
             "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
             "id_token_signing_alg_values_supported": ["EdDSA"],

@@ -13,6 +13,7 @@ mod magic_links;
 mod otp;
 mod principals;
 mod profile;
+mod token_management;
 mod tokens;
 
 testkit::service_part_tests!(
