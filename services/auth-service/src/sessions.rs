@@ -204,35 +204,47 @@ pub fn family_revoked(conn: &mut DbConnection, family_id: &str) -> Result<bool, 
     Ok(revoked > 0)
 }
 
-/// A refresh token's state, for introspection: (family, user, scope, live).
+/// A refresh token as introspection reports it.
+#[derive(Debug, Clone)]
+pub struct RefreshState {
+    pub user_id: String,
+    pub scope: String,
+    pub expires_at: NaiveDateTime,
+    /// Not used, not revoked, not expired.
+    pub live: bool,
+}
+
 pub fn describe(
     conn: &mut DbConnection,
     presented: &str,
-) -> Result<Option<(String, String, String, NaiveDateTime, bool)>, StoreError> {
+) -> Result<Option<RefreshState>, StoreError> {
     let now = Utc::now().naive_utc();
+    type Row = (
+        String,
+        String,
+        NaiveDateTime,
+        Option<NaiveDateTime>,
+        Option<NaiveDateTime>,
+    );
     let row = refresh_tokens::table
         .filter(refresh_tokens::token_hash.eq(hash(presented)))
         .select((
-            refresh_tokens::family_id,
             refresh_tokens::user_id,
             refresh_tokens::scope,
             refresh_tokens::expires_at,
             refresh_tokens::used_at,
             refresh_tokens::revoked_at,
         ))
-        .first::<(
-            String,
-            String,
-            String,
-            NaiveDateTime,
-            Option<NaiveDateTime>,
-            Option<NaiveDateTime>,
-        )>(conn)
+        .first::<Row>(conn)
         .optional()?;
-    Ok(row.map(|(family, user, scope, expires, used, revoked)| {
-        let live = used.is_none() && revoked.is_none() && expires > now;
-        (family, user, scope, expires, live)
-    }))
+    Ok(
+        row.map(|(user_id, scope, expires_at, used, revoked)| RefreshState {
+            live: used.is_none() && revoked.is_none() && expires_at > now,
+            user_id,
+            scope,
+            expires_at,
+        }),
+    )
 }
 
 /// The session a refresh token belongs to, if the token is known.

@@ -134,13 +134,13 @@ async fn introspect_inner(
             .run(move |conn| sessions::describe(conn, &presented))
             .await?;
         return Ok(match described {
-            Some((_, user, scope, expires, true)) => serde_json::json!({
+            Some(refresh) if refresh.live => serde_json::json!({
                 "active": true,
                 "token_type": "refresh_token",
-                "sub": user,
-                "scope": scope,
+                "sub": refresh.user_id,
+                "scope": refresh.scope,
                 "client_id": "spaceport",
-                "exp": expires.and_utc().timestamp(),
+                "exp": refresh.expires_at.and_utc().timestamp(),
             }),
             _ => inactive,
         });
