@@ -133,6 +133,9 @@ pub struct Authenticator {
     revoked_sessions: RwLock<HashMap<String, Instant>>,
     /// API key ids revoked recently, until cached introspections have expired.
     revoked_keys: RwLock<HashMap<String, Instant>>,
+    /// (workspace, user) → when their membership last changed (unix seconds):
+    /// the member's tokens for that workspace issued up to then are refused.
+    changed_memberships: RwLock<HashMap<(String, String), (u64, Instant)>>,
 }
 
 impl Authenticator {
@@ -153,6 +156,7 @@ impl Authenticator {
             last_fetch: tokio::sync::Mutex::new(None),
             revoked_sessions: RwLock::new(HashMap::new()),
             revoked_keys: RwLock::new(HashMap::new()),
+            changed_memberships: RwLock::new(HashMap::new()),
         }
     }
 
@@ -169,6 +173,11 @@ impl Authenticator {
                     .sid
                     .as_deref()
                     .is_some_and(|sid| listed(&self.revoked_sessions, sid))
+                {
+                    return Err(Failure::Revoked);
+                }
+                if let Some(workspace) = &claims.wrk
+                    && self.membership_changed_since(workspace, &claims.sub, claims.iat)
                 {
                     return Err(Failure::Revoked);
                 }
@@ -347,7 +356,24 @@ impl Authenticator {
                 id,
                 Duration::from_secs(self.config.api_key_cache_secs + 60),
             ),
-            Revocation::SpaceKey { .. } | Revocation::Membership { .. } => {}
+            Revocation::Membership {
+                workspace_id,
+                user_id,
+            } => {
+                let now_unix = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_secs());
+                let until = Instant::now()
+                    + Duration::from_secs(self.config.max_access_token_ttl_secs + 60);
+                let mut changed = self
+                    .changed_memberships
+                    .write()
+                    .unwrap_or_else(|e| e.into_inner());
+                let now = Instant::now();
+                changed.retain(|_, (_, expiry)| *expiry > now);
+                changed.insert((workspace_id.clone(), user_id.clone()), (now_unix, until));
+            }
+            Revocation::SpaceKey { .. } => {}
         }
     }
 
@@ -363,6 +389,21 @@ impl Authenticator {
             }
         });
         Ok(())
+    }
+}
+
+impl Authenticator {
+    /// Whether a token issued at `issued_at` predates a change of the member's
+    /// membership (ties count as before: a token from the very second of the
+    /// change is refused, and the next refresh gets a good one).
+    fn membership_changed_since(&self, workspace: &str, user: &str, issued_at: u64) -> bool {
+        let changed = self
+            .changed_memberships
+            .read()
+            .unwrap_or_else(|e| e.into_inner());
+        changed
+            .get(&(workspace.to_owned(), user.to_owned()))
+            .is_some_and(|(at, expiry)| *expiry > Instant::now() && issued_at <= *at)
     }
 }
 

@@ -5,6 +5,7 @@ mod api_keys;
 mod authn;
 mod hygiene;
 mod interop;
+mod members;
 mod platform;
 mod rate_limits;
 mod upstream;

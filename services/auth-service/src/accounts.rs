@@ -1,6 +1,6 @@
 //! People, workspaces and memberships.
 
-use crate::schema::{memberships, users, workspaces};
+use crate::schema::{memberships, roles, users, workspaces};
 use chrono::{NaiveDateTime, Utc};
 use diesel::prelude::*;
 use identity::{Scope, ScopeSet};
@@ -145,11 +145,58 @@ pub fn find_or_create_user(
     }
 }
 
+/// A member's role in a workspace and what it grants.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Granted {
+    /// As stored: a built-in role name, or a custom role id (`rol_…`).
+    pub role: String,
+    /// What a person reads: the built-in name, or the custom role's name.
+    pub role_name: String,
+    scopes: ScopeSet,
+}
+
+impl Granted {
+    pub fn scopes(&self) -> ScopeSet {
+        self.scopes.clone()
+    }
+
+    pub fn is_owner(&self) -> bool {
+        self.role == Role::Owner.as_str()
+    }
+}
+
+/// What a stored role grants in a workspace; `None` for a role that does not
+/// exist there (a custom role of another workspace, or a deleted one).
+pub fn resolve_role(
+    conn: &mut DbConnection,
+    workspace_id: &str,
+    role: &str,
+) -> Result<Option<Granted>, StoreError> {
+    if let Some(builtin) = Role::parse(role) {
+        return Ok(Some(Granted {
+            role: role.to_owned(),
+            role_name: role.to_owned(),
+            scopes: builtin.scopes(),
+        }));
+    }
+    let custom = roles::table
+        .filter(roles::id.eq(role))
+        .filter(roles::workspace_id.eq(workspace_id))
+        .select((roles::name, roles::scopes))
+        .first::<(String, String)>(conn)
+        .optional()?;
+    Ok(custom.map(|(name, scopes)| Granted {
+        role: role.to_owned(),
+        role_name: name,
+        scopes: ScopeSet::parse(&scopes).unwrap_or_default(),
+    }))
+}
+
 /// The workspace a fresh sign-in acts in: the oldest active membership.
 pub fn default_membership(
     conn: &mut DbConnection,
     user_id: &str,
-) -> Result<Option<(String, Role)>, StoreError> {
+) -> Result<Option<(String, Granted)>, StoreError> {
     let row = memberships::table
         .filter(memberships::user_id.eq(user_id))
         .filter(memberships::status.eq("active"))
@@ -157,7 +204,12 @@ pub fn default_membership(
         .select((memberships::workspace_id, memberships::role))
         .first::<(String, String)>(conn)
         .optional()?;
-    Ok(row.and_then(|(workspace, role)| Role::parse(&role).map(|r| (workspace, r))))
+    match row {
+        Some((workspace, role)) => {
+            Ok(resolve_role(conn, &workspace, &role)?.map(|g| (workspace, g)))
+        }
+        None => Ok(None),
+    }
 }
 
 /// The active role of a user in a workspace.
@@ -165,7 +217,7 @@ pub fn role_in(
     conn: &mut DbConnection,
     user_id: &str,
     workspace_id: &str,
-) -> Result<Option<Role>, StoreError> {
+) -> Result<Option<Granted>, StoreError> {
     let role = memberships::table
         .filter(memberships::user_id.eq(user_id))
         .filter(memberships::workspace_id.eq(workspace_id))
@@ -173,7 +225,10 @@ pub fn role_in(
         .select(memberships::role)
         .first::<String>(conn)
         .optional()?;
-    Ok(role.as_deref().and_then(Role::parse))
+    match role {
+        Some(role) => resolve_role(conn, workspace_id, &role),
+        None => Ok(None),
+    }
 }
 
 pub fn user_by_id(conn: &mut DbConnection, user_id: &str) -> Result<Option<User>, StoreError> {

@@ -4,6 +4,7 @@
 //! binary.
 
 pub mod accounts;
+mod admin;
 mod api_keys;
 pub mod config;
 mod profile;
@@ -116,6 +117,26 @@ fn routes(cfg: &mut web::ServiceConfig, state: web::Data<AuthState>) {
         .service(web::resource("/v1/auth/token").post(tokens::token))
         .service(web::resource("/v1/auth/logout").post(logout))
         .service(web::resource("/v1/auth/revoke").post(token_management::revoke))
+        .service(
+            web::resource("/v1/auth/admin/users")
+                .get(admin::list_users)
+                .post(admin::invite),
+        )
+        .service(
+            web::resource("/v1/auth/admin/users/{user_id}")
+                .patch(admin::update_user)
+                .delete(admin::remove_user),
+        )
+        .service(
+            web::resource("/v1/auth/admin/roles")
+                .get(admin::list_roles)
+                .post(admin::create_role),
+        )
+        .service(
+            web::resource("/v1/auth/admin/roles/{id}")
+                .patch(admin::update_role)
+                .delete(admin::delete_role),
+        )
         .service(web::resource("/v1/auth/introspect").post(token_management::introspect))
         .service(
             web::resource("/v1/auth/api-key")

@@ -32,7 +32,7 @@ pub struct Me {
     email: String,
     name: String,
     workspace_id: Option<String>,
-    role: Option<Role>,
+    role: Option<String>,
     scopes: ScopeSet,
     created_at: String,
     updated_at: String,
@@ -66,7 +66,7 @@ async fn load_me(state: &AuthState, identity: &Identity) -> Result<Me, ApiError>
         email: user.email,
         name: user.name,
         workspace_id: identity.workspace_id.clone(),
-        role,
+        role: role.map(|g| g.role_name),
         scopes: identity.scopes.clone(),
         created_at: service_kit::time::format_rfc3339(user.created_at.and_utc()),
         updated_at: service_kit::time::format_rfc3339(user.updated_at.and_utc()),
@@ -127,9 +127,9 @@ pub async fn update_me(
 pub struct WorkspaceView {
     id: String,
     name: String,
-    /// The caller's role, for people.
+    /// The caller's role (a built-in name or a custom role id), for people.
     #[serde(skip_serializing_if = "Option::is_none")]
-    role: Option<Role>,
+    role: Option<String>,
     created_at: String,
 }
 
@@ -142,7 +142,7 @@ fn view(
     WorkspaceView {
         id,
         name,
-        role: role.as_deref().and_then(Role::parse),
+        role,
         created_at: service_kit::time::format_rfc3339(created_at.and_utc()),
     }
 }

@@ -100,3 +100,14 @@ diesel::table! {
         last_used_at -> Nullable<Timestamp>,
     }
 }
+
+diesel::table! {
+    roles (id) {
+        id -> Text,
+        workspace_id -> Text,
+        name -> Text,
+        scopes -> Text,
+        created_at -> Timestamp,
+        updated_at -> Timestamp,
+    }
+}

@@ -7,7 +7,7 @@
 //! A new challenge replaces the previous one; either proof consumes it, once.
 
 use crate::AuthState;
-use crate::accounts::{self, Role, User, normalize_email};
+use crate::accounts::{self, User, normalize_email};
 use crate::schema::otp_challenges;
 use crate::sessions;
 use crate::tokens::Grant;
@@ -261,9 +261,13 @@ enum Proof {
     Link { token: String },
 }
 
+/// Who signed in, where, and their new session.
+type SignedInParts = (User, Option<(String, accounts::Granted)>, sessions::Issued);
+
 enum Check {
     Wrong,
-    Right(User, Option<(String, Role)>, sessions::Issued),
+    /// Boxed: it is much larger than `Wrong`.
+    Right(Box<SignedInParts>),
 }
 
 /// Checks the proof, consumes the challenge, and signs the person in (creating
@@ -360,12 +364,12 @@ async fn complete(state: &AuthState, proof: Proof) -> Result<ApiResponse<SignedI
                 &scopes.to_string(),
                 refresh_ttl,
             )?;
-            Ok::<_, StoreError>(Check::Right(user, membership, issued))
+            Ok::<_, StoreError>(Check::Right(Box::new((user, membership, issued))))
         })
         .await?;
 
     let (user, membership, issued) = match check {
-        Check::Right(user, membership, issued) => (user, membership, issued),
+        Check::Right(signed_in) => *signed_in,
         Check::Wrong => {
             if let Some(key) = &failures_key {
                 let _ = state.cache.incr(key, 1, hour).await;

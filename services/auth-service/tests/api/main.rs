@@ -6,6 +6,7 @@ use diesel::prelude::*;
 use store::{Database, StoreError};
 use testkit::{DbKind, TestDatabase, db_test};
 
+mod admin;
 mod api_keys;
 mod helpers;
 mod keys;

@@ -1,0 +1,94 @@
+//! Removing a member at auth-service reaches the gateway: the member's tokens
+//! for that workspace are refused within a second.
+
+use crate::platform::Platform;
+use std::time::{Duration, Instant};
+
+#[tokio::test]
+async fn a_removed_member_is_refused_within_a_second() {
+    let platform = Platform::start().await;
+    let gw = &platform.gw;
+    let owner = platform.sign_in("owner@example.com").await;
+    let owner_token = owner["access_token"].as_str().unwrap().to_owned();
+    let invited = gw
+        .send(
+            gw.client
+                .post(gw.url("/v1/auth/admin/users"))
+                .bearer_auth(&owner_token)
+                .json(&serde_json::json!({"email": "bob@example.com", "role": "member"})),
+        )
+        .await;
+    assert_eq!(invited.status, 201, "{:?}", invited.json());
+    let bob_id = invited.json()["data"]["user_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let workspaces = gw
+        .send(
+            gw.client
+                .get(gw.url("/v1/system/workspaces"))
+                .bearer_auth(&owner_token),
+        )
+        .await;
+    let workspace = workspaces.json()["data"][0]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+
+    // Bob signs in and moves his session into the workspace.
+    let bob = platform.sign_in("bob@example.com").await;
+    let switched = gw
+        .send(gw.client.post(gw.url("/v1/auth/token")).json(
+            &serde_json::json!({"refresh_token": bob["refresh_token"], "workspace_id": workspace}),
+        ))
+        .await;
+    assert_eq!(switched.status, 200, "{:?}", switched.json());
+    let bob_token = switched.json()["data"]["access_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    // A token minted in the same second as a later change would be refused (ties
+    // count as before the change): keep the clock ticking past it.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    assert_eq!(
+        gw.send(gw.client.get(gw.url("/echo/x")).bearer_auth(&bob_token))
+            .await
+            .status,
+        200
+    );
+
+    let removed = gw
+        .send(
+            gw.client
+                .delete(gw.url(&format!("/v1/auth/admin/users/{bob_id}")))
+                .bearer_auth(&owner_token),
+        )
+        .await;
+    assert_eq!(removed.status, 200, "{:?}", removed.json());
+    let deadline = Instant::now() + Duration::from_secs(1);
+    loop {
+        let status = gw
+            .send(gw.client.get(gw.url("/echo/x")).bearer_auth(&bob_token))
+            .await
+            .status;
+        if status == 401 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "still {status} a second after the removal"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // His own workspace's token is untouched.
+    assert_eq!(
+        gw.send(
+            gw.client
+                .get(gw.url("/echo/x"))
+                .bearer_auth(bob["access_token"].as_str().unwrap())
+        )
+        .await
+        .status,
+        200
+    );
+}
