@@ -90,6 +90,7 @@ impl ServicePart for GatewayPart {
             Duration::from_secs(config.identity.token_lifetime_secs),
         ));
         let cache = Cache::from_config(&config.cache).await?;
+        service_kit::tls::ensure_provider();
         let client = reqwest::Client::builder()
             .connect_timeout(Duration::from_millis(config.proxy.connect_timeout_ms))
             .pool_max_idle_per_host(config.proxy.pool_max_idle_per_host)

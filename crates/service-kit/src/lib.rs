@@ -18,6 +18,7 @@ pub mod request_id;
 pub mod server;
 pub mod telemetry;
 pub mod time;
+pub mod tls;
 
 pub use app::{AppSpec, ReadinessCheck, RequestGuard, build_app};
 pub use envelope::ApiResponse;

@@ -333,7 +333,10 @@ impl TestServer {
 }
 
 pub fn client() -> reqwest::Client {
+    service_kit::tls::ensure_provider();
+    // Tests assert what a server answers, redirects included: never follow them.
     reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
         .timeout(std::time::Duration::from_secs(30))
         .build()
         .expect("client")

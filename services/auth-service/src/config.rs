@@ -59,6 +59,51 @@ pub struct MagicLinkConfig {
     pub allowed_redirect_uris: Vec<String>,
 }
 
+/// One OAuth 2.0 sign-in provider; an empty `client_id` turns it off.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProviderConfig {
+    pub client_id: String,
+    pub client_secret: Secret,
+    pub authorize_url: String,
+    pub token_url: String,
+    /// Google: the OpenID userinfo endpoint; GitHub: `/user/emails`.
+    pub userinfo_url: String,
+    pub scope: String,
+}
+
+/// `social.*`: sign-in with Google and GitHub. The callback the providers must
+/// allow is `<tokens.issuer>/v1/auth/callback/<provider>`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SocialConfig {
+    pub google: ProviderConfig,
+    pub github: ProviderConfig,
+}
+
+impl Default for SocialConfig {
+    fn default() -> Self {
+        SocialConfig {
+            google: ProviderConfig {
+                client_id: String::new(),
+                client_secret: Secret::default(),
+                authorize_url: "https://accounts.google.com/o/oauth2/v2/auth".into(),
+                token_url: "https://oauth2.googleapis.com/token".into(),
+                userinfo_url: "https://openidconnect.googleapis.com/v1/userinfo".into(),
+                scope: "openid email".into(),
+            },
+            github: ProviderConfig {
+                client_id: String::new(),
+                client_secret: Secret::default(),
+                authorize_url: "https://github.com/login/oauth/authorize".into(),
+                token_url: "https://github.com/login/oauth/access_token".into(),
+                userinfo_url: "https://api.github.com/user/emails".into(),
+                scope: "user:email".into(),
+            },
+        }
+    }
+}
+
 /// `tokens.*`: access and refresh tokens and their signing keys.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -89,6 +134,7 @@ pub struct AuthConfig {
     pub otp: OtpConfig,
     pub api_keys: ApiKeyConfig,
     pub magic_links: MagicLinkConfig,
+    pub social: SocialConfig,
     pub mail: mail::MailConfig,
 }
 
@@ -129,6 +175,7 @@ impl AuthConfig {
                 default_redirect_uri: "http://localhost:8080/auth/magic-link".into(),
                 allowed_redirect_uris: Vec::new(),
             },
+            social: SocialConfig::default(),
             mail: mail::MailConfig::default(),
         }
     }
@@ -219,6 +266,31 @@ impl Settings for AuthConfig {
                         format!("{uri}: must be an http(s) URL"),
                     ));
                 }
+            }
+        }
+        for (name, p) in [
+            ("google", &self.social.google),
+            ("github", &self.social.github),
+        ] {
+            for (field, value) in [
+                ("authorize_url", &p.authorize_url),
+                ("token_url", &p.token_url),
+                ("userinfo_url", &p.userinfo_url),
+            ] {
+                if url::Url::parse(value).map(|u| matches!(u.scheme(), "http" | "https"))
+                    != Ok(true)
+                {
+                    return Err(ConfigError::invalid(
+                        &format!("social.{name}.{field}"),
+                        "must be an http(s) URL",
+                    ));
+                }
+            }
+            if !p.client_id.is_empty() && p.client_secret.expose().is_empty() {
+                return Err(ConfigError::invalid(
+                    &format!("social.{name}.client_secret"),
+                    "is required with a client_id",
+                ));
             }
         }
         let o = &self.otp;

@@ -14,6 +14,7 @@ mod service_principals;
 pub mod sessions;
 mod sign_in;
 pub mod signing_keys;
+mod social;
 mod token_management;
 pub mod tokens;
 mod wellknown;
@@ -21,7 +22,7 @@ mod wellknown;
 use actix_web::web;
 use bootstrap::Backing;
 use cache::Cache;
-use config::{ApiKeyConfig, AuthConfig, MagicLinkConfig, OtpConfig, TokenConfig};
+use config::{ApiKeyConfig, AuthConfig, MagicLinkConfig, OtpConfig, SocialConfig, TokenConfig};
 use diesel_migrations::{EmbeddedMigrations, embed_migrations};
 use identity::revocation::Revocation;
 use serde::Deserialize;
@@ -51,6 +52,9 @@ pub struct AuthState {
     pub otp: OtpConfig,
     pub api_keys: ApiKeyConfig,
     pub magic_links: MagicLinkConfig,
+    pub social: SocialConfig,
+    /// For calls to sign-in providers.
+    pub http: reqwest::Client,
 }
 
 /// How often each replica applies the key rotation policy and reloads keys.
@@ -76,6 +80,11 @@ impl ServicePart for AuthService {
         let mailer = mail::Mailer::from_config(&config.mail)?;
         tracing::info!(transport = %mailer.describe(), "mail");
         let backing = Backing::connect(Self::NAME, &config, &MIGRATIONS).await?;
+        service_kit::tls::ensure_provider();
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(10))
+            .redirect(reqwest::redirect::Policy::none())
+            .build()?;
         let policy = RotationPolicy {
             rotate_after: Duration::from_secs(config.tokens.key_rotation_days * 86_400),
             publish_lead: Duration::from_secs(config.tokens.key_publish_lead_secs),
@@ -103,6 +112,8 @@ impl ServicePart for AuthService {
             otp: config.otp.clone(),
             api_keys: config.api_keys.clone(),
             magic_links: config.magic_links.clone(),
+            social: config.social.clone(),
+            http,
         });
         Ok(backing.app_spec(Self::NAME, &config, move |cfg| routes(cfg, state.clone())))
     }
@@ -114,6 +125,8 @@ fn routes(cfg: &mut web::ServiceConfig, state: web::Data<AuthState>) {
         .service(web::resource("/api/v1/auth/otp/verify").post(sign_in::otp_verify))
         .service(web::resource("/v1/auth/login").post(sign_in::login))
         .service(web::resource("/v1/auth/verify").post(sign_in::verify))
+        .service(web::resource("/v1/auth/login/{provider}").get(social::start))
+        .service(web::resource("/v1/auth/callback/{provider}").get(social::callback))
         .service(web::resource("/v1/auth/token").post(tokens::token))
         .service(web::resource("/v1/auth/logout").post(logout))
         .service(web::resource("/v1/auth/revoke").post(token_management::revoke))

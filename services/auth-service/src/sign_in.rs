@@ -262,12 +262,67 @@ enum Proof {
 }
 
 /// Who signed in, where, and their new session.
-type SignedInParts = (User, Option<(String, accounts::Granted)>, sessions::Issued);
+pub(crate) type SignedInParts = (User, Option<(String, accounts::Granted)>, sessions::Issued);
 
 enum Check {
     Wrong,
     /// Boxed: it is much larger than `Wrong`.
     Right(Box<SignedInParts>),
+}
+
+/// The person with this (verified) email signs in: their account and personal
+/// workspace are created the first time, and a session starts in their default
+/// workspace. Runs inside the caller's transaction.
+pub(crate) fn open_session(
+    conn: &mut store::DbConnection,
+    email: &str,
+    refresh_ttl: chrono::Duration,
+) -> Result<SignedInParts, StoreError> {
+    let (user, _created) = accounts::find_or_create_user(conn, email)?;
+    let membership = accounts::default_membership(conn, &user.id)?;
+    let scopes = membership
+        .as_ref()
+        .map(|(_, role)| role.scopes())
+        .unwrap_or_default();
+    let issued = sessions::start(
+        conn,
+        &user.id,
+        membership.as_ref().map(|(w, _)| w.as_str()),
+        &scopes.to_string(),
+        refresh_ttl,
+    )?;
+    Ok((user, membership, issued))
+}
+
+/// The answer of every successful sign-in: tokens and the person.
+pub(crate) fn signed_in(
+    state: &AuthState,
+    user: User,
+    membership: Option<(String, accounts::Granted)>,
+    issued: sessions::Issued,
+) -> ApiResponse<SignedIn> {
+    let grant = Grant {
+        subject: user.id.clone(),
+        principal_type: PrincipalType::User,
+        client_id: "spaceport".into(),
+        workspace_id: membership.as_ref().map(|(w, _)| w.clone()),
+        scopes: membership
+            .map(|(_, role)| role.scopes())
+            .unwrap_or_else(ScopeSet::empty),
+        session_id: Some(issued.family_id.clone()),
+    };
+    let (access_token, expires_in) = state.access_token(&grant);
+    ApiResponse::ok(SignedIn {
+        access_token,
+        refresh_token: issued.token,
+        token_type: "Bearer",
+        expires_in,
+        user: UserView {
+            id: user.id,
+            email: user.email,
+            name: user.name,
+        },
+    })
 }
 
 /// Checks the proof, consumes the challenge, and signs the person in (creating
@@ -351,20 +406,11 @@ async fn complete(state: &AuthState, proof: Proof) -> Result<ApiResponse<SignedI
             if consumed != 1 {
                 return Ok(Check::Wrong);
             }
-            let (user, _created) = accounts::find_or_create_user(conn, &email)?;
-            let membership = accounts::default_membership(conn, &user.id)?;
-            let scopes = membership
-                .as_ref()
-                .map(|(_, role)| role.scopes())
-                .unwrap_or_default();
-            let issued = sessions::start(
+            Ok::<_, StoreError>(Check::Right(Box::new(open_session(
                 conn,
-                &user.id,
-                membership.as_ref().map(|(w, _)| w.as_str()),
-                &scopes.to_string(),
+                &email,
                 refresh_ttl,
-            )?;
-            Ok::<_, StoreError>(Check::Right(Box::new((user, membership, issued))))
+            )?)))
         })
         .await?;
 
@@ -377,28 +423,7 @@ async fn complete(state: &AuthState, proof: Proof) -> Result<ApiResponse<SignedI
             return Err(ApiError::unauthorized("invalid or expired code"));
         }
     };
-    let grant = Grant {
-        subject: user.id.clone(),
-        principal_type: PrincipalType::User,
-        client_id: "spaceport".into(),
-        workspace_id: membership.as_ref().map(|(w, _)| w.clone()),
-        scopes: membership
-            .map(|(_, role)| role.scopes())
-            .unwrap_or_else(ScopeSet::empty),
-        session_id: Some(issued.family_id.clone()),
-    };
-    let (access_token, expires_in) = state.access_token(&grant);
-    Ok(ApiResponse::ok(SignedIn {
-        access_token,
-        refresh_token: issued.token,
-        token_type: "Bearer",
-        expires_in,
-        user: UserView {
-            id: user.id,
-            email: user.email,
-            name: user.name,
-        },
-    }))
+    Ok(signed_in(state, user, membership, issued))
 }
 
 pub async fn otp_request(

@@ -14,6 +14,7 @@ mod magic_links;
 mod otp;
 mod principals;
 mod profile;
+mod social;
 mod token_management;
 mod tokens;
 
