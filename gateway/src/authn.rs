@@ -104,6 +104,20 @@ pub fn credential_of(req: &HttpRequest) -> Credential {
     }
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, prometheus_client::encoding::EncodeLabelSet)]
+pub struct CacheLookup {
+    /// `api_key_introspection` or `jwks`.
+    pub cache: &'static str,
+    /// `hit` or `miss`.
+    pub result: &'static str,
+}
+
+/// Hits and misses of the gateway's credential caches.
+pub type CacheLookups = prometheus_client::metrics::family::Family<
+    CacheLookup,
+    prometheus_client::metrics::counter::Counter,
+>;
+
 /// What the gateway remembers of an introspected API key.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct KeyInfo {
@@ -133,6 +147,7 @@ pub struct Authenticator {
     revoked_sessions: RwLock<HashMap<String, Instant>>,
     /// API key ids revoked recently, until cached introspections have expired.
     revoked_keys: RwLock<HashMap<String, Instant>>,
+    lookups: CacheLookups,
     /// (workspace, user) → when their membership last changed (unix seconds):
     /// the member's tokens for that workspace issued up to then are refused.
     changed_memberships: RwLock<HashMap<(String, String), (u64, Instant)>>,
@@ -157,6 +172,7 @@ impl Authenticator {
             revoked_sessions: RwLock::new(HashMap::new()),
             revoked_keys: RwLock::new(HashMap::new()),
             changed_memberships: RwLock::new(HashMap::new()),
+            lookups: CacheLookups::default(),
         }
     }
 
@@ -200,7 +216,10 @@ impl Authenticator {
     async fn verify(&self, token: &str) -> Result<AccessClaims, Failure> {
         AccessTokenVerifier::kid_of(token).map_err(|_| Failure::Malformed)?;
         match self.verify_with_current(token) {
-            Some(Ok(claims)) => return Ok(claims),
+            Some(Ok(claims)) => {
+                self.count("jwks", "hit");
+                return Ok(claims);
+            }
             Some(Err(AccessTokenError::UnknownKey)) | None => {}
             Some(Err(AccessTokenError::Malformed | AccessTokenError::WrongType)) => {
                 return Err(Failure::Malformed);
@@ -208,6 +227,7 @@ impl Authenticator {
             Some(Err(_)) => return Err(Failure::Invalid),
         }
         // A key we have not seen: auth-service may have published a new one.
+        self.count("jwks", "miss");
         self.refetch_keys().await?;
         match self.verify_with_current(token) {
             Some(Ok(claims)) => Ok(claims),
@@ -306,8 +326,10 @@ impl Authenticator {
         if let Ok(Some(bytes)) = self.cache.get(&cache_key).await
             && let Ok(info) = serde_json::from_slice::<KeyInfo>(&bytes)
         {
+            self.count("api_key_introspection", "hit");
             return Ok(info);
         }
+        self.count("api_key_introspection", "miss");
         let token = self.signer.token_for(&Identity::gateway(), "auth-service");
         let response = self
             .client
@@ -404,6 +426,19 @@ impl Authenticator {
         changed
             .get(&(workspace.to_owned(), user.to_owned()))
             .is_some_and(|(at, expiry)| *expiry > Instant::now() && issued_at <= *at)
+    }
+}
+
+impl Authenticator {
+    fn count(&self, cache: &'static str, result: &'static str) {
+        self.lookups
+            .get_or_create(&CacheLookup { cache, result })
+            .inc();
+    }
+
+    /// The counters, for the metrics registry.
+    pub fn lookups(&self) -> CacheLookups {
+        self.lookups.clone()
     }
 }
 

@@ -108,6 +108,7 @@ impl ServicePart for GatewayPart {
             signer.clone(),
         ));
         authenticator.clone().listen(cache.clone()).await?;
+        let gateway_lookups = authenticator.lookups();
         let auth_failures = Family::<FailureLabels, Counter>::default();
         let gateway = web::Data::new(Gateway {
             routes: RouteTable::new(&config),
@@ -125,6 +126,11 @@ impl ServicePart for GatewayPart {
         })
         .readiness(Arc::new(cache))
         .json_limit(config.http.json_limit_bytes);
+        spec.metrics.registry_mut().register(
+            "gateway_cache_lookups",
+            "Credential cache lookups (API-key introspections, JWKS), by cache and hit or miss",
+            gateway_lookups,
+        );
         spec.metrics.registry_mut().register(
             "gateway_auth_failures",
             "Credentials refused, by reason",

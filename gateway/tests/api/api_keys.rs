@@ -80,6 +80,19 @@ async fn workspace_keys_work_at_the_edge_and_die_within_a_second() {
         1,
         "one introspection, then the cache"
     );
+    let metrics = String::from_utf8_lossy(&gw.get("/metrics").await.body).into_owned();
+    let count = |result: &str| {
+        metrics
+            .lines()
+            .filter(|l| {
+                l.starts_with("gateway_cache_lookups_total{")
+                    && l.contains("cache=\"api_key_introspection\"")
+                    && l.contains(&format!("result=\"{result}\""))
+            })
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+            .sum::<u64>()
+    };
+    assert_eq!((count("miss"), count("hit")), (1, 2), "{metrics}");
 
     // A malformed or mistyped key is refused without a look-up.
     let mut typo = key.clone().into_bytes();
