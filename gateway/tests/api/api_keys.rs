@@ -3,6 +3,7 @@
 //! second.
 
 use crate::platform::Platform;
+use crate::upstream::identity_seen;
 use identity::PrincipalType;
 use std::time::{Duration, Instant};
 
@@ -16,19 +17,6 @@ async fn introspections(platform: &Platform) -> u64 {
         })
         .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
         .sum()
-}
-
-fn identity_seen(response: &testkit::TestResponse) -> identity::Identity {
-    let token = response.json()["headers"]["x-spaceport-identity"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    identity::IdentityVerifier::new(
-        "booking-service",
-        identity::PublicKeys::from_pem_bundle(&testkit::identity::public_pem()).unwrap(),
-    )
-    .verify(&token)
-    .unwrap()
 }
 
 #[tokio::test]

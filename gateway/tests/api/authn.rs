@@ -2,7 +2,7 @@
 //! suite, revocation over the bus, route policies and workspace selection.
 
 use crate::gateway_with;
-use crate::upstream::Echo;
+use crate::upstream::{Echo, identity_seen};
 use actix_web::{HttpResponse, web};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -108,20 +108,6 @@ impl Stack {
     fn token(&self, claims: &AccessClaims) -> String {
         self.key.sign_jwt(identity::ACCESS_TOKEN_TYPE, claims)
     }
-
-    /// The identity the upstream was told about.
-    fn identity_of(response: &testkit::TestResponse) -> identity::Identity {
-        let token = response.json()["headers"]["x-spaceport-identity"]
-            .as_str()
-            .unwrap()
-            .to_owned();
-        identity::IdentityVerifier::new(
-            "booking-service",
-            identity::PublicKeys::from_pem_bundle(&testkit::identity::public_pem()).unwrap(),
-        )
-        .verify(&token)
-        .unwrap()
-    }
 }
 
 fn forge(header: serde_json::Value, claims: &AccessClaims, signature: &[u8]) -> String {
@@ -147,7 +133,7 @@ async fn a_valid_token_becomes_the_identity_and_is_not_forwarded() {
         response.json()["headers"].get("authorization").is_none(),
         "the bearer token stays at the edge"
     );
-    let who = Stack::identity_of(&response);
+    let who = identity_seen(&response);
     assert_eq!(who.principal_id, "usr_01JTESTUSER0000000000000000");
     assert_eq!(who.principal_type, PrincipalType::User);
     assert_eq!(
@@ -314,7 +300,7 @@ async fn route_policy_and_workspace_selection() {
         .await;
     assert_eq!(ok.status, 200);
     // Public routes serve anonymous callers.
-    assert!(Stack::identity_of(&s.gw.get("/echo/open").await).is_anonymous());
+    assert!(identity_seen(&s.gw.get("/echo/open").await).is_anonymous());
 
     let select = |workspace: &'static str| {
         s.gw.client
@@ -370,7 +356,7 @@ async fn malformed_keys_and_space_keys_are_refused_and_basic_passes_through() {
             .unwrap()
             .starts_with("Basic ")
     );
-    assert!(Stack::identity_of(&basic).is_anonymous());
+    assert!(identity_seen(&basic).is_anonymous());
 }
 
 /// The whole path with the real auth-service: sign in by code through the
@@ -391,7 +377,7 @@ async fn sign_in_through_the_gateway_then_revoke() {
         "{:?}",
         String::from_utf8_lossy(&seen.body)
     );
-    let who = Stack::identity_of(&seen);
+    let who = identity_seen(&seen);
     assert_eq!(who.principal_id, data["user"]["id"].as_str().unwrap());
     assert!(who.workspace_id.is_some());
     assert!(who.scopes.contains(&identity::Scope::BOOKINGS_WRITE));

@@ -52,10 +52,7 @@ fn spoofed_identity_headers_never_reach_a_service() {
         let gw = gateway_with(&echo.server.base, |c| c.rate_limits.enabled = false).await;
         (echo, gw)
     });
-    let verifier = identity::IdentityVerifier::new(
-        "booking-service",
-        identity::PublicKeys::from_pem_bundle(&testkit::identity::public_pem()).unwrap(),
-    );
+    let verifier = crate::upstream::booking_verifier();
     let mut runner = TestRunner::new(Config {
         cases: 64,
         failure_persistence: None,

@@ -195,10 +195,7 @@ async fn strips_identity_and_hop_by_hop_headers() {
         .as_str()
         .expect("identity token sent");
     assert_ne!(token, "forged");
-    let booking = identity::IdentityVerifier::new(
-        "booking-service",
-        identity::PublicKeys::from_pem_bundle(&testkit::identity::public_pem()).unwrap(),
-    );
+    let booking = upstream::booking_verifier();
     assert!(booking.verify(token).unwrap().is_anonymous());
     for forged in [
         "x-spaceport-anything",

@@ -79,3 +79,23 @@ async fn big(query: web::Query<Size>, hits: web::Data<AtomicUsize>) -> HttpRespo
         .content_type("application/octet-stream")
         .body(body)
 }
+
+/// What verifies the gateway's identity tokens for the `booking` upstream (the
+/// echo server stands behind that name in these tests).
+pub fn booking_verifier() -> identity::IdentityVerifier {
+    identity::IdentityVerifier::new(
+        "booking-service",
+        identity::PublicKeys::from_pem_bundle(&testkit::identity::public_pem()).unwrap(),
+    )
+}
+
+/// The identity the gateway told the echo upstream about.
+pub fn identity_seen(response: &testkit::TestResponse) -> identity::Identity {
+    let token = response.json()["headers"]["x-spaceport-identity"]
+        .as_str()
+        .expect("an identity token reached the upstream")
+        .to_owned();
+    booking_verifier()
+        .verify(&token)
+        .expect("a valid identity token")
+}
