@@ -8,7 +8,7 @@ IMAGE_REPO ?= spaceport
 IMAGE_TAG ?= dev
 PARTS := gateway:8080 auth-service:8081 booking-service:8082 spaces-service:8083
 
-.PHONY: help run build test lint fmt fmt-check clippy migrate clean interop-venv images k8s-validate
+.PHONY: help run build test lint fmt fmt-check clippy migrate clean interop-venv images k8s-validate openapi
 
 help:
 	@echo "make run        gateway + services in one process (SQLite, in-process cache), gateway on :8080"
@@ -16,6 +16,7 @@ help:
 	@echo "make lint       rustfmt check + clippy with warnings as errors"
 	@echo "make fmt        format the code"
 	@echo "make build      release build of every binary"
+	@echo "make openapi    regenerate proto-docs/*.openapi.json from the code (a test fails when they are stale)"
 	@echo "make images     container images of the four parts (Docker with BuildKit), tag IMAGE_TAG=$(IMAGE_TAG)"
 	@echo "make k8s-validate  offline checks of deploy/ and k8s/: hadolint, shellcheck, kustomize, kubernetes-validate, checkov, env vars"
 	@echo "make interop-venv  Python with authlib/PyJWT for the interop test (then SPACEPORT_PYTHON=$(INTEROP_VENV)/bin/python)"
@@ -25,6 +26,11 @@ run:
 
 build:
 	$(CARGO) build --release --workspace --bins
+
+# The OpenAPI documents are generated from the code; the API tests fail when the
+# committed ones are stale, and this rewrites them.
+openapi:
+	SPACEPORT_UPDATE_OPENAPI=1 $(CARGO) test -p auth-service --test api openapi
 
 # Tests that need PostgreSQL, Redis or the interop Python carry `postgres` /
 # `redis` / `python` at the end of their names. They fail (never skip) when what

@@ -7,7 +7,7 @@ use serde::Serialize;
 
 /// List metadata: offset lists carry `{page, limit, total}`, cursor lists
 /// `{limit, next_cursor, has_more}`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(untagged)]
 pub enum Meta {
     Offset {
@@ -17,6 +17,7 @@ pub enum Meta {
     },
     Cursor {
         limit: u32,
+        #[schema(required = true)]
         next_cursor: Option<String>,
         has_more: bool,
     },

@@ -8,7 +8,7 @@ use std::fmt;
 
 /// Stable, snake_case error codes. Clients branch on these, so a code is never
 /// renamed or reused for another meaning.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum ErrorCode {
     BadRequest,
@@ -117,7 +117,7 @@ impl fmt::Display for ErrorCode {
 }
 
 /// One invalid input field: `{field, message}`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct FieldError {
     pub field: String,
     pub message: String,

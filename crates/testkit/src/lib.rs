@@ -212,7 +212,10 @@ impl Drop for TestDatabase {
     }
 }
 
-/// `postgres://u@h:p/old?x` → `postgres://u@h:p/NAME?x`
+/// `postgres://u@h:p/old?x` → `postgres://u@h:p/NAME?x`, with `sslmode=disable`
+/// unless the URL sets one. Tests talk to a local server; without TLS, libpq
+/// leaves OpenSSL alone, whose clean-up at process exit can otherwise race
+/// connection-pool threads that are still closing connections.
 fn with_database(url: &str, name: &str) -> String {
     let (base, query) = match url.split_once('?') {
         Some((b, q)) => (b, Some(q)),
@@ -223,10 +226,12 @@ fn with_database(url: &str, name: &str) -> String {
         Some(i) => &base[..scheme_end + i],
         None => base,
     };
-    match query {
-        Some(q) => format!("{host_part}/{name}?{q}"),
-        None => format!("{host_part}/{name}"),
-    }
+    let query = match query {
+        Some(q) if q.contains("sslmode=") => q.to_owned(),
+        Some(q) => format!("{q}&sslmode=disable"),
+        None => "sslmode=disable".to_owned(),
+    };
+    format!("{host_part}/{name}?{query}")
 }
 
 /// A cache namespace of its own for one test.
@@ -397,15 +402,15 @@ mod tests {
     fn swaps_database_name() {
         assert_eq!(
             with_database("postgres://u@h:5432/postgres", "x"),
-            "postgres://u@h:5432/x"
+            "postgres://u@h:5432/x?sslmode=disable"
         );
         assert_eq!(
-            with_database("postgres://u@h/db?sslmode=disable", "x"),
-            "postgres://u@h/x?sslmode=disable"
+            with_database("postgres://u@h/db?sslmode=require", "x"),
+            "postgres://u@h/x?sslmode=require"
         );
         assert_eq!(
-            with_database("postgres://u@h:5432", "x"),
-            "postgres://u@h:5432/x"
+            with_database("postgres://u@h:5432?connect_timeout=5", "x"),
+            "postgres://u@h:5432/x?connect_timeout=5&sslmode=disable"
         );
     }
 }

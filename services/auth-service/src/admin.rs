@@ -9,6 +9,9 @@
 
 use crate::AuthState;
 use crate::accounts::{self, Granted, Role, normalize_email};
+use crate::openapi::{
+    Envelope, ErrorEnvelope, ListEnvelope, NoData, PageParams, Scopes, ScopesInput,
+};
 use crate::schema::{memberships, roles, users};
 use actix_web::web;
 use chrono::{NaiveDateTime, Utc};
@@ -20,6 +23,7 @@ use service_kit::ids::{self, prefix};
 use service_kit::pagination::OffsetQuery;
 use service_kit::{ApiError, ApiResponse, FieldError, Json, Query};
 use store::{DbConnection, StoreError};
+use utoipa::ToSchema;
 
 const MAX_NAME: usize = 100;
 
@@ -102,14 +106,30 @@ fn active_owners(conn: &mut DbConnection, workspace: &str) -> Result<i64, StoreE
         .map_err(StoreError::from)
 }
 
-#[derive(Debug, Serialize)]
+/// A membership's status, as stored and as `PATCH` accepts it.
+#[derive(ToSchema)]
+#[serde(rename_all = "snake_case")]
+#[allow(dead_code)] // described, never built: statuses are stored as text
+enum MemberStatus {
+    Active,
+    Deactivated,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
 pub struct MemberView {
+    /// `usr_…`
     user_id: String,
+    #[schema(format = Email)]
     email: String,
     name: String,
+    /// As stored: a built-in role (`owner`, `admin`, `member`, `viewer`) or a
+    /// custom role's id (`rol_…`).
     role: String,
+    /// What a person reads: the built-in role, or the custom role's name.
     role_name: String,
+    #[schema(value_type = MemberStatus)]
     status: String,
+    #[schema(format = DateTime)]
     joined_at: String,
 }
 
@@ -160,6 +180,23 @@ fn view(
     })
 }
 
+/// List the workspace's members
+///
+/// Oldest membership first. Needs `users:read`.
+#[utoipa::path(
+    get,
+    path = "/v1/auth/admin/users",
+    operation_id = "list_members",
+    tag = "admin",
+    params(PageParams),
+    security(("bearer_token" = ["users:read"]), ("api_key" = ["users:read"]), ("org_api_key" = ["users:read"])),
+    responses(
+        (status = 200, description = "A page of members; `meta` is `{page, limit, total}`.", body = ListEnvelope<Vec<MemberView>>),
+        (status = 400, description = "A bad `page` or `limit`.", body = ErrorEnvelope),
+        (status = 401, description = "No credential.", body = ErrorEnvelope),
+        (status = 403, description = "Without `users:read`, or no workspace selected.", body = ErrorEnvelope),
+    )
+)]
 pub async fn list_users(
     identity: Identity,
     query: Query<OffsetQuery>,
@@ -199,14 +236,36 @@ pub async fn list_users(
     Ok(ApiResponse::ok(rows).meta(page.meta(total as u64)))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Invite {
+    #[schema(format = Email)]
     email: String,
+    /// A built-in role (`owner`, `admin`, `member`, `viewer`) or a custom
+    /// role's id (`rol_…`) of this workspace.
     role: String,
 }
 
-/// Adds a person (by email; their account is created if needed) with a role.
+/// Add a member
+///
+/// Adds a person by email (their account is created if needed) with a role.
+/// Needs `users:admin`, every scope of the role, and for `owner` to be an
+/// owner.
+#[utoipa::path(
+    post,
+    path = "/v1/auth/admin/users",
+    operation_id = "invite_member",
+    tag = "admin",
+    request_body = Invite,
+    security(("bearer_token" = ["users:admin"]), ("api_key" = ["users:admin"]), ("org_api_key" = ["users:admin"])),
+    responses(
+        (status = 201, description = "The new member.", body = Envelope<MemberView>),
+        (status = 401, description = "No credential.", body = ErrorEnvelope),
+        (status = 403, description = "Without `users:admin`, no workspace selected, a role with scopes the caller lacks, or `owner` granted by a non-owner.", body = ErrorEnvelope),
+        (status = 409, description = "Already a member.", body = ErrorEnvelope),
+        (status = 422, description = "A bad `email`, or no such role in this workspace.", body = ErrorEnvelope),
+    )
+)]
 pub async fn invite(
     identity: Identity,
     body: Json<Invite>,
@@ -247,13 +306,38 @@ pub async fn invite(
     Ok(ApiResponse::created(added))
 }
 
-#[derive(Debug, Deserialize)]
+/// Either or both; an absent field stays as it is.
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct MemberChange {
+    /// A built-in role or a custom role's id (`rol_…`) of this workspace.
     role: Option<String>,
+    #[schema(value_type = Option<MemberStatus>)]
     status: Option<String>,
 }
 
+/// Change a member's role or status
+///
+/// Needs `users:admin` and every scope of a new role; only owners make or
+/// change owners, and the last active owner stays. The member's earlier
+/// tokens for this workspace stop working at once.
+#[utoipa::path(
+    patch,
+    path = "/v1/auth/admin/users/{user_id}",
+    operation_id = "update_member",
+    tag = "admin",
+    params(("user_id" = String, Path, description = "The member (`usr_…`).")),
+    request_body = MemberChange,
+    security(("bearer_token" = ["users:admin"]), ("api_key" = ["users:admin"]), ("org_api_key" = ["users:admin"])),
+    responses(
+        (status = 200, description = "The member as changed.", body = Envelope<MemberView>),
+        (status = 401, description = "No credential.", body = ErrorEnvelope),
+        (status = 403, description = "Without `users:admin`, no workspace selected, a role with scopes the caller lacks, or an owner change by a non-owner.", body = ErrorEnvelope),
+        (status = 404, description = "Not a member of this workspace.", body = ErrorEnvelope),
+        (status = 409, description = "It would leave the workspace without an active owner.", body = ErrorEnvelope),
+        (status = 422, description = "A bad `status`, or no such role in this workspace.", body = ErrorEnvelope),
+    )
+)]
 pub async fn update_user(
     identity: Identity,
     path: web::Path<String>,
@@ -327,6 +411,25 @@ pub async fn update_user(
     Ok(ApiResponse::ok(updated))
 }
 
+/// Remove a member
+///
+/// Needs `users:admin`; only owners remove owners, and the last active owner
+/// stays. The member's earlier tokens for this workspace stop working at once.
+#[utoipa::path(
+    delete,
+    path = "/v1/auth/admin/users/{user_id}",
+    operation_id = "remove_member",
+    tag = "admin",
+    params(("user_id" = String, Path, description = "The member (`usr_…`).")),
+    security(("bearer_token" = ["users:admin"]), ("api_key" = ["users:admin"]), ("org_api_key" = ["users:admin"])),
+    responses(
+        (status = 200, description = "Removed (message `member removed`).", body = Envelope<NoData>),
+        (status = 401, description = "No credential.", body = ErrorEnvelope),
+        (status = 403, description = "Without `users:admin`, no workspace selected, or an owner removed by a non-owner.", body = ErrorEnvelope),
+        (status = 404, description = "Not a member of this workspace.", body = ErrorEnvelope),
+        (status = 409, description = "It would leave the workspace without an active owner.", body = ErrorEnvelope),
+    )
+)]
 pub async fn remove_user(
     identity: Identity,
     path: web::Path<String>,
@@ -372,14 +475,33 @@ pub async fn remove_user(
     Ok(ApiResponse::ok(()).message("member removed"))
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct RoleView {
+    /// A built-in role's name, or a custom role's id (`rol_…`).
     id: String,
     name: String,
+    #[schema(value_type = Scopes)]
     scopes: ScopeSet,
+    /// `owner`, `admin`, `member` and `viewer` are built in and cannot change.
     built_in: bool,
 }
 
+/// List the workspace's roles
+///
+/// The built-in roles, then the custom ones, oldest first. Not paginated.
+/// Needs `users:read`.
+#[utoipa::path(
+    get,
+    path = "/v1/auth/admin/roles",
+    operation_id = "list_roles",
+    tag = "admin",
+    security(("bearer_token" = ["users:read"]), ("api_key" = ["users:read"]), ("org_api_key" = ["users:read"])),
+    responses(
+        (status = 200, description = "Every role; no `meta`.", body = Envelope<Vec<RoleView>>),
+        (status = 401, description = "No credential.", body = ErrorEnvelope),
+        (status = 403, description = "Without `users:read`, or no workspace selected.", body = ErrorEnvelope),
+    )
+)]
 pub async fn list_roles(
     identity: Identity,
     state: web::Data<AuthState>,
@@ -414,10 +536,16 @@ pub async fn list_roles(
     Ok(ApiResponse::ok(views))
 }
 
-#[derive(Debug, Deserialize)]
+/// Creating needs `name` (a missing one is refused as empty); a change may
+/// leave either out to keep it.
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RoleInput {
+    /// 1 to 100 characters (trimmed), not a built-in role's name; unique in
+    /// the workspace.
     name: Option<String>,
+    /// Only scopes the caller holds; default (creating): none.
+    #[schema(value_type = Option<ScopesInput>)]
     scopes: Option<ScopeSet>,
 }
 
@@ -452,6 +580,24 @@ fn check_role_input(
     }
 }
 
+/// Create a custom role
+///
+/// Needs `users:admin`.
+#[utoipa::path(
+    post,
+    path = "/v1/auth/admin/roles",
+    operation_id = "create_role",
+    tag = "admin",
+    request_body = RoleInput,
+    security(("bearer_token" = ["users:admin"]), ("api_key" = ["users:admin"]), ("org_api_key" = ["users:admin"])),
+    responses(
+        (status = 201, description = "The new role.", body = Envelope<RoleView>),
+        (status = 401, description = "No credential.", body = ErrorEnvelope),
+        (status = 403, description = "Without `users:admin`, or no workspace selected.", body = ErrorEnvelope),
+        (status = 409, description = "A role with this name exists (`errors[].field` = `name`).", body = ErrorEnvelope),
+        (status = 422, description = "A bad `name`, unknown scopes, or scopes the caller lacks.", body = ErrorEnvelope),
+    )
+)]
 pub async fn create_role(
     identity: Identity,
     body: Json<RoleInput>,
@@ -500,6 +646,26 @@ fn built_in_refusal(id: &str) -> Option<ApiError> {
     Role::parse(id).map(|_| ApiError::conflict("built-in roles cannot be changed"))
 }
 
+/// Change a custom role
+///
+/// Needs `users:admin`.
+#[utoipa::path(
+    patch,
+    path = "/v1/auth/admin/roles/{id}",
+    operation_id = "update_role",
+    tag = "admin",
+    params(("id" = String, Path, description = "The custom role (`rol_…`).")),
+    request_body = RoleInput,
+    security(("bearer_token" = ["users:admin"]), ("api_key" = ["users:admin"]), ("org_api_key" = ["users:admin"])),
+    responses(
+        (status = 200, description = "The role as changed.", body = Envelope<RoleView>),
+        (status = 401, description = "No credential.", body = ErrorEnvelope),
+        (status = 403, description = "Without `users:admin`, or no workspace selected.", body = ErrorEnvelope),
+        (status = 404, description = "No such custom role in this workspace.", body = ErrorEnvelope),
+        (status = 409, description = "A built-in role, or the name is taken.", body = ErrorEnvelope),
+        (status = 422, description = "A bad `name`, unknown scopes, or scopes the caller lacks.", body = ErrorEnvelope),
+    )
+)]
 pub async fn update_role(
     identity: Identity,
     path: web::Path<String>,
@@ -545,6 +711,24 @@ pub async fn update_role(
     Ok(ApiResponse::ok(updated))
 }
 
+/// Delete a custom role
+///
+/// Needs `users:admin`; a role still held by a member cannot go.
+#[utoipa::path(
+    delete,
+    path = "/v1/auth/admin/roles/{id}",
+    operation_id = "delete_role",
+    tag = "admin",
+    params(("id" = String, Path, description = "The custom role (`rol_…`).")),
+    security(("bearer_token" = ["users:admin"]), ("api_key" = ["users:admin"]), ("org_api_key" = ["users:admin"])),
+    responses(
+        (status = 200, description = "Deleted (message `role deleted`).", body = Envelope<NoData>),
+        (status = 401, description = "No credential.", body = ErrorEnvelope),
+        (status = 403, description = "Without `users:admin`, or no workspace selected.", body = ErrorEnvelope),
+        (status = 404, description = "No such custom role in this workspace.", body = ErrorEnvelope),
+        (status = 409, description = "A built-in role, or held by members.", body = ErrorEnvelope),
+    )
+)]
 pub async fn delete_role(
     identity: Identity,
     path: web::Path<String>,
@@ -581,4 +765,70 @@ pub async fn delete_role(
         })
         .await?;
     Ok(ApiResponse::ok(()).message("role deleted"))
+}
+
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct MembershipQuestion {
+    user_id: String,
+    workspace_id: String,
+}
+
+/// Whether a person belongs to a workspace, and what their role grants there.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct MembershipAnswer {
+    member: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    role: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Vec<String>>)]
+    scopes: Option<ScopeSet>,
+}
+
+/// Look up a membership (internal)
+///
+/// For the gateway only, with its own identity token; to anyone else the route
+/// does not exist (404). Answers `{member: false}` for an inactive or missing
+/// membership, and for ids that do not exist.
+#[utoipa::path(
+    post,
+    path = "/internal/memberships/lookup",
+    operation_id = "lookup_membership",
+    tag = "internal",
+    request_body = MembershipQuestion,
+    security(("gateway_identity" = [])),
+    extensions(("x-internal" = json!(true))),
+    responses(
+        (status = 200, description = "The membership, or `{member: false}`.", body = crate::openapi::Envelope<MembershipAnswer>),
+        (status = 401, description = "No valid identity token: the request did not come from the gateway.", body = crate::openapi::ErrorEnvelope),
+        (status = 404, description = "The caller is not the gateway.", body = crate::openapi::ErrorEnvelope),
+        (status = 503, description = "The database is unreachable.", body = crate::openapi::ErrorEnvelope),
+    )
+)]
+pub async fn lookup_membership(
+    identity: Identity,
+    body: Json<MembershipQuestion>,
+    state: web::Data<AuthState>,
+) -> Result<ApiResponse<MembershipAnswer>, ApiError> {
+    crate::api_keys::require_gateway(&identity)?;
+    let MembershipQuestion {
+        user_id,
+        workspace_id,
+    } = body.into_inner();
+    let granted = state
+        .db
+        .run(move |conn| accounts::role_in(conn, &user_id, &workspace_id))
+        .await?;
+    Ok(ApiResponse::ok(match granted {
+        Some(granted) => MembershipAnswer {
+            member: true,
+            role: Some(granted.role.clone()),
+            scopes: Some(granted.scopes()),
+        },
+        None => MembershipAnswer {
+            member: false,
+            role: None,
+            scopes: None,
+        },
+    }))
 }

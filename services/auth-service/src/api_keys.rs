@@ -2,6 +2,9 @@
 //! and `POST /internal/api-keys/introspect` for the gateway.
 
 use crate::AuthState;
+use crate::openapi::{
+    Envelope, ErrorEnvelope, ListEnvelope, NoData, PageParams, Scopes, ScopesInput,
+};
 use crate::schema::api_keys;
 use actix_web::web;
 use chrono::{DateTime, NaiveDateTime, Utc};
@@ -16,6 +19,7 @@ use service_kit::time::rfc3339;
 use service_kit::{ApiError, ApiResponse, FieldError, Json, Query};
 use std::time::Duration;
 use store::StoreError;
+use utoipa::ToSchema;
 
 const MAX_NAME: usize = 100;
 /// `last_used_at` is written at most this often per key.
@@ -36,19 +40,29 @@ struct StoredKey {
     last_used_at: Option<NaiveDateTime>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct KeyView {
+    /// `apk_…`
     id: String,
     name: String,
+    /// The key's visible beginning, to recognise it by.
     prefix: String,
     workspace_id: String,
+    #[schema(value_type = Scopes)]
     scopes: ScopeSet,
     #[serde(with = "rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
     created_at: DateTime<Utc>,
+    /// Never, when null.
+    #[schema(format = DateTime, required = true)]
     expires_at: Option<String>,
+    /// To the minute; null until first used.
+    #[schema(format = DateTime, required = true)]
     last_used_at: Option<String>,
-    /// Only in the answer that created it.
+    /// The key itself, `key_<shard>.<LOC>.<WORKSPACE>.<secret>`: only in the
+    /// answer that created it. Only its hash is kept.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
     api_key: Option<String>,
 }
 
@@ -72,12 +86,17 @@ impl KeyView {
     }
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewKey {
+    /// 1 to 100 characters (trimmed).
     name: String,
+    /// Only scopes the caller holds; default: all of the caller's.
+    #[schema(value_type = Option<ScopesInput>)]
     scopes: Option<ScopeSet>,
+    /// RFC 3339 with an offset, in the future; default: never expires.
     #[serde(default, with = "optional_time")]
+    #[schema(value_type = Option<String>, format = DateTime)]
     expires_at: Option<DateTime<Utc>>,
 }
 
@@ -103,6 +122,23 @@ fn keys_admin(identity: &Identity) -> Result<String, ApiError> {
     Ok(identity.require_workspace()?.to_owned())
 }
 
+/// Create a workspace API key
+///
+/// The key is shown once, in this answer. Needs `keys:admin`.
+#[utoipa::path(
+    post,
+    path = "/v1/auth/api-key",
+    operation_id = "create_api_key",
+    tag = "api-keys",
+    request_body = NewKey,
+    security(("bearer_token" = ["keys:admin"]), ("api_key" = ["keys:admin"]), ("org_api_key" = ["keys:admin"])),
+    responses(
+        (status = 201, description = "The new key, with `api_key`.", body = Envelope<KeyView>),
+        (status = 401, description = "No credential.", body = ErrorEnvelope),
+        (status = 403, description = "Without `keys:admin`, or no workspace selected.", body = ErrorEnvelope),
+        (status = 422, description = "A bad `name`, no scopes, unknown scopes or scopes the caller lacks, or `expires_at` not in the future.", body = ErrorEnvelope),
+    )
+)]
 pub async fn create(
     identity: Identity,
     body: Json<NewKey>,
@@ -168,6 +204,23 @@ pub async fn create(
     Ok(ApiResponse::created(KeyView::of(stored, Some(key))))
 }
 
+/// List the workspace's API keys
+///
+/// Oldest first, without the keys themselves. Needs `keys:admin`.
+#[utoipa::path(
+    get,
+    path = "/v1/auth/api-key",
+    operation_id = "list_api_keys",
+    tag = "api-keys",
+    params(PageParams),
+    security(("bearer_token" = ["keys:admin"]), ("api_key" = ["keys:admin"]), ("org_api_key" = ["keys:admin"])),
+    responses(
+        (status = 200, description = "A page of keys; `meta` is `{page, limit, total}`.", body = ListEnvelope<Vec<KeyView>>),
+        (status = 400, description = "A bad `page` or `limit`.", body = ErrorEnvelope),
+        (status = 401, description = "No credential.", body = ErrorEnvelope),
+        (status = 403, description = "Without `keys:admin`, or no workspace selected.", body = ErrorEnvelope),
+    )
+)]
 pub async fn list(
     identity: Identity,
     query: Query<OffsetQuery>,
@@ -194,6 +247,23 @@ pub async fn list(
     )
 }
 
+/// Revoke a workspace API key
+///
+/// It stops working at every gateway within a second. Needs `keys:admin`.
+#[utoipa::path(
+    delete,
+    path = "/v1/auth/api-key/{id}",
+    operation_id = "delete_api_key",
+    tag = "api-keys",
+    params(("id" = String, Path, description = "The key's id (`apk_…`).")),
+    security(("bearer_token" = ["keys:admin"]), ("api_key" = ["keys:admin"]), ("org_api_key" = ["keys:admin"])),
+    responses(
+        (status = 200, description = "Revoked (message `API key revoked`).", body = Envelope<NoData>),
+        (status = 401, description = "No credential.", body = ErrorEnvelope),
+        (status = 403, description = "Without `keys:admin`, or no workspace selected.", body = ErrorEnvelope),
+        (status = 404, description = "No such key in this workspace.", body = ErrorEnvelope),
+    )
+)]
 pub async fn delete(
     identity: Identity,
     path: web::Path<String>,
@@ -224,23 +294,31 @@ pub async fn delete(
     Ok(ApiResponse::ok(()).message("API key revoked"))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Introspect {
+    /// A workspace API key as a client presented it.
     key: String,
 }
 
-/// What the gateway learns about a key.
-#[derive(Debug, Serialize)]
+/// What the gateway learns about a key. Only `active` when it is not.
+#[derive(Debug, Serialize, ToSchema)]
 pub struct Introspection {
+    /// Known, and not expired.
     active: bool,
+    /// `apk_…`
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
     key_id: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
     workspace_id: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Scopes>, nullable = false)]
     scopes: Option<ScopeSet>,
+    /// Absent for a key that never expires.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false, format = DateTime)]
     expires_at: Option<String>,
 }
 
@@ -265,6 +343,26 @@ pub fn require_gateway(identity: &Identity) -> Result<(), ApiError> {
     }
 }
 
+/// Introspect a workspace API key (internal)
+///
+/// For the gateway only, with its own identity token; to anyone else the
+/// route does not exist (404). The gateway never proxies `/internal/*`.
+/// Records the key's use (`last_used_at`, to the minute).
+#[utoipa::path(
+    post,
+    path = "/internal/api-keys/introspect",
+    operation_id = "introspect_api_key",
+    tag = "internal",
+    request_body = Introspect,
+    security(("gateway_identity" = [])),
+    extensions(("x-internal" = json!(true))),
+    responses(
+        (status = 200, description = "The key's state; `{active: false}` for a malformed, unknown or expired key.", body = Envelope<Introspection>),
+        (status = 401, description = "No valid identity token: the request did not come from the gateway.", body = ErrorEnvelope),
+        (status = 404, description = "The caller is not the gateway.", body = ErrorEnvelope),
+        (status = 503, description = "The database is unreachable.", body = ErrorEnvelope),
+    )
+)]
 pub async fn introspect(
     identity: Identity,
     body: Json<Introspect>,

@@ -7,6 +7,7 @@ pub mod accounts;
 mod admin;
 mod api_keys;
 pub mod config;
+pub mod openapi;
 mod profile;
 pub mod schema;
 pub mod secrets;
@@ -25,6 +26,7 @@ use cache::Cache;
 use config::{ApiKeyConfig, AuthConfig, MagicLinkConfig, OtpConfig, SocialConfig, TokenConfig};
 use diesel_migrations::{EmbeddedMigrations, embed_migrations};
 use identity::revocation::Revocation;
+use openapi::{Envelope, ErrorEnvelope, NoData};
 use serde::Deserialize;
 use service_kit::cli::ServicePart;
 use service_kit::{ApiError, ApiResponse, AppSpec, Json};
@@ -119,81 +121,79 @@ impl ServicePart for AuthService {
     }
 }
 
-fn routes(cfg: &mut web::ServiceConfig, state: web::Data<AuthState>) {
-    cfg.app_data(state)
-        .service(web::resource("/api/v1/auth/otp/request").post(sign_in::otp_request))
-        .service(web::resource("/api/v1/auth/otp/verify").post(sign_in::otp_verify))
-        .service(web::resource("/v1/auth/login").post(sign_in::login))
-        .service(web::resource("/v1/auth/verify").post(sign_in::verify))
-        .service(web::resource("/v1/auth/login/{provider}").get(social::start))
-        .service(web::resource("/v1/auth/callback/{provider}").get(social::callback))
-        .service(web::resource("/v1/auth/token").post(tokens::token))
-        .service(web::resource("/v1/auth/logout").post(logout))
-        .service(web::resource("/v1/auth/revoke").post(token_management::revoke))
-        .service(
-            web::resource("/v1/auth/admin/users")
-                .get(admin::list_users)
-                .post(admin::invite),
-        )
-        .service(
-            web::resource("/v1/auth/admin/users/{user_id}")
-                .patch(admin::update_user)
-                .delete(admin::remove_user),
-        )
-        .service(
-            web::resource("/v1/auth/admin/roles")
-                .get(admin::list_roles)
-                .post(admin::create_role),
-        )
-        .service(
-            web::resource("/v1/auth/admin/roles/{id}")
-                .patch(admin::update_role)
-                .delete(admin::delete_role),
-        )
-        .service(web::resource("/v1/auth/introspect").post(token_management::introspect))
-        .service(
-            web::resource("/v1/auth/api-key")
-                .post(api_keys::create)
-                .get(api_keys::list),
-        )
-        .service(web::resource("/v1/auth/api-key/{id}").delete(api_keys::delete))
-        .service(
-            web::resource("/v1/auth/me")
-                .get(profile::me)
-                .patch(profile::update_me),
-        )
-        .service(
-            web::resource("/v1/system/workspaces")
-                .get(profile::workspaces)
-                .post(profile::create_workspace),
-        )
-        .service(web::resource("/internal/api-keys/introspect").post(api_keys::introspect))
-        .service(
-            web::resource("/v1/auth/service-principals")
-                .post(service_principals::create)
-                .get(service_principals::list),
-        )
-        .service(
-            web::resource("/v1/auth/service-principals/{id}").delete(service_principals::delete),
-        )
-        .service(
-            web::resource("/v1/auth/service-principals/{id}/rotate-secret")
-                .post(service_principals::rotate_secret),
-        )
-        .service(web::resource("/.well-known/jwks.json").get(wellknown::jwks))
-        .service(
-            web::resource("/.well-known/openid-configuration").get(wellknown::openid_configuration),
-        );
+/// Declares the routes once: [`ROUTES`] lists what `register` mounts, so the
+/// OpenAPI test can check that every route is documented.
+macro_rules! routes {
+    ($($path:literal => [$($method:ident => $handler:path),+ $(,)?]),* $(,)?) => {
+        /// Every `(method, path)` the service's own routes answer (health, readiness
+        /// and metrics come from `service_kit`).
+        pub const ROUTES: &[(&str, &str)] = &[$($((stringify!($method), $path)),+),*];
+
+        fn register(cfg: &mut web::ServiceConfig) {
+            $(cfg.service(web::resource($path)$(.$method($handler))+);)*
+        }
+    };
 }
 
-#[derive(Debug, Deserialize)]
+routes! {
+    "/api/v1/auth/otp/request" => [post => sign_in::otp_request],
+    "/api/v1/auth/otp/verify" => [post => sign_in::otp_verify],
+    "/v1/auth/login" => [post => sign_in::login],
+    "/v1/auth/verify" => [post => sign_in::verify],
+    "/v1/auth/login/{provider}" => [get => social::start],
+    "/v1/auth/callback/{provider}" => [get => social::callback],
+    "/v1/auth/token" => [post => tokens::token],
+    "/v1/auth/logout" => [post => logout],
+    "/v1/auth/revoke" => [post => token_management::revoke],
+    "/v1/auth/admin/users" => [get => admin::list_users, post => admin::invite],
+    "/v1/auth/admin/users/{user_id}" => [patch => admin::update_user, delete => admin::remove_user],
+    "/v1/auth/admin/roles" => [get => admin::list_roles, post => admin::create_role],
+    "/v1/auth/admin/roles/{id}" => [patch => admin::update_role, delete => admin::delete_role],
+    "/v1/auth/introspect" => [post => token_management::introspect],
+    "/v1/auth/api-key" => [post => api_keys::create, get => api_keys::list],
+    "/v1/auth/api-key/{id}" => [delete => api_keys::delete],
+    "/v1/auth/me" => [get => profile::me, patch => profile::update_me],
+    "/v1/system/workspaces" => [get => profile::workspaces, post => profile::create_workspace],
+    "/internal/api-keys/introspect" => [post => api_keys::introspect],
+    "/internal/memberships/lookup" => [post => admin::lookup_membership],
+    "/v1/auth/service-principals" => [
+        post => service_principals::create,
+        get => service_principals::list,
+    ],
+    "/v1/auth/service-principals/{id}" => [delete => service_principals::delete],
+    "/v1/auth/service-principals/{id}/rotate-secret" => [post => service_principals::rotate_secret],
+    "/.well-known/jwks.json" => [get => wellknown::jwks],
+    "/.well-known/openid-configuration" => [get => wellknown::openid_configuration],
+}
+
+fn routes(cfg: &mut web::ServiceConfig, state: web::Data<AuthState>) {
+    cfg.app_data(state);
+    register(cfg);
+}
+
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct LogoutRequest {
+    /// The session's current refresh token (`rt_…`).
     refresh_token: String,
 }
 
-/// Ends the session of a refresh token. Unknown tokens answer the same, so the
-/// endpoint tells nothing about which tokens exist.
+/// Sign out
+///
+/// Ends the session of a refresh token, at every gateway within a second.
+/// Unknown tokens answer the same, so the endpoint tells nothing about which
+/// tokens exist.
+#[utoipa::path(
+    post,
+    path = "/v1/auth/logout",
+    operation_id = "logout",
+    tag = "tokens",
+    request_body = LogoutRequest,
+    responses(
+        (status = 200, description = "Signed out (message `signed out`), known token or not.", body = Envelope<NoData>),
+        (status = 503, description = "The database is unreachable.", body = ErrorEnvelope),
+    )
+)]
 async fn logout(
     body: Json<LogoutRequest>,
     state: web::Data<AuthState>,

@@ -3,6 +3,7 @@
 
 use crate::AuthState;
 use crate::accounts::{self, Role};
+use crate::openapi::{Envelope, ErrorEnvelope, ListEnvelope, PageParams};
 use crate::schema::{memberships, users, workspaces};
 use actix_web::web;
 use chrono::{NaiveDateTime, Utc};
@@ -13,6 +14,7 @@ use service_kit::ids::{self, prefix};
 use service_kit::pagination::OffsetQuery;
 use service_kit::{ApiError, ApiResponse, FieldError, Json, Query};
 use store::StoreError;
+use utoipa::ToSchema;
 
 const MAX_NAME: usize = 100;
 /// Fields a client may see but never change.
@@ -25,16 +27,28 @@ const READ_ONLY: [&str; 6] = [
     "workspace_id",
 ];
 
-#[derive(Debug, Serialize)]
+/// The caller, as their access token sees them.
+#[derive(Debug, Serialize, ToSchema)]
 pub struct Me {
+    /// `usr_…`
     id: String,
+    /// The same as `id`.
     user_id: String,
+    #[schema(format = Email)]
     email: String,
     name: String,
+    /// The workspace the token acts in.
+    #[schema(required = true)]
     workspace_id: Option<String>,
+    /// The caller's role there: a built-in role, or a custom role's name.
+    #[schema(required = true)]
     role: Option<String>,
+    /// The token's scopes.
+    #[schema(value_type = crate::openapi::Scopes)]
     scopes: ScopeSet,
+    #[schema(format = DateTime)]
     created_at: String,
+    #[schema(format = DateTime)]
     updated_at: String,
 }
 
@@ -73,6 +87,20 @@ async fn load_me(state: &AuthState, identity: &Identity) -> Result<Me, ApiError>
     })
 }
 
+/// The caller's profile
+#[utoipa::path(
+    get,
+    path = "/v1/auth/me",
+    operation_id = "get_me",
+    tag = "profile",
+    security(("bearer_token" = [])),
+    responses(
+        (status = 200, description = "The profile.", body = Envelope<Me>),
+        (status = 401, description = "No credential.", body = ErrorEnvelope),
+        (status = 403, description = "Not a person (an API key or a service principal).", body = ErrorEnvelope),
+        (status = 404, description = "The account no longer exists.", body = ErrorEnvelope),
+    )
+)]
 pub async fn me(
     identity: Identity,
     state: web::Data<AuthState>,
@@ -80,6 +108,35 @@ pub async fn me(
     Ok(ApiResponse::ok(load_me(&state, &identity).await?))
 }
 
+/// The fields `PATCH /v1/auth/me` accepts (its handler reads a JSON object).
+#[derive(ToSchema)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)] // described, never built
+struct MeUpdate {
+    /// At most 100 characters (trimmed), no control characters; may be empty.
+    #[schema(nullable = false, max_length = 100)]
+    name: Option<String>,
+}
+
+/// Edit the caller's profile
+///
+/// Only `name` can change; sending a read-only field (`id`, `user_id`,
+/// `email`, `created_at`, `updated_at`, `workspace_id`) or an unknown one
+/// answers 422 naming it.
+#[utoipa::path(
+    patch,
+    path = "/v1/auth/me",
+    operation_id = "update_me",
+    tag = "profile",
+    request_body = MeUpdate,
+    security(("bearer_token" = [])),
+    responses(
+        (status = 200, description = "The updated profile.", body = Envelope<Me>),
+        (status = 401, description = "No credential.", body = ErrorEnvelope),
+        (status = 403, description = "Not a person (an API key or a service principal).", body = ErrorEnvelope),
+        (status = 422, description = "A bad `name`, a read-only or an unknown field (one entry each in `errors`).", body = ErrorEnvelope),
+    )
+)]
 pub async fn update_me(
     identity: Identity,
     body: Json<serde_json::Map<String, serde_json::Value>>,
@@ -123,13 +180,16 @@ pub async fn update_me(
     Ok(ApiResponse::ok(load_me(&state, &identity).await?))
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct WorkspaceView {
+    /// `wrk_…`
     id: String,
     name: String,
     /// The caller's role (a built-in name or a custom role id), for people.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
     role: Option<String>,
+    #[schema(format = DateTime)]
     created_at: String,
 }
 
@@ -147,7 +207,24 @@ fn view(
     }
 }
 
-/// People see the workspaces they belong to; a key or service token sees its own.
+/// The caller's workspaces
+///
+/// People see the workspaces they are active members of, oldest first; a key
+/// or service token sees its own.
+#[utoipa::path(
+    get,
+    path = "/v1/system/workspaces",
+    operation_id = "list_workspaces",
+    tag = "workspaces",
+    params(PageParams),
+    security(("bearer_token" = []), ("api_key" = []), ("org_api_key" = [])),
+    responses(
+        (status = 200, description = "A page of workspaces; `meta` is `{page, limit, total}`.", body = ListEnvelope<Vec<WorkspaceView>>),
+        (status = 400, description = "A bad `page` or `limit`.", body = ErrorEnvelope),
+        (status = 401, description = "No credential.", body = ErrorEnvelope),
+        (status = 403, description = "A key or service token without a workspace.", body = ErrorEnvelope),
+    )
+)]
 pub async fn workspaces(
     identity: Identity,
     query: Query<OffsetQuery>,
@@ -206,13 +283,30 @@ pub async fn workspaces(
     Ok(ApiResponse::ok(views).meta(page.meta(total as u64)))
 }
 
-#[derive(Debug, serde::Deserialize)]
+#[derive(Debug, serde::Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewWorkspace {
+    /// 1 to 100 characters (trimmed), no control characters.
     name: String,
 }
 
+/// Create a workspace
+///
 /// A person creates a workspace and becomes its owner.
+#[utoipa::path(
+    post,
+    path = "/v1/system/workspaces",
+    operation_id = "create_workspace",
+    tag = "workspaces",
+    request_body = NewWorkspace,
+    security(("bearer_token" = [])),
+    responses(
+        (status = 201, description = "Created; `role` is `owner`.", body = Envelope<WorkspaceView>),
+        (status = 401, description = "No credential.", body = ErrorEnvelope),
+        (status = 403, description = "Not a person (an API key or a service principal).", body = ErrorEnvelope),
+        (status = 422, description = "A bad `name`.", body = ErrorEnvelope),
+    )
+)]
 pub async fn create_workspace(
     identity: Identity,
     body: Json<NewWorkspace>,

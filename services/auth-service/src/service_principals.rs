@@ -5,6 +5,9 @@
 //! `POST /v1/auth/service-principals/{id}/rotate-secret`.
 
 use crate::AuthState;
+use crate::openapi::{
+    Envelope, ErrorEnvelope, ListEnvelope, NoData, PageParams, Scopes, ScopesInput,
+};
 use crate::schema::service_principals;
 use crate::secrets::{hashes_match, random_credential};
 use actix_web::http::StatusCode;
@@ -19,6 +22,7 @@ use service_kit::pagination::OffsetQuery;
 use service_kit::time::rfc3339;
 use service_kit::{ApiError, ApiResponse, FieldError, Json, Query};
 use store::StoreError;
+use utoipa::ToSchema;
 
 const SECRET_PREFIX: &str = "sps_";
 const MAX_NAME: usize = 100;
@@ -36,18 +40,25 @@ pub struct Principal {
     pub secret_rotated_at: NaiveDateTime,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct PrincipalView {
+    /// `spn_…`; its id, and the OAuth `client_id`.
     client_id: String,
     name: String,
     workspace_id: String,
+    /// What its tokens may hold at most.
+    #[schema(value_type = Scopes)]
     scopes: ScopeSet,
     #[serde(with = "rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
     created_at: chrono::DateTime<Utc>,
     #[serde(with = "rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
     secret_rotated_at: chrono::DateTime<Utc>,
-    /// Only in the answer that created or rotated it.
+    /// Only in the answer that created or rotated it (`sps_…`). Only its hash
+    /// is kept.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
     client_secret: Option<String>,
 }
 
@@ -65,10 +76,13 @@ impl PrincipalView {
     }
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewPrincipal {
+    /// 1 to 100 characters (trimmed); unique in the workspace.
     name: String,
+    /// At least one, and only scopes the caller holds.
+    #[schema(value_type = ScopesInput)]
     scopes: ScopeSet,
 }
 
@@ -78,6 +92,26 @@ fn keys_admin(identity: &Identity) -> Result<String, ApiError> {
     Ok(identity.require_workspace()?.to_owned())
 }
 
+/// Create a service principal
+///
+/// A machine client of the workspace; it exchanges its `client_id` and
+/// `client_secret` for access tokens at `POST /v1/auth/token`. The secret is
+/// shown once, in this answer. Needs `keys:admin`.
+#[utoipa::path(
+    post,
+    path = "/v1/auth/service-principals",
+    operation_id = "create_service_principal",
+    tag = "service-principals",
+    request_body = NewPrincipal,
+    security(("bearer_token" = ["keys:admin"]), ("api_key" = ["keys:admin"]), ("org_api_key" = ["keys:admin"])),
+    responses(
+        (status = 201, description = "The new principal, with `client_secret`.", body = Envelope<PrincipalView>),
+        (status = 401, description = "No credential.", body = ErrorEnvelope),
+        (status = 403, description = "Without `keys:admin`, or no workspace selected.", body = ErrorEnvelope),
+        (status = 409, description = "A principal with this name exists (`errors[].field` = `name`).", body = ErrorEnvelope),
+        (status = 422, description = "A bad `name`, no scopes, unknown scopes or scopes the caller lacks.", body = ErrorEnvelope),
+    )
+)]
 pub async fn create(
     identity: Identity,
     body: Json<NewPrincipal>,
@@ -140,6 +174,23 @@ pub async fn create(
     )))
 }
 
+/// List the workspace's service principals
+///
+/// Oldest first, without secrets. Needs `keys:admin`.
+#[utoipa::path(
+    get,
+    path = "/v1/auth/service-principals",
+    operation_id = "list_service_principals",
+    tag = "service-principals",
+    params(PageParams),
+    security(("bearer_token" = ["keys:admin"]), ("api_key" = ["keys:admin"]), ("org_api_key" = ["keys:admin"])),
+    responses(
+        (status = 200, description = "A page of principals; `meta` is `{page, limit, total}`.", body = ListEnvelope<Vec<PrincipalView>>),
+        (status = 400, description = "A bad `page` or `limit`.", body = ErrorEnvelope),
+        (status = 401, description = "No credential.", body = ErrorEnvelope),
+        (status = 403, description = "Without `keys:admin`, or no workspace selected.", body = ErrorEnvelope),
+    )
+)]
 pub async fn list(
     identity: Identity,
     query: Query<OffsetQuery>,
@@ -188,6 +239,24 @@ fn not_found() -> ApiError {
     ApiError::not_found("service principal")
 }
 
+/// Delete a service principal
+///
+/// Its access tokens stop working at every gateway within a second. Needs
+/// `keys:admin`.
+#[utoipa::path(
+    delete,
+    path = "/v1/auth/service-principals/{id}",
+    operation_id = "delete_service_principal",
+    tag = "service-principals",
+    params(("id" = String, Path, description = "The principal (`spn_…`).")),
+    security(("bearer_token" = ["keys:admin"]), ("api_key" = ["keys:admin"]), ("org_api_key" = ["keys:admin"])),
+    responses(
+        (status = 200, description = "Deleted (message `service principal deleted`).", body = Envelope<NoData>),
+        (status = 401, description = "No credential.", body = ErrorEnvelope),
+        (status = 403, description = "Without `keys:admin`, or no workspace selected.", body = ErrorEnvelope),
+        (status = 404, description = "No such principal in this workspace.", body = ErrorEnvelope),
+    )
+)]
 pub async fn delete(
     identity: Identity,
     path: web::Path<String>,
@@ -219,6 +288,24 @@ pub async fn delete(
     Ok(ApiResponse::with_status(StatusCode::OK, ()).message("service principal deleted"))
 }
 
+/// Rotate a service principal's secret
+///
+/// The old secret stops working at once; tokens already issued stay valid
+/// until they expire. Needs `keys:admin`.
+#[utoipa::path(
+    post,
+    path = "/v1/auth/service-principals/{id}/rotate-secret",
+    operation_id = "rotate_service_principal_secret",
+    tag = "service-principals",
+    params(("id" = String, Path, description = "The principal (`spn_…`).")),
+    security(("bearer_token" = ["keys:admin"]), ("api_key" = ["keys:admin"]), ("org_api_key" = ["keys:admin"])),
+    responses(
+        (status = 200, description = "The principal, with its new `client_secret`.", body = Envelope<PrincipalView>),
+        (status = 401, description = "No credential.", body = ErrorEnvelope),
+        (status = 403, description = "Without `keys:admin`, or no workspace selected.", body = ErrorEnvelope),
+        (status = 404, description = "No such principal in this workspace.", body = ErrorEnvelope),
+    )
+)]
 pub async fn rotate_secret(
     identity: Identity,
     path: web::Path<String>,

@@ -8,6 +8,7 @@
 
 use crate::AuthState;
 use crate::accounts::{self, User, normalize_email};
+use crate::openapi::{Envelope, ErrorEnvelope};
 use crate::schema::otp_challenges;
 use crate::sessions;
 use crate::tokens::Grant;
@@ -21,56 +22,79 @@ use service_kit::{ApiError, ApiResponse, FieldError, Json};
 use std::time::Duration;
 use store::StoreError;
 use subtle::ConstantTimeEq;
+use utoipa::ToSchema;
 
 const CODE_DIGITS: usize = 6;
 const HOUR: Duration = Duration::from_secs(3600);
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CodeRequest {
+    #[schema(format = Email)]
     email: String,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CodeVerification {
+    #[schema(format = Email)]
     email: String,
+    /// The six digits from the mail.
+    #[schema(pattern = r"^\s*[0-9]{6}\s*$")]
     otp: String,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LinkRequest {
+    #[schema(format = Email)]
     email: String,
+    /// The page the link opens (`?token=…` is appended). Must be on the
+    /// allow-list (`magic_links.allowed_redirect_uris`: same origin, a path
+    /// below an entry's); when absent, the configured default page.
+    #[schema(format = "uri")]
     redirect_uri: Option<String>,
 }
 
 /// `{token}` from the link, or `{email, code}` typed in.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LinkVerification {
+    /// The link's token (`ml_…`); send it alone.
     token: Option<String>,
+    /// With `code`.
+    #[schema(format = Email)]
     email: Option<String>,
+    /// The six digits from the mail; with `email`.
+    #[schema(pattern = r"^\s*[0-9]{6}\s*$")]
     code: Option<String>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct Requested {
+    /// Seconds until the code (and link) expire.
     expires_in: u64,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct UserView {
+    /// `usr_…`
     id: String,
+    #[schema(format = Email)]
     email: String,
+    /// Empty until the person sets it.
     name: String,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct SignedIn {
+    /// An EdDSA JWT (`typ: at+jwt`) for the person's default workspace.
     access_token: String,
+    /// `rt_…`; rotates on every use at `POST /v1/auth/token`.
     refresh_token: String,
+    #[schema(schema_with = crate::openapi::bearer)]
     token_type: &'static str,
+    /// Seconds the access token lives.
     expires_in: u64,
     user: UserView,
 }
@@ -426,6 +450,24 @@ async fn complete(state: &AuthState, proof: Proof) -> Result<ApiResponse<SignedI
     Ok(signed_in(state, user, membership, issued))
 }
 
+/// Request a sign-in code (SpaceOS)
+///
+/// Mails a six-digit code. The answer is the same whether or not the address
+/// belongs to anyone; a new code replaces any earlier code or link.
+#[utoipa::path(
+    post,
+    path = "/api/v1/auth/otp/request",
+    operation_id = "otp_request",
+    tag = "sign-in",
+    request_body = CodeRequest,
+    responses(
+        (status = 200, description = "If the address can receive mail, a code is on its way.", body = Envelope<Requested>),
+        (status = 422, description = "`email` is not a valid address, or cannot receive mail.", body = ErrorEnvelope),
+        (status = 429, description = "Too many codes: per address (resend interval, hourly cap) or per client IP (hourly cap).", body = ErrorEnvelope,
+            headers(("retry-after" = u64, description = "Seconds to wait."))),
+        (status = 503, description = "The rate limiter or the mail transport is unavailable.", body = ErrorEnvelope),
+    )
+)]
 pub async fn otp_request(
     req: HttpRequest,
     body: Json<CodeRequest>,
@@ -435,6 +477,25 @@ pub async fn otp_request(
     issue(&state, &req, &email, None).await
 }
 
+/// Sign in with the code (SpaceOS)
+///
+/// A correct code is consumed; the person's account and personal workspace are
+/// created on first sign-in, and a session starts in their default workspace.
+#[utoipa::path(
+    post,
+    path = "/api/v1/auth/otp/verify",
+    operation_id = "otp_verify",
+    tag = "sign-in",
+    request_body = CodeVerification,
+    responses(
+        (status = 200, description = "Signed in.", body = Envelope<SignedIn>),
+        (status = 401, description = "Wrong, used or expired code (five wrong guesses burn a code).", body = ErrorEnvelope),
+        (status = 422, description = "`email` is not an address, or `otp` is not six digits.", body = ErrorEnvelope),
+        (status = 429, description = "Too many wrong guesses for this address.", body = ErrorEnvelope,
+            headers(("retry-after" = u64, description = "Seconds to wait."))),
+        (status = 503, description = "The rate limiter or the database is unavailable.", body = ErrorEnvelope),
+    )
+)]
 pub async fn otp_verify(
     body: Json<CodeVerification>,
     state: web::Data<AuthState>,
@@ -444,6 +505,25 @@ pub async fn otp_verify(
     complete(&state, Proof::Code { email, code }).await
 }
 
+/// Request a magic link (gospace)
+///
+/// Mails a sign-in link and, in the same mail, a six-digit code; both prove
+/// the one challenge, once. The answer is the same whether or not the address
+/// belongs to anyone.
+#[utoipa::path(
+    post,
+    path = "/v1/auth/login",
+    operation_id = "magic_link_request",
+    tag = "sign-in",
+    request_body = LinkRequest,
+    responses(
+        (status = 200, description = "If the address can receive mail, a link and a code are on their way.", body = Envelope<Requested>),
+        (status = 422, description = "`email` is not a valid address or cannot receive mail, or `redirect_uri` is not allowed.", body = ErrorEnvelope),
+        (status = 429, description = "Too many requests: per address (resend interval, hourly cap) or per client IP (hourly cap).", body = ErrorEnvelope,
+            headers(("retry-after" = u64, description = "Seconds to wait."))),
+        (status = 503, description = "The rate limiter or the mail transport is unavailable.", body = ErrorEnvelope),
+    )
+)]
 pub async fn login(
     req: HttpRequest,
     body: Json<LinkRequest>,
@@ -467,6 +547,24 @@ pub async fn login(
     issue(&state, &req, &email, Some(base)).await
 }
 
+/// Sign in with the link's token or the code (gospace)
+///
+/// Send either `{token}` (from the link) or `{email, code}`.
+#[utoipa::path(
+    post,
+    path = "/v1/auth/verify",
+    operation_id = "magic_link_verify",
+    tag = "sign-in",
+    request_body = LinkVerification,
+    responses(
+        (status = 200, description = "Signed in.", body = Envelope<SignedIn>),
+        (status = 401, description = "Unknown, used or expired token or code.", body = ErrorEnvelope),
+        (status = 422, description = "Neither `{token}` nor `{email, code}` (field `body`), a bad `email`, or a `code` that is not six digits.", body = ErrorEnvelope),
+        (status = 429, description = "Too many wrong codes for this address.", body = ErrorEnvelope,
+            headers(("retry-after" = u64, description = "Seconds to wait."))),
+        (status = 503, description = "The rate limiter or the database is unavailable.", body = ErrorEnvelope),
+    )
+)]
 pub async fn verify(
     body: Json<LinkVerification>,
     state: web::Data<AuthState>,

@@ -5,6 +5,7 @@
 
 use crate::AuthState;
 use crate::config::ProviderConfig;
+use crate::openapi::{Envelope, ErrorEnvelope};
 use crate::sign_in::{SignedIn, open_session, signed_in};
 use actix_web::{HttpResponse, web};
 use base64::Engine;
@@ -13,10 +14,12 @@ use serde::{Deserialize, Serialize};
 use service_kit::{ApiError, ApiResponse, Query};
 use sha2::{Digest, Sha256};
 use std::time::Duration;
+use utoipa::{IntoParams, ToSchema};
 
 const STATE_TTL: Duration = Duration::from_secs(600);
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+/// A sign-in provider; it answers 404 unless configured (`social.<provider>.client_id`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Provider {
     Google,
@@ -67,6 +70,27 @@ fn callback_url(state: &AuthState, provider: Provider) -> String {
     )
 }
 
+/// Sign in with Google or GitHub
+///
+/// Sends the browser to the provider: OAuth 2.0 authorization code with PKCE
+/// (S256) and a single-use `state` that lives ten minutes. The provider comes
+/// back to `GET /v1/auth/callback/{provider}`.
+#[utoipa::path(
+    get,
+    path = "/v1/auth/login/{provider}",
+    operation_id = "social_login",
+    tag = "sign-in",
+    params(("provider" = Provider, Path, description = "The sign-in provider.")),
+    responses(
+        (status = 302, description = "To the provider's authorization page.",
+            headers(
+                ("location" = String, description = "The provider's authorization URL with `response_type=code`, `client_id`, `redirect_uri`, `scope`, `state`, `code_challenge` and `code_challenge_method=S256`."),
+                ("cache-control" = String, description = "`no-store`"),
+            )),
+        (status = 404, description = "Unknown provider, or not configured.", body = ErrorEnvelope),
+        (status = 503, description = "The cache holding `state` is unavailable.", body = ErrorEnvelope),
+    )
+)]
 pub async fn start(
     path: web::Path<String>,
     state: web::Data<AuthState>,
@@ -102,10 +126,15 @@ pub async fn start(
         .finish())
 }
 
-#[derive(Debug, Deserialize)]
+/// What the provider sends back; other parameters are ignored.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct Callback {
+    /// The authorization code (with `state`).
     code: Option<String>,
+    /// The `state` of `GET /v1/auth/login/{provider}`; single use.
     state: Option<String>,
+    /// The provider's refusal (e.g. `access_denied`), instead of `code`.
     error: Option<String>,
 }
 
@@ -113,6 +142,26 @@ fn refused(message: &str) -> ApiError {
     ApiError::unauthorized(format!("sign-in with the provider failed: {message}"))
 }
 
+/// The provider's redirect back
+///
+/// Exchanges the code (with the PKCE verifier), reads the person's *verified*
+/// email from the provider and signs them in, creating their account and
+/// personal workspace the first time. Answers in the envelope, not a redirect.
+#[utoipa::path(
+    get,
+    path = "/v1/auth/callback/{provider}",
+    operation_id = "social_callback",
+    tag = "sign-in",
+    params(("provider" = Provider, Path, description = "The sign-in provider."), Callback),
+    responses(
+        (status = 200, description = "Signed in.", body = Envelope<SignedIn>),
+        (status = 400, description = "`code` or `state` missing, or `state` unknown, used, expired or of another provider (`errors[].field` = `state`).", body = ErrorEnvelope),
+        (status = 401, description = "The provider refused (`error`), or did not accept the code, or its profile could not be read.", body = ErrorEnvelope),
+        (status = 403, description = "The provider has no verified email for this account.", body = ErrorEnvelope),
+        (status = 404, description = "Unknown provider, or not configured.", body = ErrorEnvelope),
+        (status = 503, description = "The provider or the cache is unreachable.", body = ErrorEnvelope),
+    )
+)]
 pub async fn callback(
     path: web::Path<String>,
     query: Query<Callback>,

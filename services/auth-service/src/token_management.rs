@@ -5,6 +5,7 @@ use crate::AuthState;
 use crate::schema::service_principals;
 use crate::sessions;
 use crate::tokens::OAuthError;
+use crate::tokens::OAuthErrorBody;
 use actix_web::{HttpRequest, HttpResponse, web};
 use diesel::prelude::*;
 use identity::revocation::Revocation;
@@ -12,12 +13,20 @@ use identity::{AccessClaims, AccessTokenVerifier, PublicKeys};
 use serde::Deserialize;
 use store::StoreError;
 
-#[derive(Debug, Deserialize)]
+/// A form, or JSON with `Content-Type: application/json`; other fields are
+/// ignored.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 struct TokenForm {
+    /// A refresh token (`rt_…`) or an access token. Required.
     token: Option<String>,
+    /// Accepted and ignored: the token's shape tells its type.
     #[allow(dead_code)]
     token_type_hint: Option<String>,
+    /// Introspection: the service principal, unless sent with HTTP Basic (never
+    /// both). Ignored by revocation.
     client_id: Option<String>,
+    /// Introspection: its secret, unless sent with HTTP Basic. Ignored by
+    /// revocation.
     client_secret: Option<String>,
 }
 
@@ -43,6 +52,79 @@ fn parse(req: &HttpRequest, body: &[u8]) -> Result<TokenForm, OAuthError> {
     }
 }
 
+/// An RFC 7662 answer, described for the OpenAPI document.
+#[derive(utoipa::ToSchema)]
+#[serde(untagged)]
+#[allow(dead_code)] // described, never built: `introspect_inner` writes it
+enum TokenIntrospection {
+    Inactive(InactiveToken),
+    RefreshToken(ActiveRefreshToken),
+    AccessToken(ActiveAccessToken),
+}
+
+/// Unknown, expired, revoked, or malformed.
+#[derive(utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)]
+struct InactiveToken {
+    #[schema(schema_with = crate::openapi::always_false)]
+    active: bool,
+}
+
+/// A live refresh token (`rt_…`).
+#[derive(utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)]
+struct ActiveRefreshToken {
+    #[schema(schema_with = crate::openapi::always_true)]
+    active: bool,
+    #[schema(schema_with = refresh_token_type)]
+    token_type: String,
+    /// The user (`usr_…`).
+    sub: String,
+    /// Space-separated.
+    scope: String,
+    #[schema(schema_with = spaceport_client)]
+    client_id: String,
+    /// Expiry, seconds since the epoch.
+    exp: i64,
+}
+
+/// A live access token, whose session (or service principal) still exists.
+#[derive(utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)]
+struct ActiveAccessToken {
+    #[schema(schema_with = crate::openapi::always_true)]
+    active: bool,
+    #[schema(schema_with = crate::openapi::bearer)]
+    token_type: String,
+    /// A user (`usr_…`) or a service principal (`spn_…`).
+    sub: String,
+    /// Space-separated.
+    scope: String,
+    /// `spaceport` for people's tokens, the principal's id for its own.
+    client_id: String,
+    iss: String,
+    aud: String,
+    /// Seconds since the epoch.
+    iat: u64,
+    /// Seconds since the epoch.
+    exp: u64,
+    jti: String,
+    /// The workspace the token acts in.
+    #[schema(required = true)]
+    workspace_id: Option<String>,
+}
+
+fn refresh_token_type() -> utoipa::openapi::Object {
+    crate::openapi::constant("refresh_token")
+}
+
+fn spaceport_client() -> utoipa::openapi::Object {
+    crate::openapi::constant("spaceport")
+}
+
 /// Verifies an access token against this service's own published keys.
 fn verify_access_token(state: &AuthState, token: &str) -> Option<AccessClaims> {
     let keys = PublicKeys::from_jwks(&state.ring.jwks()).ok()?;
@@ -51,8 +133,28 @@ fn verify_access_token(state: &AuthState, token: &str) -> Option<AccessClaims> {
         .ok()
 }
 
-/// RFC 7009: revokes a refresh token's session, or the session an access token
-/// derives from. Answers 200 for unknown tokens too (§2.2).
+/// Revoke a token (RFC 7009)
+///
+/// Revokes a refresh token's session, or the session an access token derives
+/// from, at every gateway within a second. Answers 200 for unknown tokens too
+/// (§2.2). Needs no client authentication.
+#[utoipa::path(
+    post,
+    path = "/v1/auth/revoke",
+    operation_id = "revoke",
+    tag = "tokens",
+    request_body(content(
+        (TokenForm = "application/x-www-form-urlencoded"),
+        (TokenForm = "application/json"),
+    )),
+    responses(
+        (status = 200, description = "Revoked, or unknown: an empty body.",
+            headers(("cache-control" = String, description = "`no-store`"))),
+        (status = 400, description = "`invalid_request`: `token` missing, a malformed body, or a body above 16 KiB.", body = OAuthErrorBody),
+        (status = 500, description = "`server_error`", body = OAuthErrorBody),
+        (status = 503, description = "`temporarily_unavailable`: the database is unreachable.", body = OAuthErrorBody),
+    )
+)]
 pub async fn revoke(
     req: HttpRequest,
     body: web::Bytes,
@@ -96,8 +198,31 @@ pub async fn revoke(
         .finish()
 }
 
-/// RFC 7662: for an authenticated service principal, whether a token is active
-/// and what it carries.
+/// Introspect a token (RFC 7662)
+///
+/// For an authenticated service principal: whether a token is active, and
+/// what it carries. A token is only as live as its session (or its service
+/// principal).
+#[utoipa::path(
+    post,
+    path = "/v1/auth/introspect",
+    operation_id = "introspect",
+    tag = "tokens",
+    request_body(content(
+        (TokenForm = "application/x-www-form-urlencoded"),
+        (TokenForm = "application/json"),
+    )),
+    security(("client_basic" = []), ()),
+    responses(
+        (status = 200, description = "The token's state; `{active: false}` for anything unknown, expired, revoked or malformed.", body = TokenIntrospection,
+            headers(("cache-control" = String, description = "`no-store`"))),
+        (status = 400, description = "`invalid_request`: `token` missing, credentials both in Basic and the body, a malformed body, or a body above 16 KiB.", body = OAuthErrorBody),
+        (status = 401, description = "`invalid_client`: client authentication missing, malformed or failed. Credentials go in HTTP Basic or as `client_id`/`client_secret` in the body.", body = OAuthErrorBody,
+            headers(("www-authenticate" = String, description = "`Basic realm=\"spaceport\"`"))),
+        (status = 500, description = "`server_error`", body = OAuthErrorBody),
+        (status = 503, description = "`temporarily_unavailable`: the database is unreachable.", body = OAuthErrorBody),
+    )
+)]
 pub async fn introspect(
     req: HttpRequest,
     body: web::Bytes,

@@ -7,6 +7,7 @@
 
 use crate::AuthState;
 use crate::accounts;
+use crate::openapi::Envelope;
 use crate::sessions::{self, Rotation};
 use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, web};
@@ -16,6 +17,7 @@ use serde::{Deserialize, Serialize};
 use service_kit::ApiResponse;
 use std::time::{SystemTime, UNIX_EPOCH};
 use store::StoreError;
+use utoipa::ToSchema;
 
 /// Who a token is for, and what it may do.
 #[derive(Debug, Clone)]
@@ -107,6 +109,31 @@ impl OAuthError {
     }
 }
 
+/// An RFC 6749 §5.2 error, as `OAuthError::response` writes it.
+#[derive(ToSchema)]
+#[schema(as = OAuthError)]
+#[allow(dead_code)] // described, never built: `OAuthError::response` writes it
+pub(crate) struct OAuthErrorBody {
+    error: OAuthErrorCode,
+    /// For people; not to be parsed.
+    error_description: String,
+}
+
+/// The RFC 6749 §5.2 codes this service answers (and, for `5xx`, the RFC
+/// 6749 §4.1.2.1 ones).
+#[derive(ToSchema)]
+#[serde(rename_all = "snake_case")]
+#[allow(dead_code)]
+enum OAuthErrorCode {
+    InvalidRequest,
+    InvalidClient,
+    InvalidGrant,
+    InvalidScope,
+    UnsupportedGrantType,
+    ServerError,
+    TemporarilyUnavailable,
+}
+
 impl From<StoreError> for OAuthError {
     fn from(err: StoreError) -> Self {
         match err {
@@ -121,34 +148,118 @@ impl From<StoreError> for OAuthError {
     }
 }
 
-#[derive(Debug, Deserialize)]
+/// A token request, as a form (RFC 6749) or JSON (gospace). Other fields are
+/// ignored.
+#[derive(Debug, Deserialize, ToSchema)]
 struct TokenRequest {
+    /// Required in a form. A JSON body may leave it out: then `refresh_token`
+    /// means a refresh and `client_id` client credentials (the gospace forms).
+    #[schema(value_type = Option<GrantType>)]
     grant_type: Option<String>,
+    /// `refresh_token`: the token to rotate (`rt_…`).
     refresh_token: Option<String>,
+    /// `client_credentials`: the service principal (`spn_…`), unless sent with
+    /// HTTP Basic (never both).
     client_id: Option<String>,
+    /// `client_credentials`: its secret (`sps_…`), unless sent with HTTP Basic.
     client_secret: Option<String>,
-    /// gospace: the workspace the token is for (must be the principal's).
+    /// gospace: the workspace the token is for. `refresh_token`: moves the
+    /// session to another workspace of the user (scopes of their role there);
+    /// `client_credentials`: must be the principal's own workspace.
     workspace_id: Option<String>,
+    /// `client_credentials`: space-separated scopes, a subset of the
+    /// principal's (default: all of them).
     scope: Option<String>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 struct UserRef {
+    /// `usr_…`
     user_id: String,
+    #[schema(format = Email)]
     email: String,
 }
 
-#[derive(Serialize)]
+/// The gospace answer to a JSON refresh.
+#[derive(Serialize, ToSchema)]
 struct RefreshedSession {
     user: UserRef,
     access_token: String,
+    /// The successor of the presented token; the presented one is spent.
     refresh_token: String,
+    #[schema(schema_with = crate::openapi::bearer)]
     token_type: &'static str,
+    /// Seconds the access token lives.
     expires_in: u64,
+}
+
+/// The grant types the token endpoint serves.
+#[derive(ToSchema)]
+#[serde(rename_all = "snake_case")]
+#[allow(dead_code)] // described, never built
+enum GrantType {
+    ClientCredentials,
+    RefreshToken,
+}
+
+/// A bare RFC 6749 §5.1 answer, as `client_credentials` (and a form refresh)
+/// write it.
+#[derive(ToSchema)]
+#[allow(dead_code)] // described, never built: the handlers write it
+struct TokenResponse {
+    /// An EdDSA JWT (`typ: at+jwt`).
+    access_token: String,
+    #[schema(schema_with = crate::openapi::bearer)]
+    token_type: String,
+    /// Seconds the access token lives.
+    expires_in: u64,
+    /// A refresh only: the successor of the presented token (`rt_…`); the
+    /// presented one is spent.
+    #[schema(nullable = false)]
+    refresh_token: Option<String>,
+    /// The granted scopes, space-separated.
+    scope: String,
+}
+
+/// What a successful token request answers.
+#[derive(ToSchema)]
+#[serde(untagged)]
+#[allow(dead_code)] // described, never built
+enum TokenAnswer {
+    Bare(TokenResponse),
+    /// A refresh with a JSON body (gospace).
+    Envelope(Envelope<RefreshedSession>),
 }
 
 const MAX_BODY: usize = 16 * 1024;
 
+/// Token endpoint (RFC 6749)
+///
+/// Grants `client_credentials` (a service principal's id and secret, by HTTP
+/// Basic or in the body) and `refresh_token` (rotates the token; a token used
+/// twice revokes its whole session). Answers in RFC 6749 form, not the
+/// envelope, so stock OAuth2 clients work; only a JSON refresh (the gospace
+/// form) answers in the envelope. Bodies above 16 KiB are refused.
+#[utoipa::path(
+    post,
+    path = "/v1/auth/token",
+    operation_id = "token",
+    tag = "tokens",
+    request_body(content(
+        (TokenRequest = "application/x-www-form-urlencoded"),
+        (TokenRequest = "application/json"),
+    )),
+    security((), ("client_basic" = [])),
+    responses(
+        (status = 200, description = "A token. Bare RFC 6749 §5.1 JSON, except a JSON-bodied refresh: the envelope.", body = TokenAnswer,
+            headers(("cache-control" = String, description = "`no-store` (bare answers)"))),
+        (status = 400, description = "`invalid_request` (malformed body, wrong content type, missing field, credentials both in Basic and the body, `workspace_id` not the client's), `invalid_grant` (refresh token unknown, used, expired or revoked; not a member of `workspace_id`; membership ended), `invalid_scope`, `unsupported_grant_type`.", body = OAuthErrorBody),
+        (status = 401, description = "`invalid_client`: client authentication missing, malformed or failed.", body = OAuthErrorBody,
+            headers(("www-authenticate" = String, description = "`Basic realm=\"spaceport\"`"))),
+        (status = 500, description = "`server_error`", body = OAuthErrorBody),
+        (status = 503, description = "`temporarily_unavailable`: the database is unreachable.", body = OAuthErrorBody),
+    )
+)]
 pub async fn token(
     req: HttpRequest,
     body: web::Bytes,

@@ -317,3 +317,74 @@ async fn custom_roles_body(kind: DbKind) {
     .await
     .assert_error(404, "not_found");
 }
+
+db_test!(the_gateway_looks_up_memberships, membership_lookup);
+async fn membership_lookup(kind: DbKind) {
+    let auth = TestAuth::start(kind).await;
+    let owner = auth.owner("owner@example.com").await;
+    let workspace = owner.workspace_id.clone().unwrap();
+    let bob = call(
+        &auth,
+        &owner,
+        Method::POST,
+        "/v1/auth/admin/users",
+        Some(serde_json::json!({"email": "bob@example.com", "role": "viewer"})),
+    )
+    .await
+    .json()["data"]["user_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let ask = |who: Identity, user: String| lookup(&auth, who, user, workspace.clone());
+    let answer = ask(Identity::gateway(), bob.clone()).await.json()["data"].clone();
+    assert_eq!(answer["member"], true);
+    assert_eq!(answer["role"], "viewer");
+    assert!(
+        answer["scopes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|s| s == "bookings:read")
+    );
+    ask(owner.clone(), bob.clone())
+        .await
+        .assert_error(404, "not_found");
+
+    call(
+        &auth,
+        &owner,
+        Method::DELETE,
+        &format!("/v1/auth/admin/users/{bob}"),
+        None,
+    )
+    .await;
+    assert_eq!(
+        ask(Identity::gateway(), bob).await.json()["data"],
+        serde_json::json!({"member": false})
+    );
+    assert_eq!(
+        ask(
+            Identity::gateway(),
+            "usr_01JNOSUCHUSER00000000000000".into()
+        )
+        .await
+        .json()["data"]["member"],
+        false
+    );
+}
+
+async fn lookup(
+    auth: &TestAuth,
+    who: Identity,
+    user: String,
+    workspace: String,
+) -> testkit::TestResponse {
+    call(
+        auth,
+        &who,
+        Method::POST,
+        "/internal/memberships/lookup",
+        Some(serde_json::json!({"user_id": user, "workspace_id": workspace})),
+    )
+    .await
+}

@@ -1,0 +1,434 @@
+//! The OpenAPI document of auth-service, generated from the code: the handlers'
+//! `#[utoipa::path]` annotations and the `ToSchema` derives of what they read
+//! and write. `proto-docs/auth-service.openapi.json` is this document,
+//! committed; the API tests fail when it is stale (`make openapi` rewrites it)
+//! or when a route in [`crate::ROUTES`] is missing from it.
+//!
+//! Here: what every part of the API shares (the envelopes, paging, scopes, the
+//! credentials). Shapes a module writes as ad-hoc JSON are described next to the
+//! code that writes them.
+
+use crate::{
+    admin, api_keys, profile, service_principals, sign_in, social, token_management, tokens,
+    wellknown,
+};
+use service_kit::envelope::Meta;
+use service_kit::{ErrorCode, FieldError};
+use std::borrow::Cow;
+use utoipa::openapi::path::Operation;
+use utoipa::openapi::schema::{ArrayBuilder, ObjectBuilder, OneOfBuilder, Type};
+use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::openapi::{ContentBuilder, Object, Ref, RefOr, ResponseBuilder, Schema, ServerBuilder};
+use utoipa::{IntoParams, Modify, OpenApi, PartialSchema, ToSchema};
+
+/// The document, as committed under `proto-docs/`.
+pub fn document() -> utoipa::openapi::OpenApi {
+    AuthApi::openapi()
+}
+
+/// Where the gateway reaches auth-service itself (`upstreams.auth`), for
+/// `/internal/*`, which it never proxies.
+const UPSTREAM_URL: &str = "http://127.0.0.1:8081";
+
+const DESCRIPTION: &str = "\
+People, workspaces, memberships, roles, credentials and sign-in.
+
+Clients call through the gateway (the one public URL). It verifies the \
+credential (see the security schemes), applies rate limits \
+(`X-RateLimit-Limit`, `-Remaining`, `-Reset` on responses; 429 with \
+`Retry-After`), and signs an identity token for auth-service, which refuses \
+requests that did not come through it.
+
+Every JSON answer is an envelope: `{status, success: true, message?, data, \
+timestamp, meta?}`, or on failure `{status, success: false, message, \
+errors?, error: {code, request_id}, timestamp}`. The OAuth endpoints \
+(`/v1/auth/token`, `/v1/auth/revoke`, `/v1/auth/introspect`) answer in RFC \
+6749, 7009 and 7662 form instead, so that stock OAuth2 clients work. \
+Timestamps are RFC 3339, UTC, with milliseconds; ids look like \
+`<prefix>_<ULID>`. Another workspace's resources answer 404, never 403.
+
+Every response carries `x-request-id` (a sane incoming one is reused), which \
+error bodies repeat as `error.request_id`. Malformed JSON (400 \
+`invalid_json`), a wrong content type (415), an oversize body (413), an unknown \
+route (404) or method (405) answer in the error envelope on every endpoint, as \
+do the gateway's own refusals (401, 403, 429, 502, 503, 504).";
+
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "Spaceport auth-service", description = DESCRIPTION),
+    servers((url = "http://localhost:8080", description = "The gateway; clients call every endpoint through it.")),
+    paths(
+        sign_in::otp_request,
+        sign_in::otp_verify,
+        sign_in::login,
+        sign_in::verify,
+        social::start,
+        social::callback,
+        tokens::token,
+        crate::logout,
+        token_management::revoke,
+        token_management::introspect,
+        profile::me,
+        profile::update_me,
+        profile::workspaces,
+        profile::create_workspace,
+        admin::list_users,
+        admin::invite,
+        admin::update_user,
+        admin::remove_user,
+        admin::list_roles,
+        admin::create_role,
+        admin::update_role,
+        admin::delete_role,
+        api_keys::create,
+        api_keys::list,
+        api_keys::delete,
+        api_keys::introspect,
+        admin::lookup_membership,
+        service_principals::create,
+        service_principals::list,
+        service_principals::delete,
+        service_principals::rotate_secret,
+        wellknown::jwks,
+        wellknown::openid_configuration,
+    ),
+    // Path parameters' schemas are not collected on their own.
+    components(schemas(ErrorEnvelope, ErrorCode, FieldError, Meta, social::Provider)),
+    modifiers(&Conventions),
+    tags(
+        (name = "sign-in", description = "One-time codes, magic links, Google and GitHub."),
+        (name = "tokens", description = "OAuth 2.0 token, revocation and introspection endpoints; signing out."),
+        (name = "profile", description = "The caller's own profile."),
+        (name = "workspaces", description = "The caller's workspaces."),
+        (name = "admin", description = "A workspace's members and custom roles."),
+        (name = "api-keys", description = "Workspace API keys."),
+        (name = "service-principals", description = "Machine clients that use the client-credentials grant."),
+        (name = "discovery", description = "Signing keys and server metadata."),
+        (name = "internal", description = "Called by the gateway only, never proxied."),
+    )
+)]
+struct AuthApi;
+
+/// What the annotations cannot say: the credentials, the error envelope every
+/// operation may answer, and where `/internal/*` lives.
+struct Conventions;
+
+impl Modify for Conventions {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        let schemes = [
+            (
+                "bearer_token",
+                SecurityScheme::Http(
+                    HttpBuilder::new()
+                        .scheme(HttpAuthScheme::Bearer)
+                        .bearer_format("JWT")
+                        .description(Some(
+                            "An access token of a person or a service principal: an EdDSA JWT \
+                             (`typ: at+jwt`) that the gateway verifies against \
+                             `/.well-known/jwks.json` (`iss`, `aud`, `exp`, `nbf`, a known `kid`). \
+                             A workspace API key (`key_…`) is also accepted as a bearer token. \
+                             Scopes named on an operation must be held by the credential. \
+                             `x-workspace-key: <workspace id>` selects the workspace when the \
+                             credential names none.",
+                        ))
+                        .build(),
+                ),
+            ),
+            (
+                "api_key",
+                SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::with_description(
+                    "x-api-key",
+                    "A workspace API key, `key_<shard>.<LOC>.<WORKSPACE>.<secret>` with a \
+                     checksum; the gateway checks its shape, then introspects it (cached). \
+                     Send one credential only: a key header with a bearer token answers 401.",
+                ))),
+            ),
+            (
+                "org_api_key",
+                SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::with_description(
+                    "x-org-api-key",
+                    "The same workspace API key under its SpaceOS header name.",
+                ))),
+            ),
+            (
+                "client_basic",
+                SecurityScheme::Http(
+                    HttpBuilder::new()
+                        .scheme(HttpAuthScheme::Basic)
+                        .description(Some(
+                            "A service principal's `client_id` and `client_secret`, each \
+                             form-urlencoded (RFC 6749 §2.3.1). The gateway passes Basic \
+                             credentials through to auth-service.",
+                        ))
+                        .build(),
+                ),
+            ),
+            (
+                "gateway_identity",
+                SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::with_description(
+                    "x-spaceport-identity",
+                    "The identity token the gateway signs for each request it sends \
+                     auth-service (and for its own calls to `/internal/*`). Clients never \
+                     send it: the gateway drops a client's copy.",
+                ))),
+            ),
+        ];
+        for (name, scheme) in schemes {
+            components.add_security_scheme(name, scheme);
+        }
+        components.responses.insert(
+            "Error".into(),
+            ResponseBuilder::new()
+                .description(
+                    "Any other failure, in the error envelope: malformed JSON (400 \
+                     `invalid_json`), 405, 413, 415, the gateway's refusals (401, 403, 429) and \
+                     server-side failures (500, 502, 503, 504).",
+                )
+                .content(
+                    "application/json",
+                    ContentBuilder::new()
+                        .schema(Some(Ref::from_schema_name(ErrorEnvelope::name())))
+                        .build(),
+                )
+                .build()
+                .into(),
+        );
+        for (path, item) in openapi.paths.paths.iter_mut() {
+            let internal = path.starts_with("/internal/");
+            if internal {
+                item.servers = Some(vec![
+                    ServerBuilder::new()
+                        .url(UPSTREAM_URL)
+                        .description(Some("auth-service itself; only the gateway calls it."))
+                        .build(),
+                ]);
+            }
+            for operation in operations(item) {
+                operation
+                    .responses
+                    .responses
+                    .entry("default".into())
+                    .or_insert_with(|| Ref::from_response_name("Error").into());
+            }
+        }
+    }
+}
+
+fn operations(item: &mut utoipa::openapi::PathItem) -> impl Iterator<Item = &mut Operation> {
+    [
+        &mut item.get,
+        &mut item.put,
+        &mut item.post,
+        &mut item.delete,
+        &mut item.options,
+        &mut item.head,
+        &mut item.patch,
+        &mut item.trace,
+    ]
+    .into_iter()
+    .filter_map(Option::as_mut)
+}
+
+/// The success envelope.
+#[derive(ToSchema)]
+#[allow(dead_code)] // described, never built: `ApiResponse` writes it
+pub(crate) struct Envelope<T> {
+    /// The HTTP status, repeated.
+    status: u16,
+    #[schema(schema_with = always_true)]
+    success: bool,
+    /// A note for people, on some answers.
+    #[schema(nullable = false)]
+    message: Option<String>,
+    data: T,
+    /// When the answer was made: RFC 3339, UTC, milliseconds.
+    #[schema(format = DateTime)]
+    timestamp: String,
+    /// Only on lists.
+    #[schema(nullable = false)]
+    meta: Option<Meta>,
+}
+
+/// The success envelope of an offset list (`?page=&limit=`).
+#[derive(ToSchema)]
+#[allow(dead_code)] // described, never built: `ApiResponse` writes it
+pub(crate) struct ListEnvelope<T> {
+    /// The HTTP status, repeated.
+    status: u16,
+    #[schema(schema_with = always_true)]
+    success: bool,
+    /// A note for people, on some answers.
+    #[schema(nullable = false)]
+    message: Option<String>,
+    data: T,
+    /// When the answer was made: RFC 3339, UTC, milliseconds.
+    #[schema(format = DateTime)]
+    timestamp: String,
+    /// `{page, limit, total}`.
+    meta: Meta,
+}
+
+/// `data` of an answer that carries none: `null`.
+pub(crate) struct NoData;
+
+impl PartialSchema for NoData {
+    fn schema() -> RefOr<Schema> {
+        ObjectBuilder::new().schema_type(Type::Null).into()
+    }
+}
+
+impl ToSchema for NoData {
+    fn name() -> Cow<'static, str> {
+        Cow::Borrowed("NoData")
+    }
+}
+
+/// The error envelope: every failure outside the OAuth endpoints.
+#[derive(ToSchema)]
+#[allow(dead_code)] // described, never built: `ApiError::body` writes it
+pub(crate) struct ErrorEnvelope {
+    /// The HTTP status, repeated.
+    status: u16,
+    #[schema(schema_with = always_false)]
+    success: bool,
+    /// What went wrong, for people (for 500, always `internal error`).
+    message: String,
+    /// One entry per invalid field or query parameter; only when there are any.
+    #[schema(nullable = false)]
+    errors: Option<Vec<FieldError>>,
+    error: ErrorInfo,
+    /// When the answer was made: RFC 3339, UTC, milliseconds.
+    #[schema(format = DateTime)]
+    timestamp: String,
+}
+
+#[derive(ToSchema)]
+#[allow(dead_code)] // described, never built
+pub(crate) struct ErrorInfo {
+    code: ErrorCode,
+    /// The `x-request-id` of the response.
+    #[schema(required = true)]
+    request_id: Option<String>,
+}
+
+/// `?page=&limit=` of offset lists.
+#[derive(IntoParams)]
+#[into_params(parameter_in = Query)]
+#[allow(dead_code)] // described, never built: `OffsetQuery` reads them
+pub(crate) struct PageParams {
+    /// 1-based.
+    #[param(minimum = 1, maximum = 100000, default = 1)]
+    page: Option<u32>,
+    #[param(minimum = 1, maximum = 100, default = 20)]
+    limit: Option<u32>,
+}
+
+/// One scope of the catalog (`identity::scopes::CATALOG`).
+pub(crate) struct Scope;
+
+impl PartialSchema for Scope {
+    fn schema() -> RefOr<Schema> {
+        let catalog = identity::scopes::CATALOG;
+        let meanings = catalog
+            .iter()
+            .map(|(name, meaning)| format!("- `{name}`: {meaning}"))
+            .collect::<Vec<_>>()
+            .join("\n");
+        ObjectBuilder::new()
+            .schema_type(Type::String)
+            .enum_values(Some(catalog.iter().map(|(name, _)| *name)))
+            .description(Some(format!(
+                "A scope, `resource:action`; one catalog for every service:\n\n{meanings}"
+            )))
+            .into()
+    }
+}
+
+impl ToSchema for Scope {
+    fn name() -> Cow<'static, str> {
+        Cow::Borrowed("Scope")
+    }
+}
+
+/// A set of scopes as answers write it.
+pub(crate) struct Scopes;
+
+impl PartialSchema for Scopes {
+    fn schema() -> RefOr<Schema> {
+        ArrayBuilder::new()
+            .items(Ref::from_schema_name(Scope::name()))
+            .unique_items(true)
+            .description(Some("Scopes, sorted."))
+            .into()
+    }
+}
+
+impl ToSchema for Scopes {
+    fn name() -> Cow<'static, str> {
+        Cow::Borrowed("Scopes")
+    }
+
+    fn schemas(schemas: &mut Vec<(String, RefOr<Schema>)>) {
+        schemas.push((Scope::name().into(), Scope::schema()));
+    }
+}
+
+/// A set of scopes as requests may send it.
+pub(crate) struct ScopesInput;
+
+impl PartialSchema for ScopesInput {
+    fn schema() -> RefOr<Schema> {
+        OneOfBuilder::new()
+            .item(
+                ObjectBuilder::new()
+                    .schema_type(Type::String)
+                    .description(Some("Space-separated, as in OAuth `scope`.")),
+            )
+            .item(ArrayBuilder::new().items(Ref::from_schema_name(Scope::name())))
+            .description(Some(
+                "Scopes, as a list or a space-separated string; unknown scopes are refused \
+                 (422) and repeats ignored.",
+            ))
+            .into()
+    }
+}
+
+impl ToSchema for ScopesInput {
+    fn name() -> Cow<'static, str> {
+        Cow::Borrowed("ScopesInput")
+    }
+
+    fn schemas(schemas: &mut Vec<(String, RefOr<Schema>)>) {
+        schemas.push((Scope::name().into(), Scope::schema()));
+    }
+}
+
+/// A string that is always `value`.
+pub(crate) fn constant(value: &str) -> Object {
+    ObjectBuilder::new()
+        .schema_type(Type::String)
+        .enum_values(Some([value]))
+        .build()
+}
+
+/// `token_type`.
+pub(crate) fn bearer() -> Object {
+    constant("Bearer")
+}
+
+/// `success` of the success envelope (and `active` of live tokens).
+pub(crate) fn always_true() -> Object {
+    ObjectBuilder::new()
+        .schema_type(Type::Boolean)
+        .enum_values(Some([true]))
+        .build()
+}
+
+/// `success` of the error envelope (and `active` of dead tokens).
+pub(crate) fn always_false() -> Object {
+    ObjectBuilder::new()
+        .schema_type(Type::Boolean)
+        .enum_values(Some([false]))
+        .build()
+}
