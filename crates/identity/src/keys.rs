@@ -132,33 +132,13 @@ impl SigningKey {
             Ok(pem) => Self::from_pem(&pem),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 let key = Self::generate()?;
-                if let Some(parent) = path.parent() {
-                    std::fs::create_dir_all(parent).map_err(file_error)?;
-                }
-                write_private(path, &key.private_pem()).map_err(file_error)?;
+                service_kit::files::create_private(path, &key.private_pem()).map_err(file_error)?;
                 tracing::info!(path = %path.display(), kid = key.kid(), "generated a new identity signing key");
                 Ok(key)
             }
             Err(e) => Err(file_error(e)),
         }
     }
-}
-
-#[cfg(unix)]
-fn write_private(path: &Path, contents: &str) -> std::io::Result<()> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(path)?;
-    file.write_all(contents.as_bytes())
-}
-
-#[cfg(not(unix))]
-fn write_private(path: &Path, contents: &str) -> std::io::Result<()> {
-    std::fs::write(path, contents)
 }
 
 /// Public keys that may have signed a token, by key id. Several keys let the

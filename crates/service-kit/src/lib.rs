@@ -11,6 +11,7 @@ pub mod config;
 pub mod envelope;
 pub mod error;
 pub mod extract;
+pub mod files;
 pub mod ids;
 pub mod metrics;
 pub mod pagination;

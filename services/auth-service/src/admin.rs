@@ -85,13 +85,39 @@ fn may_grant(
             "you cannot grant scopes you do not hold".into(),
         ));
     }
-    if granted.is_owner() {
-        let caller_is_owner = caller.principal_type == PrincipalType::User
-            && accounts::role_in(conn, &caller.principal_id, workspace)?
-                .is_some_and(|g| g.is_owner());
-        if !caller_is_owner {
-            return Err(Refusal::Forbidden("only an owner can make owners".into()));
-        }
+    if granted.is_owner() && !is_owner(conn, caller, workspace)? {
+        return Err(Refusal::Forbidden("only an owner can make owners".into()));
+    }
+    Ok(())
+}
+
+/// Whether the caller is a person who owns the workspace.
+fn is_owner(
+    conn: &mut DbConnection,
+    caller: &Identity,
+    workspace: &str,
+) -> Result<bool, StoreError> {
+    Ok(caller.principal_type == PrincipalType::User
+        && accounts::role_in(conn, &caller.principal_id, workspace)?.is_some_and(|g| g.is_owner()))
+}
+
+/// An active owner is about to stop being one (`action` says how): only an owner
+/// may do that, and never to the last one.
+fn owner_may_go(
+    conn: &mut DbConnection,
+    caller: &Identity,
+    workspace: &str,
+    action: &str,
+) -> Result<(), Refusal> {
+    if !is_owner(conn, caller, workspace)? {
+        return Err(Refusal::Forbidden(format!(
+            "only an owner can {action} an owner"
+        )));
+    }
+    if active_owners(conn, workspace)? <= 1 {
+        return Err(Refusal::Conflict(
+            "a workspace keeps at least one owner".into(),
+        ));
     }
     Ok(())
 }
@@ -373,19 +399,7 @@ pub async fn update_user(
             let new_status = status.unwrap_or(current.status.clone());
             let stays_owner = new_role == Role::Owner.as_str() && new_status == "active";
             if current.role == Role::Owner.as_str() && current.status == "active" && !stays_owner {
-                if !(identity.principal_type == PrincipalType::User
-                    && accounts::role_in(conn, &identity.principal_id, &ws)?
-                        .is_some_and(|g| g.is_owner()))
-                {
-                    return Err(Refusal::Forbidden(
-                        "only an owner can change an owner".into(),
-                    ));
-                }
-                if active_owners(conn, &ws)? <= 1 {
-                    return Err(Refusal::Conflict(
-                        "a workspace keeps at least one owner".into(),
-                    ));
-                }
+                owner_may_go(conn, &identity, &ws, "change")?;
             }
             diesel::update(
                 memberships::table
@@ -443,19 +457,7 @@ pub async fn remove_user(
         .transaction(move |conn| {
             let current = member(conn, &ws, &uid)?.ok_or(Refusal::NotFound("member"))?;
             if current.role == Role::Owner.as_str() && current.status == "active" {
-                if !(identity.principal_type == PrincipalType::User
-                    && accounts::role_in(conn, &identity.principal_id, &ws)?
-                        .is_some_and(|g| g.is_owner()))
-                {
-                    return Err(Refusal::Forbidden(
-                        "only an owner can remove an owner".into(),
-                    ));
-                }
-                if active_owners(conn, &ws)? <= 1 {
-                    return Err(Refusal::Conflict(
-                        "a workspace keeps at least one owner".into(),
-                    ));
-                }
+                owner_may_go(conn, &identity, &ws, "remove")?;
             }
             diesel::delete(
                 memberships::table

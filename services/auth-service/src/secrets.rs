@@ -59,8 +59,11 @@ impl Keys {
                 let mut root = [0u8; 32];
                 getrandom::fill(&mut root)
                     .map_err(|e| ConfigError::invalid("secret.key_file", e.to_string()))?;
-                write_private(file, &STANDARD.encode(root))
-                    .map_err(|e| ConfigError::invalid("secret.key_file", format!("{file}: {e}")))?;
+                service_kit::files::create_private(
+                    std::path::Path::new(file),
+                    &STANDARD.encode(root),
+                )
+                .map_err(|e| ConfigError::invalid("secret.key_file", format!("{file}: {e}")))?;
                 tracing::info!(path = file, "generated a new root secret");
                 Ok(Keys::from_root(&root))
             }
@@ -148,23 +151,6 @@ pub fn random_credential(prefix: &str) -> String {
 
 pub fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-#[cfg(unix)]
-fn write_private(path: &str, contents: &str) -> std::io::Result<()> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    if let Some(parent) = std::path::Path::new(path).parent()
-        && !parent.as_os_str().is_empty()
-    {
-        std::fs::create_dir_all(parent)?;
-    }
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(path)?;
-    file.write_all(contents.as_bytes())
 }
 
 #[cfg(test)]
