@@ -258,6 +258,25 @@ pub async fn workspaces(
                 })
                 .await?
         }
+        // The operator's system key sees every workspace.
+        PrincipalType::System => {
+            state
+                .db
+                .run(move |conn| {
+                    let total: i64 = workspaces::table.count().get_result(conn)?;
+                    let rows = workspaces::table
+                        .order((workspaces::created_at.asc(), workspaces::id.asc()))
+                        .select((workspaces::id, workspaces::name, workspaces::created_at))
+                        .limit(i64::from(page.limit))
+                        .offset(page.offset())
+                        .load::<(String, String, NaiveDateTime)>(conn)?
+                        .into_iter()
+                        .map(|(id, name, at)| (id, name, None, at))
+                        .collect::<Vec<_>>();
+                    Ok::<_, StoreError>((rows, total))
+                })
+                .await?
+        }
         _ => {
             let workspace_id = identity.require_workspace()?.to_owned();
             state

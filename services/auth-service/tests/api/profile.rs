@@ -144,6 +144,24 @@ async fn workspaces(kind: DbKind) {
         )
         .await
         .assert_error(403, "forbidden");
+
+    // The system key sees every workspace.
+    let system = Identity {
+        principal_id: "system".into(),
+        principal_type: PrincipalType::System,
+        workspace_id: None,
+        scopes: ScopeSet::all(),
+        space_id: None,
+    };
+    let everything = auth
+        .server
+        .send(auth.request_as(&system, Method::GET, "/v1/system/workspaces?limit=100"))
+        .await
+        .json();
+    assert_eq!(
+        everything["meta"]["total"], 3,
+        "two personal workspaces and Acme"
+    );
 }
 
 db_test!(
