@@ -210,7 +210,7 @@ fn view(
 /// The caller's workspaces
 ///
 /// People see the workspaces they are active members of, oldest first; a key
-/// or service token sees its own.
+/// or service token sees its own; the operator's system key sees them all.
 #[utoipa::path(
     get,
     path = "/v1/system/workspaces",
