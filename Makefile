@@ -8,7 +8,7 @@ IMAGE_REPO ?= spaceport
 IMAGE_TAG ?= dev
 PARTS := gateway:8080 auth-service:8081 booking-service:8082 spaces-service:8083
 
-.PHONY: help run build test lint fmt fmt-check clippy migrate clean interop-venv images k8s-validate openapi
+.PHONY: help run build test lint fmt fmt-check clippy migrate clean interop-venv images k8s-validate bench openapi
 
 help:
 	@echo "make run        gateway + services in one process (SQLite, in-process cache), gateway on :8080"
@@ -17,6 +17,7 @@ help:
 	@echo "make fmt        format the code"
 	@echo "make build      release build of every binary"
 	@echo "make openapi    regenerate proto-docs/*.openapi.json from the code (a test fails when they are stale)"
+	@echo "make bench      auth-service throughput on PostgreSQL (BENCH_DATABASE_URL, default postgres://postgres@127.0.0.1:5432/postgres)"
 	@echo "make images     container images of the four parts (Docker with BuildKit), tag IMAGE_TAG=$(IMAGE_TAG)"
 	@echo "make k8s-validate  offline checks of deploy/ and k8s/: hadolint, shellcheck, kustomize, kubernetes-validate, checkov, env vars"
 	@echo "make interop-venv  Python with authlib/PyJWT for the interop test (then SPACEPORT_PYTHON=$(INTEROP_VENV)/bin/python)"
@@ -26,6 +27,13 @@ run:
 
 build:
 	$(CARGO) build --release --workspace --bins
+
+# Figures for the closing note: client-credentials exchanges/s and refresh
+# rotations/s beside the signing-only rate, and peak RSS. Creates and drops its
+# own database on the server at BENCH_DATABASE_URL.
+bench:
+	$(CARGO) build --release -p auth-service -p bench
+	target/release/spaceport-bench auth
 
 # The OpenAPI documents are generated from the code; the API tests fail when the
 # committed ones are stale, and this rewrites them.

@@ -1,0 +1,113 @@
+//! `spaceport-bench`: throughput benchmarks of the services (`make bench`).
+//!
+//! `spaceport-bench auth` starts the release auth-service binary on a fresh
+//! PostgreSQL database and measures, in one run, client-credentials exchanges/s
+//! and refresh rotations/s beside the signing-only rate of the service's token
+//! algorithm, and the service's peak RSS. Figures and ratios are reported, with
+//! the targets marked PASS or MISS; only a failing workload (more than
+//! 1% failed requests) makes the command fail.
+
+mod api;
+mod auth;
+mod cpu;
+mod database;
+mod load;
+mod report;
+mod service;
+mod setup;
+mod signing;
+
+use anyhow::{Context, Result};
+use clap::{Args, Parser, Subcommand};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+const DEFAULT_DATABASE_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
+
+#[derive(Parser)]
+#[command(
+    name = "spaceport-bench",
+    about = "Throughput benchmarks of the Spaceport services"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// auth-service on PostgreSQL: client-credentials exchanges, refresh
+    /// rotations, the signing-only reference, peak RSS
+    Auth(AuthArgs),
+}
+
+#[derive(Args)]
+struct AuthArgs {
+    /// Concurrent clients (closed loop: each sends its next request when the
+    /// previous answer has arrived)
+    #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u16).range(1..))]
+    concurrency: u16,
+    /// Measured seconds of each workload and of the signing-only reference
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..))]
+    seconds: u64,
+    /// PostgreSQL server on which the bench creates (and drops) its database
+    /// [default: $BENCH_DATABASE_URL, else postgres://postgres@127.0.0.1:5432/postgres]
+    #[arg(long)]
+    database_url: Option<String>,
+    /// The auth-service binary [default: auth-service next to this binary]
+    #[arg(long)]
+    service_bin: Option<PathBuf>,
+}
+
+fn main() -> ExitCode {
+    let Command::Auth(args) = Cli::parse().command;
+    match bench_auth(args) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("spaceport-bench: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn bench_auth(args: AuthArgs) -> Result<ExitCode> {
+    let options = auth::Options {
+        concurrency: usize::from(args.concurrency),
+        duration: Duration::from_secs(args.seconds),
+        warmup: Duration::from_secs(1),
+        database_url: args
+            .database_url
+            .or_else(|| std::env::var("BENCH_DATABASE_URL").ok())
+            .unwrap_or_else(|| DEFAULT_DATABASE_URL.to_owned()),
+        service_bin: match args.service_bin {
+            Some(path) => path,
+            None => std::env::current_exe()
+                .context("locating this binary")?
+                .with_file_name("auth-service"),
+        },
+        cores: std::thread::available_parallelism().map_or(1, |n| n.get()),
+    };
+    // reqwest is built without a rustls provider in this workspace.
+    service_kit::tls::ensure_provider();
+    let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+    let report = runtime.block_on(async {
+        // On Ctrl-C the run is dropped, and with it the service and database.
+        tokio::select! {
+            report = auth::run(&options) => report,
+            _ = tokio::signal::ctrl_c() => Err(anyhow::anyhow!("interrupted")),
+        }
+    })?;
+    print!("{}", report.render(&options));
+    let failed = report.failed_workloads();
+    if failed.is_empty() {
+        Ok(ExitCode::SUCCESS)
+    } else {
+        eprintln!(
+            "spaceport-bench: more than {:.0}% of requests failed: {}",
+            report::MAX_ERROR_RATIO * 100.0,
+            failed.join(", ")
+        );
+        Ok(ExitCode::FAILURE)
+    }
+}

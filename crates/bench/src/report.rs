@@ -1,0 +1,253 @@
+//! The closing table: rates, latencies, ratios to the signing-only rate, and
+//! whether each target is met. Targets inform; they never fail the run.
+
+use crate::auth::{AuthReport, Options, Workload};
+use crate::cpu::CpuUsage;
+use std::fmt::Write;
+use std::time::Duration;
+
+/// Each request rate should be at least this share of the signing-only rate.
+pub const RATE_TARGET: f64 = 0.50;
+/// Peak RSS of the service should stay below this, in bytes (decimal MB).
+pub const RSS_TARGET_BYTES: u64 = 60_000_000;
+/// More failed requests than this share fails the run.
+pub const MAX_ERROR_RATIO: f64 = 0.01;
+
+impl AuthReport {
+    fn workloads(&self) -> [(&'static str, &Workload); 2] {
+        [
+            ("client-credentials exchanges", &self.client_credentials),
+            ("refresh rotations", &self.refresh),
+        ]
+    }
+
+    /// Names of the workloads with too many failed requests.
+    pub fn failed_workloads(&self) -> Vec<&'static str> {
+        self.workloads()
+            .into_iter()
+            .filter(|(_, w)| w.tally.error_ratio() > MAX_ERROR_RATIO)
+            .map(|(name, _)| name)
+            .collect()
+    }
+
+    pub fn render(&self, options: &Options) -> String {
+        let signing = self.signing.per_second();
+        let mut rows: Vec<[String; 5]> = Vec::new();
+        for (name, workload) in self.workloads() {
+            let tally = &workload.tally;
+            let ratio = tally.rate() / signing;
+            rows.push([
+                name.into(),
+                format!("{:.1}/s", tally.rate()),
+                format!(
+                    "(p50 {}, p99 {})",
+                    millis(tally.latency(0.50)),
+                    millis(tally.latency(0.99))
+                ),
+                format!("= {ratio:.2} of signing-only"),
+                format!(
+                    "target >= {RATE_TARGET:.2}  {}",
+                    verdict(ratio >= RATE_TARGET)
+                ),
+            ]);
+        }
+        rows.push([
+            "Ed25519 (EdDSA) signing only".into(),
+            format!("{signing:.1}/s"),
+            format!(
+                "({} threads, {} signatures)",
+                self.signing.threads, self.signing.signatures
+            ),
+            String::new(),
+            String::new(),
+        ]);
+        let peak_bytes = self.memory.peak_kb * 1024;
+        rows.push([
+            "peak RSS (VmHWM)".into(),
+            format!("{:.1} MB", mb(self.memory.peak_kb)),
+            format!(
+                "({} kB; VmRSS {:.1} MB)",
+                self.memory.peak_kb,
+                mb(self.memory.current_kb)
+            ),
+            String::new(),
+            format!(
+                "target < {} MB  {}",
+                RSS_TARGET_BYTES / 1_000_000,
+                verdict(peak_bytes < RSS_TARGET_BYTES)
+            ),
+        ]);
+
+        let mut out = String::new();
+        let _ = writeln!(
+            out,
+            "auth-service on PostgreSQL {}, {} clients, {} s each after a {} s warm-up, {} cores",
+            self.postgres_version
+                .split_whitespace()
+                .next()
+                .unwrap_or("?"),
+            options.concurrency,
+            options.duration.as_secs(),
+            options.warmup.as_secs(),
+            options.cores,
+        );
+        out.push_str(&table(&rows));
+        out.push('\n');
+        for (name, workload) in self.workloads() {
+            out.push_str(&details(name, workload));
+        }
+        let _ = write!(
+            out,
+            "signing only: {} signatures in {:.2} s",
+            self.signing.signatures,
+            self.signing.elapsed.as_secs_f64()
+        );
+        if let Some(cpu) = self.signing_cpu.as_ref().filter(|cpu| cpu.bench > 0.0) {
+            // What one core signs when the bench has it: times the cores, the
+            // rate on a quiet machine.
+            let _ = writeln!(
+                out,
+                ", {:.0} per CPU-second",
+                self.signing.signatures as f64 / cpu.bench
+            );
+            out.push_str(&cpu_line(cpu, None));
+        } else {
+            out.push('\n');
+        }
+        let disturbed: Vec<&str> = self
+            .workloads()
+            .into_iter()
+            .map(|(name, workload)| (name, workload.cpu.as_ref()))
+            .chain([("signing only", self.signing_cpu.as_ref())])
+            .filter(|(_, cpu)| cpu.is_some_and(CpuUsage::disturbed))
+            .map(|(name, _)| name)
+            .collect();
+        if !disturbed.is_empty() {
+            let _ = writeln!(
+                out,
+                "note: other processes took more than 5% of the CPU during {}; \
+                 the figures are lower than on a quiet machine",
+                disturbed.join(", ")
+            );
+        }
+        let (lines, tail) = &self.service_log;
+        if *lines > 0 {
+            let _ = writeln!(
+                out,
+                "auth-service logged {lines} line(s) at warn or above; the last ones:"
+            );
+            for line in tail {
+                let _ = writeln!(out, "  {line}");
+            }
+        }
+        out
+    }
+}
+
+/// Requests and failures, then where the CPU time went.
+fn details(name: &str, workload: &Workload) -> String {
+    let tally = &workload.tally;
+    let mut out = format!(
+        "{name}: {} ok, {} failed ({:.2}%) in {:.2} s",
+        tally.ok,
+        tally.failed(),
+        tally.error_ratio() * 100.0,
+        tally.elapsed.as_secs_f64()
+    );
+    if !tally.errors.is_empty() {
+        let reasons: Vec<String> = tally
+            .errors
+            .iter()
+            .map(|(reason, n)| format!("{n}× {reason}"))
+            .collect();
+        let _ = write!(out, " [{}]", reasons.join(", "));
+    }
+    if !tally.stopped.is_empty() {
+        let _ = write!(out, "; {} worker(s) stopped early", tally.stopped.len());
+    }
+    if workload.warmup_errors > 0 {
+        let _ = write!(out, "; {} failed during warm-up", workload.warmup_errors);
+    }
+    out.push('\n');
+    if let Some(cpu) = &workload.cpu {
+        out.push_str(&cpu_line(cpu, Some(tally.ok)));
+    }
+    out
+}
+
+/// Where the CPU time of a phase went; per request when it served requests.
+fn cpu_line(cpu: &CpuUsage, requests: Option<u64>) -> String {
+    let mut out = format!("  cpu s of {:.1}:", cpu.total());
+    match requests {
+        Some(n) => {
+            let _ = write!(
+                out,
+                " auth-service {:.1} ({}/request), postgres {:.1} ({}/request), bench client {:.1},",
+                cpu.service,
+                micros(cpu.service_per(n)),
+                cpu.postgres,
+                micros(cpu.postgres_per(n)),
+                cpu.bench,
+            );
+        }
+        None => {
+            let _ = write!(
+                out,
+                " bench {:.1}, postgres {:.1},",
+                cpu.bench, cpu.postgres
+            );
+        }
+    }
+    let _ = write!(out, " other {:.1}", cpu.other);
+    if !cpu.top_others.is_empty() {
+        let named: Vec<String> = cpu
+            .top_others
+            .iter()
+            .map(|(name, secs)| format!("{name} {secs:.1}"))
+            .collect();
+        let _ = write!(out, " (of which {})", named.join(", "));
+    }
+    let _ = writeln!(out, ", idle {:.1}", cpu.idle);
+    out
+}
+
+/// Columns three spaces apart, the rate right-aligned; trailing blanks trimmed.
+fn table(rows: &[[String; 5]]) -> String {
+    let widths: Vec<usize> = (0..5)
+        .map(|c| rows.iter().map(|r| r[c].chars().count()).max().unwrap_or(0))
+        .collect();
+    let mut out = String::new();
+    for row in rows {
+        let mut line = String::new();
+        for (c, cell) in row.iter().enumerate() {
+            if c == 1 {
+                let _ = write!(line, "{cell:>w$}   ", w = widths[c]);
+            } else {
+                let _ = write!(line, "{cell:<w$}   ", w = widths[c]);
+            }
+        }
+        out.push_str(line.trim_end());
+        out.push('\n');
+    }
+    out
+}
+
+fn verdict(met: bool) -> &'static str {
+    if met { "PASS" } else { "MISS" }
+}
+
+fn millis(d: Option<Duration>) -> String {
+    match d {
+        Some(d) => format!("{:.2} ms", d.as_secs_f64() * 1000.0),
+        None => "n/a".into(),
+    }
+}
+
+fn micros(d: Duration) -> String {
+    format!("{:.0} µs", d.as_secs_f64() * 1e6)
+}
+
+/// kB (KiB, as /proc counts) to decimal megabytes.
+fn mb(kb: u64) -> f64 {
+    (kb * 1024) as f64 / 1_000_000.0
+}
