@@ -21,7 +21,16 @@ async fn introspections(platform: &Platform) -> u64 {
 
 #[tokio::test]
 async fn workspace_keys_work_at_the_edge_and_die_within_a_second() {
-    let platform = Platform::start().await;
+    keys_at_the_edge(Platform::start().await).await;
+}
+
+/// The same, with the revocation travelling over Redis pub/sub.
+#[tokio::test]
+async fn workspace_keys_die_within_a_second_over_redis() {
+    keys_at_the_edge(Platform::start_on(testkit::CacheKind::Redis).await).await;
+}
+
+async fn keys_at_the_edge(platform: Platform) {
     let gw = &platform.gw;
     let session = platform.sign_in("keys@example.com").await;
     let access = session["access_token"].as_str().unwrap();

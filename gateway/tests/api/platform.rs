@@ -17,8 +17,14 @@ pub struct Platform {
 
 impl Platform {
     pub async fn start() -> Platform {
+        Self::start_on(CacheKind::Memory).await
+    }
+
+    /// With the cache (and so the revocation bus) on `kind`: Redis is how
+    /// several gateways and services share it in production.
+    pub async fn start_on(kind: CacheKind) -> Platform {
         let sink = mail::sink::SmtpSink::start().await;
-        let cache = TestCache::new(CacheKind::Memory);
+        let cache = TestCache::new(kind);
         let db = TestDatabase::new(DbKind::Sqlite);
         let sink_url = sink.url();
         let auth =
