@@ -31,25 +31,7 @@ struct TokenForm {
 }
 
 fn parse(req: &HttpRequest, body: &[u8]) -> Result<TokenForm, OAuthError> {
-    if body.len() > 16 * 1024 {
-        return Err(OAuthError::new("invalid_request", "request body too large"));
-    }
-    let json = req
-        .headers()
-        .get("content-type")
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| {
-            v.trim_start()
-                .to_ascii_lowercase()
-                .starts_with("application/json")
-        });
-    if json {
-        serde_json::from_slice(body)
-            .map_err(|e| OAuthError::new("invalid_request", format!("malformed JSON: {e}")))
-    } else {
-        serde_urlencoded::from_bytes(body)
-            .map_err(|e| OAuthError::new("invalid_request", format!("malformed form: {e}")))
-    }
+    crate::tokens::read_oauth_body(req, body, true).map(|(form, _json)| form)
 }
 
 /// An RFC 7662 answer, described for the OpenAPI document.

@@ -271,11 +271,15 @@ pub async fn token(
     }
 }
 
-async fn token_inner(
+/// Reads the body of an OAuth endpoint: at most 16 KiB, JSON or form-encoded
+/// by its content type; `true` beside it when it was JSON. With
+/// `form_by_default`, any other content type (or none) is read as a form, as
+/// RFC 7009/7662 clients send; otherwise it is refused.
+pub(crate) fn read_oauth_body<T: serde::de::DeserializeOwned>(
     req: &HttpRequest,
     body: &[u8],
-    state: &AuthState,
-) -> Result<HttpResponse, OAuthError> {
+    form_by_default: bool,
+) -> Result<(T, bool), OAuthError> {
     if body.len() > MAX_BODY {
         return Err(OAuthError::new("invalid_request", "request body too large"));
     }
@@ -286,24 +290,31 @@ async fn token_inner(
         .and_then(|v| v.split(';').next())
         .map(|v| v.trim().to_ascii_lowercase())
         .unwrap_or_default();
-    let (request, json): (TokenRequest, bool) = match content_type.as_str() {
-        "application/json" => (
-            serde_json::from_slice(body)
-                .map_err(|e| OAuthError::new("invalid_request", format!("malformed JSON: {e}")))?,
-            true,
-        ),
-        "application/x-www-form-urlencoded" => (
-            serde_urlencoded::from_bytes(body)
-                .map_err(|e| OAuthError::new("invalid_request", format!("malformed form: {e}")))?,
-            false,
-        ),
-        _ => {
-            return Err(OAuthError::new(
-                "invalid_request",
-                "send application/json or application/x-www-form-urlencoded",
-            ));
-        }
-    };
+    match content_type.as_str() {
+        "application/json" => serde_json::from_slice(body)
+            .map(|parsed| (parsed, true))
+            .map_err(|e| OAuthError::new("invalid_request", format!("malformed JSON: {e}"))),
+        "application/x-www-form-urlencoded" => read_form(body),
+        _ if form_by_default => read_form(body),
+        _ => Err(OAuthError::new(
+            "invalid_request",
+            "send application/json or application/x-www-form-urlencoded",
+        )),
+    }
+}
+
+fn read_form<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<(T, bool), OAuthError> {
+    serde_urlencoded::from_bytes(body)
+        .map(|parsed| (parsed, false))
+        .map_err(|e| OAuthError::new("invalid_request", format!("malformed form: {e}")))
+}
+
+async fn token_inner(
+    req: &HttpRequest,
+    body: &[u8],
+    state: &AuthState,
+) -> Result<HttpResponse, OAuthError> {
+    let (request, json): (TokenRequest, bool) = read_oauth_body(req, body, false)?;
     let grant_type = match (&request.grant_type, json) {
         (Some(g), _) => g.as_str(),
         // The gospace JSON forms carry no grant_type: the fields say which.
