@@ -40,6 +40,8 @@ struct StoredKey {
 struct RingState {
     active: Arc<SigningKey>,
     jwks: serde_json::Value,
+    /// The published keys, parsed once per reload for verifying our own tokens.
+    public_keys: identity::PublicKeys,
 }
 
 /// The current signing key and JWKS, reloaded from the database.
@@ -90,6 +92,10 @@ impl KeyRing {
         self.current().jwks.clone()
     }
 
+    pub fn public_keys(&self) -> identity::PublicKeys {
+        self.current().public_keys.clone()
+    }
+
     async fn rotate_and_load(
         db: &Database,
         secrets: &Keys,
@@ -127,9 +133,12 @@ impl KeyRing {
             }
         }
         let active = active.ok_or_else(|| anyhow::anyhow!("no active signing key"))?;
+        let jwks = serde_json::json!({ "keys": published });
+        let public_keys = identity::PublicKeys::from_jwks(&jwks)?;
         Ok(RingState {
             active,
-            jwks: serde_json::json!({ "keys": published }),
+            jwks,
+            public_keys,
         })
     }
 }

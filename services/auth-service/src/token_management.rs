@@ -9,7 +9,7 @@ use crate::tokens::OAuthErrorBody;
 use actix_web::{HttpRequest, HttpResponse, web};
 use diesel::prelude::*;
 use identity::revocation::Revocation;
-use identity::{AccessClaims, AccessTokenVerifier, PublicKeys};
+use identity::{AccessClaims, AccessTokenVerifier};
 use serde::Deserialize;
 use store::StoreError;
 
@@ -109,10 +109,13 @@ fn spaceport_client() -> utoipa::openapi::Object {
 
 /// Verifies an access token against this service's own published keys.
 fn verify_access_token(state: &AuthState, token: &str) -> Option<AccessClaims> {
-    let keys = PublicKeys::from_jwks(&state.ring.jwks()).ok()?;
-    AccessTokenVerifier::new(&state.tokens.issuer, &state.tokens.audience, keys)
-        .verify(token)
-        .ok()
+    AccessTokenVerifier::new(
+        &state.tokens.issuer,
+        &state.tokens.audience,
+        state.ring.public_keys(),
+    )
+    .verify(token)
+    .ok()
 }
 
 /// Revoke a token (RFC 7009)
