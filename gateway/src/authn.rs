@@ -6,6 +6,12 @@
 //! - Workspace API keys (`x-api-key`, SpaceOS `x-org-api-key`, or a bearer
 //!   `key_…`) are checked for shape and checksum first (a typo or a forgery costs
 //!   no look-up), then introspected at auth-service, with the answer cached.
+//! - Space API keys (`sk_…`, bearer or `x-api-key`) likewise, at spaces-service.
+//! - System keys (`x-api-key: sys_…`) are compared, as SHA-256 digests in
+//!   constant time, with the digests in the gateway's config.
+//! - `x-workspace-key` selects the workspace of a user token (membership looked
+//!   up at auth-service, cached) or of a system key; a credential bound to one
+//!   workspace cannot name another.
 //! - Other `Authorization` schemes (e.g. `Basic` on the OAuth token endpoint) are
 //!   for the service behind the route and pass through untouched.
 //! - Revocations (sessions, keys) arrive on the cache bus and apply at once.
@@ -19,6 +25,8 @@ use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
+
+const SYSTEM_KEY_PREFIX: &str = "sys_";
 
 /// Why a request's credential was refused (a metric label; clients see 401).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -61,6 +69,8 @@ pub enum Credential {
     WorkspaceKey(String),
     /// A space API key (`sk_…`).
     SpaceKey(String),
+    /// An operator's system key (`sys_…`).
+    SystemKey(String),
     /// Unreadable, or more than one credential.
     Invalid,
 }
@@ -78,6 +88,8 @@ fn classify(token: &str) -> Credential {
         Credential::WorkspaceKey(token.to_owned())
     } else if token.starts_with("sk_") {
         Credential::SpaceKey(token.to_owned())
+    } else if token.starts_with(SYSTEM_KEY_PREFIX) {
+        Credential::SystemKey(token.to_owned())
     } else {
         Credential::Bearer(token.to_owned())
     }
@@ -99,14 +111,20 @@ pub fn credential_of(req: &HttpRequest) -> Credential {
     match (header_keys.as_slice(), bearer) {
         ([], None) => Credential::None,
         ([], Some(token)) => classify(&token),
-        ([Some(key)], None) if key.starts_with("key_") || key.starts_with("sk_") => classify(key),
+        ([Some(key)], None)
+            if key.starts_with("key_")
+                || key.starts_with("sk_")
+                || key.starts_with(SYSTEM_KEY_PREFIX) =>
+        {
+            classify(key)
+        }
         _ => Credential::Invalid,
     }
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, prometheus_client::encoding::EncodeLabelSet)]
 pub struct CacheLookup {
-    /// `api_key_introspection` or `jwks`.
+    /// `api_key_introspection`, `space_key_introspection`, `membership` or `jwks`.
     pub cache: &'static str,
     /// `hit` or `miss`.
     pub result: &'static str,
@@ -126,10 +144,22 @@ struct KeyInfo {
     key_id: Option<String>,
     #[serde(default)]
     workspace_id: Option<String>,
+    /// Space keys only.
+    #[serde(default)]
+    space_id: Option<String>,
     #[serde(default)]
     scopes: Option<ScopeSet>,
     #[serde(default)]
     expires_at: Option<String>,
+}
+
+/// Where a kind of key is introspected, and how its answers are cached.
+struct Introspection {
+    url: String,
+    /// The service answering: the audience of the gateway's identity token.
+    audience: &'static str,
+    /// Prefix of the cache entries and metric label.
+    label: &'static str,
 }
 
 /// Verifies access tokens and API keys, and remembers revocations.
@@ -137,10 +167,14 @@ pub struct Authenticator {
     verifier: RwLock<Option<AccessTokenVerifier>>,
     config: TokenConfig,
     jwks_url: String,
-    introspection_url: String,
-    cache: cache::Cache,
-    client: reqwest::Client,
-    signer: Arc<identity::IdentitySigner>,
+    workspace_keys: Introspection,
+    space_keys: Introspection,
+    pub(crate) membership_url: String,
+    /// SHA-256 digests of the accepted system keys.
+    system_keys: Vec<[u8; 32]>,
+    pub(crate) cache: cache::Cache,
+    pub(crate) client: reqwest::Client,
+    pub(crate) signer: Arc<identity::IdentitySigner>,
     /// Serializes JWKS fetches and remembers when the last one ran.
     last_fetch: tokio::sync::Mutex<Option<Instant>>,
     /// Session ids revoked recently, until their access tokens have expired.
@@ -150,7 +184,7 @@ pub struct Authenticator {
     lookups: CacheLookups,
     /// (workspace, user) → when their membership last changed (unix seconds):
     /// the member's tokens for that workspace issued up to then are refused.
-    changed_memberships: RwLock<HashMap<(String, String), (u64, Instant)>>,
+    pub(crate) changed_memberships: RwLock<HashMap<(String, String), (u64, Instant)>>,
 }
 
 impl Authenticator {
@@ -164,7 +198,19 @@ impl Authenticator {
             verifier: RwLock::new(None),
             config: config.tokens.clone(),
             jwks_url: config.jwks_url(),
-            introspection_url: config.api_key_introspection_url(),
+            workspace_keys: Introspection {
+                url: config.api_key_introspection_url(),
+                audience: "auth-service",
+                label: "api_key_introspection",
+            },
+            space_keys: Introspection {
+                url: config.space_key_introspection_url(),
+                audience: "spaces-service",
+                label: "space_key_introspection",
+            },
+            membership_url: config.membership_lookup_url(),
+            // Validated with the config.
+            system_keys: config.system_keys.digests().unwrap_or_default(),
             cache,
             client,
             signer,
@@ -181,7 +227,8 @@ impl Authenticator {
         match credential {
             Credential::None => Ok(Identity::anonymous()),
             Credential::Invalid => Err(Failure::Malformed),
-            Credential::SpaceKey(_) => Err(Failure::Unsupported),
+            Credential::SpaceKey(key) => self.space_key(&key).await,
+            Credential::SystemKey(key) => self.system_key(&key),
             Credential::WorkspaceKey(key) => self.workspace_key(&key).await,
             Credential::Bearer(token) => {
                 let claims = self.verify(&token).await?;
@@ -294,7 +341,7 @@ impl Authenticator {
         let Some(parts) = identity::credentials::parse_workspace_key(key) else {
             return Err(Failure::Malformed);
         };
-        let info = self.introspect(key).await?;
+        let info = self.introspect(&self.workspace_keys, key).await?;
         let (true, Some(key_id), Some(workspace_id)) =
             (info.active, info.key_id, info.workspace_id)
         else {
@@ -315,25 +362,84 @@ impl Authenticator {
         })
     }
 
-    /// auth-service's answer about a key, cached in the shared cache under a
-    /// hash of the key (never the key): active keys for `api_key_cache_secs` (not
-    /// past their expiry), unknown ones for `api_key_negative_cache_secs`.
-    async fn introspect(&self, key: &str) -> Result<KeyInfo, Failure> {
+    async fn space_key(&self, key: &str) -> Result<Identity, Failure> {
+        if !identity::credentials::is_space_key(key) {
+            return Err(Failure::Malformed);
+        }
+        let info = self.introspect(&self.space_keys, key).await?;
+        let (true, Some(key_id), Some(workspace_id), Some(space_id)) =
+            (info.active, info.key_id, info.workspace_id, info.space_id)
+        else {
+            return Err(Failure::Invalid);
+        };
+        if listed(&self.revoked_keys, &key_id) {
+            return Err(Failure::Revoked);
+        }
+        Ok(Identity {
+            principal_id: key_id,
+            principal_type: PrincipalType::SpaceKey,
+            workspace_id: Some(workspace_id),
+            // What a space key may do within its one space; spaces-service
+            // keeps it to that space.
+            scopes: [identity::Scope::SPACES_READ, identity::Scope::SPACES_WRITE]
+                .into_iter()
+                .collect(),
+            space_id: Some(space_id),
+        })
+    }
+
+    /// An operator key: its digest compared with every configured one, in
+    /// constant time, so timing tells nothing about how close a guess was.
+    fn system_key(&self, key: &str) -> Result<Identity, Failure> {
+        use sha2::Digest;
+        use subtle::ConstantTimeEq;
+        let secret = &key[SYSTEM_KEY_PREFIX.len()..];
+        if !(32..=128).contains(&secret.len())
+            || !secret
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        {
+            return Err(Failure::Malformed);
+        }
+        let digest: [u8; 32] = sha2::Sha256::digest(key.as_bytes()).into();
+        let found = self
+            .system_keys
+            .iter()
+            .fold(subtle::Choice::from(0), |acc, known| {
+                acc | known.ct_eq(&digest)
+            });
+        if !bool::from(found) {
+            return Err(Failure::Invalid);
+        }
+        let id: String = digest[..6].iter().map(|b| format!("{b:02x}")).collect();
+        Ok(Identity {
+            principal_id: format!("sys_{id}"),
+            principal_type: PrincipalType::System,
+            workspace_id: None,
+            scopes: ScopeSet::all(),
+            space_id: None,
+        })
+    }
+
+    /// The owning service's answer about a key, cached in the shared cache under
+    /// a hash of the key (never the key): active keys for `api_key_cache_secs`
+    /// (not past their expiry), unknown ones for `api_key_negative_cache_secs`.
+    async fn introspect(&self, kind: &Introspection, key: &str) -> Result<KeyInfo, Failure> {
         use sha2::Digest;
         let digest = sha2::Sha256::digest(key.as_bytes());
         let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
-        let cache_key = format!("introspect:apk:{hex}");
+        let cache_key = format!("{}:{hex}", kind.label);
         if let Ok(Some(bytes)) = self.cache.get(&cache_key).await
             && let Ok(info) = serde_json::from_slice::<KeyInfo>(&bytes)
         {
-            self.count("api_key_introspection", "hit");
+            self.count(kind.label, "hit");
             return Ok(info);
         }
-        self.count("api_key_introspection", "miss");
-        let token = self.signer.token_for(&Identity::gateway(), "auth-service");
+        self.count(kind.label, "miss");
+        let token = self.signer.token_for(&Identity::gateway(), kind.audience);
         let response = self
             .client
-            .post(&self.introspection_url)
+            .post(&kind.url)
             .header(identity::HEADER, token)
             .json(&serde_json::json!({ "key": key }))
             .timeout(Duration::from_secs(5))
@@ -343,7 +449,7 @@ impl Authenticator {
         let body: serde_json::Value = match response {
             Ok(r) => r.json().await.map_err(|_| Failure::KeysUnavailable)?,
             Err(e) => {
-                tracing::warn!(error = %e, "API key introspection failed");
+                tracing::warn!(error = %e, url = %kind.url, "key introspection failed");
                 return Err(Failure::KeysUnavailable);
             }
         };
@@ -373,7 +479,7 @@ impl Authenticator {
                 id,
                 Duration::from_secs(self.config.max_access_token_ttl_secs + 60),
             ),
-            Revocation::ApiKey { id } => remember(
+            Revocation::ApiKey { id } | Revocation::SpaceKey { id } => remember(
                 &self.revoked_keys,
                 id,
                 Duration::from_secs(self.config.api_key_cache_secs + 60),
@@ -395,7 +501,6 @@ impl Authenticator {
                 changed.retain(|_, (_, expiry)| *expiry > now);
                 changed.insert((workspace_id.clone(), user_id.clone()), (now_unix, until));
             }
-            Revocation::SpaceKey { .. } => {}
         }
     }
 
@@ -405,7 +510,16 @@ impl Authenticator {
         tokio::spawn(async move {
             while let Some(message) = subscription.next().await {
                 match Revocation::from_bytes(&message) {
-                    Some(revocation) => self.apply(&revocation),
+                    Some(revocation) => {
+                        self.apply(&revocation);
+                        if let Revocation::Membership {
+                            workspace_id,
+                            user_id,
+                        } = &revocation
+                        {
+                            self.forget_membership(workspace_id, user_id).await;
+                        }
+                    }
                     None => tracing::warn!("ignoring a malformed revocation message"),
                 }
             }
@@ -418,7 +532,12 @@ impl Authenticator {
     /// Whether a token issued at `issued_at` predates a change of the member's
     /// membership (ties count as before: a token from the very second of the
     /// change is refused, and the next refresh gets a good one).
-    fn membership_changed_since(&self, workspace: &str, user: &str, issued_at: u64) -> bool {
+    pub(crate) fn membership_changed_since(
+        &self,
+        workspace: &str,
+        user: &str,
+        issued_at: u64,
+    ) -> bool {
         let changed = self
             .changed_memberships
             .read()
@@ -430,7 +549,11 @@ impl Authenticator {
 }
 
 impl Authenticator {
-    fn count(&self, cache: &'static str, result: &'static str) {
+    pub(crate) fn config(&self) -> &TokenConfig {
+        &self.config
+    }
+
+    pub(crate) fn count(&self, cache: &'static str, result: &'static str) {
         self.lookups
             .get_or_create(&CacheLookup { cache, result })
             .inc();

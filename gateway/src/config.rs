@@ -34,6 +34,24 @@ impl GatewayConfig {
     }
 }
 
+impl GatewayConfig {
+    /// Where space API keys are introspected.
+    pub fn space_key_introspection_url(&self) -> String {
+        format!(
+            "{}/internal/space-keys/introspect",
+            self.upstreams.spaces.trim_end_matches('/')
+        )
+    }
+
+    /// Where a user's membership of a workspace is looked up.
+    pub fn membership_lookup_url(&self) -> String {
+        format!(
+            "{}/internal/memberships/lookup",
+            self.upstreams.auth.trim_end_matches('/')
+        )
+    }
+}
+
 impl Upstreams {
     /// The service an upstream name stands for: the audience of its identity tokens.
     pub fn audience(name: &str) -> String {
@@ -94,6 +112,9 @@ pub struct TokenConfig {
     pub api_key_cache_secs: u64,
     /// How long "no such key" is remembered.
     pub api_key_negative_cache_secs: u64,
+    /// How long a membership look-up (`x-workspace-key` with a user token) is
+    /// reused; a removal reaches the gateways on the revocation bus sooner.
+    pub membership_cache_secs: u64,
 }
 
 impl Default for TokenConfig {
@@ -106,8 +127,44 @@ impl Default for TokenConfig {
             max_access_token_ttl_secs: 3600,
             api_key_cache_secs: 60,
             api_key_negative_cache_secs: 5,
+            membership_cache_secs: 60,
         }
     }
+}
+
+/// `system_keys.*`: operator keys (`x-api-key: sys_…`), which see every
+/// workspace. Only SHA-256 digests are configured; the keys themselves live with
+/// the operators.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SystemKeyConfig {
+    /// Comma-separated lowercase hex SHA-256 digests of the accepted keys
+    /// (`printf %s "$KEY" | sha256sum`). Empty: no system key is accepted.
+    pub sha256: String,
+}
+
+impl SystemKeyConfig {
+    /// The configured digests, or the position of the first malformed one.
+    pub fn digests(&self) -> Result<Vec<[u8; 32]>, usize> {
+        self.sha256
+            .split(',')
+            .map(str::trim)
+            .filter(|d| !d.is_empty())
+            .enumerate()
+            .map(|(i, hex)| parse_digest(hex).ok_or(i))
+            .collect()
+    }
+}
+
+fn parse_digest(hex: &str) -> Option<[u8; 32]> {
+    if hex.len() != 64 {
+        return None;
+    }
+    let mut out = [0u8; 32];
+    for (i, byte) in out.iter_mut().enumerate() {
+        *byte = u8::from_str_radix(hex.get(2 * i..2 * i + 2)?, 16).ok()?;
+    }
+    Some(out)
 }
 
 /// `rate_limits.*`: requests per minute, counted in the shared cache so every
@@ -186,6 +243,10 @@ pub struct RouteConfig {
     /// Overrides `proxy.max_body_bytes` for this route.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_body_bytes: Option<u64>,
+    /// Scopes a caller must hold, checked at the edge (403 without them, 401
+    /// when anonymous). The services check their own scopes as well.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub scopes: Vec<String>,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -210,6 +271,7 @@ impl RouteConfig {
             policy: RoutePolicy::Public,
             timeout_ms: None,
             max_body_bytes: None,
+            scopes: Vec::new(),
         }
     }
 }
@@ -242,6 +304,7 @@ pub struct GatewayConfig {
     pub identity: GatewayIdentityConfig,
     pub tokens: TokenConfig,
     pub rate_limits: RateLimitConfig,
+    pub system_keys: SystemKeyConfig,
     pub upstreams: Upstreams,
     pub proxy: ProxyConfig,
     pub routes: Vec<RouteConfig>,
@@ -257,6 +320,7 @@ impl GatewayConfig {
             identity: GatewayIdentityConfig::default(),
             tokens: TokenConfig::default(),
             rate_limits: RateLimitConfig::default(),
+            system_keys: SystemKeyConfig::default(),
             upstreams: Upstreams {
                 auth: "http://127.0.0.1:8081".into(),
                 booking: "http://127.0.0.1:8082".into(),
@@ -330,6 +394,12 @@ impl Settings for GatewayConfig {
                 )
             })?;
         }
+        if let Err(i) = self.system_keys.digests() {
+            return Err(ConfigError::invalid(
+                "system_keys.sha256",
+                format!("entry {} is not a 64-character hex SHA-256 digest", i + 1),
+            ));
+        }
         let r = &self.rate_limits;
         if r.per_token_per_minute == 0 || r.per_api_key_per_minute == 0 || r.per_ip_per_minute == 0
         {
@@ -364,6 +434,14 @@ impl Settings for GatewayConfig {
                     &format!("{key}.prefix"),
                     "/internal is for the gateway's own calls and is never proxied",
                 ));
+            }
+            for scope in &route.scopes {
+                if identity::Scope::parse(scope).is_none() {
+                    return Err(ConfigError::invalid(
+                        &format!("{key}.scopes"),
+                        format!("unknown scope `{scope}`"),
+                    ));
+                }
             }
             if self.upstreams.get(&route.upstream).is_none() {
                 return Err(ConfigError::invalid(

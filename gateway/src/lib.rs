@@ -7,6 +7,7 @@ pub mod config;
 pub mod proxy;
 pub mod rate_limits;
 pub mod routes;
+pub mod workspaces;
 
 use actix_web::web;
 use cache::Cache;

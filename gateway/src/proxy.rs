@@ -238,10 +238,29 @@ pub async fn forward(
             gateway.observe_auth_failure(failure);
             unauthorized(failure.message())
         })?;
-    if route.policy == RoutePolicy::Authenticated && identity.is_anonymous() {
+    let requested = match req.headers().get("x-workspace-key") {
+        None => None,
+        Some(value) => Some(
+            value
+                .to_str()
+                .map_err(|_| ApiError::bad_request("x-workspace-key must be a workspace id"))?,
+        ),
+    };
+    let identity = gateway
+        .authenticator
+        .select_workspace(identity, requested)
+        .await?;
+    if (route.policy == RoutePolicy::Authenticated || !route.scopes.is_empty())
+        && identity.is_anonymous()
+    {
         return Err(unauthorized("authentication required"));
     }
-    check_workspace_header(&req, &identity)?;
+    if let Some(missing) = route.scopes.iter().find(|s| !identity.scopes.contains(s)) {
+        return Err(ApiError::forbidden(format!(
+            "this route needs the `{}` scope",
+            missing.as_str()
+        )));
+    }
     let client = gateway.trusted_proxies.client(&req);
     let budget = gateway.rate_limiter.spend(&identity, client).await;
     if let Some(decision) = budget.as_ref().filter(|d| !d.allowed) {
@@ -265,28 +284,6 @@ pub async fn forward(
 
 fn unauthorized(message: &str) -> ApiError {
     ApiError::unauthorized(message).with_header("www-authenticate", "Bearer realm=\"spaceport\"")
-}
-
-/// `x-workspace-key` may select a workspace only for a credential that embeds
-/// none; one that embeds another workspace is refused.
-fn check_workspace_header(
-    req: &HttpRequest,
-    identity: &identity::Identity,
-) -> Result<(), ApiError> {
-    let Some(requested) = req.headers().get("x-workspace-key") else {
-        return Ok(());
-    };
-    let requested = requested.to_str().unwrap_or_default();
-    match &identity.workspace_id {
-        Some(own) if own == requested => Ok(()),
-        Some(_) => Err(ApiError::forbidden(
-            "the credential belongs to another workspace",
-        )),
-        None if identity.is_anonymous() => Err(unauthorized("authentication required")),
-        None => Err(ApiError::forbidden(
-            "selecting a workspace with x-workspace-key is not available for this credential",
-        )),
-    }
 }
 
 async fn send(

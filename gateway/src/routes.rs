@@ -14,6 +14,8 @@ pub struct Route {
     pub base_url: String,
     pub timeout: Duration,
     pub max_body_bytes: u64,
+    /// Scopes the caller must hold (checked at the edge).
+    pub scopes: Vec<identity::Scope>,
 }
 
 #[derive(Debug, Clone)]
@@ -39,6 +41,12 @@ impl RouteTable {
                     .to_owned(),
                 timeout: Duration::from_millis(r.timeout_ms.unwrap_or(config.proxy.timeout_ms)),
                 max_body_bytes: r.max_body_bytes.unwrap_or(config.proxy.max_body_bytes),
+                // Validated with the config: unknown names cannot reach here.
+                scopes: r
+                    .scopes
+                    .iter()
+                    .filter_map(|s| identity::Scope::parse(s))
+                    .collect(),
             })
             .collect();
         routes.sort_by_key(|r| std::cmp::Reverse(r.prefix.len()));

@@ -302,10 +302,16 @@ async fn route_policy_and_workspace_selection() {
     // Public routes serve anonymous callers.
     assert!(identity_seen(&s.gw.get("/echo/open").await).is_anonymous());
 
+    // A service principal's token is bound to its workspace.
+    let service_token = s.token(&AccessClaims {
+        ptyp: PrincipalType::Service,
+        sid: None,
+        ..claims()
+    });
     let select = |workspace: &'static str| {
         s.gw.client
             .get(s.gw.url("/echo/x"))
-            .bearer_auth(&token)
+            .bearer_auth(&service_token)
             .header("x-workspace-key", workspace)
     };
     s.gw.send(select("wrk_01JOTHERWORKSPACE0000000000"))
@@ -322,6 +328,10 @@ async fn route_policy_and_workspace_selection() {
     )
     .await
     .assert_error(401, "unauthorized");
+    // Nor name something that is not a workspace id.
+    s.gw.send(select("spc_x"))
+        .await
+        .assert_error(400, "bad_request");
 }
 
 #[tokio::test]
@@ -402,4 +412,100 @@ async fn sign_in_through_the_gateway_then_revoke() {
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+}
+
+#[tokio::test]
+async fn system_keys_see_every_workspace_and_only_their_digest_is_configured() {
+    use sha2::Digest;
+    let key = format!("sys_{}", "k3y".repeat(12));
+    let other = format!("sys_{}", "0".repeat(40));
+    let hex = |k: &str| -> String {
+        sha2::Sha256::digest(k.as_bytes())
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect()
+    };
+    let digests = format!("{},{}", hex(&other), hex(&key));
+    let s = stack(move |c| c.system_keys.sha256 = digests).await;
+    let with_key = |key: &str| {
+        s.gw.client
+            .get(s.gw.url("/echo/x"))
+            .header("x-api-key", key.to_owned())
+    };
+
+    let seen = s.gw.send(with_key(&key)).await;
+    assert_eq!(seen.status, 200, "{:?}", seen.json());
+    let who = identity_seen(&seen);
+    assert_eq!(who.principal_type, PrincipalType::System);
+    assert_eq!(who.workspace_id, None);
+    assert!(who.scopes.contains(&identity::Scope::KEYS_ADMIN));
+    assert!(seen.json()["headers"].get("x-api-key").is_none());
+
+    let picked =
+        s.gw.send(with_key(&key).header("x-workspace-key", "wrk_01JANYWORKSPACE"))
+            .await;
+    assert_eq!(picked.status, 200);
+    assert_eq!(
+        identity_seen(&picked).workspace_id.as_deref(),
+        Some("wrk_01JANYWORKSPACE")
+    );
+    // The second configured digest works as well; unknown, short or odd keys do not.
+    assert_eq!(s.gw.send(with_key(&other)).await.status, 200);
+    for bad in [
+        format!("sys_{}", "x".repeat(40)),
+        "sys_short".to_owned(),
+        format!("sys_{}!", "k3y".repeat(12)),
+    ] {
+        s.gw.send(with_key(&bad))
+            .await
+            .assert_error(401, "unauthorized");
+    }
+}
+
+#[tokio::test]
+async fn routes_can_require_scopes_at_the_edge() {
+    let s = stack(|c| {
+        c.routes.push(RouteConfig {
+            scopes: vec!["spaces:write".into()],
+            ..RouteConfig::new("/echo/scoped", "booking")
+        });
+    })
+    .await;
+    let call = |token: Option<String>| {
+        let request = s.gw.client.get(s.gw.url("/echo/scoped/x"));
+        match token {
+            Some(token) => request.bearer_auth(token),
+            None => request,
+        }
+    };
+    s.gw.send(call(None))
+        .await
+        .assert_error(401, "unauthorized");
+    let refused = s.gw.send(call(Some(s.token(&claims())))).await;
+    refused.assert_error(403, "forbidden");
+    assert!(
+        refused.json()["message"]
+            .as_str()
+            .unwrap()
+            .contains("spaces:write")
+    );
+    let allowed = s.token(&AccessClaims {
+        scope: "spaces:read spaces:write".into(),
+        ..claims()
+    });
+    assert_eq!(s.gw.send(call(Some(allowed))).await.status, 200);
+}
+
+#[tokio::test]
+async fn config_refuses_unknown_route_scopes_and_bad_system_key_digests() {
+    use service_kit::config::Settings;
+    let mut config = gateway::config::GatewayConfig::defaults();
+    config.routes[0].scopes = vec!["spaces:destroy".into()];
+    let error = config.validate_extra().unwrap_err().to_string();
+    assert!(error.contains("routes[0].scopes"), "{error}");
+    let mut config = gateway::config::GatewayConfig::defaults();
+    config.system_keys.sha256 = format!("{},abc", "a".repeat(64));
+    let error = config.validate_extra().unwrap_err().to_string();
+    assert!(error.contains("system_keys.sha256"), "{error}");
+    assert!(error.contains("entry 2"), "{error}");
 }

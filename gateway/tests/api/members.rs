@@ -2,6 +2,7 @@
 //! for that workspace are refused within a second.
 
 use crate::platform::Platform;
+use crate::upstream::identity_seen;
 use std::time::{Duration, Instant};
 
 #[tokio::test]
@@ -91,4 +92,82 @@ async fn a_removed_member_is_refused_within_a_second() {
         .status,
         200
     );
+}
+
+/// A user's token names their own workspace; `x-workspace-key` moves a request
+/// into another workspace they belong to, with their role's scopes there, and
+/// stops working within a second of their removal.
+#[tokio::test]
+async fn x_workspace_key_selects_a_workspace_the_user_belongs_to() {
+    let platform = Platform::start().await;
+    let gw = &platform.gw;
+    let owner = platform.sign_in("owner2@example.com").await;
+    let owner_token = owner["access_token"].as_str().unwrap().to_owned();
+    let workspaces = gw
+        .send(
+            gw.client
+                .get(gw.url("/v1/system/workspaces"))
+                .bearer_auth(&owner_token),
+        )
+        .await;
+    let workspace = workspaces.json()["data"][0]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let invited = gw
+        .send(
+            gw.client
+                .post(gw.url("/v1/auth/admin/users"))
+                .bearer_auth(&owner_token)
+                .json(&serde_json::json!({"email": "carol@example.com", "role": "viewer"})),
+        )
+        .await;
+    assert_eq!(invited.status, 201, "{:?}", invited.json());
+    let carol_id = invited.json()["data"]["user_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let carol = platform.sign_in("carol@example.com").await;
+    let carol_token = carol["access_token"].as_str().unwrap().to_owned();
+    let in_workspace = |id: &str| {
+        gw.client
+            .get(gw.url("/echo/x"))
+            .bearer_auth(&carol_token)
+            .header("x-workspace-key", id.to_owned())
+    };
+
+    let seen = gw.send(in_workspace(&workspace)).await;
+    assert_eq!(seen.status, 200, "{:?}", seen.json());
+    let who = identity_seen(&seen);
+    assert_eq!(who.principal_id, carol_id);
+    assert_eq!(who.workspace_id.as_deref(), Some(workspace.as_str()));
+    // A viewer reads; the member scopes of her own workspace do not come along.
+    assert!(who.scopes.contains(&identity::Scope::BOOKINGS_READ));
+    assert!(!who.scopes.contains(&identity::Scope::BOOKINGS_WRITE));
+
+    // A workspace she does not belong to.
+    gw.send(in_workspace("wrk_01JNOTHERS00000000000000000"))
+        .await
+        .assert_error(403, "forbidden");
+
+    let removed = gw
+        .send(
+            gw.client
+                .delete(gw.url(&format!("/v1/auth/admin/users/{carol_id}")))
+                .bearer_auth(&owner_token),
+        )
+        .await;
+    assert_eq!(removed.status, 200, "{:?}", removed.json());
+    let deadline = Instant::now() + Duration::from_secs(1);
+    loop {
+        let status = gw.send(in_workspace(&workspace)).await.status;
+        if status == 403 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "still {status} a second after the removal"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }

@@ -1,0 +1,167 @@
+//! Which workspace a request acts in.
+//!
+//! Most credentials embed their workspace. `x-workspace-key` may name another
+//! one only where that makes sense:
+//! - a user token: the user must be a member of the named workspace (looked up
+//!   at auth-service, cached in the shared cache); the request then carries the
+//!   scopes of the user's role there;
+//! - a system key: any workspace, no look-up;
+//! - a credential bound to one workspace (service-principal token, API key,
+//!   space key) naming another: 403.
+
+use crate::authn::Authenticator;
+use identity::{Identity, PrincipalType, ScopeSet};
+use serde::{Deserialize, Serialize};
+use service_kit::ApiError;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// auth-service's answer about a membership, as cached.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Membership {
+    member: bool,
+    #[serde(default)]
+    scopes: Option<ScopeSet>,
+    /// When the answer was fetched (unix seconds): a removal published after it
+    /// makes it stale.
+    #[serde(default)]
+    fetched_at: u64,
+}
+
+fn now_unix() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// Whether `value` looks like a workspace id (`wrk_…`), so that garbage costs
+/// no look-up.
+fn is_workspace_id(value: &str) -> bool {
+    value.strip_prefix("wrk_").is_some_and(|id| {
+        (1..=64).contains(&id.len()) && id.bytes().all(|b| b.is_ascii_alphanumeric())
+    })
+}
+
+fn cache_key(workspace_id: &str, user_id: &str) -> String {
+    format!("membership:{workspace_id}:{user_id}")
+}
+
+impl Authenticator {
+    /// The identity acting in the workspace `requested` names (the value of
+    /// `x-workspace-key`), or why it may not.
+    pub async fn select_workspace(
+        &self,
+        identity: Identity,
+        requested: Option<&str>,
+    ) -> Result<Identity, ApiError> {
+        let Some(requested) = requested else {
+            return Ok(identity);
+        };
+        if identity.workspace_id.as_deref() == Some(requested) {
+            return Ok(identity);
+        }
+        if !is_workspace_id(requested) {
+            return Err(ApiError::bad_request(
+                "x-workspace-key must be a workspace id (wrk_…)",
+            ));
+        }
+        match identity.principal_type {
+            PrincipalType::Anonymous => Err(ApiError::unauthorized("authentication required")
+                .with_header("www-authenticate", "Bearer realm=\"spaceport\"")),
+            PrincipalType::System => Ok(Identity {
+                workspace_id: Some(requested.to_owned()),
+                ..identity
+            }),
+            PrincipalType::User => {
+                let membership = self.membership(requested, &identity.principal_id).await?;
+                match membership {
+                    Membership {
+                        member: true,
+                        scopes: Some(scopes),
+                        ..
+                    } => Ok(Identity {
+                        workspace_id: Some(requested.to_owned()),
+                        scopes,
+                        ..identity
+                    }),
+                    _ => Err(ApiError::forbidden("not a member of that workspace")),
+                }
+            }
+            _ => Err(ApiError::forbidden(
+                "the credential belongs to another workspace",
+            )),
+        }
+    }
+
+    async fn membership(&self, workspace_id: &str, user_id: &str) -> Result<Membership, ApiError> {
+        let key = cache_key(workspace_id, user_id);
+        if let Ok(Some(bytes)) = self.cache.get(&key).await
+            && let Ok(cached) = serde_json::from_slice::<Membership>(&bytes)
+            && !self.membership_changed_since(workspace_id, user_id, cached.fetched_at)
+        {
+            self.count("membership", "hit");
+            return Ok(cached);
+        }
+        self.count("membership", "miss");
+        let unavailable = || {
+            ApiError::service_unavailable("memberships cannot be checked right now")
+                .with_retry_after(1)
+        };
+        let token = self.signer.token_for(&Identity::gateway(), "auth-service");
+        let response = self
+            .client
+            .post(&self.membership_url)
+            .header(identity::HEADER, token)
+            .json(&serde_json::json!({ "user_id": user_id, "workspace_id": workspace_id }))
+            .timeout(Duration::from_secs(5))
+            .send()
+            .await
+            .and_then(|r| r.error_for_status());
+        let body: serde_json::Value = match response {
+            Ok(r) => r.json().await.map_err(|_| unavailable())?,
+            Err(e) => {
+                tracing::warn!(error = %e, "membership look-up failed");
+                return Err(unavailable());
+            }
+        };
+        let mut membership: Membership =
+            serde_json::from_value(body["data"].clone()).map_err(|_| unavailable())?;
+        membership.fetched_at = now_unix();
+        let ttl = if membership.member {
+            self.config().membership_cache_secs
+        } else {
+            self.config().api_key_negative_cache_secs
+        };
+        if let Ok(bytes) = serde_json::to_vec(&membership) {
+            let _ = self
+                .cache
+                .set(&key, &bytes, Some(Duration::from_secs(ttl.max(1))))
+                .await;
+        }
+        Ok(membership)
+    }
+
+    /// Drops a cached look-up after a membership changed (every gateway does it
+    /// on the revocation bus; the first one wins, the rest are no-ops).
+    pub(crate) async fn forget_membership(&self, workspace_id: &str, user_id: &str) {
+        let _ = self.cache.delete(&cache_key(workspace_id, user_id)).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_workspace_id;
+
+    #[test]
+    fn workspace_ids() {
+        assert!(is_workspace_id("wrk_01JC0000000000000000000000"));
+        for bad in [
+            "",
+            "wrk_",
+            "wrk_a-b",
+            "org_01JC0000000000000000000000",
+            "wrk_01JC00000000000000000000/0",
+        ] {
+            assert!(!is_workspace_id(bad), "{bad}");
+        }
+    }
+}
