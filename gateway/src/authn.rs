@@ -155,7 +155,8 @@ struct KeyInfo {
 
 /// Where a kind of key is introspected, and how its answers are cached.
 struct Introspection {
-    url: String,
+    upstream: Arc<crate::upstreams::Replicas>,
+    path: &'static str,
     /// The service answering: the audience of the gateway's identity token.
     audience: &'static str,
     /// Prefix of the cache entries and metric label.
@@ -166,10 +167,11 @@ struct Introspection {
 pub struct Authenticator {
     verifier: RwLock<Option<AccessTokenVerifier>>,
     config: TokenConfig,
-    jwks_url: String,
+    /// `tokens.jwks_url`, if set; else auth-service's `/.well-known/jwks.json`.
+    jwks_url: Option<String>,
+    pub(crate) auth: Arc<crate::upstreams::Replicas>,
     workspace_keys: Introspection,
     space_keys: Introspection,
-    pub(crate) membership_url: String,
     /// SHA-256 digests of the accepted system keys.
     system_keys: Vec<[u8; 32]>,
     pub(crate) cache: cache::Cache,
@@ -190,6 +192,7 @@ pub struct Authenticator {
 impl Authenticator {
     pub fn new(
         config: &GatewayConfig,
+        upstreams: &crate::upstreams::Pool,
         cache: cache::Cache,
         client: reqwest::Client,
         signer: Arc<identity::IdentitySigner>,
@@ -197,18 +200,20 @@ impl Authenticator {
         Authenticator {
             verifier: RwLock::new(None),
             config: config.tokens.clone(),
-            jwks_url: config.jwks_url(),
+            jwks_url: Some(config.tokens.jwks_url.clone()).filter(|u| !u.is_empty()),
+            auth: upstreams.auth.clone(),
             workspace_keys: Introspection {
-                url: config.api_key_introspection_url(),
+                upstream: upstreams.auth.clone(),
+                path: "/internal/api-keys/introspect",
                 audience: "auth-service",
                 label: "api_key_introspection",
             },
             space_keys: Introspection {
-                url: config.space_key_introspection_url(),
+                upstream: upstreams.spaces.clone(),
+                path: "/internal/space-keys/introspect",
                 audience: "spaces-service",
                 label: "space_key_introspection",
             },
-            membership_url: config.membership_lookup_url(),
             // Validated with the config.
             system_keys: config.system_keys.digests().unwrap_or_default(),
             cache,
@@ -307,7 +312,7 @@ impl Authenticator {
                 Ok(())
             }
             Err(e) => {
-                tracing::warn!(error = %e, url = %self.jwks_url, "could not fetch the JWKS");
+                tracing::warn!(error = %e, "could not fetch the JWKS");
                 if self
                     .verifier
                     .read()
@@ -327,7 +332,11 @@ impl Authenticator {
         let token = self.signer.token_for(&Identity::gateway(), "auth-service");
         let response = self
             .client
-            .get(&self.jwks_url)
+            .get(
+                self.jwks_url
+                    .clone()
+                    .unwrap_or_else(|| self.auth.url("/.well-known/jwks.json")),
+            )
             .header(identity::HEADER, token)
             .timeout(Duration::from_secs(5))
             .send()
@@ -439,7 +448,7 @@ impl Authenticator {
         let token = self.signer.token_for(&Identity::gateway(), kind.audience);
         let response = self
             .client
-            .post(&kind.url)
+            .post(kind.upstream.url(kind.path))
             .header(identity::HEADER, token)
             .json(&serde_json::json!({ "key": key }))
             .timeout(Duration::from_secs(5))
@@ -449,7 +458,7 @@ impl Authenticator {
         let body: serde_json::Value = match response {
             Ok(r) => r.json().await.map_err(|_| Failure::KeysUnavailable)?,
             Err(e) => {
-                tracing::warn!(error = %e, url = %kind.url, "key introspection failed");
+                tracing::warn!(error = %e, upstream = kind.upstream.name(), "key introspection failed");
                 return Err(Failure::KeysUnavailable);
             }
         };

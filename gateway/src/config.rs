@@ -3,53 +3,14 @@
 use serde::{Deserialize, Serialize};
 use service_kit::config::{CacheConfig, ConfigError, HttpConfig, LogConfig, Secret, Settings};
 
-/// Where each service answers.
+/// Where each service answers: a base URL, or several comma-separated (one per
+/// replica, taken in turn) where no load balancer stands in front of them.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Upstreams {
     pub auth: String,
     pub booking: String,
     pub spaces: String,
-}
-
-impl GatewayConfig {
-    /// Where workspace API keys are introspected.
-    pub fn api_key_introspection_url(&self) -> String {
-        format!(
-            "{}/internal/api-keys/introspect",
-            self.upstreams.auth.trim_end_matches('/')
-        )
-    }
-
-    /// The JWKS URL in effect.
-    pub fn jwks_url(&self) -> String {
-        if self.tokens.jwks_url.is_empty() {
-            format!(
-                "{}/.well-known/jwks.json",
-                self.upstreams.auth.trim_end_matches('/')
-            )
-        } else {
-            self.tokens.jwks_url.clone()
-        }
-    }
-}
-
-impl GatewayConfig {
-    /// Where space API keys are introspected.
-    pub fn space_key_introspection_url(&self) -> String {
-        format!(
-            "{}/internal/space-keys/introspect",
-            self.upstreams.spaces.trim_end_matches('/')
-        )
-    }
-
-    /// Where a user's membership of a workspace is looked up.
-    pub fn membership_lookup_url(&self) -> String {
-        format!(
-            "{}/internal/memberships/lookup",
-            self.upstreams.auth.trim_end_matches('/')
-        )
-    }
 }
 
 impl Upstreams {
@@ -350,24 +311,29 @@ impl Settings for GatewayConfig {
     }
 
     fn validate_extra(&self) -> Result<(), ConfigError> {
-        for (name, url) in [
+        for (name, list) in [
             ("upstreams.auth", &self.upstreams.auth),
             ("upstreams.booking", &self.upstreams.booking),
             ("upstreams.spaces", &self.upstreams.spaces),
         ] {
-            let parsed =
-                reqwest::Url::parse(url).map_err(|e| ConfigError::invalid(name, e.to_string()))?;
-            if !matches!(parsed.scheme(), "http" | "https") || parsed.host().is_none() {
-                return Err(ConfigError::invalid(
-                    name,
-                    "must be an http:// or https:// URL",
-                ));
+            if crate::upstreams::split(list).next().is_none() {
+                return Err(ConfigError::invalid(name, "needs at least one base URL"));
             }
-            if parsed.path() != "/" || parsed.query().is_some() {
-                return Err(ConfigError::invalid(
-                    name,
-                    "must be a base URL without path or query",
-                ));
+            for url in crate::upstreams::split(list) {
+                let parsed = reqwest::Url::parse(url)
+                    .map_err(|e| ConfigError::invalid(name, e.to_string()))?;
+                if !matches!(parsed.scheme(), "http" | "https") || parsed.host().is_none() {
+                    return Err(ConfigError::invalid(
+                        name,
+                        "must be an http:// or https:// URL",
+                    ));
+                }
+                if parsed.path() != "/" || parsed.query().is_some() {
+                    return Err(ConfigError::invalid(
+                        name,
+                        "must be a base URL without path or query",
+                    ));
+                }
             }
         }
         if !(2..=60).contains(&self.identity.token_lifetime_secs) {

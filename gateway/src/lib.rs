@@ -7,6 +7,7 @@ pub mod config;
 pub mod proxy;
 pub mod rate_limits;
 pub mod routes;
+pub mod upstreams;
 pub mod workspaces;
 
 use actix_web::web;
@@ -102,8 +103,10 @@ impl ServicePart for GatewayPart {
             .build()?;
         let upstream_latency: Family<UpstreamLabels, Histogram, fn() -> Histogram> =
             Family::new_with_constructor(service_kit::metrics::latency_histogram);
+        let upstreams = upstreams::Pool::new(&config.upstreams);
         let authenticator = Arc::new(authn::Authenticator::new(
             &config,
+            &upstreams,
             cache.clone(),
             client.clone(),
             signer.clone(),
@@ -112,7 +115,7 @@ impl ServicePart for GatewayPart {
         let gateway_lookups = authenticator.lookups();
         let auth_failures = Family::<FailureLabels, Counter>::default();
         let gateway = web::Data::new(Gateway {
-            routes: RouteTable::new(&config),
+            routes: RouteTable::new(&config, &upstreams),
             client,
             signer,
             authenticator,

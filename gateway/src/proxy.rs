@@ -299,7 +299,7 @@ async fn send(
         .uri()
         .path_and_query()
         .map_or(req.path(), |pq| pq.as_str());
-    let url = format!("{}{path_and_query}", route.base_url);
+    let url = route.replicas.url(path_and_query);
     let method = reqwest::Method::from_bytes(req.method().as_str().as_bytes())
         .map_err(|_| ApiError::new(ErrorCode::MethodNotAllowed, "unsupported method"))?;
     let mut headers = upstream_headers(req, client, bearer_consumed);

@@ -10,8 +10,8 @@ pub struct Route {
     pub policy: crate::config::RoutePolicy,
     /// The service name identity tokens for this route are addressed to.
     pub audience: String,
-    /// Base URL of the upstream, without a trailing slash.
-    pub base_url: String,
+    /// The upstream's replicas.
+    pub replicas: std::sync::Arc<crate::upstreams::Replicas>,
     pub timeout: Duration,
     pub max_body_bytes: u64,
     /// Scopes the caller must hold (checked at the edge).
@@ -24,7 +24,7 @@ pub struct RouteTable {
 }
 
 impl RouteTable {
-    pub fn new(config: &GatewayConfig) -> RouteTable {
+    pub fn new(config: &GatewayConfig, upstreams: &crate::upstreams::Pool) -> RouteTable {
         let mut routes: Vec<Route> = config
             .routes
             .iter()
@@ -33,12 +33,11 @@ impl RouteTable {
                 upstream: r.upstream.clone(),
                 policy: r.policy,
                 audience: crate::config::Upstreams::audience(&r.upstream),
-                base_url: config
-                    .upstreams
+                // Validated with the config: the name is one of the pool's.
+                replicas: upstreams
                     .get(&r.upstream)
-                    .unwrap_or_default()
-                    .trim_end_matches('/')
-                    .to_owned(),
+                    .unwrap_or(&upstreams.booking)
+                    .clone(),
                 timeout: Duration::from_millis(r.timeout_ms.unwrap_or(config.proxy.timeout_ms)),
                 max_body_bytes: r.max_body_bytes.unwrap_or(config.proxy.max_body_bytes),
                 // Validated with the config: unknown names cannot reach here.
@@ -88,7 +87,7 @@ mod tests {
             timeout_ms: Some(5),
             ..RouteConfig::new("/api/v1/spaces/special", "booking")
         });
-        let table = RouteTable::new(&config);
+        let table = RouteTable::new(&config, &crate::upstreams::Pool::new(&config.upstreams));
         assert_eq!(table.find("/api/v1/spaces").unwrap().upstream, "spaces");
         assert_eq!(table.find("/api/v1/spaces/abc").unwrap().upstream, "spaces");
         assert_eq!(
@@ -101,8 +100,8 @@ mod tests {
         );
         assert!(table.find("/api/v1/spacesX").is_none());
         assert_eq!(
-            table.find("/v1/auth/token").unwrap().base_url,
-            "http://127.0.0.1:8081"
+            table.find("/v1/auth/token").unwrap().replicas.url("/x"),
+            "http://127.0.0.1:8081/x"
         );
         assert_eq!(
             table.find("/.well-known/jwks.json").unwrap().upstream,

@@ -109,7 +109,7 @@ impl Authenticator {
         let token = self.signer.token_for(&Identity::gateway(), "auth-service");
         let response = self
             .client
-            .post(&self.membership_url)
+            .post(self.auth.url("/internal/memberships/lookup"))
             .header(identity::HEADER, token)
             .json(&serde_json::json!({ "user_id": user_id, "workspace_id": workspace_id }))
             .timeout(Duration::from_secs(5))

@@ -497,7 +497,7 @@ async fn routes_can_require_scopes_at_the_edge() {
 }
 
 #[tokio::test]
-async fn config_refuses_unknown_route_scopes_and_bad_system_key_digests() {
+async fn config_refuses_unknown_route_scopes_bad_digests_and_bad_replicas() {
     use service_kit::config::Settings;
     let mut config = gateway::config::GatewayConfig::defaults();
     config.routes[0].scopes = vec!["spaces:destroy".into()];
@@ -508,4 +508,11 @@ async fn config_refuses_unknown_route_scopes_and_bad_system_key_digests() {
     let error = config.validate_extra().unwrap_err().to_string();
     assert!(error.contains("system_keys.sha256"), "{error}");
     assert!(error.contains("entry 2"), "{error}");
+    let mut config = gateway::config::GatewayConfig::defaults();
+    config.upstreams.booking = "http://127.0.0.1:1, ftp://x".into();
+    let error = config.validate_extra().unwrap_err().to_string();
+    assert!(error.contains("upstreams.booking"), "{error}");
+    config.upstreams.booking = " , ".into();
+    let error = config.validate_extra().unwrap_err().to_string();
+    assert!(error.contains("upstreams.booking"), "{error}");
 }

@@ -380,3 +380,31 @@ fn example_config_matches_defaults() {
         "deploy/config/gateway.example.toml",
     );
 }
+
+/// Several replicas behind one upstream name take turns; a dead one answers
+/// 503 promptly for the requests that reach it, and the live one keeps serving.
+#[tokio::test]
+async fn replicas_of_an_upstream_take_turns() {
+    let first = Echo::start();
+    let second = Echo::start();
+    let dead = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let dead_url = format!("http://{}", dead.local_addr().unwrap());
+    drop(dead);
+    let list = format!("{}, {}", first.server.base, second.server.base);
+    let gw = gateway_with(&list, |_| {}).await;
+    for _ in 0..6 {
+        assert_eq!(gw.get("/echo/x").await.status, 200);
+    }
+    assert_eq!((first.hits(), second.hits()), (3, 3));
+
+    let list = format!("{},{dead_url}", first.server.base);
+    let gw = gateway_with(&list, |_| {}).await;
+    let mut statuses = Vec::new();
+    for _ in 0..4 {
+        let started = Instant::now();
+        statuses.push(gw.get("/echo/x").await.status);
+        assert!(started.elapsed() < Duration::from_secs(2));
+    }
+    statuses.sort_unstable();
+    assert_eq!(statuses, [200, 200, 503, 503]);
+}
