@@ -45,6 +45,10 @@ pub enum CacheError {
 pub struct Cache {
     backend: Arc<Backend>,
     prefix: Arc<str>,
+    /// Prefix of pub/sub channels. The channels are the platform's bus (the
+    /// gateway hears what the services publish), so unlike keys they are not
+    /// under each part's own prefix.
+    bus_prefix: Arc<str>,
 }
 
 enum Backend {
@@ -71,6 +75,15 @@ impl Cache {
     /// separate named process-wide store, for tests that want isolation. `redis://` and
     /// `rediss://` use a `ConnectionManager`, which reconnects by itself after a drop.
     pub async fn connect(url: &str, key_prefix: &str) -> Result<Cache, CacheError> {
+        Cache::connect_with_bus(url, key_prefix, key_prefix).await
+    }
+
+    /// Like `connect`, with channels under `bus_prefix` rather than the key prefix.
+    pub async fn connect_with_bus(
+        url: &str,
+        key_prefix: &str,
+        bus_prefix: &str,
+    ) -> Result<Cache, CacheError> {
         let Some((scheme, rest)) = url.split_once("://") else {
             return Err(CacheError::InvalidUrl(
                 "missing scheme (expected redis://, rediss:// or memory://)".into(),
@@ -89,6 +102,7 @@ impl Cache {
         Ok(Cache {
             backend: Arc::new(backend),
             prefix: key_prefix.into(),
+            bus_prefix: bus_prefix.into(),
         })
     }
 
@@ -106,6 +120,7 @@ impl Cache {
         Cache {
             backend: Arc::clone(&self.backend),
             prefix: format!("{}{extra}", self.prefix).into(),
+            bus_prefix: Arc::clone(&self.bus_prefix),
         }
     }
 
@@ -195,7 +210,7 @@ impl Cache {
 
     /// Fire-and-forget delivery to current subscribers; nothing is stored for later ones.
     pub async fn publish(&self, channel: &str, payload: &[u8]) -> Result<(), CacheError> {
-        let channel = self.key(channel);
+        let channel = self.channel(channel);
         match &*self.backend {
             Backend::Memory(store) => {
                 store.publish(&channel, payload);
@@ -213,7 +228,7 @@ impl Cache {
     /// as revocations) should also bound how long they trust cached state. Dropping the
     /// `Subscription` closes its connection.
     pub async fn subscribe(&self, channel: &str) -> Result<Subscription, CacheError> {
-        let channel = self.key(channel);
+        let channel = self.channel(channel);
         match &*self.backend {
             Backend::Memory(store) => Ok(store.subscribe(&channel)),
             Backend::Redis(redis) => redis.subscribe(channel).await,
@@ -223,6 +238,10 @@ impl Cache {
     fn key(&self, key: &str) -> String {
         format!("{}{key}", self.prefix)
     }
+
+    fn channel(&self, channel: &str) -> String {
+        format!("{}{channel}", self.bus_prefix)
+    }
 }
 
 impl Cache {
@@ -230,7 +249,7 @@ impl Cache {
     pub async fn from_config(
         config: &service_kit::config::CacheConfig,
     ) -> Result<Cache, CacheError> {
-        Cache::connect(config.url.expose(), &config.key_prefix).await
+        Cache::connect_with_bus(config.url.expose(), &config.key_prefix, &config.bus_prefix).await
     }
 }
 
@@ -271,6 +290,23 @@ mod tests {
         );
         assert_eq!(a.get("shared").await.unwrap(), None);
         assert_eq!(d1.backend_name(), "memory");
+    }
+
+    /// Parts keep their keys apart but share one bus: what auth-service
+    /// publishes under its own key prefix reaches the gateway under another.
+    #[tokio::test]
+    async fn parts_with_their_own_key_prefixes_share_the_bus() {
+        let auth = Cache::connect_with_bus("memory://unit-bus-share", "auth:", "bus:")
+            .await
+            .unwrap();
+        let gateway = Cache::connect_with_bus("memory://unit-bus-share", "gateway:", "bus:")
+            .await
+            .unwrap();
+        let mut heard = gateway.subscribe("revocations").await.unwrap();
+        auth.publish("revocations", b"key-1").await.unwrap();
+        assert_eq!(heard.next().await.as_deref(), Some(&b"key-1"[..]));
+        auth.set("k", b"auth's", None).await.unwrap();
+        assert_eq!(gateway.get("k").await.unwrap(), None);
     }
 
     #[tokio::test]

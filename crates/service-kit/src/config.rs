@@ -131,15 +131,23 @@ impl DatabaseConfig {
 pub struct CacheConfig {
     /// `redis://…`, `rediss://…` or `memory://` (in-process).
     pub url: Secret,
-    /// Prefix of every key and channel, so services can share one Redis.
+    /// Prefix of every key, so services can share one Redis.
     pub key_prefix: String,
+    /// Prefix of the platform's pub/sub channels (the revocation bus): the same
+    /// on every part sharing the Redis, so the gateways hear what the services
+    /// publish.
+    pub bus_prefix: String,
 }
+
+/// The bus prefix every part uses unless configured otherwise.
+pub const DEFAULT_BUS_PREFIX: &str = "spaceport:";
 
 impl CacheConfig {
     pub fn memory(key_prefix: &str) -> Self {
         CacheConfig {
             url: Secret::new("memory://"),
             key_prefix: key_prefix.to_owned(),
+            bus_prefix: DEFAULT_BUS_PREFIX.to_owned(),
         }
     }
 

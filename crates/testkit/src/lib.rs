@@ -246,10 +246,13 @@ impl TestCache {
             CacheKind::Memory => CacheConfig {
                 url: Secret::new(format!("memory://test-{suffix}")),
                 key_prefix: "t:".into(),
+                bus_prefix: "t:".into(),
             },
             CacheKind::Redis => CacheConfig {
                 url: Secret::new(required_env("TEST_REDIS_URL", "Redis")),
                 key_prefix: format!("test:{suffix}:"),
+                // The test's own bus: parallel tests do not hear each other.
+                bus_prefix: format!("test:{suffix}:"),
             },
         };
         TestCache { config }
