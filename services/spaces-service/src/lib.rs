@@ -3,15 +3,31 @@
 //! A library (`SpacesService` builds the app, testable in-process or on port 0) and a thin
 //! binary.
 
+pub mod access;
+pub mod addresses;
+pub mod config;
+pub mod handles;
+pub mod openapi;
 pub mod schema;
+pub mod secrets;
+mod settings;
+pub mod space_keys;
+mod spaces;
+mod upload_configs;
 
 use actix_web::web;
 use bootstrap::Backing;
+use cache::Cache;
+use config::SpacesConfig;
 use diesel_migrations::{EmbeddedMigrations, embed_migrations};
-use service_kit::AppSpec;
+use identity::revocation::{self, Revocation};
 use service_kit::cli::ServicePart;
-use service_kit::config::ServiceConfig;
-use store::Migrations;
+use service_kit::pagination::CursorCodec;
+use service_kit::{ApiError, AppSpec};
+use space_keys::KeyCache;
+use std::sync::Arc;
+use std::time::Duration;
+use store::{Database, Migrations, StoreError};
 
 const POSTGRES_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/postgres");
 const SQLITE_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/sqlite");
@@ -21,26 +37,213 @@ pub static MIGRATIONS: Migrations = Migrations {
     sqlite: || SQLITE_MIGRATIONS,
 };
 
+/// Shared state of the handlers.
+pub struct SpacesState {
+    pub db: Database,
+    pub cache: Cache,
+    pub secrets: secrets::Keys,
+    pub cursors: CursorCodec,
+    pub keys: Arc<KeyCache>,
+    pub allow_private_webhooks: bool,
+}
+
+impl SpacesState {
+    /// Tells every gateway (and every replica's key cache) that a space key is
+    /// gone. A failure is logged: the deletion itself has happened.
+    async fn revoke_space_keys(&self, ids: Vec<String>) {
+        for id in ids {
+            self.keys.evict(&id);
+            let revocation = Revocation::SpaceKey { id };
+            if let Err(e) = self
+                .cache
+                .publish(revocation::CHANNEL, &revocation.to_bytes())
+                .await
+            {
+                tracing::error!(error = %e, ?revocation, "could not publish a revocation");
+            }
+        }
+    }
+}
+
 pub struct SpacesService;
 
 impl ServicePart for SpacesService {
     const NAME: &'static str = "spaces-service";
     const ENV_PREFIX: &'static str = "SPACES";
-    type Config = ServiceConfig;
+    type Config = SpacesConfig;
 
-    fn default_config() -> ServiceConfig {
-        ServiceConfig::defaults(8083, "spaces")
+    fn default_config() -> SpacesConfig {
+        SpacesConfig::defaults()
     }
 
-    async fn migrate(config: &ServiceConfig) -> anyhow::Result<()> {
+    async fn migrate(config: &SpacesConfig) -> anyhow::Result<()> {
         bootstrap::migrate(config, &MIGRATIONS).await
     }
 
-    async fn build(config: ServiceConfig) -> anyhow::Result<AppSpec> {
+    async fn build(config: SpacesConfig) -> anyhow::Result<AppSpec> {
+        let secrets = secrets::Keys::load(config.secret.key.expose(), &config.secret.key_file)?;
         let backing = Backing::connect(Self::NAME, &config, &MIGRATIONS).await?;
-        Ok(backing.app_spec(Self::NAME, &config, routes))
+        let keys = Arc::new(KeyCache::new(Duration::from_secs(
+            config.introspection.cache_ttl_secs,
+        )));
+        keys.clone().listen(&backing.cache).await?;
+        let state = web::Data::new(SpacesState {
+            db: backing.db.clone(),
+            cache: backing.cache.clone(),
+            cursors: secrets.cursor_codec(),
+            secrets,
+            keys,
+            allow_private_webhooks: config.webhooks.allow_private_targets,
+        });
+        Ok(backing.app_spec(Self::NAME, &config, move |cfg| {
+            cfg.app_data(state.clone());
+            register(cfg);
+        }))
     }
 }
 
-/// The public endpoints of this service.
-fn routes(_cfg: &mut web::ServiceConfig) {}
+/// Declares the routes once: [`ROUTES`] lists what `register` mounts, so the
+/// OpenAPI test can check that every route is documented.
+macro_rules! routes {
+    ($($path:literal => [$($method:ident => $handler:path),+ $(,)?]),* $(,)?) => {
+        /// Every `(method, path)` the service's own routes answer (health, readiness
+        /// and metrics come from `service_kit`).
+        pub const ROUTES: &[(&str, &str)] = &[$($((stringify!($method), $path)),+),*];
+
+        fn register(cfg: &mut web::ServiceConfig) {
+            $(cfg.service(web::resource($path)$(.$method($handler))+);)*
+        }
+    };
+}
+
+routes! {
+    "/api/v1/spaces" => [
+        get => spaces::list,
+        post => spaces::create,
+        delete => spaces::delete_by_query,
+    ],
+    "/api/v1/spaces/{id}" => [
+        get => spaces::get,
+        put => spaces::update,
+        delete => spaces::delete,
+    ],
+    "/api/v1/spaces/{id}/access-control" => [
+        put => settings::set_access_control,
+        delete => settings::reset_access_control,
+    ],
+    "/api/v1/spaces/{id}/security" => [
+        put => settings::set_security,
+        delete => settings::reset_security,
+    ],
+    "/api/v1/spaces/{id}/api-keys" => [
+        post => space_keys::create,
+        get => space_keys::list,
+    ],
+    "/api/v1/spaces/{id}/api-keys/{key_id}" => [delete => space_keys::delete],
+    "/api/v1/upload-configs" => [
+        get => upload_configs::list,
+        post => upload_configs::create,
+    ],
+    "/api/v1/upload-configs/{id}" => [
+        get => upload_configs::get,
+        put => upload_configs::update,
+        delete => upload_configs::delete,
+    ],
+    "/internal/space-keys/introspect" => [post => space_keys::introspect],
+}
+
+/// A failure inside a transaction: an answer for the client, or the database's.
+/// Database conflicts become 409s that say which rule was broken.
+#[derive(Debug)]
+pub(crate) enum Fail {
+    Api(ApiError),
+    Store(StoreError),
+}
+
+impl From<ApiError> for Fail {
+    fn from(e: ApiError) -> Self {
+        Fail::Api(e)
+    }
+}
+
+impl From<StoreError> for Fail {
+    fn from(e: StoreError) -> Self {
+        Fail::Store(e)
+    }
+}
+
+impl From<diesel::result::Error> for Fail {
+    fn from(e: diesel::result::Error) -> Self {
+        Fail::Store(e.into())
+    }
+}
+
+/// What each named constraint means to a client.
+const CONSTRAINTS: &[(&str, &str)] = &[
+    (
+        "spaces_name_unique",
+        "a space with this name already exists in the workspace",
+    ),
+    ("spaces_handle_unique", "the handle is taken"),
+    (
+        "spaces_custom_domain_unique",
+        "the custom domain is used by another space",
+    ),
+    (
+        "upload_configs_name_unique",
+        "an upload config with this name already exists in the space",
+    ),
+    (
+        "spaces_active_upload_config_fk",
+        "the active upload config cannot be deleted",
+    ),
+];
+
+impl From<Fail> for ApiError {
+    fn from(f: Fail) -> Self {
+        match f {
+            Fail::Api(e) => e,
+            Fail::Store(e) => {
+                let meaning = e
+                    .constraint()
+                    .and_then(|c| CONSTRAINTS.iter().find(|(name, _)| *name == c))
+                    .map(|(_, meaning)| *meaning);
+                match meaning {
+                    Some(message) => ApiError::conflict(message).with_source(e),
+                    None => e.into(),
+                }
+            }
+        }
+    }
+}
+
+/// Now, to the millisecond: what cursors can name exactly.
+pub(crate) fn now() -> chrono::NaiveDateTime {
+    let now = chrono::Utc::now();
+    chrono::DateTime::from_timestamp_millis(now.timestamp_millis())
+        .unwrap_or(now)
+        .naive_utc()
+}
+
+pub(crate) fn rfc3339(t: chrono::NaiveDateTime) -> String {
+    service_kit::time::format_rfc3339(t.and_utc())
+}
+
+/// The backend type of boxed queries.
+pub(crate) type Backend = <store::DbConnection as diesel::Connection>::Backend;
+
+/// `created_at` of a cursor position, or 400 for a position no list wrote.
+pub(crate) fn cursor_time(ms: i64) -> Result<chrono::NaiveDateTime, ApiError> {
+    chrono::DateTime::from_timestamp_millis(ms)
+        .map(|t| t.naive_utc())
+        .ok_or_else(|| ApiError::invalid_query("cursor", "is not a valid cursor"))
+}
+
+/// Text a person typed (names, descriptions): no control characters, which
+/// some databases refuse and no display wants. Line breaks are allowed where
+/// `multiline`.
+pub(crate) fn plain_text(value: &str, multiline: bool) -> bool {
+    value
+        .chars()
+        .all(|c| !c.is_control() || (multiline && matches!(c, '\n' | '\r' | '\t')))
+}

@@ -1,0 +1,120 @@
+//! spaces-service configuration (`SPACES__…`).
+
+use serde::{Deserialize, Serialize};
+use service_kit::config::{
+    CacheConfig, ConfigError, DatabaseConfig, HttpConfig, IdentityConfig, LogConfig, Secret,
+    ServiceConfig, Settings,
+};
+
+/// `secret.*`: the root secret the service's keys are derived from (the key
+/// that hashes space API keys, the key that signs list cursors).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SecretConfig {
+    /// 32 or more random bytes, base64. Clusters set it from a Secret; every
+    /// replica must have the same one, or keys minted by one replica would be
+    /// unknown to the others.
+    pub key: Secret,
+    /// Used when `key` is empty: read, or created (mode 0600) on first start.
+    pub key_file: String,
+}
+
+/// `webhooks.*`: where spaces may send their webhooks.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebhookConfig {
+    /// Accept `webhook_url`s that name `localhost` or a loopback, private or
+    /// link-local IP address. Off in production: such a URL would let a
+    /// tenant make the platform call into its own network.
+    pub allow_private_targets: bool,
+}
+
+/// `introspection.*`: how long a replica trusts what it read about a space key.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IntrospectionConfig {
+    /// Seconds a key read from the database answers introspections from memory.
+    /// Revocations evict at once (on the cache bus); this only bounds how long a
+    /// replica that missed a revocation message keeps answering `active`.
+    pub cache_ttl_secs: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SpacesConfig {
+    pub http: HttpConfig,
+    pub database: DatabaseConfig,
+    pub cache: CacheConfig,
+    pub identity: IdentityConfig,
+    pub log: LogConfig,
+    pub secret: SecretConfig,
+    pub webhooks: WebhookConfig,
+    pub introspection: IntrospectionConfig,
+}
+
+impl SpacesConfig {
+    pub fn defaults() -> SpacesConfig {
+        let base = ServiceConfig::defaults(8083, "spaces");
+        SpacesConfig {
+            http: base.http,
+            database: base.database,
+            cache: base.cache,
+            identity: base.identity,
+            log: base.log,
+            secret: SecretConfig {
+                key: Secret::default(),
+                key_file: "./data/spaces-secret.key".into(),
+            },
+            webhooks: WebhookConfig {
+                allow_private_targets: false,
+            },
+            introspection: IntrospectionConfig { cache_ttl_secs: 30 },
+        }
+    }
+}
+
+impl Settings for SpacesConfig {
+    fn http(&self) -> &HttpConfig {
+        &self.http
+    }
+    fn http_mut(&mut self) -> &mut HttpConfig {
+        &mut self.http
+    }
+    fn log(&self) -> &LogConfig {
+        &self.log
+    }
+    fn database(&self) -> Option<&DatabaseConfig> {
+        Some(&self.database)
+    }
+    fn database_mut(&mut self) -> Option<&mut DatabaseConfig> {
+        Some(&mut self.database)
+    }
+    fn cache(&self) -> Option<&CacheConfig> {
+        Some(&self.cache)
+    }
+    fn cache_mut(&mut self) -> Option<&mut CacheConfig> {
+        Some(&mut self.cache)
+    }
+    fn identity(&self) -> Option<&IdentityConfig> {
+        Some(&self.identity)
+    }
+    fn identity_mut(&mut self) -> Option<&mut IdentityConfig> {
+        Some(&mut self.identity)
+    }
+
+    fn validate_extra(&self) -> Result<(), ConfigError> {
+        if !(1..=3600).contains(&self.introspection.cache_ttl_secs) {
+            return Err(ConfigError::invalid(
+                "introspection.cache_ttl_secs",
+                "must be between 1 and 3600",
+            ));
+        }
+        if self.secret.key.expose().trim().is_empty() && self.secret.key_file.trim().is_empty() {
+            return Err(ConfigError::invalid(
+                "secret.key_file",
+                "must be set when secret.key is empty",
+            ));
+        }
+        Ok(())
+    }
+}
