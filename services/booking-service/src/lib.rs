@@ -3,15 +3,27 @@
 //! A library (`BookingService` builds the app, testable in-process or on port 0) and a thin
 //! binary.
 
+pub mod availability;
+pub mod bookings;
+pub mod config;
+mod idempotency;
+mod input;
+pub mod meeting_spaces;
+pub mod openapi;
+mod organizations;
 pub mod schema;
+mod space_groups;
 
 use actix_web::web;
 use bootstrap::Backing;
+use cache::Cache;
+use config::{BookingConfig, BookingRules};
 use diesel_migrations::{EmbeddedMigrations, embed_migrations};
-use service_kit::AppSpec;
+use identity::{Identity, Scope};
 use service_kit::cli::ServicePart;
-use service_kit::config::ServiceConfig;
-use store::Migrations;
+use service_kit::{ApiError, AppSpec};
+use std::time::Duration;
+use store::{Database, Migrations, StoreError};
 
 const POSTGRES_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/postgres");
 const SQLITE_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/sqlite");
@@ -21,26 +33,167 @@ pub static MIGRATIONS: Migrations = Migrations {
     sqlite: || SQLITE_MIGRATIONS,
 };
 
+/// Shared state of the handlers.
+pub struct BookingState {
+    pub db: Database,
+    pub cache: Cache,
+    pub rules: BookingRules,
+}
+
 pub struct BookingService;
 
 impl ServicePart for BookingService {
     const NAME: &'static str = "booking-service";
     const ENV_PREFIX: &'static str = "BOOKING";
-    type Config = ServiceConfig;
+    type Config = BookingConfig;
 
-    fn default_config() -> ServiceConfig {
-        ServiceConfig::defaults(8082, "booking")
+    fn default_config() -> BookingConfig {
+        BookingConfig::defaults()
     }
 
-    async fn migrate(config: &ServiceConfig) -> anyhow::Result<()> {
+    async fn migrate(config: &BookingConfig) -> anyhow::Result<()> {
         bootstrap::migrate(config, &MIGRATIONS).await
     }
 
-    async fn build(config: ServiceConfig) -> anyhow::Result<AppSpec> {
+    async fn build(config: BookingConfig) -> anyhow::Result<AppSpec> {
         let backing = Backing::connect(Self::NAME, &config, &MIGRATIONS).await?;
-        Ok(backing.app_spec(Self::NAME, &config, routes))
+        spawn_sweeper(
+            backing.db.clone(),
+            Duration::from_secs(config.bookings.no_show_sweep_interval_secs),
+        );
+        let state = web::Data::new(BookingState {
+            db: backing.db.clone(),
+            cache: backing.cache.clone(),
+            rules: config.bookings.clone(),
+        });
+        Ok(backing.app_spec(Self::NAME, &config, move |cfg| {
+            cfg.app_data(state.clone());
+            register(cfg);
+        }))
     }
 }
 
-/// The public endpoints of this service.
-fn routes(_cfg: &mut web::ServiceConfig) {}
+/// Every replica runs the sweep; each pass is one conditional `UPDATE` (and one
+/// `DELETE`), so replicas running it at once release each booking exactly once.
+fn spawn_sweeper(db: Database, every: Duration) {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(every);
+        loop {
+            tick.tick().await;
+            let now = chrono::Utc::now();
+            match bookings::release_no_shows(&db, now).await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(released = n, "no-show bookings released"),
+                Err(e) => tracing::warn!(error = %e, "no-show sweep failed"),
+            }
+            if let Err(e) = idempotency::forget_expired(&db, now).await {
+                tracing::warn!(error = %e, "idempotency key clean-up failed");
+            }
+        }
+    });
+}
+
+/// Declares the routes once: [`ROUTES`] lists what `register` mounts, so the
+/// OpenAPI test can check that every route is documented.
+macro_rules! routes {
+    ($($path:literal => [$($method:ident => $handler:path),+ $(,)?]),* $(,)?) => {
+        /// Every `(method, path)` the service's own routes answer (health, readiness
+        /// and metrics come from `service_kit`).
+        pub const ROUTES: &[(&str, &str)] = &[$($((stringify!($method), $path)),+),*];
+
+        fn register(cfg: &mut web::ServiceConfig) {
+            $(cfg.service(web::resource($path)$(.$method($handler))+);)*
+        }
+    };
+}
+
+routes! {
+    "/api/v1/organizations" => [get => organizations::list, post => organizations::create],
+    "/api/v1/organizations/by-slug/{slug}" => [get => organizations::by_slug],
+    "/api/v1/organizations/{id}" => [
+        get => organizations::get,
+        patch => organizations::update,
+        delete => organizations::delete,
+    ],
+    "/api/v1/space-groups" => [get => space_groups::list, post => space_groups::create],
+    "/api/v1/space-groups/{id}" => [
+        get => space_groups::get,
+        patch => space_groups::update,
+        delete => space_groups::delete,
+    ],
+    "/api/v1/meeting-spaces" => [get => meeting_spaces::list, post => meeting_spaces::create],
+    "/api/v1/meeting-spaces/by-slug/{slug}" => [get => meeting_spaces::by_slug],
+    "/api/v1/meeting-spaces/{id}" => [
+        get => meeting_spaces::get,
+        patch => meeting_spaces::update,
+        delete => meeting_spaces::delete,
+    ],
+    "/api/v1/meeting-spaces/{id}/business-hours" => [
+        get => meeting_spaces::get_hours,
+        put => meeting_spaces::put_hours,
+    ],
+    "/api/v1/meeting-spaces/{id}/unavailability" => [
+        get => meeting_spaces::list_unavailability,
+        post => meeting_spaces::add_unavailability,
+    ],
+    "/api/v1/meeting-spaces/{id}/unavailability/{unavailability_id}" => [
+        delete => meeting_spaces::delete_unavailability,
+    ],
+    "/api/v1/meeting-spaces/{id}/availability" => [get => availability::get],
+    "/api/v1/bookings" => [get => bookings::list, post => bookings::create],
+    "/api/v1/bookings/{id}" => [get => bookings::get, patch => bookings::update],
+    "/api/v1/bookings/{id}/confirm" => [post => bookings::confirm],
+    "/api/v1/bookings/{id}/cancel" => [patch => bookings::cancel],
+    "/api/v1/bookings/{id}/check-in" => [post => bookings::check_in],
+    "/api/v1/bookings/{id}/check-out" => [post => bookings::check_out],
+}
+
+/// Method and path patterns the gateway must route as `public` (no credential
+/// needed; anonymous callers get only what the handler allows them).
+pub const PUBLIC_ROUTES: &[(&str, &str)] = &[
+    ("GET", "/api/v1/organizations/by-slug/{slug}"),
+    ("GET", "/api/v1/meeting-spaces/by-slug/{slug}"),
+    ("GET", "/api/v1/meeting-spaces/{id}/availability"),
+    ("POST", "/api/v1/bookings"),
+];
+
+/// The caller's workspace, once it holds `scope`: 401 anonymous, 403 without it.
+pub(crate) fn workspace_with(identity: &Identity, scope: &Scope) -> Result<String, ApiError> {
+    identity.require_scope(scope)?;
+    Ok(identity.require_workspace()?.to_owned())
+}
+
+/// Failures decided inside a database closure: an answer for the client, or the
+/// store's error (mapped in one place by `store`).
+#[derive(Debug)]
+pub enum Failure {
+    Api(ApiError),
+    Store(StoreError),
+}
+
+impl From<ApiError> for Failure {
+    fn from(e: ApiError) -> Self {
+        Failure::Api(e)
+    }
+}
+
+impl From<StoreError> for Failure {
+    fn from(e: StoreError) -> Self {
+        Failure::Store(e)
+    }
+}
+
+impl From<diesel::result::Error> for Failure {
+    fn from(e: diesel::result::Error) -> Self {
+        Failure::Store(e.into())
+    }
+}
+
+impl From<Failure> for ApiError {
+    fn from(f: Failure) -> Self {
+        match f {
+            Failure::Api(e) => e,
+            Failure::Store(e) => e.into(),
+        }
+    }
+}

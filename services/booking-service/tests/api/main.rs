@@ -5,6 +5,14 @@ use diesel::prelude::*;
 use store::{Database, StoreError};
 use testkit::{DbKind, TestDatabase, db_test};
 
+mod availability;
+mod bookings;
+mod concurrency;
+mod helpers;
+mod openapi;
+mod organizations;
+mod spaces;
+
 testkit::service_part_tests!(
     BookingService,
     env!("CARGO_BIN_EXE_booking-service"),

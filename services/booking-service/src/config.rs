@@ -1,0 +1,93 @@
+//! booking-service configuration (`BOOKING__…`).
+
+use serde::{Deserialize, Serialize};
+use service_kit::config::{
+    CacheConfig, ConfigError, DatabaseConfig, HttpConfig, IdentityConfig, LogConfig, ServiceConfig,
+    Settings,
+};
+
+/// `bookings.*`: limits and background work of the booking surface.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BookingRules {
+    /// Bookings an anonymous client (one address, as the gateway saw it) may
+    /// create per minute on spaces with `public_booking`.
+    pub anonymous_per_minute: u32,
+    /// How often each replica releases bookings not checked in within their
+    /// space's grace period (`cancelled`, reason `no_show`).
+    pub no_show_sweep_interval_secs: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BookingConfig {
+    pub http: HttpConfig,
+    pub database: DatabaseConfig,
+    pub cache: CacheConfig,
+    pub identity: IdentityConfig,
+    pub log: LogConfig,
+    pub bookings: BookingRules,
+}
+
+impl BookingConfig {
+    pub fn defaults() -> BookingConfig {
+        let base = ServiceConfig::defaults(8082, "booking");
+        BookingConfig {
+            http: base.http,
+            database: base.database,
+            cache: base.cache,
+            identity: base.identity,
+            log: base.log,
+            bookings: BookingRules {
+                anonymous_per_minute: 10,
+                no_show_sweep_interval_secs: 60,
+            },
+        }
+    }
+}
+
+impl Settings for BookingConfig {
+    fn http(&self) -> &HttpConfig {
+        &self.http
+    }
+    fn http_mut(&mut self) -> &mut HttpConfig {
+        &mut self.http
+    }
+    fn log(&self) -> &LogConfig {
+        &self.log
+    }
+    fn database(&self) -> Option<&DatabaseConfig> {
+        Some(&self.database)
+    }
+    fn database_mut(&mut self) -> Option<&mut DatabaseConfig> {
+        Some(&mut self.database)
+    }
+    fn cache(&self) -> Option<&CacheConfig> {
+        Some(&self.cache)
+    }
+    fn cache_mut(&mut self) -> Option<&mut CacheConfig> {
+        Some(&mut self.cache)
+    }
+    fn identity(&self) -> Option<&IdentityConfig> {
+        Some(&self.identity)
+    }
+    fn identity_mut(&mut self) -> Option<&mut IdentityConfig> {
+        Some(&mut self.identity)
+    }
+
+    fn validate_extra(&self) -> Result<(), ConfigError> {
+        if self.bookings.anonymous_per_minute == 0 {
+            return Err(ConfigError::invalid(
+                "bookings.anonymous_per_minute",
+                "must be at least 1",
+            ));
+        }
+        if !(1..=86_400).contains(&self.bookings.no_show_sweep_interval_secs) {
+            return Err(ConfigError::invalid(
+                "bookings.no_show_sweep_interval_secs",
+                "must be between 1 and 86400",
+            ));
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,91 @@
+//! The no-overlap guarantee under concurrency, and against a brute-force model.
+
+use crate::helpers::{TestBooking, at};
+use chrono::Duration;
+use proptest::prelude::*;
+use proptest::strategy::ValueTree;
+use proptest::test_runner::TestRunner;
+use serde_json::json;
+use testkit::{DbKind, db_test};
+
+db_test!(concurrent_overlapping_bookings_one_wins, concurrent_on);
+async fn concurrent_on(kind: DbKind) {
+    let t = TestBooking::start(kind).await;
+    let org = t.org().await;
+    let space = t.space(&org, json!({"booking_increment": 15})).await;
+    // Every request overlaps every other: starts 10:00–10:45, an hour long.
+    let requests = (0..100).map(|i| {
+        let start = at(2, 10, 0) + Duration::minutes(15 * (i % 4));
+        t.book(&space, start, start + Duration::hours(1))
+    });
+    let answers = futures_util::future::join_all(requests).await;
+    let created: Vec<_> = answers.iter().filter(|r| r.status == 201).collect();
+    assert_eq!(created.len(), 1, "exactly one booking wins");
+    let winner = created[0].json()["data"]["id"].as_str().unwrap().to_owned();
+    for r in answers.iter().filter(|r| r.status != 201) {
+        let body = r.assert_error(409, "conflict");
+        assert!(
+            body["message"].as_str().unwrap().contains(&winner),
+            "{body}"
+        );
+    }
+    let listed = t
+        .get(&format!("/api/v1/bookings?meeting_space_id={space}"))
+        .await
+        .json();
+    assert_eq!(listed["meta"]["total"], 1);
+}
+
+// Random bookings (and cancellations) of one space, sent one by one, are
+// accepted exactly when a brute-force check of the accepted ones says they fit.
+db_test!(overlap_agrees_with_brute_force, brute_force_on);
+async fn brute_force_on(kind: DbKind) {
+    let t = TestBooking::start(kind).await;
+    let org = t.org().await;
+    let mut runner = TestRunner::deterministic();
+    // (buffer before, buffer after) in quarter hours, then up to 12 requests of
+    // (start quarter, length in quarters, cancel it afterwards?).
+    let strategy = (
+        0i64..3,
+        0i64..3,
+        prop::collection::vec((0i64..40, 1i64..8, prop::bool::weighted(0.2)), 1..12),
+    );
+    for case in 0..12 {
+        let (before, after, requests) = strategy.new_tree(&mut runner).unwrap().current();
+        let space = t
+            .space(
+                &org,
+                json!({"booking_increment": 15, "min_duration": 15, "max_duration": 480,
+                       "buffer_before": before * 15, "buffer_after": after * 15}),
+            )
+            .await;
+        // Accepted, still active: blocked intervals in quarters.
+        let mut active: Vec<(i64, i64)> = Vec::new();
+        for (start, len, cancel) in requests {
+            let blocked = (start - before, start + len + after);
+            let expected = !active.iter().any(|&(s, e)| s < blocked.1 && blocked.0 < e);
+            let from = at(2, 6, 0) + Duration::minutes(15 * start);
+            let r = t
+                .book(&space, from, from + Duration::minutes(15 * len))
+                .await;
+            assert_eq!(
+                r.status,
+                if expected { 201 } else { 409 },
+                "case {case}: buffers {before}/{after}, [{start}, {}) against {active:?}: {}",
+                start + len,
+                r.json()
+            );
+            if expected {
+                if cancel {
+                    let id = r.json()["data"]["id"].as_str().unwrap().to_owned();
+                    let c = t
+                        .patch(&format!("/api/v1/bookings/{id}/cancel"), json!({}))
+                        .await;
+                    assert_eq!(c.status, 200);
+                } else {
+                    active.push(blocked);
+                }
+            }
+        }
+    }
+}
