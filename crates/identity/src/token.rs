@@ -216,11 +216,20 @@ pub enum VerifyError {
 }
 
 /// Verifies identity tokens meant for one service.
+///
+/// The gateway reuses a token for half its lifetime, so a service sees the
+/// same token many times: tokens that verified are remembered (the exact
+/// string, until it expires), and a repeat costs a map look-up instead of a
+/// signature check.
 #[derive(Clone)]
 pub struct IdentityVerifier {
     keys: PublicKeys,
     validation: Validation,
+    verified: std::sync::Arc<std::sync::RwLock<HashMap<String, (Identity, u64)>>>,
 }
+
+/// Verified tokens remembered per verifier; beyond it the memory starts afresh.
+const VERIFIED_CAPACITY: usize = 10_000;
 
 impl IdentityVerifier {
     pub fn new(audience: &str, keys: PublicKeys) -> IdentityVerifier {
@@ -230,13 +239,39 @@ impl IdentityVerifier {
         validation.set_issuer(&[ISSUER]);
         validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
         validation.leeway = LEEWAY_SECS;
-        IdentityVerifier { keys, validation }
+        IdentityVerifier {
+            keys,
+            validation,
+            verified: Default::default(),
+        }
     }
 
     pub fn verify(&self, token: &str) -> Result<Identity, VerifyError> {
         if token.len() > 8 * 1024 {
             return Err(VerifyError::Invalid("token too long".into()));
         }
+        if let Ok(verified) = self.verified.read()
+            && let Some((identity, exp)) = verified.get(token)
+            && now_secs() <= exp.saturating_add(LEEWAY_SECS)
+        {
+            return Ok(identity.clone());
+        }
+        let (identity, exp) = self.verify_signed(token)?;
+        if let Ok(mut verified) = self.verified.write() {
+            if verified.len() >= VERIFIED_CAPACITY {
+                let now = now_secs();
+                verified.retain(|_, (_, exp)| now <= exp.saturating_add(LEEWAY_SECS));
+                if verified.len() >= VERIFIED_CAPACITY {
+                    verified.clear();
+                }
+            }
+            verified.insert(token.to_owned(), (identity.clone(), exp));
+        }
+        Ok(identity)
+    }
+
+    /// The full check: header, key, signature, claims.
+    fn verify_signed(&self, token: &str) -> Result<(Identity, u64), VerifyError> {
         let header =
             jsonwebtoken::decode_header(token).map_err(|_| VerifyError::MalformedHeader)?;
         if header.typ.as_deref() != Some(TOKEN_TYPE) {
@@ -253,13 +288,14 @@ impl IdentityVerifier {
         if claims.exp.saturating_sub(claims.iat) > MAX_LIFETIME.as_secs() {
             return Err(VerifyError::TooLong);
         }
-        Ok(Identity {
+        let identity = Identity {
             principal_id: claims.sub,
             principal_type: claims.ptyp,
             workspace_id: claims.wrk,
             scopes: claims.scp,
             space_id: claims.spc,
-        })
+        };
+        Ok((identity, claims.exp))
     }
 }
 
@@ -354,6 +390,28 @@ mod tests {
         for garbage in ["", "a.b.c", "not a token", &"x".repeat(10_000)] {
             assert!(verifier.verify(garbage).is_err());
         }
+    }
+
+    #[test]
+    fn verified_tokens_are_remembered_until_they_expire() {
+        let signer = signer();
+        let verifier = IdentityVerifier::new("booking-service", signer.public_keys());
+        let token = signer.token_for(&member(), "booking-service");
+        assert_eq!(verifier.verify(&token).unwrap(), member());
+        assert_eq!(verifier.verified.read().unwrap().len(), 1);
+        // A clone shares the memory; a repeat is answered from it.
+        assert_eq!(verifier.clone().verify(&token).unwrap(), member());
+        // Only the exact string: an edited copy is checked, and refused.
+        let edited = format!("{token}x");
+        assert!(verifier.verify(&edited).is_err());
+        // An expired entry is not used.
+        let now = now_secs();
+        verifier
+            .verified
+            .write()
+            .unwrap()
+            .insert("stale".into(), (member(), now - 60));
+        assert!(verifier.verify("stale").is_err());
     }
 
     #[test]

@@ -25,7 +25,6 @@ CREATE TABLE spaces (
 );
 
 CREATE INDEX spaces_workspace_idx ON spaces (workspace_id, created_at, id);
-CREATE INDEX spaces_created_idx ON spaces (created_at, id);
 
 -- Upload configs belong to one space; (id, space_id) is unique so that a
 -- space's active config can be required to be one of its own.

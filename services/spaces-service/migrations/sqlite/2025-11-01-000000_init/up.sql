@@ -28,7 +28,6 @@ CREATE TABLE spaces (
 );
 
 CREATE INDEX spaces_workspace_idx ON spaces (workspace_id, created_at, id);
-CREATE INDEX spaces_created_idx ON spaces (created_at, id);
 
 -- Upload configs belong to one space; (id, space_id) is unique so that the
 -- space's active config can refer to it.
