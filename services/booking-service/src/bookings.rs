@@ -502,7 +502,24 @@ pub async fn create(
                 bookings::updated_at.eq(now),
             ))
             .execute(conn)?;
-        let row = find(conn, &space.row.workspace_id, &id)?;
+        // What was written, without reading it back.
+        let row = BookingRow {
+            id,
+            organization_id: space.row.organization_id,
+            meeting_space_id: space.row.id,
+            start_time: details.start.naive_utc(),
+            end_time: details.end.naive_utc(),
+            organizer_name: details.name,
+            organizer_email: details.email,
+            notes: body.notes,
+            status: status.as_str().to_owned(),
+            cancel_reason: None,
+            check_in_deadline: deadline,
+            checked_in_at: None,
+            checked_out_at: None,
+            created_at: now,
+            updated_at: now,
+        };
         Ok(ApiResponse::created(BookingView::from(row)))
     })
     .await;
@@ -567,6 +584,9 @@ pub async fn list(
             })
             .transpose()
     };
+    input::query_text("organization_id", f.organization_id.as_deref())?;
+    input::query_text("meeting_space_id", f.meeting_space_id.as_deref())?;
+    input::query_text("organizer_email", f.organizer_email.as_deref())?;
     let from = time("from", &f.from)?;
     let to = time("to", &f.to)?;
     let status = f

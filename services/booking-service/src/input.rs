@@ -11,6 +11,10 @@ pub const MAX_SLUG: usize = 64;
 pub const MAX_TEXT: usize = 2000;
 pub const MAX_ADDRESS: usize = 500;
 pub const MAX_EMAIL: usize = 254;
+/// Longest string a query parameter may carry.
+const MAX_QUERY_TEXT: usize = 256;
+/// PostgreSQL text cannot hold NUL characters; they are refused up front.
+const NUL_MESSAGE: &str = "must not contain NUL characters";
 
 /// Field errors gathered before answering 422 with all of them.
 #[derive(Debug, Default)]
@@ -41,7 +45,9 @@ impl Problems {
     /// A required, trimmed text of 1..=`max` characters.
     pub fn name(&mut self, field: &str, value: &str, max: usize) -> String {
         let trimmed = value.trim();
-        if trimmed.is_empty() {
+        if value.contains('\0') {
+            self.add(field, NUL_MESSAGE);
+        } else if trimmed.is_empty() {
             self.add(field, "must not be empty");
         } else if trimmed.chars().count() > max {
             self.add(field, format!("must be at most {max} characters"));
@@ -51,7 +57,9 @@ impl Problems {
 
     /// An optional text of at most `max` characters.
     pub fn text(&mut self, field: &str, value: &str, max: usize) {
-        if value.chars().count() > max {
+        if value.contains('\0') {
+            self.add(field, NUL_MESSAGE);
+        } else if value.chars().count() > max {
             self.add(field, format!("must be at most {max} characters"));
         }
     }
@@ -153,6 +161,25 @@ fn valid_email(email: &str) -> bool {
 /// A stored UTC timestamp on the wire.
 pub fn wire_time(t: NaiveDateTime) -> String {
     service_kit::time::format_rfc3339(t.and_utc())
+}
+
+/// A free-text query parameter: 400 for NUL characters or oversize values.
+pub fn query_text(field: &str, value: Option<&str>) -> Result<(), ApiError> {
+    match value {
+        Some(v) if v.contains('\0') => Err(ApiError::invalid_query(field, NUL_MESSAGE)),
+        Some(v) if v.len() > MAX_QUERY_TEXT => Err(ApiError::invalid_query(
+            field,
+            format!("must be at most {MAX_QUERY_TEXT} bytes"),
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// Whether a slug could exist (a path's slug that cannot answers 404 at once).
+pub fn plausible_slug(value: &str) -> bool {
+    let mut p = Problems::new();
+    p.slug("slug", value);
+    p.is_empty()
 }
 
 /// 404 for ids that cannot exist, before any query.

@@ -251,7 +251,7 @@ fn check_amenities(p: &mut Problems, list: &[String]) -> String {
         p.add("amenities", format!("at most {MAX_AMENITIES} entries"));
     }
     for a in list {
-        if a.trim().is_empty() || a.chars().count() > MAX_AMENITY {
+        if a.trim().is_empty() || a.chars().count() > MAX_AMENITY || a.contains('\0') {
             p.add(
                 "amenities",
                 format!("each must be 1 to {MAX_AMENITY} characters"),
@@ -309,6 +309,9 @@ pub async fn list(
         limit: f.limit,
     }
     .validate()?;
+    input::query_text("organization_id", f.organization_id.as_deref())?;
+    input::query_text("space_group_id", f.space_group_id.as_deref())?;
+    input::query_text("amenity", f.amenity.as_deref())?;
     let window = match (&f.available_from, &f.available_to) {
         (None, None) => None,
         (Some(from), Some(to)) => {
@@ -448,6 +451,9 @@ pub async fn by_slug(
     state: web::Data<BookingState>,
 ) -> Result<ApiResponse<PublicMeetingSpaceView>, ApiError> {
     let slug = path.into_inner();
+    if !input::plausible_slug(&slug) {
+        return Err(ApiError::not_found("meeting space"));
+    }
     let space = state
         .db
         .run(move |conn| {
@@ -560,6 +566,12 @@ pub async fn create(
         );
     }
     p.finish()?;
+    if let Some(g) = &body.space_group_id {
+        input::known_id(prefix::SPACE_GROUP, g, "space group")?;
+    }
+    if let Some(o) = &body.organization_id {
+        input::known_id(prefix::ORGANIZATION, o, "organization")?;
+    }
     crate::idempotency::respond(&state.db, key, move |conn| {
         let group = match &body.space_group_id {
             Some(g) => Some(groups::find(conn, &workspace, g)?),
@@ -1181,6 +1193,8 @@ pub async fn delete_unavailability(
 ) -> Result<ApiResponse<()>, ApiError> {
     let workspace = workspace_with(&identity, &Scope::ORGANIZATIONS_WRITE)?;
     let (space_id, id) = path.into_inner();
+    input::known_id(prefix::MEETING_SPACE, &space_id, "meeting space")?;
+    input::known_id(UNAVAILABILITY_PREFIX, &id, "unavailability period")?;
     let deleted = state
         .db
         .transaction(move |conn| {

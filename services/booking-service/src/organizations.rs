@@ -198,6 +198,9 @@ pub async fn by_slug(
     state: web::Data<BookingState>,
 ) -> Result<ApiResponse<PublicOrganizationView>, ApiError> {
     let slug = path.into_inner();
+    if !input::plausible_slug(&slug) {
+        return Err(ApiError::not_found("organization"));
+    }
     let row = state
         .db
         .run(move |conn| {

@@ -109,6 +109,7 @@ pub async fn list(
         limit: filter.limit,
     }
     .validate()?;
+    input::query_text("organization_id", filter.organization_id.as_deref())?;
     let (rows, total) = state
         .db
         .run(move |conn| {

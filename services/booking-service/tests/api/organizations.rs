@@ -142,6 +142,44 @@ async fn organization_validation_on(kind: DbKind) {
     t.get("/api/v1/organizations?limit=500")
         .await
         .assert_error(400, "validation_failed");
+    // NUL characters (which PostgreSQL text cannot hold) are refused, not stored.
+    let nul = t
+        .post(
+            "/api/v1/organizations",
+            json!({"name": "A\0B", "slug": slug("nul"), "timezone": "UTC"}),
+        )
+        .await;
+    nul.assert_error(422, "validation_failed");
+    for path in [
+        "/api/v1/organizations/by-slug/a%00b",
+        "/api/v1/meeting-spaces/by-slug/a%00b",
+        "/api/v1/organizations/org_%00",
+    ] {
+        t.get(path).await.assert_error(404, "not_found");
+    }
+    for path in [
+        "/api/v1/meeting-spaces?amenity=a%00b",
+        "/api/v1/meeting-spaces?organization_id=a%00b",
+        "/api/v1/space-groups?organization_id=a%00b",
+        "/api/v1/bookings?organizer_email=a%00b",
+    ] {
+        t.get(path).await.assert_error(400, "validation_failed");
+    }
+    let org = t.org().await;
+    for body in [
+        json!({"organization_id": org, "name": "R", "slug": slug("r"), "description": "a\0"}),
+        json!({"organization_id": org, "name": "R", "slug": slug("r"), "amenities": ["a\0"]}),
+    ] {
+        t.post("/api/v1/meeting-spaces", body)
+            .await
+            .assert_error(422, "validation_failed");
+    }
+    t.post(
+        "/api/v1/meeting-spaces",
+        json!({"space_group_id": "sg\0", "name": "R", "slug": slug("r")}),
+    )
+    .await
+    .assert_error(404, "not_found");
 }
 
 db_test!(tenants_are_isolated, tenants_are_isolated_on);
