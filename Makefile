@@ -8,10 +8,11 @@ IMAGE_REPO ?= spaceport
 IMAGE_TAG ?= dev
 PARTS := gateway:8080 auth-service:8081 booking-service:8082 spaces-service:8083
 
-.PHONY: help run build test lint fmt fmt-check clippy migrate clean interop-venv images k8s-validate bench openapi
+.PHONY: help run run-distributed build test lint fmt fmt-check clippy migrate clean interop-venv images k8s-validate bench openapi
 
 help:
 	@echo "make run        gateway + services in one process (SQLite, in-process cache), gateway on :8080"
+	@echo "make run-distributed  each service its own process and PostgreSQL database, shared Redis, 2 gateways (:8080, :8090), 2 booking replicas"
 	@echo "make test       the test suite; PostgreSQL/Redis tests run when TEST_DATABASE_URL/TEST_REDIS_URL are set"
 	@echo "make lint       rustfmt check + clippy with warnings as errors"
 	@echo "make fmt        format the code"
@@ -24,6 +25,12 @@ help:
 
 run:
 	$(CARGO) run --release -p devstack
+
+# The production topology as processes (PostgreSQL and Redis must be running):
+# REHEARSAL_ARGS="--postgres-url … --redis-url …" to point elsewhere.
+run-distributed:
+	$(CARGO) build --release --bins
+	target/release/spaceport-rehearsal $(REHEARSAL_ARGS)
 
 build:
 	$(CARGO) build --release --workspace --bins
@@ -46,7 +53,7 @@ openapi:
 # the summary says so.
 test:
 	@filter=""; missing=""; \
-	if [ -z "$$TEST_DATABASE_URL" ]; then missing="$$missing TEST_DATABASE_URL"; filter="test(/(::|_)postgres$$/)"; fi; \
+	if [ -z "$$TEST_DATABASE_URL" ]; then missing="$$missing TEST_DATABASE_URL"; filter="test(/(::|_)postgres(_redis)?$$/)"; fi; \
 	if [ -z "$$TEST_REDIS_URL" ]; then missing="$$missing TEST_REDIS_URL"; filter="$${filter:+$$filter | }test(/(::|_)redis$$/)"; fi; \
 	if [ -z "$$SPACEPORT_PYTHON" ]; then missing="$$missing SPACEPORT_PYTHON"; filter="$${filter:+$$filter | }test(/_python$$/)"; fi; \
 	if [ -n "$$filter" ]; then \
