@@ -6,6 +6,10 @@
 //! algorithm, and the service's peak RSS. Figures and ratios are reported, with
 //! the targets marked PASS or MISS; only a failing workload (more than
 //! 1% failed requests) makes the command fail.
+//!
+//! `spaceport-bench spaces` does the same for spaces-service: space-key
+//! introspections/s with a warm cache, and `GET /api/v1/spaces` latency for a
+//! workspace with 10,000 spaces.
 
 mod api;
 mod auth;
@@ -16,6 +20,7 @@ mod report;
 mod service;
 mod setup;
 mod signing;
+mod spaces;
 
 use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand};
@@ -40,6 +45,32 @@ enum Command {
     /// auth-service on PostgreSQL: client-credentials exchanges, refresh
     /// rotations, the signing-only reference, peak RSS
     Auth(AuthArgs),
+    /// spaces-service on PostgreSQL: space-key introspections/s with a warm
+    /// cache, `GET /api/v1/spaces` latency for a workspace with many spaces
+    Spaces(SpacesArgs),
+}
+
+#[derive(Args)]
+struct SpacesArgs {
+    /// Concurrent clients of the introspection workload (closed loop)
+    #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u16).range(1..))]
+    concurrency: u16,
+    /// Concurrent clients of the list workload, whose latency is measured
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..))]
+    list_concurrency: u16,
+    /// Measured seconds of each workload
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..))]
+    seconds: u64,
+    /// Spaces in the listed workspace, created through the API first
+    #[arg(long, default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+    spaces: u64,
+    /// PostgreSQL server on which the bench creates (and drops) its database
+    /// [default: $BENCH_DATABASE_URL, else postgres://postgres@127.0.0.1:5432/postgres]
+    #[arg(long)]
+    database_url: Option<String>,
+    /// The spaces-service binary [default: spaces-service next to this binary]
+    #[arg(long)]
+    service_bin: Option<PathBuf>,
 }
 
 #[derive(Args)]
@@ -61,8 +92,11 @@ struct AuthArgs {
 }
 
 fn main() -> ExitCode {
-    let Command::Auth(args) = Cli::parse().command;
-    match bench_auth(args) {
+    let outcome = match Cli::parse().command {
+        Command::Auth(args) => bench_auth(args),
+        Command::Spaces(args) => bench_spaces(args),
+    };
+    match outcome {
         Ok(code) => code,
         Err(e) => {
             eprintln!("spaceport-bench: {e:#}");
@@ -95,6 +129,47 @@ fn bench_auth(args: AuthArgs) -> Result<ExitCode> {
         // On Ctrl-C the run is dropped, and with it the service and database.
         tokio::select! {
             report = auth::run(&options) => report,
+            _ = tokio::signal::ctrl_c() => Err(anyhow::anyhow!("interrupted")),
+        }
+    })?;
+    print!("{}", report.render(&options));
+    let failed = report.failed_workloads();
+    if failed.is_empty() {
+        Ok(ExitCode::SUCCESS)
+    } else {
+        eprintln!(
+            "spaceport-bench: more than {:.0}% of requests failed: {}",
+            report::MAX_ERROR_RATIO * 100.0,
+            failed.join(", ")
+        );
+        Ok(ExitCode::FAILURE)
+    }
+}
+
+fn bench_spaces(args: SpacesArgs) -> Result<ExitCode> {
+    let options = spaces::Options {
+        concurrency: usize::from(args.concurrency),
+        list_concurrency: usize::from(args.list_concurrency),
+        duration: Duration::from_secs(args.seconds),
+        warmup: Duration::from_secs(1),
+        spaces: usize::try_from(args.spaces).context("--spaces")?,
+        database_url: args
+            .database_url
+            .or_else(|| std::env::var("BENCH_DATABASE_URL").ok())
+            .unwrap_or_else(|| DEFAULT_DATABASE_URL.to_owned()),
+        service_bin: match args.service_bin {
+            Some(path) => path,
+            None => std::env::current_exe()
+                .context("locating this binary")?
+                .with_file_name("spaces-service"),
+        },
+        cores: std::thread::available_parallelism().map_or(1, |n| n.get()),
+    };
+    service_kit::tls::ensure_provider();
+    let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+    let report = runtime.block_on(async {
+        tokio::select! {
+            report = spaces::run(&options) => report,
             _ = tokio::signal::ctrl_c() => Err(anyhow::anyhow!("interrupted")),
         }
     })?;
