@@ -8,6 +8,7 @@ mod interop;
 mod members;
 mod platform;
 mod rate_limits;
+mod space_keys;
 mod upstream;
 
 use gateway::GatewayPart;
@@ -60,10 +61,10 @@ async fn proxies_to_each_service_body(kind: DbKind) {
     let cases = [
         ("/api/v1/auth/no-such-route", &auth, "auth-service"),
         ("/.well-known/no-such-document", &auth, "auth-service"),
-        ("/api/v1/organizations", &booking, "booking-service"),
-        ("/api/v1/bookings/bk_1", &booking, "booking-service"),
-        ("/api/v1/spaces", &spaces, "spaces-service"),
-        ("/api/v1/upload-configs/x", &spaces, "spaces-service"),
+        ("/api/v1/organizations/o/no/such/route", &booking, "booking-service"),
+        ("/api/v1/bookings/bk_1/no/such/route", &booking, "booking-service"),
+        ("/api/v1/spaces/s/no/such/route", &spaces, "spaces-service"),
+        ("/api/v1/upload-configs/x/no/such/route", &spaces, "spaces-service"),
     ];
     for (i, (path, service, name)) in cases.iter().enumerate() {
         let request_id = format!("gw-proxy-{i}");

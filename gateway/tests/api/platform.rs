@@ -1,5 +1,6 @@
-//! The real auth-service behind a gateway, with an SMTP sink for sign-in codes
-//! and an echo service behind `/echo`: the platform as a client sees it.
+//! The real auth-service and spaces-service behind a gateway, with an SMTP sink
+//! for sign-in codes and an echo service behind `/echo`: the platform as a
+//! client sees it.
 
 use crate::gateway_with;
 use crate::upstream::Echo;
@@ -12,7 +13,9 @@ pub struct Platform {
     _echo: Echo,
     pub sink: mail::sink::SmtpSink,
     pub auth: TestServer,
+    pub spaces: TestServer,
     _db: TestDatabase,
+    _spaces_db: TestDatabase,
 }
 
 impl Platform {
@@ -35,11 +38,24 @@ impl Platform {
                 c.mail.url = service_kit::config::Secret::new(sink_url);
             })
             .await;
+        let spaces_db = TestDatabase::new(DbKind::Sqlite);
+        let spaces = testkit::part::start_part_with::<spaces_service::SpacesService>(
+            Some(&spaces_db),
+            &cache,
+            |c| {
+                c.secret.key = service_kit::config::Secret::new(
+                    base64::engine::general_purpose::STANDARD.encode([6u8; 32]),
+                );
+            },
+        )
+        .await;
         let echo = Echo::start();
         let auth_base = auth.base.clone();
+        let spaces_base = spaces.base.clone();
         let cache_config = cache.config.clone();
         let gw = gateway_with(&echo.server.base, |c| {
             c.upstreams.auth = auth_base;
+            c.upstreams.spaces = spaces_base;
             // One bus: revocations published by auth-service reach this gateway.
             c.cache = cache_config;
         })
@@ -49,7 +65,9 @@ impl Platform {
             _echo: echo,
             sink,
             auth,
+            spaces,
             _db: db,
+            _spaces_db: spaces_db,
         }
     }
 
