@@ -13,7 +13,7 @@ pub struct Platform {
     _echo: Echo,
     pub sink: mail::sink::SmtpSink,
     pub auth: TestServer,
-    pub spaces: TestServer,
+    _spaces: TestServer,
     _db: TestDatabase,
     _spaces_db: TestDatabase,
 }
@@ -65,7 +65,7 @@ impl Platform {
             _echo: echo,
             sink,
             auth,
-            spaces,
+            _spaces: spaces,
             _db: db,
             _spaces_db: spaces_db,
         }
