@@ -340,6 +340,7 @@ pub async fn get(
         }
     };
     let anonymous = workspace.is_none();
+    let cache = state.hours.clone();
     let (space, hours, unavailable, taken) = state
         .db
         .run(move |conn| {
@@ -349,8 +350,8 @@ pub async fn get(
             }
             let (start, _) = day_bounds(space.tz, from);
             let (_, end) = day_bounds(space.tz, to);
-            let hours = meeting_spaces::load_hours(conn, &id)?;
-            let unavailable = meeting_spaces::unavailable_between(conn, &id, start, end)?;
+            let hours = cache.hours_of(conn, &space)?;
+            let unavailable = meeting_spaces::unavailable_between(conn, &space, start, end)?;
             let taken = taken_between(conn, &id, start, end)?;
             Ok((space, hours, unavailable, taken))
         })
@@ -360,7 +361,7 @@ pub async fn get(
         increment_minutes: i64::from(space.row.booking_increment),
         buffer_before_minutes: i64::from(space.row.buffer_before),
         buffer_after_minutes: i64::from(space.row.buffer_after),
-        hours,
+        hours: hours.to_vec(),
     };
     let slots = slots(&rules, from, to, &unavailable, &taken, Utc::now())
         .into_iter()

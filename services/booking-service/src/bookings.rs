@@ -13,7 +13,7 @@
 use crate::availability::{self, ACTIVE_STATUSES};
 use crate::idempotency::{self, Claim};
 use crate::input::{self, MAX_NAME, MAX_TEXT, Problems};
-use crate::meeting_spaces::{self, MAX_BUFFER_MINUTES, MAX_DURATION_MINUTES, Space};
+use crate::meeting_spaces::{self, HoursCache, MAX_BUFFER_MINUTES, MAX_DURATION_MINUTES, Space};
 use crate::openapi::{Envelope, ErrorEnvelope, ListEnvelope};
 use crate::schema::bookings;
 use crate::{BookingState, Failure, workspace_with};
@@ -276,6 +276,7 @@ async fn explain_overlap(
 /// business hours, unavailability. 422 naming the field.
 fn check_schedule(
     conn: &mut DbConnection,
+    hours: &HoursCache,
     space: &Space,
     start: DateTime<Utc>,
     end: DateTime<Utc>,
@@ -312,13 +313,13 @@ fn check_schedule(
     if !p.is_empty() {
         return Err(Failure::Api(p.finish().unwrap_err()));
     }
-    let hours = meeting_spaces::load_hours(conn, &r.id)?;
+    let hours = hours.hours_of(conn, space)?;
     if !availability::within_hours(space.tz, &hours, start, end) {
         p.add(
             "start_time",
             "the booking is outside the space's business hours",
         );
-    } else if !meeting_spaces::unavailable_between(conn, &r.id, start, end)?.is_empty() {
+    } else if !meeting_spaces::unavailable_between(conn, space, start, end)?.is_empty() {
         p.add(
             "start_time",
             "the meeting space is unavailable at that time",
@@ -464,12 +465,13 @@ pub async fn create(
     let space_id = body.meeting_space_id.clone();
     let times = (details.start, details.end);
     let creator = identity.principal_id.clone();
+    let hours = state.hours.clone();
     let outcome = idempotency::respond(&state.db, claim, move |conn| {
         let space = meeting_spaces::load(conn, workspace.as_deref(), &body.meeting_space_id)?;
         if workspace.is_none() && !space.row.public_booking {
             return Err(Failure::Api(ApiError::not_found("meeting space")));
         }
-        check_schedule(conn, &space, details.start, details.end)?;
+        check_schedule(conn, &hours, &space, details.start, details.end)?;
         let (blocked_start, blocked_end) = blocked(&space, details.start, details.end);
         check_overlap(conn, &space.row.id, (blocked_start, blocked_end), None)?;
         let status = if workspace.is_some() {
@@ -732,6 +734,7 @@ pub async fn update(
     }
     p.finish()?;
     let moving = start.is_some() || end.is_some();
+    let hours = state.hours.clone();
     let (ws, bid) = (workspace.clone(), id.clone());
     // Filled in by the transaction for the overlap explanation.
     let attempted = std::sync::Arc::new(std::sync::Mutex::new(None));
@@ -767,7 +770,7 @@ pub async fn update(
                 }
                 p.finish()?;
                 let space = meeting_spaces::load(conn, Some(&ws), &current.meeting_space_id)?;
-                check_schedule(conn, &space, s, e)?;
+                check_schedule(conn, &hours, &space, s, e)?;
                 let (bs, be) = blocked(&space, s, e);
                 *seen.lock().unwrap_or_else(|p| p.into_inner()) =
                     Some((current.meeting_space_id.clone(), (s, e)));

@@ -16,6 +16,8 @@ use serde::{Deserialize, Serialize};
 use service_kit::ids::{self, prefix};
 use service_kit::pagination::OffsetQuery;
 use service_kit::{ApiError, ApiResponse, Json, Query};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use store::{DbConnection, StoreError};
 use utoipa::{IntoParams, ToSchema};
 
@@ -50,6 +52,7 @@ pub struct SpaceRow {
     pub public_booking: bool,
     pub requires_check_in: bool,
     pub check_in_grace_minutes: i32,
+    pub unavailable_until: Option<NaiveDateTime>,
     pub created_at: NaiveDateTime,
     pub updated_at: NaiveDateTime,
 }
@@ -832,6 +835,43 @@ pub struct BusinessHours {
 /// `(ISO weekday, open minute, close minute)`.
 pub type Hours = Vec<(u32, u32, u32)>;
 
+/// Business hours by space, valid while the space's `updated_at` is the one
+/// they were read with (changing the hours touches the space), so a cached
+/// entry is never used after a change that the space row already shows.
+#[derive(Debug, Default)]
+pub struct HoursCache(Mutex<HashMap<String, (NaiveDateTime, Arc<Hours>)>>);
+
+/// Entries kept before the cache starts afresh.
+const HOURS_CACHE_ENTRIES: usize = 10_000;
+
+impl HoursCache {
+    pub fn hours_of(
+        &self,
+        conn: &mut DbConnection,
+        space: &Space,
+    ) -> Result<Arc<Hours>, StoreError> {
+        let version = space.row.updated_at;
+        if let Some((seen, hours)) = self.lock().get(&space.row.id)
+            && *seen == version
+        {
+            return Ok(hours.clone());
+        }
+        let hours = Arc::new(load_hours(conn, &space.row.id)?);
+        let mut map = self.lock();
+        if map.len() >= HOURS_CACHE_ENTRIES {
+            map.clear();
+        }
+        map.insert(space.row.id.clone(), (version, hours.clone()));
+        Ok(hours)
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, (NaiveDateTime, Arc<Hours>)>> {
+        self.0
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
 pub fn load_hours(conn: &mut DbConnection, space_id: &str) -> Result<Hours, StoreError> {
     let rows: Vec<(i32, i32, i32)> = business_hours::table
         .filter(business_hours::meeting_space_id.eq(space_id))
@@ -984,6 +1024,10 @@ pub async fn put_hours(
                     ))
                     .execute(conn)?;
             }
+            // A new version of the space: cached hours of the old one lapse.
+            diesel::update(meeting_spaces::table.filter(meeting_spaces::id.eq(&id)))
+                .set(meeting_spaces::updated_at.eq(Utc::now().naive_utc()))
+                .execute(conn)?;
             Ok::<_, Failure>(())
         })
         .await?;
@@ -1033,13 +1077,34 @@ impl From<UnavailabilityRow> for UnavailabilityView {
 /// `[start, end)` in UTC.
 pub type Period = (DateTime<Utc>, DateTime<Utc>);
 
+/// Keeps `meeting_spaces.unavailable_until` the latest end of the space's
+/// periods; one statement, so concurrent changes settle on the right value.
+fn refresh_unavailable_until(conn: &mut DbConnection, space_id: &str) -> Result<(), StoreError> {
+    let latest = unavailability::table
+        .filter(unavailability::meeting_space_id.eq(space_id.to_owned()))
+        .select(diesel::dsl::max(unavailability::end_time))
+        .single_value();
+    diesel::update(meeting_spaces::table.filter(meeting_spaces::id.eq(space_id)))
+        .set(meeting_spaces::unavailable_until.eq(latest))
+        .execute(conn)?;
+    Ok(())
+}
+
 /// Unavailability periods of a space overlapping `[from, to)`.
 pub fn unavailable_between(
     conn: &mut DbConnection,
-    space_id: &str,
+    space: &Space,
     from: DateTime<Utc>,
     to: DateTime<Utc>,
 ) -> Result<Vec<Period>, StoreError> {
+    if space
+        .row
+        .unavailable_until
+        .is_none_or(|until| until <= from.naive_utc())
+    {
+        return Ok(Vec::new());
+    }
+    let space_id = &space.row.id;
     let rows: Vec<(NaiveDateTime, NaiveDateTime)> = unavailability::table
         .filter(unavailability::meeting_space_id.eq(space_id))
         .filter(unavailability::start_time.lt(to.naive_utc()))
@@ -1119,6 +1184,7 @@ pub async fn add_unavailability(
                 unavailability::created_at.eq(Utc::now().naive_utc()),
             ))
             .execute(conn)?;
+        refresh_unavailable_until(conn, &space_id)?;
         let row = unavailability::table
             .filter(unavailability::id.eq(&id))
             .select(UnavailabilityRow::as_select())
@@ -1198,14 +1264,17 @@ pub async fn delete_unavailability(
     let deleted = state
         .db
         .transaction(move |conn| {
-            diesel::delete(
+            let deleted = diesel::delete(
                 unavailability::table
                     .filter(unavailability::id.eq(&id))
                     .filter(unavailability::meeting_space_id.eq(&space_id))
                     .filter(unavailability::workspace_id.eq(&workspace)),
             )
-            .execute(conn)
-            .map_err(StoreError::from)
+            .execute(conn)?;
+            if deleted > 0 {
+                refresh_unavailable_until(conn, &space_id)?;
+            }
+            Ok::<_, StoreError>(deleted)
         })
         .await?;
     if deleted == 0 {

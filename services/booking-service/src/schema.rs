@@ -46,6 +46,7 @@ diesel::table! {
         public_booking -> Bool,
         requires_check_in -> Bool,
         check_in_grace_minutes -> Integer,
+        unavailable_until -> Nullable<Timestamp>,
         created_at -> Timestamp,
         updated_at -> Timestamp,
     }

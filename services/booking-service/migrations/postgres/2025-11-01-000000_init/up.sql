@@ -48,6 +48,9 @@ CREATE TABLE meeting_spaces (
     public_booking BOOLEAN NOT NULL,
     requires_check_in BOOLEAN NOT NULL,
     check_in_grace_minutes INTEGER NOT NULL,
+    -- The latest end of the space's unavailability periods (NULL: none), so
+    -- that bookings after it skip looking them up.
+    unavailable_until TIMESTAMP,
     created_at TIMESTAMP NOT NULL,
     updated_at TIMESTAMP NOT NULL
 );
