@@ -1,7 +1,30 @@
 //! spaces-service: content spaces, access control, security settings, upload configs and space API keys.
 //!
 //! A library (`SpacesService` builds the app, testable in-process or on port 0) and a thin
-//! binary.
+//! binary. The surface is Tuzzle's spaces admin API; `proto-docs/spaces-service.openapi.json`
+//! documents every endpoint.
+//!
+//! Decisions the Tuzzle reference leaves open:
+//! - Who reaches what ([`access`]): workspace credentials reach every space of their
+//!   workspace; a space key (`sk_…`) reaches its own space only. It may read and change
+//!   that space, its settings, configs and keys (and delete it), but cannot create
+//!   spaces or mint keys (403): a key minting keys would outlive its own revocation.
+//!   Anything out of reach answers 404.
+//! - Names are unique per workspace by their lowercase form (`name_key`, folded by the
+//!   service so both databases agree); handles (six lowercase letters or digits) and
+//!   custom domains are unique across the platform. The database holds all three, and
+//!   that a space's active upload config is one of its own and cannot be deleted.
+//! - `PUT` on a space requires `name` and keeps absent fields; `null` clears the
+//!   nullable ones. `PUT` on access control, security and upload configs changes the
+//!   fields named; `DELETE` on access control and security restores the defaults.
+//! - `folder_mode` is `dynamic` (uploads create the folders they name) or `fixed`.
+//! - Upload configs: `max_file_size` (bytes, up to 5 GiB), `allowed_formats` (file
+//!   extensions), `signed_uploads` and `unsigned_uploads` (at least one). New spaces get
+//!   `starter` (images up to 10 MiB, signed uploads), active.
+//! - Space keys are stored as HMAC-SHA256 under a key derived from `secret.key`, looked
+//!   up by that hash. Introspection answers from memory once a key was read
+//!   (`introspection.cache_ttl_secs`), and every replica evicts a key as its revocation
+//!   arrives on the cache bus. `last_used_at` is written at most once a minute per key.
 
 pub mod access;
 pub mod addresses;

@@ -247,7 +247,10 @@ fn no_input_yields_a_server_error(kind: DbKind) {
         .unwrap();
     let seen = seen.into_inner().unwrap();
     for status in [200, 400, 404, 422] {
-        assert!(seen.contains(&status), "no probe answered {status}: {seen:?}");
+        assert!(
+            seen.contains(&status),
+            "no probe answered {status}: {seen:?}"
+        );
     }
     runtime.block_on(async move { app.server.stop().await });
 }

@@ -390,3 +390,25 @@ async fn pagination(kind: DbKind) {
         serde_json::json!({"limit": 20, "next_cursor": null, "has_more": false})
     );
 }
+
+db_test!(
+    concurrent_creations_of_one_name_make_one_space,
+    concurrent_names
+);
+async fn concurrent_names(kind: DbKind) {
+    let app = TestSpaces::start(kind).await;
+    let me = member(&new_workspace());
+    let attempts = (0..8).map(|i| {
+        let name = if i % 2 == 0 { "Race" } else { "RACE" };
+        app.post(&me, "/api/v1/spaces", json!({ "name": name }))
+    });
+    let answers = futures_util::future::join_all(attempts).await;
+    let mut statuses: Vec<u16> = answers.iter().map(|a| a.status).collect();
+    statuses.sort_unstable();
+    assert_eq!(statuses, [201, 409, 409, 409, 409, 409, 409, 409]);
+    let listed = app.get(&me, "/api/v1/spaces").await.json();
+    assert_eq!(listed["data"].as_array().unwrap().len(), 1);
+    // The refused attempts left no upload configs behind.
+    let configs = app.get(&me, "/api/v1/upload-configs").await.json();
+    assert_eq!(configs["data"].as_array().unwrap().len(), 1);
+}

@@ -127,6 +127,28 @@ async fn lifecycle(kind: DbKind) {
         )
         .await;
     assert_eq!(fields(&foreign), ["active_upload_config_id"]);
+
+    // Without `space_id`: every space's configs, each marked by its own space.
+    let all = app.get(&me, "/api/v1/upload-configs").await.json();
+    let marks: Vec<_> = all["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| {
+            (
+                c["space_id"].clone(),
+                c["name"].clone(),
+                c["is_active"].clone(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        marks,
+        [
+            (json!(space_id), json!("Videos"), json!(true)),
+            (other["id"].clone(), json!("starter"), json!(true)),
+        ]
+    );
 }
 
 db_test!(upload_config_fields_are_validated, validation);
