@@ -821,7 +821,8 @@ async fn transition(
     id: String,
     to: Status,
     reason: Option<CancelReason>,
-) -> Result<BookingRow, ApiError> {
+    claim: Option<Claim>,
+) -> Result<HttpResponse, ApiError> {
     input::known_id(prefix::BOOKING, &id, "booking")?;
     let from: &'static [&'static str] = match to {
         Status::Confirmed => &["pending"],
@@ -837,70 +838,69 @@ async fn transition(
         Status::Cancelled => "cancelled",
         Status::Pending => "made pending",
     };
-    Ok(state
-        .db
-        .transaction(move |conn| {
-            let current = find(conn, &workspace, &id)?;
-            if !from.contains(&current.status.as_str()) {
-                let allowed = from.join(" or ");
+    Ok(idempotency::respond(&state.db, claim, move |conn| {
+        let current = find(conn, &workspace, &id)?;
+        if !from.contains(&current.status.as_str()) {
+            let allowed = from.join(" or ");
+            return Err(Failure::Api(ApiError::conflict(format!(
+                "a booking that is {} cannot be {verb} (only {allowed} bookings can)",
+                current.status
+            ))));
+        }
+        let now = Utc::now();
+        if to == Status::Active {
+            let opens = current.start_time.and_utc() - Duration::minutes(CHECK_IN_EARLY_MINUTES);
+            if now < opens {
                 return Err(Failure::Api(ApiError::conflict(format!(
-                    "a booking that is {} cannot be {verb} (only {allowed} bookings can)",
-                    current.status
+                    "check-in opens {CHECK_IN_EARLY_MINUTES} minutes before the booking starts"
                 ))));
             }
-            let now = Utc::now();
-            if to == Status::Active {
-                let opens =
-                    current.start_time.and_utc() - Duration::minutes(CHECK_IN_EARLY_MINUTES);
-                if now < opens {
-                    return Err(Failure::Api(ApiError::conflict(format!(
-                        "check-in opens {CHECK_IN_EARLY_MINUTES} minutes before the booking starts"
-                    ))));
-                }
-                let closes = current
-                    .check_in_deadline
-                    .map_or(current.end_time, |d| d.min(current.end_time));
-                if now.naive_utc() >= closes {
-                    return Err(Failure::Api(ApiError::conflict(
-                        "the check-in window has closed",
-                    )));
-                }
-            }
-            let now = now.naive_utc();
-            let target = bookings::table
-                .filter(bookings::id.eq(&id))
-                .filter(bookings::status.eq_any(from));
-            let changed = match to {
-                Status::Active => diesel::update(target)
-                    .set((
-                        bookings::status.eq(to.as_str()),
-                        bookings::checked_in_at.eq(now),
-                        bookings::updated_at.eq(now),
-                    ))
-                    .execute(conn)?,
-                Status::Completed => diesel::update(target)
-                    .set((
-                        bookings::status.eq(to.as_str()),
-                        bookings::checked_out_at.eq(now),
-                        bookings::updated_at.eq(now),
-                    ))
-                    .execute(conn)?,
-                _ => diesel::update(target)
-                    .set((
-                        bookings::status.eq(to.as_str()),
-                        bookings::cancel_reason.eq(reason.map(CancelReason::as_str)),
-                        bookings::updated_at.eq(now),
-                    ))
-                    .execute(conn)?,
-            };
-            if changed == 0 {
+            let closes = current
+                .check_in_deadline
+                .map_or(current.end_time, |d| d.min(current.end_time));
+            if now.naive_utc() >= closes {
                 return Err(Failure::Api(ApiError::conflict(
-                    "the booking changed meanwhile; read it again",
+                    "the check-in window has closed",
                 )));
             }
-            find(conn, &workspace, &id)
-        })
-        .await?)
+        }
+        let now = now.naive_utc();
+        let target = bookings::table
+            .filter(bookings::id.eq(&id))
+            .filter(bookings::status.eq_any(from));
+        let changed = match to {
+            Status::Active => diesel::update(target)
+                .set((
+                    bookings::status.eq(to.as_str()),
+                    bookings::checked_in_at.eq(now),
+                    bookings::updated_at.eq(now),
+                ))
+                .execute(conn)?,
+            Status::Completed => diesel::update(target)
+                .set((
+                    bookings::status.eq(to.as_str()),
+                    bookings::checked_out_at.eq(now),
+                    bookings::updated_at.eq(now),
+                ))
+                .execute(conn)?,
+            _ => diesel::update(target)
+                .set((
+                    bookings::status.eq(to.as_str()),
+                    bookings::cancel_reason.eq(reason.map(CancelReason::as_str)),
+                    bookings::updated_at.eq(now),
+                ))
+                .execute(conn)?,
+        };
+        if changed == 0 {
+            return Err(Failure::Api(ApiError::conflict(
+                "the booking changed meanwhile; read it again",
+            )));
+        }
+        Ok(ApiResponse::ok(BookingView::from(find(
+            conn, &workspace, &id,
+        )?)))
+    })
+    .await?)
 }
 
 macro_rules! transition_handler {
@@ -908,7 +908,7 @@ macro_rules! transition_handler {
         #[doc = $summary]
         #[utoipa::path(
             post, path = $path, operation_id = $op, tag = "bookings",
-            params(("id" = String, Path, description = "`bk_…`")),
+            params(("id" = String, Path, description = "`bk_…`"), crate::openapi::IdempotencyHeader),
             security(("bearer_token" = ["bookings:write"]), ("api_key" = ["bookings:write"])),
             responses(
                 (status = 200, description = $ok, body = Envelope<BookingView>),
@@ -919,13 +919,14 @@ macro_rules! transition_handler {
             )
         )]
         pub async fn $name(
+            req: HttpRequest,
             identity: Identity,
             path: web::Path<String>,
             state: web::Data<BookingState>,
-        ) -> Result<ApiResponse<BookingView>, ApiError> {
+        ) -> Result<HttpResponse, ApiError> {
             let workspace = workspace_with(&identity, &Scope::BOOKINGS_WRITE)?;
-            let row = transition(&state, workspace, path.into_inner(), $to, None).await?;
-            Ok(ApiResponse::ok(row.into()))
+            let claim = Claim::from_request(&req, &workspace, &serde_json::Value::Null)?;
+            transition(&state, workspace, path.into_inner(), $to, None, claim).await
         }
     };
 }
@@ -985,7 +986,7 @@ pub async fn cancel(
     path: web::Path<String>,
     body: web::Bytes,
     state: web::Data<BookingState>,
-) -> Result<ApiResponse<BookingView>, ApiError> {
+) -> Result<HttpResponse, ApiError> {
     let workspace = workspace_with(&identity, &Scope::BOOKINGS_WRITE)?;
     let reason = if body.iter().all(u8::is_ascii_whitespace) {
         CancelReason::User
@@ -1000,15 +1001,15 @@ pub async fn cancel(
             "must be user or admin (no_show is set by the service)",
         )]));
     }
-    let row = transition(
+    transition(
         &state,
         workspace,
         path.into_inner(),
         Status::Cancelled,
         Some(reason),
+        None,
     )
-    .await?;
-    Ok(ApiResponse::ok(row.into()))
+    .await
 }
 
 /// Releases bookings that required check-in and were not checked in by their

@@ -232,17 +232,21 @@ async fn state_machine_on(kind: DbKind) {
     t.post(&path(&now_booking, "check-out"), json!({}))
         .await
         .assert_error(409, "conflict");
-    let active = t
-        .call(
-            &t.owner,
-            Method::POST,
-            &path(&now_booking, "check-in"),
-            None,
+    let check_in = || {
+        t.server.send(
+            t.request_as(&t.owner, Method::POST, &path(&now_booking, "check-in"))
+                .header("idempotency-key", "check-in-1"),
         )
-        .await;
+    };
+    let active = check_in().await;
     assert_eq!(active.status, 200, "{}", active.json());
     assert_eq!(active.json()["data"]["status"], "active");
     assert!(active.json()["data"]["checked_in_at"].is_string());
+    // A retried check-in with its key replays the answer instead of a 409.
+    let retried = check_in().await;
+    assert_eq!(retried.status, 200, "{}", retried.json());
+    assert_eq!(retried.header("idempotent-replayed"), Some("true"));
+    assert_eq!(retried.json()["data"], active.json()["data"]);
     let cancel_active = t.patch(&path(&now_booking, "cancel"), json!({})).await;
     assert!(
         cancel_active.assert_error(409, "conflict")["message"]

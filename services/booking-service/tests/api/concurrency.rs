@@ -50,7 +50,7 @@ async fn brute_force_on(kind: DbKind) {
         0i64..3,
         prop::collection::vec((0i64..40, 1i64..8, prop::bool::weighted(0.2)), 1..12),
     );
-    for case in 0..12 {
+    for case in 0..20 {
         let (before, after, requests) = strategy.new_tree(&mut runner).unwrap().current();
         let space = t
             .space(
