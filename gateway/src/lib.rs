@@ -4,6 +4,7 @@
 pub mod authn;
 pub mod client_ip;
 pub mod config;
+pub mod openapi;
 pub mod proxy;
 pub mod rate_limits;
 pub mod routes;
@@ -66,6 +67,20 @@ impl Gateway {
     }
 }
 
+/// `GET /openapi.json`: the merged document of every public route.
+async fn published_document(document: web::Data<bytes::Bytes>) -> actix_web::HttpResponse {
+    actix_web::HttpResponse::Ok()
+        .content_type("application/json")
+        .insert_header(("cache-control", "public, max-age=300"))
+        .body(document.get_ref().clone())
+}
+
+fn markdown(text: &'static str) -> actix_web::HttpResponse {
+    actix_web::HttpResponse::Ok()
+        .content_type("text/markdown; charset=utf-8")
+        .body(text)
+}
+
 pub struct GatewayPart;
 
 impl ServicePart for GatewayPart {
@@ -114,8 +129,12 @@ impl ServicePart for GatewayPart {
         authenticator.clone().listen(cache.clone()).await?;
         let gateway_lookups = authenticator.lookups();
         let auth_failures = Family::<FailureLabels, Counter>::default();
+        let routes = RouteTable::new(&config, &upstreams);
+        let published = web::Data::new(bytes::Bytes::from(
+            serde_json::to_vec(&openapi::merged(&routes)).expect("the document serializes"),
+        ));
         let gateway = web::Data::new(Gateway {
-            routes: RouteTable::new(&config, &upstreams),
+            routes,
             client,
             signer,
             authenticator,
@@ -126,6 +145,15 @@ impl ServicePart for GatewayPart {
         });
         let mut spec = AppSpec::new(Self::NAME, move |cfg| {
             cfg.app_data(gateway.clone())
+                .app_data(published.clone())
+                .service(web::resource("/openapi.json").get(published_document))
+                .service(
+                    web::resource("/docs/authentication.md")
+                        .get(|| async { markdown(openapi::AUTHENTICATION) }),
+                )
+                .service(
+                    web::resource("/docs/errors.md").get(|| async { markdown(openapi::ERRORS) }),
+                )
                 .service(web::resource("/{tail:.*}").to(proxy::forward));
         })
         .readiness(Arc::new(cache))

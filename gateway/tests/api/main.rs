@@ -61,10 +61,22 @@ async fn proxies_to_each_service_body(kind: DbKind) {
     let cases = [
         ("/api/v1/auth/no-such-route", &auth, "auth-service"),
         ("/.well-known/no-such-document", &auth, "auth-service"),
-        ("/api/v1/organizations/o/no/such/route", &booking, "booking-service"),
-        ("/api/v1/bookings/bk_1/no/such/route", &booking, "booking-service"),
+        (
+            "/api/v1/organizations/o/no/such/route",
+            &booking,
+            "booking-service",
+        ),
+        (
+            "/api/v1/bookings/bk_1/no/such/route",
+            &booking,
+            "booking-service",
+        ),
         ("/api/v1/spaces/s/no/such/route", &spaces, "spaces-service"),
-        ("/api/v1/upload-configs/x/no/such/route", &spaces, "spaces-service"),
+        (
+            "/api/v1/upload-configs/x/no/such/route",
+            &spaces,
+            "spaces-service",
+        ),
     ];
     for (i, (path, service, name)) in cases.iter().enumerate() {
         let request_id = format!("gw-proxy-{i}");
@@ -408,4 +420,40 @@ async fn replicas_of_an_upstream_take_turns() {
     }
     statuses.sort_unstable();
     assert_eq!(statuses, [200, 200, 503, 503]);
+}
+
+/// The published API: one document for every public route, and the pages on
+/// authentication and errors, served by the gateway itself.
+#[tokio::test]
+async fn publishes_the_merged_openapi_document() {
+    let echo = Echo::start();
+    let gw = gateway_with(&echo.server.base, |_| {}).await;
+    let doc = gw.get("/openapi.json").await;
+    assert_eq!(doc.status, 200);
+    assert_eq!(doc.header("content-type"), Some("application/json"));
+    let doc = doc.json();
+    assert_eq!(doc["openapi"], "3.1.0");
+    let paths = doc["paths"].as_object().unwrap();
+    for path in [
+        "/api/v1/auth/otp/verify",
+        "/v1/auth/token",
+        "/api/v1/bookings",
+        "/api/v1/meeting-spaces/{id}/availability",
+        "/api/v1/spaces/{id}/api-keys",
+    ] {
+        assert!(paths.contains_key(path), "{path} missing");
+    }
+    assert!(paths.keys().all(|p| !p.starts_with("/internal")));
+    assert!(
+        doc["info"]["description"]
+            .as_str()
+            .unwrap()
+            .contains("x-workspace-key")
+    );
+    assert_eq!(echo.hits(), 0, "served by the gateway, not proxied");
+    let page = gw.get("/docs/authentication.md").await;
+    assert_eq!(page.status, 200);
+    assert!(String::from_utf8_lossy(&page.body).contains("## Rate limits"));
+    let errors = gw.get("/docs/errors.md").await;
+    assert!(String::from_utf8_lossy(&errors.body).contains("validation_failed"));
 }
