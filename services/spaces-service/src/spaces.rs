@@ -599,6 +599,19 @@ pub async fn update(
     Ok(ApiResponse::ok(row.into()))
 }
 
+/// Takes the space's row lock for the rest of the transaction, so that no key
+/// can be minted for it (the foreign key check waits for the lock) between
+/// reading its keys and deleting it: every deleted key is revoked. SQLite's
+/// write-locked transactions serialize writers already.
+fn lock_space(conn: &mut DbConnection, id: &str) -> Result<(), StoreError> {
+    if let DbConnection::Postgresql(pg) = conn {
+        diesel::sql_query("SELECT id FROM spaces WHERE id = $1 FOR UPDATE")
+            .bind::<diesel::sql_types::Text, _>(id)
+            .execute(pg)?;
+    }
+    Ok(())
+}
+
 /// Deletes a space within reach with its configs and keys; returns the ids of
 /// the keys, which the caller revokes.
 async fn remove(state: &SpacesState, reach: Reach, id: String) -> Result<(), ApiError> {
@@ -606,6 +619,7 @@ async fn remove(state: &SpacesState, reach: Reach, id: String) -> Result<(), Api
         .db
         .transaction(move |conn| {
             let row = find(conn, &reach, &id)?;
+            lock_space(conn, &row.id)?;
             let keys: Vec<String> = space_api_keys::table
                 .filter(space_api_keys::space_id.eq(&row.id))
                 .select(space_api_keys::id)
