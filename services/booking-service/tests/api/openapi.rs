@@ -519,3 +519,25 @@ fn check(doc: &Value, schema: &Value, value: &Value, at: &str) -> Vec<String> {
     }
     errors
 }
+
+/// The operations documented as needing no credential are exactly the ones the
+/// gateway is told to route as public.
+#[test]
+fn public_operations_are_the_public_routes() {
+    let doc = document();
+    let documented: BTreeSet<(String, String)> = operations(&doc)
+        .into_iter()
+        .filter(|(_, _, operation)| {
+            operation["security"].as_array().is_some_and(|r| {
+                r.iter()
+                    .any(|req| req.as_object().is_some_and(|o| o.is_empty()))
+            })
+        })
+        .map(|(method, path, _)| (method, path))
+        .collect();
+    let public: BTreeSet<(String, String)> = booking_service::PUBLIC_ROUTES
+        .iter()
+        .map(|(method, path)| (method.to_ascii_lowercase(), (*path).to_owned()))
+        .collect();
+    assert_eq!(documented, public);
+}

@@ -209,8 +209,23 @@ async fn tenants_are_isolated_on(kind: DbKind) {
         .unwrap()
         .to_owned();
 
+    let ua = t
+        .post(
+            &format!("/api/v1/meeting-spaces/{space}/unavailability"),
+            json!({"start_time": "2040-01-01T00:00:00Z", "end_time": "2040-01-02T00:00:00Z"}),
+        )
+        .await
+        .json()["data"]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+
     let stranger = member(&new_workspace());
     for (method, path) in [
+        (
+            Method::DELETE,
+            format!("/api/v1/meeting-spaces/{space}/unavailability/{ua}"),
+        ),
         (Method::GET, format!("/api/v1/organizations/{org}")),
         (Method::DELETE, format!("/api/v1/organizations/{org}")),
         (Method::GET, format!("/api/v1/space-groups/{group}")),
@@ -280,6 +295,11 @@ async fn tenants_are_isolated_on(kind: DbKind) {
             Method::POST,
             "/api/v1/meeting-spaces".into(),
             json!({"organization_id": org, "name": "x", "slug": slug("x")}),
+        ),
+        (
+            Method::POST,
+            format!("/api/v1/meeting-spaces/{space}/unavailability"),
+            json!({"start_time": "2041-01-01T00:00:00Z", "end_time": "2041-01-02T00:00:00Z"}),
         ),
         (
             Method::POST,
