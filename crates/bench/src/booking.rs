@@ -70,7 +70,11 @@ impl Tally {
 
     pub fn error_ratio(&self) -> f64 {
         let all = self.ok + self.failed();
-        if all == 0 { 1.0 } else { self.failed() as f64 / all as f64 }
+        if all == 0 {
+            1.0
+        } else {
+            self.failed() as f64 / all as f64
+        }
     }
 
     /// Nearest-rank quantile of successful requests' latency.
@@ -108,7 +112,12 @@ struct Api {
 }
 
 impl Api {
-    async fn send(&self, method: reqwest::Method, path: &str, body: Option<&serde_json::Value>) -> Result<(u16, Vec<u8>), String> {
+    async fn send(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<&serde_json::Value>,
+    ) -> Result<(u16, Vec<u8>), String> {
         let token = self.signer.token_for(&self.caller, AUDIENCE);
         let mut request = self
             .http
@@ -118,10 +127,17 @@ impl Api {
             request = request.json(body);
         }
         let response = request.send().await.map_err(|e| {
-            if e.is_timeout() { "timeout".to_owned() } else { format!("transport: {e}") }
+            if e.is_timeout() {
+                "timeout".to_owned()
+            } else {
+                format!("transport: {e}")
+            }
         })?;
         let status = response.status().as_u16();
-        let bytes = response.bytes().await.map_err(|e| format!("transport: {e}"))?;
+        let bytes = response
+            .bytes()
+            .await
+            .map_err(|e| format!("transport: {e}"))?;
         Ok((status, bytes.to_vec()))
     }
 
@@ -131,7 +147,10 @@ impl Api {
             .await
             .map_err(anyhow::Error::msg)?;
         if status != 201 {
-            bail!("POST {path}: HTTP {status}: {}", String::from_utf8_lossy(&bytes));
+            bail!(
+                "POST {path}: HTTP {status}: {}",
+                String::from_utf8_lossy(&bytes)
+            );
         }
         let answer: serde_json::Value = serde_json::from_slice(&bytes)?;
         answer["data"]["id"]
@@ -174,7 +193,11 @@ impl Service {
             .process_group(0)
             .spawn()
             .with_context(|| format!("starting {}", binary.display()))?;
-        Ok(Service { child, addr, log_path })
+        Ok(Service {
+            child,
+            addr,
+            log_path,
+        })
     }
 
     async fn wait_healthy(&mut self) -> Result<()> {
@@ -183,7 +206,10 @@ impl Service {
         let deadline = Instant::now() + STARTUP_TIMEOUT;
         loop {
             if let Some(status) = self.child.try_wait()? {
-                bail!("booking-service exited during start-up ({status}):\n{}", self.log_tail(30).join("\n"));
+                bail!(
+                    "booking-service exited during start-up ({status}):\n{}",
+                    self.log_tail(30).join("\n")
+                );
             }
             if let Ok(r) = http.get(&url).send().await
                 && r.status().is_success()
@@ -191,7 +217,10 @@ impl Service {
                 return Ok(());
             }
             if Instant::now() > deadline {
-                bail!("booking-service did not become healthy:\n{}", self.log_tail(30).join("\n"));
+                bail!(
+                    "booking-service did not become healthy:\n{}",
+                    self.log_tail(30).join("\n")
+                );
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
@@ -199,7 +228,10 @@ impl Service {
 
     fn ensure_running(&mut self) -> Result<()> {
         if let Some(status) = self.child.try_wait()? {
-            bail!("booking-service exited ({status}):\n{}", self.log_tail(30).join("\n"));
+            bail!(
+                "booking-service exited ({status}):\n{}",
+                self.log_tail(30).join("\n")
+            );
         }
         Ok(())
     }
@@ -207,7 +239,10 @@ impl Service {
     fn log_tail(&self, n: usize) -> Vec<String> {
         let text = std::fs::read_to_string(&self.log_path).unwrap_or_default();
         let lines: Vec<&str> = text.lines().collect();
-        lines[lines.len().saturating_sub(n)..].iter().map(|l| (*l).to_owned()).collect()
+        lines[lines.len().saturating_sub(n)..]
+            .iter()
+            .map(|l| (*l).to_owned())
+            .collect()
     }
 }
 
@@ -239,9 +274,9 @@ where
                     match request(worker).await {
                         Ok(()) => {
                             tally.ok += 1;
-                            tally
-                                .latencies_us
-                                .push(u32::try_from(sent.elapsed().as_micros()).unwrap_or(u32::MAX));
+                            tally.latencies_us.push(
+                                u32::try_from(sent.elapsed().as_micros()).unwrap_or(u32::MAX),
+                            );
                         }
                         Err(reason) => {
                             *tally.errors.entry(reason).or_default() += 1;
@@ -274,7 +309,12 @@ pub async fn run(options: &Options) -> Result<BookingReport> {
         .tempdir()
         .context("creating a temporary directory")?;
     let gateway_key = SigningKey::generate()?;
-    let mut service = Service::start(&options.service_bin, database.url(), &gateway_key.public_pem(), dir.path())?;
+    let mut service = Service::start(
+        &options.service_bin,
+        database.url(),
+        &gateway_key.public_pem(),
+        dir.path(),
+    )?;
     service
         .wait_healthy()
         .await
@@ -326,7 +366,11 @@ pub async fn run(options: &Options) -> Result<BookingReport> {
     // nothing conflicts and every request does the full work.
     let spaces = Arc::new(spaces);
     let counter = Arc::new(AtomicU64::new(0));
-    let base = (Utc::now() + Days::days(1)).date_naive().and_hms_opt(0, 0, 0).unwrap_or_default().and_utc();
+    let base = (Utc::now() + Days::days(1))
+        .date_naive()
+        .and_hms_opt(0, 0, 0)
+        .unwrap_or_default()
+        .and_utc();
     let creation = {
         let (api, spaces, counter) = (api.clone(), spaces.clone(), counter.clone());
         move |_worker: usize| {
@@ -342,7 +386,10 @@ pub async fn run(options: &Options) -> Result<BookingReport> {
                     "organizer_name": "Bench",
                     "organizer_email": "bench@example.com",
                 });
-                match api.send(reqwest::Method::POST, "/api/v1/bookings", Some(&body)).await? {
+                match api
+                    .send(reqwest::Method::POST, "/api/v1/bookings", Some(&body))
+                    .await?
+                {
                     (201, _) => Ok(()),
                     (status, _) => Err(format!("HTTP {status}")),
                 }
@@ -357,7 +404,8 @@ pub async fn run(options: &Options) -> Result<BookingReport> {
     service.ensure_running()?;
 
     // The same INSERT, straight into PostgreSQL, in the same database.
-    let mut conn = PgConnection::establish(database.url()).context("connecting to the bench database")?;
+    let mut conn =
+        PgConnection::establish(database.url()).context("connecting to the bench database")?;
     sql_query("CREATE SEQUENCE bench_raw_seq").execute(&mut conn)?;
     let script = dir.path().join("insert-booking.sql");
     std::fs::write(&script, raw_insert(&workspace, &org, &spaces))?;
@@ -389,13 +437,19 @@ pub async fn run(options: &Options) -> Result<BookingReport> {
         + Days::minutes(90 * i64::from(SEEDED_BOOKINGS / 2)))
     .to_string();
     let path = format!("/api/v1/meeting-spaces/{dense}/availability?date={day}");
-    let check = api.send(reqwest::Method::GET, &path, None).await.map_err(anyhow::Error::msg)?;
+    let check = api
+        .send(reqwest::Method::GET, &path, None)
+        .await
+        .map_err(anyhow::Error::msg)?;
     let slots: serde_json::Value = serde_json::from_slice(&check.1)?;
     let booked = slots["data"]["slots"]
         .as_array()
         .map_or(0, |s| s.iter().filter(|s| s["status"] == "booked").count());
     if check.0 != 200 || booked == 0 {
-        bail!("availability of the seeded space: HTTP {}, {booked} booked slots", check.0);
+        bail!(
+            "availability of the seeded space: HTTP {}, {booked} booked slots",
+            check.0
+        );
     }
     let availability_request = {
         let api = api.clone();
@@ -433,7 +487,11 @@ pub async fn run(options: &Options) -> Result<BookingReport> {
 /// (space, hour) from a sequence, so no transaction conflicts, with the
 /// exclusion constraint and indexes doing their work as for the service.
 fn raw_insert(workspace: &str, org: &str, spaces: &[String]) -> String {
-    let list = spaces.iter().map(|s| format!("'{s}'")).collect::<Vec<_>>().join(",");
+    let list = spaces
+        .iter()
+        .map(|s| format!("'{s}'"))
+        .collect::<Vec<_>>()
+        .join(",");
     let n = spaces.len();
     format!(
         "WITH n AS (SELECT nextval('bench_raw_seq') AS v) \
@@ -466,7 +524,11 @@ fn pgbench(options: &Options, url: &str, script: &Path) -> Result<PgbenchRate> {
         .with_context(|| format!("running {}", options.pgbench_bin.display()))?;
     let text = String::from_utf8_lossy(&output.stdout).into_owned();
     if !output.status.success() {
-        bail!("pgbench failed: {}{}", text, String::from_utf8_lossy(&output.stderr));
+        bail!(
+            "pgbench failed: {}{}",
+            text,
+            String::from_utf8_lossy(&output.stderr)
+        );
     }
     let number_after = |prefix: &str| -> Option<f64> {
         text.lines()
@@ -475,10 +537,16 @@ fn pgbench(options: &Options, url: &str, script: &Path) -> Result<PgbenchRate> {
             .and_then(|n| n.split('/').next())
             .and_then(|n| n.parse().ok())
     };
-    let tps = number_after("tps = ").with_context(|| format!("no tps in pgbench's output:\n{text}"))?;
-    let transactions = number_after("number of transactions actually processed: ").unwrap_or(0.0) as u64;
+    let tps =
+        number_after("tps = ").with_context(|| format!("no tps in pgbench's output:\n{text}"))?;
+    let transactions =
+        number_after("number of transactions actually processed: ").unwrap_or(0.0) as u64;
     let failed = number_after("number of failed transactions: ").unwrap_or(0.0) as u64;
-    Ok(PgbenchRate { tps, transactions, failed })
+    Ok(PgbenchRate {
+        tps,
+        transactions,
+        failed,
+    })
 }
 
 impl BookingReport {
@@ -497,7 +565,11 @@ impl BookingReport {
     }
 
     pub fn render(&self, options: &Options) -> String {
-        let ms = |d: Option<Duration>| d.map_or("n/a".into(), |d| format!("{:.2} ms", d.as_secs_f64() * 1000.0));
+        let ms = |d: Option<Duration>| {
+            d.map_or("n/a".into(), |d| {
+                format!("{:.2} ms", d.as_secs_f64() * 1000.0)
+            })
+        };
         let verdict = |met: bool| if met { "PASS" } else { "MISS" };
         let ratio = self.create.rate() / self.raw.tps.max(1e-9);
         let p99 = self.availability.latency(0.99);
@@ -505,7 +577,10 @@ impl BookingReport {
         let _ = writeln!(
             out,
             "booking-service on PostgreSQL {}, {} clients over {} spaces, {} s each after a {} s warm-up, {} cores",
-            self.postgres_version.split_whitespace().next().unwrap_or("?"),
+            self.postgres_version
+                .split_whitespace()
+                .next()
+                .unwrap_or("?"),
             options.concurrency,
             options.spaces,
             options.duration.as_secs(),
@@ -536,7 +611,10 @@ impl BookingReport {
             AVAILABILITY_P99_TARGET.as_millis(),
             verdict(p99.is_some_and(|p| p < AVAILABILITY_P99_TARGET)),
         );
-        for (name, tally) in [("booking creation", &self.create), ("availability", &self.availability)] {
+        for (name, tally) in [
+            ("booking creation", &self.create),
+            ("availability", &self.availability),
+        ] {
             let _ = write!(out, "{name}: {} ok, {} failed", tally.ok, tally.failed());
             for (reason, n) in &tally.errors {
                 let _ = write!(out, " [{n}× {reason}]");
@@ -544,7 +622,10 @@ impl BookingReport {
             out.push('\n');
         }
         if !self.service_log.is_empty() {
-            let _ = writeln!(out, "booking-service logged at warn or above; the last lines:");
+            let _ = writeln!(
+                out,
+                "booking-service logged at warn or above; the last lines:"
+            );
             for line in &self.service_log {
                 let _ = writeln!(out, "  {line}");
             }
