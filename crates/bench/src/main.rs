@@ -10,9 +10,14 @@
 //! `spaceport-bench spaces` does the same for spaces-service: space-key
 //! introspections/s with a warm cache, and `GET /api/v1/spaces` latency for a
 //! workspace with 10,000 spaces.
+//!
+//! `spaceport-bench booking` measures booking-service: bookings created/s
+//! with the overlap check beside pgbench's rate of the same INSERT, and one
+//! day's availability of a space with 100,000 bookings.
 
 mod api;
 mod auth;
+mod booking;
 mod cpu;
 mod database;
 mod load;
@@ -48,6 +53,32 @@ enum Command {
     /// spaces-service on PostgreSQL: space-key introspections/s with a warm
     /// cache, `GET /api/v1/spaces` latency for a workspace with many spaces
     Spaces(SpacesArgs),
+    /// booking-service on PostgreSQL: bookings created/s beside pgbench's raw
+    /// INSERT rate, one day's availability of a space with 100,000 bookings
+    Booking(BookingArgs),
+}
+
+#[derive(Args)]
+struct BookingArgs {
+    /// Concurrent clients of the creation workload (and of pgbench)
+    #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u16).range(1..))]
+    concurrency: u16,
+    /// Meeting spaces the created bookings spread over
+    #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u16).range(1..))]
+    spaces: u16,
+    /// Measured seconds of each workload
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..))]
+    seconds: u64,
+    /// PostgreSQL server on which the bench creates (and drops) its database
+    /// [default: $BENCH_DATABASE_URL, else postgres://postgres@127.0.0.1:5432/postgres]
+    #[arg(long)]
+    database_url: Option<String>,
+    /// The booking-service binary [default: booking-service next to this binary]
+    #[arg(long)]
+    service_bin: Option<PathBuf>,
+    /// The pgbench binary
+    #[arg(long, default_value = "pgbench")]
+    pgbench_bin: PathBuf,
 }
 
 #[derive(Args)]
@@ -95,6 +126,7 @@ fn main() -> ExitCode {
     let outcome = match Cli::parse().command {
         Command::Auth(args) => bench_auth(args),
         Command::Spaces(args) => bench_spaces(args),
+        Command::Booking(args) => bench_booking(args),
     };
     match outcome {
         Ok(code) => code,
@@ -181,6 +213,47 @@ fn bench_spaces(args: SpacesArgs) -> Result<ExitCode> {
         eprintln!(
             "spaceport-bench: more than {:.0}% of requests failed: {}",
             report::MAX_ERROR_RATIO * 100.0,
+            failed.join(", ")
+        );
+        Ok(ExitCode::FAILURE)
+    }
+}
+
+fn bench_booking(args: BookingArgs) -> Result<ExitCode> {
+    let options = booking::Options {
+        concurrency: usize::from(args.concurrency),
+        spaces: usize::from(args.spaces),
+        duration: Duration::from_secs(args.seconds),
+        warmup: Duration::from_secs(1),
+        database_url: args
+            .database_url
+            .or_else(|| std::env::var("BENCH_DATABASE_URL").ok())
+            .unwrap_or_else(|| DEFAULT_DATABASE_URL.to_owned()),
+        service_bin: match args.service_bin {
+            Some(path) => path,
+            None => std::env::current_exe()
+                .context("locating this binary")?
+                .with_file_name("booking-service"),
+        },
+        pgbench_bin: args.pgbench_bin,
+        cores: std::thread::available_parallelism().map_or(1, |n| n.get()),
+    };
+    service_kit::tls::ensure_provider();
+    let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+    let report = runtime.block_on(async {
+        tokio::select! {
+            report = booking::run(&options) => report,
+            _ = tokio::signal::ctrl_c() => Err(anyhow::anyhow!("interrupted")),
+        }
+    })?;
+    print!("{}", report.render(&options));
+    let failed = report.failed_workloads();
+    if failed.is_empty() {
+        Ok(ExitCode::SUCCESS)
+    } else {
+        eprintln!(
+            "spaceport-bench: more than {:.0}% of requests failed: {}",
+            booking::MAX_ERROR_RATIO * 100.0,
             failed.join(", ")
         );
         Ok(ExitCode::FAILURE)
