@@ -214,7 +214,7 @@ fn no_input_yields_a_server_error(kind: DbKind) {
     // reach past the parsers into the checks and the database.
     let seen = std::sync::Mutex::new(std::collections::BTreeSet::<u16>::new());
     let mut runner = TestRunner::new(Config {
-        cases: 96,
+        cases: 256,
         failure_persistence: None,
         ..Config::default()
     });
