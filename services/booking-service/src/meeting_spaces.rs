@@ -68,27 +68,30 @@ pub struct Space {
 /// The space `id`: of `workspace`, or of any workspace for public callers
 /// (`None`), who must then check `public_booking`. 404 when not found.
 pub fn load(conn: &mut DbConnection, workspace: Option<&str>, id: &str) -> Result<Space, Failure> {
-    let mut query = meeting_spaces::table
+    // Not boxed, so that the statement is prepared once per connection: this
+    // runs for every booking.
+    let query = meeting_spaces::table
         .inner_join(organizations::table)
         .left_join(
             space_groups::table.on(space_groups::id
                 .nullable()
                 .eq(meeting_spaces::space_group_id)),
         )
-        .filter(meeting_spaces::id.eq(id.to_owned()))
+        .filter(meeting_spaces::id.eq(id))
         .select((
             SpaceRow::as_select(),
             organizations::timezone,
             space_groups::timezone.nullable(),
-        ))
-        .into_boxed();
-    if let Some(w) = workspace {
-        query = query.filter(meeting_spaces::workspace_id.eq(w.to_owned()));
-    }
-    let (row, org_tz, group_tz): (SpaceRow, String, Option<String>) = query
-        .first(conn)
-        .optional()?
-        .ok_or_else(|| Failure::Api(ApiError::not_found("meeting space")))?;
+        ));
+    let found: Option<(SpaceRow, String, Option<String>)> = match workspace {
+        Some(w) => query
+            .filter(meeting_spaces::workspace_id.eq(w))
+            .first(conn)
+            .optional()?,
+        None => query.first(conn).optional()?,
+    };
+    let (row, org_tz, group_tz) =
+        found.ok_or_else(|| Failure::Api(ApiError::not_found("meeting space")))?;
     let name = row.timezone.clone().or(group_tz).unwrap_or(org_tz);
     let tz = name.parse::<Tz>().unwrap_or(Tz::UTC);
     Ok(Space { row, tz })
