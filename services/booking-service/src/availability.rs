@@ -575,4 +575,35 @@ mod tests {
         let late = Utc.with_ymd_and_hms(2025, 6, 2, 22, 0, 0).unwrap(); // Mon 23:00 BST
         assert!(within_hours(tz, &days, late, late + Duration::hours(2)));
     }
+    proptest::proptest! {
+        /// Any day in any zone: the slots tile the local day exactly (23, 24
+        /// or 25 hours, or whatever the zone's change makes it), each aligned.
+        #[test]
+        fn slots_tile_every_local_day(
+            zone in proptest::sample::select(vec![
+                "Europe/London", "America/New_York", "Australia/Sydney",
+                "Australia/Lord_Howe", "Asia/Kathmandu", "America/Santiago", "UTC",
+            ]),
+            days in 0i64..(16 * 366),
+            increment in proptest::sample::select(vec![15i64, 30, 60]),
+        ) {
+            let tz: Tz = zone.parse().unwrap();
+            let date = date("2020-01-01") + Duration::days(days);
+            let rules = Rules { tz, increment_minutes: increment, ..london() };
+            let s = slots(&rules, date, date, &[], &[], past());
+            let (start, end) = day_bounds(tz, date);
+            proptest::prop_assert_eq!(s.first().map(|s| s.start), Some(start));
+            for pair in s.windows(2) {
+                proptest::prop_assert_eq!(pair[0].end, pair[1].start);
+            }
+            // A day whose length is not a whole number of increments (a
+            // 30-minute change with 60-minute slots) ends with a shorter gap.
+            let last = s.last().unwrap().end;
+            proptest::prop_assert!(last <= end && end - last < Duration::minutes(increment));
+            for slot in &s {
+                proptest::prop_assert!(is_aligned(tz, increment, slot.start));
+                proptest::prop_assert_eq!(local_date(tz, slot.start), date);
+            }
+        }
+    }
 }
