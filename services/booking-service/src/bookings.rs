@@ -135,7 +135,8 @@ pub struct BookingView {
     /// Only when cancelled.
     #[schema(value_type = Option<CancelReason>)]
     cancel_reason: Option<String>,
-    /// When the space requires check-in: released as `no_show` if not checked in by then.
+    /// While pending or confirmed, when the space requires check-in: released
+    /// as `no_show` if not checked in by then. Cleared once checked in or cancelled.
     #[schema(format = DateTime)]
     check_in_deadline: Option<String>,
     #[schema(format = DateTime)]
@@ -872,6 +873,7 @@ async fn transition(
             Status::Active => diesel::update(target)
                 .set((
                     bookings::status.eq(to.as_str()),
+                    bookings::check_in_deadline.eq(None::<NaiveDateTime>),
                     bookings::checked_in_at.eq(now),
                     bookings::updated_at.eq(now),
                 ))
@@ -883,10 +885,17 @@ async fn transition(
                     bookings::updated_at.eq(now),
                 ))
                 .execute(conn)?,
-            _ => diesel::update(target)
+            Status::Cancelled => diesel::update(target)
                 .set((
                     bookings::status.eq(to.as_str()),
                     bookings::cancel_reason.eq(reason.map(CancelReason::as_str)),
+                    bookings::check_in_deadline.eq(None::<NaiveDateTime>),
+                    bookings::updated_at.eq(now),
+                ))
+                .execute(conn)?,
+            Status::Confirmed | Status::Pending => diesel::update(target)
+                .set((
+                    bookings::status.eq(to.as_str()),
                     bookings::updated_at.eq(now),
                 ))
                 .execute(conn)?,
@@ -1026,6 +1035,7 @@ pub async fn release_no_shows(db: &Database, now: DateTime<Utc>) -> Result<usize
         .set((
             bookings::status.eq(Status::Cancelled.as_str()),
             bookings::cancel_reason.eq(CancelReason::NoShow.as_str()),
+            bookings::check_in_deadline.eq(None::<NaiveDateTime>),
             bookings::updated_at.eq(now),
         ))
         .execute(conn)

@@ -403,6 +403,7 @@ async fn no_shows_on(kind: DbKind) {
         .json();
     assert_eq!(released["data"]["status"], "cancelled");
     assert_eq!(released["data"]["cancel_reason"], "no_show");
+    assert!(released["data"]["check_in_deadline"].is_null());
     assert_eq!(
         t.get(&format!("/api/v1/bookings/{keep}")).await.json()["data"]["status"],
         "confirmed"

@@ -106,7 +106,9 @@ CREATE TABLE bookings (
 -- transaction that inserts or moves a booking.
 CREATE INDEX bookings_space_idx ON bookings (meeting_space_id, blocked_start);
 CREATE INDEX bookings_workspace_idx ON bookings (workspace_id, start_time);
-CREATE INDEX bookings_no_show_idx ON bookings (check_in_deadline) WHERE status IN ('pending', 'confirmed');
+-- Only open bookings keep a deadline (it is cleared when they are checked in
+-- or cancelled), so the no-show sweep scans just those.
+CREATE INDEX bookings_no_show_idx ON bookings (check_in_deadline) WHERE check_in_deadline IS NOT NULL;
 
 -- Idempotency-Key of POSTs: the first answer, replayed for 24 hours.
 CREATE TABLE idempotency_keys (
