@@ -89,3 +89,31 @@ async fn brute_force_on(kind: DbKind) {
         }
     }
 }
+
+db_test!(concurrent_reschedules_one_wins, reschedules_on);
+async fn reschedules_on(kind: DbKind) {
+    let t = TestBooking::start(kind).await;
+    let org = t.org().await;
+    let space = t.space(&org, json!({})).await;
+    let mut ids = Vec::new();
+    for i in 0..20 {
+        let start = at(3, 0, 0) + Duration::hours(i);
+        let r = t.book(&space, start, start + Duration::hours(1)).await;
+        assert_eq!(r.status, 201);
+        ids.push(r.json()["data"]["id"].as_str().unwrap().to_owned());
+    }
+    // All move onto one free hour at once.
+    let target = at(4, 12, 0);
+    let body = json!({"start_time": crate::helpers::rfc(target), "end_time": crate::helpers::rfc(target + Duration::hours(1))});
+    let paths: Vec<String> = ids
+        .iter()
+        .map(|id| format!("/api/v1/bookings/{id}"))
+        .collect();
+    let answers =
+        futures_util::future::join_all(paths.iter().map(|path| t.patch(path, body.clone()))).await;
+    let moved = answers.iter().filter(|r| r.status == 200).count();
+    assert_eq!(moved, 1);
+    for r in answers.iter().filter(|r| r.status != 200) {
+        r.assert_error(409, "conflict");
+    }
+}
