@@ -92,9 +92,41 @@ pub fn load(conn: &mut DbConnection, workspace: Option<&str>, id: &str) -> Resul
     };
     let (row, org_tz, group_tz) =
         found.ok_or_else(|| Failure::Api(ApiError::not_found("meeting space")))?;
+    Ok(with_zone(row, org_tz, group_tz))
+}
+
+/// The spaces `ids` of `workspace`, in the order of `ids`, in one query.
+fn load_many(
+    conn: &mut DbConnection,
+    workspace: &str,
+    ids: &[String],
+) -> Result<Vec<Space>, Failure> {
+    let rows: Vec<(SpaceRow, String, Option<String>)> = meeting_spaces::table
+        .inner_join(organizations::table)
+        .left_join(
+            space_groups::table.on(space_groups::id
+                .nullable()
+                .eq(meeting_spaces::space_group_id)),
+        )
+        .filter(meeting_spaces::id.eq_any(ids))
+        .filter(meeting_spaces::workspace_id.eq(workspace))
+        .select((
+            SpaceRow::as_select(),
+            organizations::timezone,
+            space_groups::timezone.nullable(),
+        ))
+        .load(conn)?;
+    let mut by_id: HashMap<String, Space> = rows
+        .into_iter()
+        .map(|(row, org_tz, group_tz)| (row.id.clone(), with_zone(row, org_tz, group_tz)))
+        .collect();
+    Ok(ids.iter().filter_map(|id| by_id.remove(id)).collect())
+}
+
+fn with_zone(row: SpaceRow, org_tz: String, group_tz: Option<String>) -> Space {
     let name = row.timezone.clone().or(group_tz).unwrap_or(org_tz);
     let tz = name.parse::<Tz>().unwrap_or(Tz::UTC);
-    Ok(Space { row, tz })
+    Space { row, tz }
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -403,10 +435,10 @@ pub async fn list(
                 .limit(i64::from(page.limit))
                 .offset(page.offset())
                 .load(conn)?;
-            let spaces = ids
-                .iter()
-                .map(|id| load(conn, Some(&workspace), id).map(MeetingSpaceView::from))
-                .collect::<Result<Vec<_>, Failure>>()?;
+            let spaces = load_many(conn, &workspace, &ids)?
+                .into_iter()
+                .map(MeetingSpaceView::from)
+                .collect::<Vec<_>>();
             Ok::<_, Failure>((spaces, total))
         })
         .await?;
