@@ -571,3 +571,34 @@ async fn anonymous_on(kind: DbKind) {
         .await;
     assert_eq!(confirmed.json()["data"]["status"], "confirmed");
 }
+
+/// Replicas share the anonymous limit through Redis.
+#[tokio::test]
+async fn anonymous_limit_is_shared_by_replicas() {
+    let limit =
+        |c: &mut booking_service::config::BookingConfig| c.bookings.anonymous_per_minute = 3;
+    let t = TestBooking::start_on(DbKind::Sqlite, testkit::CacheKind::Redis, limit).await;
+    let other = t.replica(limit).await;
+    let org = t.org().await;
+    let public = t.space(&org, json!({"public_booking": true})).await;
+    let anon = anonymous();
+    let mut statuses = Vec::new();
+    for hour in 8..13 {
+        let server = if hour % 2 == 0 { &t.server } else { &other };
+        let request = server
+            .client
+            .request(Method::POST, server.url("/api/v1/bookings"))
+            .header(
+                identity::HEADER,
+                testkit::identity::token(&anon, "booking-service"),
+            )
+            .header("x-forwarded-for", "198.51.100.7")
+            .json(&TestBooking::booking(
+                &public,
+                at(2, hour, 0),
+                at(2, hour + 1, 0),
+            ));
+        statuses.push(server.send(request).await.status);
+    }
+    assert_eq!(statuses, [201, 201, 201, 429, 429]);
+}

@@ -15,7 +15,7 @@ pub struct TestBooking {
     pub server: TestServer,
     pub db: TestDatabase,
     pub owner: Identity,
-    _cache: TestCache,
+    pub cache: TestCache,
 }
 
 /// A member of `workspace` with every booking scope.
@@ -76,8 +76,16 @@ impl TestBooking {
     }
 
     pub async fn start_with(kind: DbKind, tweak: impl FnOnce(&mut BookingConfig)) -> TestBooking {
+        Self::start_on(kind, CacheKind::Memory, tweak).await
+    }
+
+    pub async fn start_on(
+        kind: DbKind,
+        cache_kind: CacheKind,
+        tweak: impl FnOnce(&mut BookingConfig),
+    ) -> TestBooking {
         let db = TestDatabase::new(kind);
-        let cache = TestCache::new(CacheKind::Memory);
+        let cache = TestCache::new(cache_kind);
         let server = start_part_with::<BookingService>(Some(&db), &cache, |config| {
             config.database.pool_size = 16;
             tweak(config);
@@ -87,8 +95,17 @@ impl TestBooking {
             server,
             db,
             owner: member(&new_workspace()),
-            _cache: cache,
+            cache,
         }
+    }
+
+    /// Another replica of the service on the same database and cache.
+    pub async fn replica(&self, tweak: impl FnOnce(&mut BookingConfig)) -> TestServer {
+        start_part_with::<BookingService>(Some(&self.db), &self.cache, |config| {
+            config.database.pool_size = 16;
+            tweak(config);
+        })
+        .await
     }
 
     /// A second connection to the service's database.
