@@ -11,12 +11,30 @@ use testkit::{DbKind, db_test};
 db_test!(concurrent_overlapping_bookings_one_wins, concurrent_on);
 async fn concurrent_on(kind: DbKind) {
     let t = TestBooking::start(kind).await;
+    // Two replicas (two pools) on the one database, as deployed.
+    let other = t.replica(|_| {}).await;
     let org = t.org().await;
     let space = t.space(&org, json!({"booking_increment": 15})).await;
     // Every request overlaps every other: starts 10:00–10:45, an hour long.
     let requests = (0..100).map(|i| {
         let start = at(2, 10, 0) + Duration::minutes(15 * (i % 4));
-        t.book(&space, start, start + Duration::hours(1))
+        let server = if i % 2 == 0 { &t.server } else { &other };
+        let request = server
+            .client
+            .request(
+                testkit::reqwest::Method::POST,
+                server.url("/api/v1/bookings"),
+            )
+            .header(
+                identity::HEADER,
+                testkit::identity::token(&t.owner, "booking-service"),
+            )
+            .json(&TestBooking::booking(
+                &space,
+                start,
+                start + Duration::hours(1),
+            ));
+        server.send(request)
     });
     let answers = futures_util::future::join_all(requests).await;
     let created: Vec<_> = answers.iter().filter(|r| r.status == 201).collect();
