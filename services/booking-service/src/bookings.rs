@@ -913,8 +913,10 @@ async fn transition(
 }
 
 macro_rules! transition_handler {
-    ($name:ident, $path:literal, $op:literal, $to:expr, $summary:literal, $ok:literal) => {
+    ($name:ident, $path:literal, $op:literal, $to:expr, $summary:literal, $description:literal, $ok:literal) => {
         #[doc = $summary]
+        #[doc = ""]
+        #[doc = $description]
         #[utoipa::path(
             post, path = $path, operation_id = $op, tag = "bookings",
             params(("id" = String, Path, description = "`bk_…`"), crate::openapi::IdempotencyHeader),
@@ -945,7 +947,8 @@ transition_handler!(
     "/api/v1/bookings/{id}/confirm",
     "confirm_booking",
     Status::Confirmed,
-    "Confirm a pending booking\n\n`pending → confirmed`.",
+    "Confirm a pending booking",
+    "`pending → confirmed`.",
     "The confirmed booking."
 );
 transition_handler!(
@@ -953,7 +956,8 @@ transition_handler!(
     "/api/v1/bookings/{id}/check-in",
     "check_in_booking",
     Status::Active,
-    "Check in\n\n`confirmed → active`, from 15 minutes before the start until the end (or the check-in deadline).",
+    "Check in",
+    "`confirmed → active`, from 15 minutes before the start until the end (or the check-in deadline).",
     "The active booking."
 );
 transition_handler!(
@@ -961,7 +965,8 @@ transition_handler!(
     "/api/v1/bookings/{id}/check-out",
     "check_out_booking",
     Status::Completed,
-    "Check out\n\n`active → completed`.",
+    "Check out",
+    "`active → completed`.",
     "The completed booking."
 );
 
