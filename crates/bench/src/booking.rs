@@ -10,6 +10,7 @@
 //! The service runs as its own release binary, configured by `BOOKING__…`
 //! variables only, as deployed.
 
+use crate::cpu::{CpuSample, CpuUsage};
 use crate::database::BenchDatabase;
 use anyhow::{Context, Result, bail};
 use chrono::{Duration as Days, Utc};
@@ -97,6 +98,7 @@ pub struct PgbenchRate {
 pub struct BookingReport {
     pub postgres_version: String,
     pub create: Tally,
+    pub create_cpu: Option<CpuUsage>,
     pub raw: PgbenchRate,
     pub availability: Tally,
     pub bookings_in_table: i64,
@@ -400,7 +402,11 @@ pub async fn run(options: &Options) -> Result<BookingReport> {
     let warm = creation.clone();
     drive(options.concurrency, options.warmup, move |w| warm(w)).await;
     let measured = creation.clone();
+    let before = CpuSample::take();
     let create = drive(options.concurrency, options.duration, move |w| measured(w)).await;
+    let create_cpu = before
+        .zip(CpuSample::take())
+        .map(|(b, a)| b.until(&a, Some(service.child.id())));
     service.ensure_running()?;
 
     // The same INSERT, straight into PostgreSQL, in the same database.
@@ -476,6 +482,7 @@ pub async fn run(options: &Options) -> Result<BookingReport> {
     Ok(BookingReport {
         postgres_version: database.server_version().to_owned(),
         create,
+        create_cpu,
         raw,
         availability,
         bookings_in_table,
@@ -621,6 +628,27 @@ impl BookingReport {
             }
             out.push('\n');
         }
+        if let Some(cpu) = &self.create_cpu {
+            let per = |secs: f64| secs / self.create.ok.max(1) as f64 * 1e6;
+            let _ = writeln!(
+                out,
+                "  cpu s while creating: booking-service {:.1} ({:.0} µs/booking), postgres {:.1} ({:.0} µs/booking), bench client {:.1}, other {:.1}{}, idle {:.1}",
+                cpu.service,
+                per(cpu.service),
+                cpu.postgres,
+                per(cpu.postgres),
+                cpu.bench,
+                cpu.other,
+                named(cpu),
+                cpu.idle,
+            );
+        }
+        if self.create_cpu.as_ref().is_some_and(CpuUsage::disturbed) {
+            let _ = writeln!(
+                out,
+                "note: other processes took more than 5% of the CPU; the figures are lower than on a quiet machine"
+            );
+        }
         if !self.service_log.is_empty() {
             let _ = writeln!(
                 out,
@@ -632,4 +660,17 @@ impl BookingReport {
         }
         out
     }
+}
+
+/// `(of which pgbench 1.2, cargo 0.3)`, when other processes are named.
+fn named(cpu: &CpuUsage) -> String {
+    if cpu.top_others.is_empty() {
+        return String::new();
+    }
+    let names: Vec<String> = cpu
+        .top_others
+        .iter()
+        .map(|(name, secs)| format!("{name} {secs:.1}"))
+        .collect();
+    format!(" (of which {})", names.join(", "))
 }
