@@ -57,6 +57,20 @@ async fn booking_basics_on(kind: DbKind) {
     // Lists filter.
     let all = t.get("/api/v1/bookings").await.json();
     assert_eq!(all["meta"]["total"], 4);
+    let second = t.get("/api/v1/bookings?limit=3&page=2").await.json();
+    assert_eq!(second["meta"], json!({"page": 2, "limit": 3, "total": 4}));
+    assert_eq!(second["data"].as_array().unwrap().len(), 1);
+    assert_eq!(second["data"][0]["id"], all["data"][3]["id"]);
+    let by_organizer = t
+        .get("/api/v1/bookings?organizer_email=nobody%40example.com")
+        .await
+        .json();
+    assert_eq!(by_organizer["meta"]["total"], 0);
+    let by_org = t
+        .get(&format!("/api/v1/bookings?organization_id={org}"))
+        .await
+        .json();
+    assert_eq!(by_org["meta"]["total"], 4);
     let of_space = t
         .get(&format!(
             "/api/v1/bookings?meeting_space_id={space}&status=confirmed"
