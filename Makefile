@@ -8,11 +8,12 @@ IMAGE_REPO ?= spaceport
 IMAGE_TAG ?= dev
 PARTS := gateway:8080 auth-service:8081 booking-service:8082 spaces-service:8083
 
-.PHONY: help run run-distributed build test lint fmt fmt-check clippy migrate clean interop-venv images k8s-validate bench openapi
+.PHONY: help run run-distributed fuzz-api build test lint fmt fmt-check clippy migrate clean interop-venv images k8s-validate bench openapi
 
 help:
 	@echo "make run        gateway + services in one process (SQLite, in-process cache), gateway on :8080"
 	@echo "make run-distributed  each service its own process and PostgreSQL database, shared Redis, 2 gateways (:8080, :8090), 2 booking replicas"
+	@echo "make fuzz-api   Schemathesis on the gateway's /openapi.json against the devstack (FUZZ_EXAMPLES per operation, default 20)"
 	@echo "make test       the test suite; PostgreSQL/Redis tests run when TEST_DATABASE_URL/TEST_REDIS_URL are set"
 	@echo "make lint       rustfmt check + clippy with warnings as errors"
 	@echo "make fmt        format the code"
@@ -46,6 +47,12 @@ bench:
 # committed ones are stale, and this rewrites them.
 openapi:
 	SPACEPORT_UPDATE_OPENAPI=1 $(CARGO) test -p auth-service --test api openapi
+
+# Property-based testing of the published API through the gateway: no 5xx and
+# every documented answer matching its schema (deploy/fuzz-api.sh).
+fuzz-api:
+	$(CARGO) build -p devstack
+	deploy/fuzz-api.sh
 
 # Tests that need PostgreSQL, Redis or the interop Python carry `postgres` /
 # `redis` / `python` at the end of their names. They fail (never skip) when what

@@ -397,6 +397,9 @@ pub async fn update_user(
                 None => current.role.clone(),
             };
             let new_status = status.unwrap_or(current.status.clone());
+            if new_role == current.role && new_status == current.status {
+                return Ok::<_, Refusal>((current, false));
+            }
             let stays_owner = new_role == Role::Owner.as_str() && new_status == "active";
             if current.role == Role::Owner.as_str() && current.status == "active" && !stays_owner {
                 owner_may_go(conn, &identity, &ws, "change")?;
@@ -412,16 +415,23 @@ pub async fn update_user(
                 memberships::updated_at.eq(Utc::now().naive_utc()),
             ))
             .execute(conn)?;
-            member(conn, &ws, &uid)?.ok_or(Refusal::NotFound("member"))
+            Ok((
+                member(conn, &ws, &uid)?.ok_or(Refusal::NotFound("member"))?,
+                true,
+            ))
         })
         .await?;
-    // Whatever changed, tokens issued before it no longer speak for the member.
-    state
-        .publish_revocation(Revocation::Membership {
-            workspace_id: workspace,
-            user_id,
-        })
-        .await;
+    let (updated, changed) = updated;
+    // Whatever changed, tokens issued before it no longer speak for the member;
+    // a change to nothing (same role, same status) leaves them be.
+    if changed {
+        state
+            .publish_revocation(Revocation::Membership {
+                workspace_id: workspace,
+                user_id,
+            })
+            .await;
+    }
     Ok(ApiResponse::ok(updated))
 }
 

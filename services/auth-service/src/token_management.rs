@@ -202,7 +202,7 @@ pub async fn revoke(
         (status = 200, description = "The token's state; `{active: false}` for anything unknown, expired, revoked or malformed.", body = TokenIntrospection,
             headers(("cache-control" = String, description = "`no-store`"))),
         (status = 400, description = "`invalid_request`: `token` missing, credentials both in Basic and the body, a malformed body, or a body above 16 KiB.", body = OAuthErrorBody),
-        (status = 401, description = "`invalid_client`: client authentication missing, malformed or failed. Credentials go in HTTP Basic or as `client_id`/`client_secret` in the body.", body = OAuthErrorBody,
+        (status = 401, description = "`invalid_client`: client authentication missing, malformed or failed. Credentials go in HTTP Basic or as `client_id`/`client_secret` in the body. A bearer credential the gateway cannot verify is refused there, in the envelope.", body = crate::tokens::OAuthOrGatewayError,
             headers(("www-authenticate" = String, description = "`Basic realm=\"spaceport\"`"))),
         (status = 500, description = "`server_error`", body = OAuthErrorBody),
         (status = 503, description = "`temporarily_unavailable`: the database is unreachable.", body = OAuthErrorBody),

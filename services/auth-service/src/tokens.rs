@@ -119,6 +119,31 @@ pub(crate) struct OAuthErrorBody {
     error_description: String,
 }
 
+/// A 401 of an OAuth endpoint: the service's RFC 6749 error, or the
+/// gateway's envelope when it refused a bad bearer credential before the
+/// request reached the service.
+pub(crate) struct OAuthOrGatewayError;
+
+impl utoipa::PartialSchema for OAuthOrGatewayError {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        use utoipa::openapi::schema::{OneOfBuilder, Ref};
+        OneOfBuilder::new()
+            .item(Ref::from_schema_name("OAuthError"))
+            .item(Ref::from_schema_name("ErrorEnvelope"))
+            .description(Some(
+                "`OAuthError` from the service; the envelope (`error.code: unauthorized`) when \
+                 the gateway refused a bad bearer credential first.",
+            ))
+            .into()
+    }
+}
+
+impl ToSchema for OAuthOrGatewayError {
+    fn name() -> std::borrow::Cow<'static, str> {
+        "OAuthOrGatewayError".into()
+    }
+}
+
 /// The RFC 6749 §5.2 codes this service answers (and, for `5xx`, the RFC
 /// 6749 §4.1.2.1 ones).
 #[derive(ToSchema)]
@@ -254,7 +279,7 @@ const MAX_BODY: usize = 16 * 1024;
         (status = 200, description = "A token. Bare RFC 6749 §5.1 JSON, except a JSON-bodied refresh: the envelope.", body = TokenAnswer,
             headers(("cache-control" = String, description = "`no-store` (bare answers)"))),
         (status = 400, description = "`invalid_request` (malformed body, wrong content type, missing field, credentials both in Basic and the body, `workspace_id` not the client's), `invalid_grant` (refresh token unknown, used, expired or revoked; not a member of `workspace_id`; membership ended), `invalid_scope`, `unsupported_grant_type`.", body = OAuthErrorBody),
-        (status = 401, description = "`invalid_client`: client authentication missing, malformed or failed.", body = OAuthErrorBody,
+        (status = 401, description = "`invalid_client`: client authentication missing, malformed or failed. A bearer credential the gateway cannot verify is refused there, in the envelope.", body = OAuthOrGatewayError,
             headers(("www-authenticate" = String, description = "`Basic realm=\"spaceport\"`"))),
         (status = 500, description = "`server_error`", body = OAuthErrorBody),
         (status = 503, description = "`temporarily_unavailable`: the database is unreachable.", body = OAuthErrorBody),

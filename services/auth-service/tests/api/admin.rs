@@ -110,11 +110,35 @@ async fn members(kind: DbKind) {
     )
     .await
     .assert_error(422, "validation_failed");
+    // A change to nothing (the same role, or an empty body) revokes nothing:
+    // the next message on the bus is the removal's.
+    for unchanged in [serde_json::json!({"role": "viewer"}), serde_json::json!({})] {
+        let same = call(&auth, &owner, Method::PATCH, &path, Some(unchanged)).await;
+        assert_eq!(same.status, 200, "{:?}", same.json());
+        assert_eq!(same.json()["data"]["role"], "viewer");
+    }
     assert_eq!(
         call(&auth, &owner, Method::DELETE, &path, None)
             .await
             .status,
         200
+    );
+    let published = tokio::time::timeout(Duration::from_secs(2), revocations.next())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        Revocation::from_bytes(&published),
+        Some(Revocation::Membership {
+            workspace_id: workspace.clone(),
+            user_id: bob.clone()
+        })
+    );
+    assert!(
+        tokio::time::timeout(Duration::from_millis(200), revocations.next())
+            .await
+            .is_err(),
+        "one revocation for the removal, none for the unchanged updates"
     );
     call(&auth, &owner, Method::DELETE, &path, None)
         .await
