@@ -19,7 +19,7 @@ help:
 	@echo "make fmt        format the code"
 	@echo "make build      release build of every binary"
 	@echo "make openapi    regenerate proto-docs/*.openapi.json from the code (a test fails when they are stale)"
-	@echo "make bench      auth-service throughput on PostgreSQL (BENCH_DATABASE_URL, default postgres://postgres@127.0.0.1:5432/postgres)"
+	@echo "make bench      throughput and latency of each part on PostgreSQL (BENCH_DATABASE_URL, default postgres://postgres@127.0.0.1:5432/postgres)"
 	@echo "make images     container images of the four parts (Docker with BuildKit), tag IMAGE_TAG=$(IMAGE_TAG)"
 	@echo "make k8s-validate  offline checks of deploy/ and k8s/: hadolint, shellcheck, kustomize, kubernetes-validate, checkov, env vars"
 	@echo "make interop-venv  Python with authlib/PyJWT for the interop test (then SPACEPORT_PYTHON=$(INTEROP_VENV)/bin/python)"
@@ -40,13 +40,15 @@ build:
 # rotations/s beside the signing-only rate, and peak RSS. Creates and drops its
 # own database on the server at BENCH_DATABASE_URL.
 bench:
-	$(CARGO) build --release -p auth-service -p bench
+	$(CARGO) build --release -p auth-service -p booking-service -p spaces-service -p gateway -p bench
 	target/release/spaceport-bench auth
+	target/release/spaceport-bench booking
+	target/release/spaceport-bench spaces
 
 # The OpenAPI documents are generated from the code; the API tests fail when the
 # committed ones are stale, and this rewrites them.
 openapi:
-	SPACEPORT_UPDATE_OPENAPI=1 $(CARGO) test -p auth-service --test api openapi
+	SPACEPORT_UPDATE_OPENAPI=1 $(CARGO) test -p auth-service -p booking-service -p spaces-service --test api openapi
 
 # Property-based testing of the published API through the gateway: no 5xx and
 # every documented answer matching its schema (deploy/fuzz-api.sh).

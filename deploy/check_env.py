@@ -57,7 +57,7 @@ REQUIRED = {
     "gateway": {"IDENTITY__SIGNING_KEY", "CACHE__URL"},
     "auth-service": _SERVICE_REQUIRED | {"SECRET__KEY", "MAIL__URL", "TOKENS__ISSUER"},
     "booking-service": set(_SERVICE_REQUIRED),
-    "spaces-service": set(_SERVICE_REQUIRED),
+    "spaces-service": _SERVICE_REQUIRED | {"SECRET__KEY"},
 }
 MIGRATE_REQUIRED = {"DATABASE__URL"}
 

@@ -19,6 +19,7 @@ pem_line() { awk 'BEGIN { ORS = "\\n" } { print }' | sed 's/\\n$//'; }
   echo "SPACEPORT_GATEWAY_SIGNING_KEY=\"$(pem_line <<<"$key")\""
   echo "SPACEPORT_GATEWAY_PUBLIC_KEY=\"$(pem_line <<<"$public")\""
   echo "SPACEPORT_AUTH_SECRET_KEY=$(openssl rand -base64 32)"
+  echo "SPACEPORT_SPACES_SECRET_KEY=$(openssl rand -base64 32)"
   for db in AUTH BOOKING SPACES; do
     echo "SPACEPORT_${db}_DB_PASSWORD=$(openssl rand -hex 24)"
   done

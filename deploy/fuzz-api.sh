@@ -40,6 +40,7 @@ fi
 
 work=$(mktemp -d)
 pid=""
+# shellcheck disable=SC2329 # run by the EXIT trap
 cleanup() {
     if [ -n "$pid" ]; then kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; fi
     rm -rf "$work"

@@ -237,22 +237,33 @@ impl RouteConfig {
     }
 }
 
-/// The public prefixes of each service (DESIGN §1).
+/// The public prefixes of each service (DESIGN §1). Prefixes with no anonymous
+/// operation at all are `authenticated`, so anonymous callers are turned away
+/// at the edge; the others (sign-in, public organization and meeting-space
+/// pages, public booking) are `public` and their services decide per
+/// operation.
 pub fn default_routes() -> Vec<RouteConfig> {
+    use RoutePolicy::{Authenticated, Public};
     [
-        ("/api/v1/auth", "auth"),
-        ("/v1/auth", "auth"),
-        ("/v1/system", "auth"),
-        ("/.well-known", "auth"),
-        ("/api/v1/organizations", "booking"),
-        ("/api/v1/space-groups", "booking"),
-        ("/api/v1/meeting-spaces", "booking"),
-        ("/api/v1/bookings", "booking"),
-        ("/api/v1/spaces", "spaces"),
-        ("/api/v1/upload-configs", "spaces"),
+        ("/api/v1/auth", "auth", Public),
+        ("/v1/auth", "auth", Public),
+        ("/v1/auth/admin", "auth", Authenticated),
+        ("/v1/auth/api-key", "auth", Authenticated),
+        ("/v1/auth/service-principals", "auth", Authenticated),
+        ("/v1/system", "auth", Authenticated),
+        ("/.well-known", "auth", Public),
+        ("/api/v1/organizations", "booking", Public),
+        ("/api/v1/space-groups", "booking", Authenticated),
+        ("/api/v1/meeting-spaces", "booking", Public),
+        ("/api/v1/bookings", "booking", Public),
+        ("/api/v1/spaces", "spaces", Authenticated),
+        ("/api/v1/upload-configs", "spaces", Authenticated),
     ]
     .into_iter()
-    .map(|(prefix, upstream)| RouteConfig::new(prefix, upstream))
+    .map(|(prefix, upstream, policy)| RouteConfig {
+        policy,
+        ..RouteConfig::new(prefix, upstream)
+    })
     .collect()
 }
 

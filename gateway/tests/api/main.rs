@@ -47,7 +47,10 @@ async fn proxies_to_each_service_body(kind: DbKind) {
     })
     .await;
     let booking = start_part::<booking_service::BookingService>(Some(&dbs[1]), &cache).await;
-    let spaces = start_part::<spaces_service::SpacesService>(Some(&dbs[2]), &cache).await;
+    let spaces = start_part_with::<spaces_service::SpacesService>(Some(&dbs[2]), &cache, |c| {
+        c.secret.key = Secret::new("c3BhY2Vwb3J0LWdhdGV3YXktdGVzdHMtc3BhY2VzLXNlY3JldC0zMi1i");
+    })
+    .await;
     let mut config = GatewayConfig::defaults();
     config.http = testkit::http_config();
     config.cache = cache.config.clone();
@@ -55,8 +58,20 @@ async fn proxies_to_each_service_body(kind: DbKind) {
     config.upstreams.booking = booking.base.clone();
     config.upstreams.spaces = spaces.base.clone();
     config.identity.signing_key = Secret::new(testkit::identity::private_pem());
+    // An operator key: the spaces prefixes turn anonymous callers away at the edge.
+    let system_key = format!("sys_{}", "s".repeat(40));
+    config.system_keys.sha256 = {
+        use sha2::Digest;
+        sha2::Sha256::digest(system_key.as_bytes())
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect()
+    };
     let http = config.http.clone();
     let gw = TestServer::start_with(GatewayPart::build(config).await.unwrap(), &http);
+    gw.get("/api/v1/spaces")
+        .await
+        .assert_error(401, "unauthorized");
 
     let cases = [
         ("/api/v1/auth/no-such-route", &auth, "auth-service"),
@@ -84,7 +99,8 @@ async fn proxies_to_each_service_body(kind: DbKind) {
             .send(
                 gw.client
                     .get(gw.url(path))
-                    .header("x-request-id", &request_id),
+                    .header("x-request-id", &request_id)
+                    .header("x-api-key", &system_key),
             )
             .await;
         // Paths no service serves: the 404 comes from the service behind the

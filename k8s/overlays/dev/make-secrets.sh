@@ -15,9 +15,11 @@ fi
 if [[ ! -s secrets/gateway-identity.pub.pem ]]; then
   openssl pkey -in secrets/gateway-identity.pem -pubout -out secrets/gateway-identity.pub.pem
 fi
-if [[ ! -s secrets/auth-secret.key ]]; then
-  openssl rand -base64 32 | tr -d '\n' > secrets/auth-secret.key
-fi
+for part in auth spaces; do
+  if [[ ! -s "secrets/${part}-secret.key" ]]; then
+    openssl rand -base64 32 | tr -d '\n' > "secrets/${part}-secret.key"
+  fi
+done
 
 for db in auth booking spaces; do
   if [[ ! -s "secrets/${db}-postgres.env" || ! -s "secrets/${db}-service.env" ]]; then
