@@ -4,20 +4,20 @@
 
 use crate::api::AuthApi;
 use crate::cpu::{CpuSample, CpuUsage};
-use crate::database::BenchDatabase;
-use crate::load::{self, Job, Tally};
-use crate::service::{Memory, ServiceProcess, Settings};
+use crate::load::{self, Failure, Tally, Worker};
+use crate::service;
 use crate::setup;
 use crate::signing::{self, SigningRate};
-use anyhow::{Context, Result};
-use identity::{IdentitySigner, SigningKey};
+use anyhow::Result;
+use identity::{Identity, IdentitySigner, SigningKey};
+use launcher::{Memory, PartProcess, ScratchDatabase};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 /// The service's pool: one connection per client at the default concurrency.
 const POOL_SIZE: u32 = 16;
-const STARTUP_TIMEOUT: Duration = Duration::from_secs(60);
+const TOKEN_PATH: &str = "/v1/auth/token";
 
 pub struct Options {
     pub concurrency: usize,
@@ -52,30 +52,21 @@ pub struct AuthReport {
 pub async fn run(options: &Options) -> Result<AuthReport> {
     // Dropped in reverse order: the service stops before its directory and
     // database go.
-    let database = BenchDatabase::create(&options.database_url)?;
-    let dir = tempfile::Builder::new()
-        .prefix("spaceport-bench-")
-        .tempdir()
-        .context("creating a temporary directory")?;
+    let database = ScratchDatabase::create(&options.database_url, "spaceport_bench")?;
+    let dir = service::scratch_dir()?;
     let gateway_key = SigningKey::generate()?;
-    let mut service = ServiceProcess::start(
+    let (mut service, outbox) = service::start_auth(
         &options.service_bin,
-        &Settings {
-            database_url: database.url(),
-            pool_size: POOL_SIZE,
-            gateway_public_pem: &gateway_key.public_pem(),
-            dir: dir.path(),
-        },
-    )?;
-    service
-        .wait_healthy(STARTUP_TIMEOUT)
-        .await
-        .with_context(|| format!("auth-service on database {}", database.name()))?;
+        database.url(),
+        POOL_SIZE,
+        &gateway_key.public_pem(),
+        dir.path(),
+    )
+    .await?;
     let api = Arc::new(AuthApi::new(
         service.addr(),
         IdentitySigner::new(gateway_key, Duration::from_secs(60)),
     )?);
-    let outbox = service.mail_dir().to_owned();
 
     let owner = setup::sign_in(&api, &outbox, "bench-owner@example.com").await?;
     let principal = setup::create_service_principal(&api, &owner, "bench").await?;
@@ -84,18 +75,21 @@ pub async fn run(options: &Options) -> Result<AuthReport> {
         "client_secret": principal.client_secret,
     });
     let jobs = (0..options.concurrency)
-        .map(|_| Job::ClientCredentials { body: body.clone() })
+        .map(|_| TokenClient::new(&api, Job::ClientCredentials { body: body.clone() }))
         .collect();
-    let client_credentials = measure(&api, &mut service, jobs, options).await?;
+    let client_credentials = measure(&mut service, jobs, options).await?;
 
     let mut jobs = Vec::with_capacity(options.concurrency);
     for i in 0..options.concurrency {
         let session = setup::sign_in(&api, &outbox, &format!("bench-{i}@example.com")).await?;
-        jobs.push(Job::Refresh {
-            refresh_token: session.refresh_token,
-        });
+        jobs.push(TokenClient::new(
+            &api,
+            Job::Refresh {
+                refresh_token: session.refresh_token,
+            },
+        ));
     }
-    let refresh = measure(&api, &mut service, jobs, options).await?;
+    let refresh = measure(&mut service, jobs, options).await?;
 
     let memory = service.memory()?;
     let service_log = (service.log_lines(), service.log_tail(5));
@@ -125,14 +119,13 @@ pub async fn run(options: &Options) -> Result<AuthReport> {
 
 /// A warm-up, then the measured run, with the CPU time it cost.
 async fn measure(
-    api: &Arc<AuthApi>,
-    service: &mut ServiceProcess,
-    jobs: Vec<Job>,
+    service: &mut PartProcess,
+    jobs: Vec<TokenClient>,
     options: &Options,
 ) -> Result<Workload> {
-    let (jobs, warmup) = load::run(api, jobs, options.warmup).await;
+    let (jobs, warmup) = load::run(jobs, options.warmup).await;
     let before = CpuSample::take();
-    let (_, tally) = load::run(api, jobs, options.duration).await;
+    let (_, tally) = load::run(jobs, options.duration).await;
     let after = CpuSample::take();
     service.ensure_running()?;
     Ok(Workload {
@@ -142,4 +135,73 @@ async fn measure(
             .zip(after)
             .map(|(b, a)| b.until(&a, Some(service.pid()))),
     })
+}
+
+/// What one client repeats.
+enum Job {
+    /// Exchanges a service principal's id and secret for an access token.
+    ClientCredentials { body: serde_json::Value },
+    /// Rotates its own session's refresh token: each answer holds the next one.
+    Refresh { refresh_token: String },
+}
+
+/// A client of the token endpoint, anonymous as the gateway sends it.
+struct TokenClient {
+    api: Arc<AuthApi>,
+    caller: Identity,
+    job: Job,
+}
+
+impl TokenClient {
+    fn new(api: &Arc<AuthApi>, job: Job) -> TokenClient {
+        TokenClient {
+            api: api.clone(),
+            caller: Identity::anonymous(),
+            job,
+        }
+    }
+}
+
+impl Worker for TokenClient {
+    async fn request(&mut self) -> Result<(), Failure> {
+        match &mut self.job {
+            Job::ClientCredentials { body } => {
+                let reply = self
+                    .api
+                    .post(TOKEN_PATH, &self.caller, body)
+                    .await
+                    .map_err(|e| Failure::transport(&e))?;
+                if reply.status != 200 {
+                    return Err(Failure::status(reply.status));
+                }
+                Ok(())
+            }
+            Job::Refresh { refresh_token } => {
+                let body = serde_json::json!({ "refresh_token": refresh_token });
+                let reply = self
+                    .api
+                    .post(TOKEN_PATH, &self.caller, &body)
+                    .await
+                    .map_err(|e| Failure::transport(&e))?;
+                // A 4xx means the token is spent or revoked: no retry can help.
+                // A 5xx left it unused (the rotation's transaction rolled back).
+                if reply.status != 200 {
+                    return Err(Failure {
+                        fatal: (400..500).contains(&reply.status),
+                        ..Failure::status(reply.status)
+                    });
+                }
+                let next = reply
+                    .json()
+                    .ok()
+                    .and_then(|answer| answer["data"]["refresh_token"].as_str().map(str::to_owned))
+                    .ok_or_else(|| Failure {
+                        reason: "200 without data.refresh_token".into(),
+                        fatal: true,
+                    })?;
+                *refresh_token = next;
+                Ok(())
+            }
+        }
+    }
 }

@@ -11,33 +11,30 @@
 //! variables only, as deployed.
 
 use crate::cpu::{CpuSample, CpuUsage};
-use crate::database::BenchDatabase;
-use anyhow::{Context, Result, bail};
-use chrono::{Duration as Days, Utc};
+use crate::load::{self, Failure, Tally, Worker};
+use crate::report::{MAX_ERROR_RATIO, millis, verdict};
+use crate::service::{self, Settings};
+use anyhow::{Context, Result, anyhow, bail};
+use chrono::{DateTime, Duration as Days, Utc};
 use diesel::prelude::*;
 use diesel::{PgConnection, sql_query};
 use identity::{Identity, IdentitySigner, PrincipalType, ScopeSet, SigningKey};
-use std::collections::BTreeMap;
+use launcher::ScratchDatabase;
 use std::fmt::Write;
-use std::net::{SocketAddr, TcpListener};
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 const AUDIENCE: &str = "booking-service";
 const POOL_SIZE: u32 = 16;
-const STARTUP_TIMEOUT: Duration = Duration::from_secs(60);
 /// Bookings of the space whose availability is measured.
 pub const SEEDED_BOOKINGS: u32 = 100_000;
 /// Created bookings/s should be at least this share of pgbench's raw INSERT rate.
 pub const RATE_TARGET: f64 = 0.50;
 /// p99 of one day's availability should stay below this.
 pub const AVAILABILITY_P99_TARGET: Duration = Duration::from_millis(10);
-/// More failed requests than this share fails the run.
-pub const MAX_ERROR_RATIO: f64 = 0.01;
 
 pub struct Options {
     pub concurrency: usize,
@@ -49,44 +46,6 @@ pub struct Options {
     pub service_bin: PathBuf,
     pub pgbench_bin: PathBuf,
     pub cores: usize,
-}
-
-/// What one workload did.
-#[derive(Default)]
-pub struct Tally {
-    pub ok: u64,
-    pub errors: BTreeMap<String, u64>,
-    latencies_us: Vec<u32>,
-    pub elapsed: Duration,
-}
-
-impl Tally {
-    pub fn rate(&self) -> f64 {
-        self.ok as f64 / self.elapsed.as_secs_f64().max(1e-9)
-    }
-
-    pub fn failed(&self) -> u64 {
-        self.errors.values().sum()
-    }
-
-    pub fn error_ratio(&self) -> f64 {
-        let all = self.ok + self.failed();
-        if all == 0 {
-            1.0
-        } else {
-            self.failed() as f64 / all as f64
-        }
-    }
-
-    /// Nearest-rank quantile of successful requests' latency.
-    pub fn latency(&self, q: f64) -> Option<Duration> {
-        if self.latencies_us.is_empty() {
-            return None;
-        }
-        let rank = ((q * self.latencies_us.len() as f64).ceil() as usize).max(1);
-        let us = self.latencies_us[rank.min(self.latencies_us.len()) - 1];
-        Some(Duration::from_micros(u64::from(us)))
-    }
 }
 
 pub struct PgbenchRate {
@@ -119,7 +78,7 @@ impl Api {
         method: reqwest::Method,
         path: &str,
         body: Option<&serde_json::Value>,
-    ) -> Result<(u16, Vec<u8>), String> {
+    ) -> Result<(u16, Vec<u8>), Failure> {
         let token = self.signer.token_for(&self.caller, AUDIENCE);
         let mut request = self
             .http
@@ -128,18 +87,12 @@ impl Api {
         if let Some(body) = body {
             request = request.json(body);
         }
-        let response = request.send().await.map_err(|e| {
-            if e.is_timeout() {
-                "timeout".to_owned()
-            } else {
-                format!("transport: {e}")
-            }
-        })?;
+        let response = request.send().await.map_err(|e| Failure::transport(&e))?;
         let status = response.status().as_u16();
         let bytes = response
             .bytes()
             .await
-            .map_err(|e| format!("transport: {e}"))?;
+            .map_err(|e| Failure::transport(&e))?;
         Ok((status, bytes.to_vec()))
     }
 
@@ -147,7 +100,7 @@ impl Api {
         let (status, bytes) = self
             .send(reqwest::Method::POST, path, Some(&body))
             .await
-            .map_err(anyhow::Error::msg)?;
+            .map_err(|f| anyhow!(f.reason))?;
         if status != 201 {
             bail!(
                 "POST {path}: HTTP {status}: {}",
@@ -162,165 +115,78 @@ impl Api {
     }
 }
 
-/// The service as a child process; killed when dropped.
-struct Service {
-    child: Child,
-    addr: SocketAddr,
-    log_path: PathBuf,
+/// Creates bookings, each at a fresh (space, hour), so nothing conflicts and
+/// every request does the full work.
+struct Creator {
+    api: Arc<Api>,
+    spaces: Arc<Vec<String>>,
+    /// Shared by every creator: the next (space, hour).
+    counter: Arc<AtomicU64>,
+    base: DateTime<Utc>,
 }
 
-impl Service {
-    fn start(binary: &Path, database_url: &str, public_pem: &str, dir: &Path) -> Result<Service> {
-        if !binary.is_file() {
-            bail!(
-                "{} not found: build it first (cargo build --release -p booking-service)",
-                binary.display()
-            );
+impl Worker for Creator {
+    async fn request(&mut self) -> Result<(), Failure> {
+        let n = self.counter.fetch_add(1, Ordering::Relaxed);
+        let spaces = self.spaces.len() as u64;
+        let space = &self.spaces[(n % spaces) as usize];
+        let start = self.base + Days::hours((n / spaces) as i64);
+        let body = serde_json::json!({
+            "meeting_space_id": space,
+            "start_time": start.to_rfc3339(),
+            "end_time": (start + Days::hours(1)).to_rfc3339(),
+            "organizer_name": "Bench",
+            "organizer_email": "bench@example.com",
+        });
+        match self
+            .api
+            .send(reqwest::Method::POST, "/api/v1/bookings", Some(&body))
+            .await?
+        {
+            (201, _) => Ok(()),
+            (status, _) => Err(Failure::status(status)),
         }
-        let addr = TcpListener::bind("127.0.0.1:0")?.local_addr()?;
-        let log_path = dir.join("booking-service.log");
-        let log = std::fs::File::create(&log_path)?;
-        let child = Command::new(binary)
-            .arg("serve")
-            .current_dir(dir)
-            .env("BOOKING__HTTP__ADDR", addr.to_string())
-            .env("BOOKING__DATABASE__URL", database_url)
-            .env("BOOKING__DATABASE__POOL_SIZE", POOL_SIZE.to_string())
-            .env("BOOKING__CACHE__URL", "memory://")
-            .env("BOOKING__IDENTITY__GATEWAY_PUBLIC_KEYS", public_pem)
-            .env("BOOKING__LOG__LEVEL", "warn")
-            .stdin(Stdio::null())
-            .stdout(log.try_clone()?)
-            .stderr(log)
-            .process_group(0)
-            .spawn()
-            .with_context(|| format!("starting {}", binary.display()))?;
-        Ok(Service {
-            child,
-            addr,
-            log_path,
-        })
-    }
-
-    async fn wait_healthy(&mut self) -> Result<()> {
-        let http = reqwest::Client::new();
-        let url = format!("http://{}/healthz", self.addr);
-        let deadline = Instant::now() + STARTUP_TIMEOUT;
-        loop {
-            if let Some(status) = self.child.try_wait()? {
-                bail!(
-                    "booking-service exited during start-up ({status}):\n{}",
-                    self.log_tail(30).join("\n")
-                );
-            }
-            if let Ok(r) = http.get(&url).send().await
-                && r.status().is_success()
-            {
-                return Ok(());
-            }
-            if Instant::now() > deadline {
-                bail!(
-                    "booking-service did not become healthy:\n{}",
-                    self.log_tail(30).join("\n")
-                );
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    }
-
-    fn ensure_running(&mut self) -> Result<()> {
-        if let Some(status) = self.child.try_wait()? {
-            bail!(
-                "booking-service exited ({status}):\n{}",
-                self.log_tail(30).join("\n")
-            );
-        }
-        Ok(())
-    }
-
-    fn log_tail(&self, n: usize) -> Vec<String> {
-        let text = std::fs::read_to_string(&self.log_path).unwrap_or_default();
-        let lines: Vec<&str> = text.lines().collect();
-        lines[lines.len().saturating_sub(n)..]
-            .iter()
-            .map(|l| (*l).to_owned())
-            .collect()
     }
 }
 
-impl Drop for Service {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// Asks for the same availability again and again.
+#[derive(Clone)]
+struct AvailabilityReader {
+    api: Arc<Api>,
+    path: String,
 }
 
-/// Closed loop: `workers` tasks, each sending its next request when the
-/// previous answer is read, until `duration` is over. `request` answers
-/// `Ok(())` for a success or the reason of a failure.
-async fn drive<F, Fut>(workers: usize, duration: Duration, request: F) -> Tally
-where
-    F: Fn(usize) -> Fut + Send + Sync + 'static,
-    Fut: std::future::Future<Output = Result<(), String>> + Send,
-{
-    let request = Arc::new(request);
-    let start = Instant::now();
-    let deadline = start + duration;
-    let tasks: Vec<_> = (0..workers)
-        .map(|worker| {
-            let request = request.clone();
-            tokio::spawn(async move {
-                let mut tally = Tally::default();
-                while Instant::now() < deadline {
-                    let sent = Instant::now();
-                    match request(worker).await {
-                        Ok(()) => {
-                            tally.ok += 1;
-                            tally.latencies_us.push(
-                                u32::try_from(sent.elapsed().as_micros()).unwrap_or(u32::MAX),
-                            );
-                        }
-                        Err(reason) => {
-                            *tally.errors.entry(reason).or_default() += 1;
-                            tokio::time::sleep(Duration::from_millis(10)).await;
-                        }
-                    }
-                }
-                tally
-            })
-        })
-        .collect();
-    let mut total = Tally::default();
-    for task in tasks {
-        let t = task.await.expect("a bench worker panicked");
-        total.ok += t.ok;
-        for (reason, n) in t.errors {
-            *total.errors.entry(reason).or_default() += n;
+impl Worker for AvailabilityReader {
+    async fn request(&mut self) -> Result<(), Failure> {
+        match self
+            .api
+            .send(reqwest::Method::GET, &self.path, None)
+            .await?
+        {
+            (200, _) => Ok(()),
+            (status, _) => Err(Failure::status(status)),
         }
-        total.latencies_us.extend(t.latencies_us);
     }
-    total.elapsed = start.elapsed();
-    total.latencies_us.sort_unstable();
-    total
 }
 
 pub async fn run(options: &Options) -> Result<BookingReport> {
-    let database = BenchDatabase::create(&options.database_url)?;
-    let dir = tempfile::Builder::new()
-        .prefix("spaceport-bench-")
-        .tempdir()
-        .context("creating a temporary directory")?;
+    let database = ScratchDatabase::create(&options.database_url, "spaceport_bench")?;
+    let dir = service::scratch_dir()?;
     let gateway_key = SigningKey::generate()?;
-    let mut service = Service::start(
+    let mut service = service::start(
         &options.service_bin,
-        database.url(),
-        &gateway_key.public_pem(),
-        dir.path(),
-    )?;
-    service
-        .wait_healthy()
-        .await
-        .with_context(|| format!("booking-service on database {}", database.name()))?;
+        &Settings {
+            name: "booking-service",
+            env_prefix: "BOOKING",
+            database_url: database.url(),
+            pool_size: POOL_SIZE,
+            gateway_public_pem: &gateway_key.public_pem(),
+            root_secret: false,
+            dir: dir.path(),
+        },
+        &[],
+    )
+    .await?;
     let workspace = "wrk_01BENCH0000000000000000000".to_owned();
     let api = Arc::new(Api {
         http: reqwest::Client::builder()
@@ -328,7 +194,7 @@ pub async fn run(options: &Options) -> Result<BookingReport> {
             .timeout(Duration::from_secs(30))
             .no_proxy()
             .build()?,
-        base: format!("http://{}", service.addr),
+        base: service.base_url(),
         signer: IdentitySigner::new(gateway_key, Duration::from_secs(60)),
         caller: Identity {
             principal_id: "usr_01BENCH0000000000000000000".into(),
@@ -364,8 +230,7 @@ pub async fn run(options: &Options) -> Result<BookingReport> {
         )
         .await?;
 
-    // Creation through the service: each request a fresh (space, hour), so
-    // nothing conflicts and every request does the full work.
+    // Creation through the service.
     let spaces = Arc::new(spaces);
     let counter = Arc::new(AtomicU64::new(0));
     let base = (Utc::now() + Days::days(1))
@@ -373,40 +238,22 @@ pub async fn run(options: &Options) -> Result<BookingReport> {
         .and_hms_opt(0, 0, 0)
         .unwrap_or_default()
         .and_utc();
-    let creation = {
-        let (api, spaces, counter) = (api.clone(), spaces.clone(), counter.clone());
-        move |_worker: usize| {
-            let (api, spaces, counter) = (api.clone(), spaces.clone(), counter.clone());
-            async move {
-                let n = counter.fetch_add(1, Ordering::Relaxed);
-                let space = &spaces[(n % spaces.len() as u64) as usize];
-                let start = base + Days::hours((n / spaces.len() as u64) as i64);
-                let body = serde_json::json!({
-                    "meeting_space_id": space,
-                    "start_time": start.to_rfc3339(),
-                    "end_time": (start + Days::hours(1)).to_rfc3339(),
-                    "organizer_name": "Bench",
-                    "organizer_email": "bench@example.com",
-                });
-                match api
-                    .send(reqwest::Method::POST, "/api/v1/bookings", Some(&body))
-                    .await?
-                {
-                    (201, _) => Ok(()),
-                    (status, _) => Err(format!("HTTP {status}")),
-                }
-            }
-        }
+    let creators = || {
+        (0..options.concurrency)
+            .map(|_| Creator {
+                api: api.clone(),
+                spaces: spaces.clone(),
+                counter: counter.clone(),
+                base,
+            })
+            .collect()
     };
-    let creation = Arc::new(creation);
-    let warm = creation.clone();
-    drive(options.concurrency, options.warmup, move |w| warm(w)).await;
-    let measured = creation.clone();
+    load::run(creators(), options.warmup).await;
     let before = CpuSample::take();
-    let create = drive(options.concurrency, options.duration, move |w| measured(w)).await;
+    let (_, create) = load::run(creators(), options.duration).await;
     let create_cpu = before
         .zip(CpuSample::take())
-        .map(|(b, a)| b.until(&a, Some(service.child.id())));
+        .map(|(b, a)| b.until(&a, Some(service.pid())));
     service.ensure_running()?;
 
     // The same INSERT, straight into PostgreSQL, in the same database.
@@ -446,7 +293,7 @@ pub async fn run(options: &Options) -> Result<BookingReport> {
     let check = api
         .send(reqwest::Method::GET, &path, None)
         .await
-        .map_err(anyhow::Error::msg)?;
+        .map_err(|f| anyhow!(f.reason))?;
     let slots: serde_json::Value = serde_json::from_slice(&check.1)?;
     let booked = slots["data"]["slots"]
         .as_array()
@@ -457,23 +304,12 @@ pub async fn run(options: &Options) -> Result<BookingReport> {
             check.0
         );
     }
-    let availability_request = {
-        let api = api.clone();
-        move |_worker: usize| {
-            let (api, path) = (api.clone(), path.clone());
-            async move {
-                match api.send(reqwest::Method::GET, &path, None).await? {
-                    (200, _) => Ok(()),
-                    (status, _) => Err(format!("HTTP {status}")),
-                }
-            }
-        }
+    let reader = AvailabilityReader {
+        api: api.clone(),
+        path,
     };
-    let availability_request = Arc::new(availability_request);
-    let warm = availability_request.clone();
-    drive(1, options.warmup, move |w| warm(w)).await;
-    let measured = availability_request.clone();
-    let availability = drive(1, options.duration, move |w| measured(w)).await;
+    load::run(vec![reader.clone()], options.warmup).await;
+    let (_, availability) = load::run(vec![reader], options.duration).await;
     service.ensure_running()?;
     let service_log = service.log_tail(5);
     drop(conn);
@@ -572,12 +408,7 @@ impl BookingReport {
     }
 
     pub fn render(&self, options: &Options) -> String {
-        let ms = |d: Option<Duration>| {
-            d.map_or("n/a".into(), |d| {
-                format!("{:.2} ms", d.as_secs_f64() * 1000.0)
-            })
-        };
-        let verdict = |met: bool| if met { "PASS" } else { "MISS" };
+        let ms = millis;
         let ratio = self.create.rate() / self.raw.tps.max(1e-9);
         let p99 = self.availability.latency(0.99);
         let mut out = String::new();

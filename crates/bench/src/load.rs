@@ -1,87 +1,46 @@
 //! Closed-loop load: a fixed number of workers, each sending its next request
-//! as soon as the previous answer is read, for a fixed time.
+//! as soon as the previous answer is read, for a fixed time. Every bench
+//! drives its workload through [`run`]; what a request is, and what counts as
+//! its success, is the worker's.
 
-use crate::api::AuthApi;
-use identity::Identity;
 use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::future::Future;
 use std::time::{Duration, Instant};
 
-const TOKEN_PATH: &str = "/v1/auth/token";
-
-/// What one worker repeats.
-pub enum Job {
-    /// Exchanges a service principal's id and secret for an access token.
-    ClientCredentials { body: serde_json::Value },
-    /// Rotates its own session's refresh token: each answer holds the next one.
-    Refresh { refresh_token: String },
+/// One client of a closed loop: it sends a request and reads the whole answer.
+pub trait Worker: Send + 'static {
+    fn request(&mut self) -> impl Future<Output = Result<(), Failure>> + Send;
 }
 
 /// Why a request did not count.
-struct Failure {
-    reason: String,
-    /// The worker cannot go on (its refresh token chain is broken).
-    fatal: bool,
+pub struct Failure {
+    pub reason: String,
+    /// The worker cannot go on (a refresh token chain is broken, say).
+    pub fatal: bool,
 }
 
 impl Failure {
-    fn new(reason: impl Into<String>) -> Failure {
+    pub fn new(reason: impl Into<String>) -> Failure {
         Failure {
             reason: reason.into(),
             fatal: false,
         }
     }
-}
 
-impl Job {
-    async fn once(&mut self, api: &AuthApi, caller: &Identity) -> Result<(), Failure> {
-        match self {
-            Job::ClientCredentials { body } => {
-                let reply = api
-                    .post(TOKEN_PATH, caller, body)
-                    .await
-                    .map_err(|e| Failure::new(transport_error(&e)))?;
-                if reply.status != 200 {
-                    return Err(Failure::new(format!("HTTP {}", reply.status)));
-                }
-                Ok(())
-            }
-            Job::Refresh { refresh_token } => {
-                let body = serde_json::json!({ "refresh_token": refresh_token });
-                let reply = api
-                    .post(TOKEN_PATH, caller, &body)
-                    .await
-                    .map_err(|e| Failure::new(transport_error(&e)))?;
-                // A 4xx means the token is spent or revoked: no retry can help.
-                // A 5xx left it unused (the rotation's transaction rolled back).
-                if reply.status != 200 {
-                    return Err(Failure {
-                        reason: format!("HTTP {}", reply.status),
-                        fatal: (400..500).contains(&reply.status),
-                    });
-                }
-                let next = reply
-                    .json()
-                    .ok()
-                    .and_then(|answer| answer["data"]["refresh_token"].as_str().map(str::to_owned))
-                    .ok_or_else(|| Failure {
-                        reason: "200 without data.refresh_token".into(),
-                        fatal: true,
-                    })?;
-                *refresh_token = next;
-                Ok(())
-            }
-        }
+    /// A failed send or a body that could not be read.
+    pub fn transport(e: &reqwest::Error) -> Failure {
+        Failure::new(if e.is_timeout() {
+            "timeout".to_owned()
+        } else if e.is_connect() {
+            "connection refused".to_owned()
+        } else {
+            format!("transport: {e}")
+        })
     }
-}
 
-fn transport_error(e: &reqwest::Error) -> String {
-    if e.is_timeout() {
-        "timeout".into()
-    } else if e.is_connect() {
-        "connection refused".into()
-    } else {
-        format!("transport: {e}")
+    /// An answer with another status than the one expected.
+    pub fn status(status: u16) -> Failure {
+        Failure::new(format!("HTTP {status}"))
     }
 }
 
@@ -101,7 +60,7 @@ pub struct Tally {
 
 impl Tally {
     pub fn rate(&self) -> f64 {
-        self.ok as f64 / self.elapsed.as_secs_f64()
+        self.ok as f64 / self.elapsed.as_secs_f64().max(1e-9)
     }
 
     pub fn failed(&self) -> u64 {
@@ -138,33 +97,33 @@ impl Tally {
     }
 }
 
-/// Runs one task per job for `duration`; returns the jobs (a refresh job holds
-/// its latest token) and what they did together.
-pub async fn run(api: &Arc<AuthApi>, jobs: Vec<Job>, duration: Duration) -> (Vec<Job>, Tally) {
+/// Runs every worker on its own task for `duration`; returns the workers
+/// (one may hold state the next phase continues from) and what they did
+/// together. The latency of each successful request is recorded.
+pub async fn run<W: Worker>(workers: Vec<W>, duration: Duration) -> (Vec<W>, Tally) {
     let start = Instant::now();
     let deadline = start + duration;
-    let workers: Vec<_> = jobs
+    let tasks: Vec<_> = workers
         .into_iter()
-        .map(|job| tokio::spawn(work(api.clone(), job, deadline)))
+        .map(|worker| tokio::spawn(work(worker, deadline)))
         .collect();
-    let mut jobs = Vec::with_capacity(workers.len());
+    let mut workers = Vec::with_capacity(tasks.len());
     let mut total = Tally::default();
-    for worker in workers {
-        let (job, tally) = worker.await.expect("a bench worker panicked");
-        jobs.push(job);
+    for task in tasks {
+        let (worker, tally) = task.await.expect("a bench worker panicked");
+        workers.push(worker);
         total.merge(tally);
     }
     total.elapsed = start.elapsed();
     total.latencies_us.sort_unstable();
-    (jobs, total)
+    (workers, total)
 }
 
-async fn work(api: Arc<AuthApi>, mut job: Job, deadline: Instant) -> (Job, Tally) {
-    let caller = Identity::anonymous();
+async fn work<W: Worker>(mut worker: W, deadline: Instant) -> (W, Tally) {
     let mut tally = Tally::default();
     while Instant::now() < deadline {
         let sent = Instant::now();
-        match job.once(&api, &caller).await {
+        match worker.request().await {
             Ok(()) => {
                 tally.ok += 1;
                 let us = sent.elapsed().as_micros();
@@ -183,7 +142,7 @@ async fn work(api: Arc<AuthApi>, mut job: Job, deadline: Instant) -> (Job, Tally
             }
         }
     }
-    (job, tally)
+    (worker, tally)
 }
 
 #[cfg(test)]

@@ -14,12 +14,23 @@
 //! `spaceport-bench booking` measures booking-service: bookings created/s
 //! with the overlap check beside pgbench's rate of the same INSERT, and one
 //! day's availability of a space with 100,000 bookings.
+//!
+//! `spaceport-bench gateway` measures the gateway in front of a trivial
+//! upstream (nginx answering `200 ok`) beside nginx's own `proxy_pass` as the
+//! reference proxy, with the same load generator settings for each target:
+//! requests/s and p50/p99 latency direct to the upstream, through nginx,
+//! through the gateway with a JWT and with an API key (warm cache); then the
+//! gateway's peak RSS at 256 connections. nginx is installed with apt-get when
+//! missing; auth-service runs for the JWKS, the user and the API key.
+//!
+//! Each service runs as its own binary (started by the `launcher` crate) on a
+//! scratch database; every workload is a closed loop (`load`).
 
 mod api;
 mod auth;
 mod booking;
 mod cpu;
-mod database;
+mod gateway;
 mod load;
 mod report;
 mod service;
@@ -29,6 +40,7 @@ mod spaces;
 
 use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand};
+use std::future::Future;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -56,6 +68,32 @@ enum Command {
     /// booking-service on PostgreSQL: bookings created/s beside pgbench's raw
     /// INSERT rate, one day's availability of a space with 100,000 bookings
     Booking(BookingArgs),
+    /// The gateway in front of a trivial upstream beside nginx's proxy_pass:
+    /// requests/s and latency with a JWT and an API key, peak RSS
+    Gateway(GatewayArgs),
+}
+
+#[derive(Args)]
+struct GatewayArgs {
+    /// Connections of each compared target (one per client, closed loop)
+    #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u16).range(1..))]
+    concurrency: u16,
+    /// Connections of the gateway's memory phase
+    #[arg(long, default_value_t = 256, value_parser = clap::value_parser!(u16).range(1..))]
+    rss_concurrency: u16,
+    /// Measured seconds of each target
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..))]
+    seconds: u64,
+    /// PostgreSQL server on which the bench creates (and drops) auth-service's
+    /// database [default: $BENCH_DATABASE_URL, else postgres://postgres@127.0.0.1:5432/postgres]
+    #[arg(long)]
+    database_url: Option<String>,
+    /// The auth-service binary [default: auth-service next to this binary]
+    #[arg(long)]
+    auth_bin: Option<PathBuf>,
+    /// The gateway binary [default: gateway next to this binary]
+    #[arg(long)]
+    gateway_bin: Option<PathBuf>,
 }
 
 #[derive(Args)]
@@ -127,6 +165,7 @@ fn main() -> ExitCode {
         Command::Auth(args) => bench_auth(args),
         Command::Spaces(args) => bench_spaces(args),
         Command::Booking(args) => bench_booking(args),
+        Command::Gateway(args) => bench_gateway(args),
     };
     match outcome {
         Ok(code) => code,
@@ -142,40 +181,15 @@ fn bench_auth(args: AuthArgs) -> Result<ExitCode> {
         concurrency: usize::from(args.concurrency),
         duration: Duration::from_secs(args.seconds),
         warmup: Duration::from_secs(1),
-        database_url: args
-            .database_url
-            .or_else(|| std::env::var("BENCH_DATABASE_URL").ok())
-            .unwrap_or_else(|| DEFAULT_DATABASE_URL.to_owned()),
-        service_bin: match args.service_bin {
-            Some(path) => path,
-            None => std::env::current_exe()
-                .context("locating this binary")?
-                .with_file_name("auth-service"),
-        },
-        cores: std::thread::available_parallelism().map_or(1, |n| n.get()),
+        database_url: database_url(args.database_url),
+        service_bin: part_binary(args.service_bin, "auth-service")?,
+        cores: cores(),
     };
-    // reqwest is built without a rustls provider in this workspace.
-    service_kit::tls::ensure_provider();
-    let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
-    let report = runtime.block_on(async {
-        // On Ctrl-C the run is dropped, and with it the service and database.
-        tokio::select! {
-            report = auth::run(&options) => report,
-            _ = tokio::signal::ctrl_c() => Err(anyhow::anyhow!("interrupted")),
-        }
-    })?;
-    print!("{}", report.render(&options));
-    let failed = report.failed_workloads();
-    if failed.is_empty() {
-        Ok(ExitCode::SUCCESS)
-    } else {
-        eprintln!(
-            "spaceport-bench: more than {:.0}% of requests failed: {}",
-            report::MAX_ERROR_RATIO * 100.0,
-            failed.join(", ")
-        );
-        Ok(ExitCode::FAILURE)
-    }
+    execute(
+        auth::run(&options),
+        |r| r.render(&options),
+        auth::AuthReport::failed_workloads,
+    )
 }
 
 fn bench_spaces(args: SpacesArgs) -> Result<ExitCode> {
@@ -185,28 +199,73 @@ fn bench_spaces(args: SpacesArgs) -> Result<ExitCode> {
         duration: Duration::from_secs(args.seconds),
         warmup: Duration::from_secs(1),
         spaces: usize::try_from(args.spaces).context("--spaces")?,
-        database_url: args
-            .database_url
-            .or_else(|| std::env::var("BENCH_DATABASE_URL").ok())
-            .unwrap_or_else(|| DEFAULT_DATABASE_URL.to_owned()),
-        service_bin: match args.service_bin {
-            Some(path) => path,
-            None => std::env::current_exe()
-                .context("locating this binary")?
-                .with_file_name("spaces-service"),
-        },
-        cores: std::thread::available_parallelism().map_or(1, |n| n.get()),
+        database_url: database_url(args.database_url),
+        service_bin: part_binary(args.service_bin, "spaces-service")?,
+        cores: cores(),
     };
+    execute(
+        spaces::run(&options),
+        |r| r.render(&options),
+        spaces::SpacesReport::failed_workloads,
+    )
+}
+
+fn bench_booking(args: BookingArgs) -> Result<ExitCode> {
+    let options = booking::Options {
+        concurrency: usize::from(args.concurrency),
+        spaces: usize::from(args.spaces),
+        duration: Duration::from_secs(args.seconds),
+        warmup: Duration::from_secs(1),
+        database_url: database_url(args.database_url),
+        service_bin: part_binary(args.service_bin, "booking-service")?,
+        pgbench_bin: args.pgbench_bin,
+        cores: cores(),
+    };
+    execute(
+        booking::run(&options),
+        |r| r.render(&options),
+        booking::BookingReport::failed_workloads,
+    )
+}
+
+fn bench_gateway(args: GatewayArgs) -> Result<ExitCode> {
+    let options = gateway::Options {
+        concurrency: usize::from(args.concurrency),
+        rss_concurrency: usize::from(args.rss_concurrency),
+        duration: Duration::from_secs(args.seconds),
+        warmup: Duration::from_secs(1),
+        database_url: database_url(args.database_url),
+        auth_bin: part_binary(args.auth_bin, "auth-service")?,
+        gateway_bin: part_binary(args.gateway_bin, "gateway")?,
+        cores: cores(),
+    };
+    execute(
+        gateway::run(&options),
+        |r| r.render(&options),
+        gateway::GatewayReport::failed_workloads,
+    )
+}
+
+/// Runs a bench, prints its report, and fails when a workload had more than
+/// [`report::MAX_ERROR_RATIO`] failed requests. Targets inform; they never
+/// fail the run.
+fn execute<R>(
+    bench: impl Future<Output = Result<R>>,
+    render: impl FnOnce(&R) -> String,
+    failed_workloads: impl FnOnce(&R) -> Vec<&'static str>,
+) -> Result<ExitCode> {
+    // reqwest is built without a rustls provider in this workspace.
     service_kit::tls::ensure_provider();
     let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
     let report = runtime.block_on(async {
+        // On Ctrl-C the run is dropped, and with it the services and database.
         tokio::select! {
-            report = spaces::run(&options) => report,
+            report = bench => report,
             _ = tokio::signal::ctrl_c() => Err(anyhow::anyhow!("interrupted")),
         }
     })?;
-    print!("{}", report.render(&options));
-    let failed = report.failed_workloads();
+    print!("{}", render(&report));
+    let failed = failed_workloads(&report);
     if failed.is_empty() {
         Ok(ExitCode::SUCCESS)
     } else {
@@ -219,43 +278,22 @@ fn bench_spaces(args: SpacesArgs) -> Result<ExitCode> {
     }
 }
 
-fn bench_booking(args: BookingArgs) -> Result<ExitCode> {
-    let options = booking::Options {
-        concurrency: usize::from(args.concurrency),
-        spaces: usize::from(args.spaces),
-        duration: Duration::from_secs(args.seconds),
-        warmup: Duration::from_secs(1),
-        database_url: args
-            .database_url
-            .or_else(|| std::env::var("BENCH_DATABASE_URL").ok())
-            .unwrap_or_else(|| DEFAULT_DATABASE_URL.to_owned()),
-        service_bin: match args.service_bin {
-            Some(path) => path,
-            None => std::env::current_exe()
-                .context("locating this binary")?
-                .with_file_name("booking-service"),
-        },
-        pgbench_bin: args.pgbench_bin,
-        cores: std::thread::available_parallelism().map_or(1, |n| n.get()),
-    };
-    service_kit::tls::ensure_provider();
-    let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
-    let report = runtime.block_on(async {
-        tokio::select! {
-            report = booking::run(&options) => report,
-            _ = tokio::signal::ctrl_c() => Err(anyhow::anyhow!("interrupted")),
-        }
-    })?;
-    print!("{}", report.render(&options));
-    let failed = report.failed_workloads();
-    if failed.is_empty() {
-        Ok(ExitCode::SUCCESS)
-    } else {
-        eprintln!(
-            "spaceport-bench: more than {:.0}% of requests failed: {}",
-            booking::MAX_ERROR_RATIO * 100.0,
-            failed.join(", ")
-        );
-        Ok(ExitCode::FAILURE)
+/// `--database-url`, else `$BENCH_DATABASE_URL`, else the local server.
+fn database_url(flag: Option<String>) -> String {
+    flag.or_else(|| std::env::var("BENCH_DATABASE_URL").ok())
+        .unwrap_or_else(|| DEFAULT_DATABASE_URL.to_owned())
+}
+
+/// The flag's path, else `name` next to this binary.
+fn part_binary(flag: Option<PathBuf>, name: &str) -> Result<PathBuf> {
+    match flag {
+        Some(path) => Ok(path),
+        None => Ok(std::env::current_exe()
+            .context("locating this binary")?
+            .with_file_name(name)),
     }
+}
+
+fn cores() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
 }

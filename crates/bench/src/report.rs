@@ -3,6 +3,7 @@
 
 use crate::auth::{AuthReport, Options, Workload};
 use crate::cpu::CpuUsage;
+use crate::load::Tally;
 use std::fmt::Write;
 use std::time::Duration;
 
@@ -144,9 +145,8 @@ impl AuthReport {
     }
 }
 
-/// Requests and failures, then where the CPU time went.
-fn details(name: &str, workload: &Workload) -> String {
-    let tally = &workload.tally;
+/// `name: N ok, M failed (x%) in s [reasons]`, without a line end.
+pub fn tally_summary(name: &str, tally: &Tally) -> String {
     let mut out = format!(
         "{name}: {} ok, {} failed ({:.2}%) in {:.2} s",
         tally.ok,
@@ -162,6 +162,13 @@ fn details(name: &str, workload: &Workload) -> String {
             .collect();
         let _ = write!(out, " [{}]", reasons.join(", "));
     }
+    out
+}
+
+/// Requests and failures, then where the CPU time went.
+fn details(name: &str, workload: &Workload) -> String {
+    let tally = &workload.tally;
+    let mut out = tally_summary(name, tally);
     if !tally.stopped.is_empty() {
         let _ = write!(out, "; {} worker(s) stopped early", tally.stopped.len());
     }
@@ -212,7 +219,7 @@ fn cpu_line(cpu: &CpuUsage, requests: Option<u64>) -> String {
 }
 
 /// Columns three spaces apart, the rate right-aligned; trailing blanks trimmed.
-fn table(rows: &[[String; 5]]) -> String {
+pub fn table(rows: &[[String; 5]]) -> String {
     let widths: Vec<usize> = (0..5)
         .map(|c| rows.iter().map(|r| r[c].chars().count()).max().unwrap_or(0))
         .collect();
@@ -232,11 +239,11 @@ fn table(rows: &[[String; 5]]) -> String {
     out
 }
 
-fn verdict(met: bool) -> &'static str {
+pub fn verdict(met: bool) -> &'static str {
     if met { "PASS" } else { "MISS" }
 }
 
-fn millis(d: Option<Duration>) -> String {
+pub fn millis(d: Option<Duration>) -> String {
     match d {
         Some(d) => format!("{:.2} ms", d.as_secs_f64() * 1000.0),
         None => "n/a".into(),
@@ -248,6 +255,6 @@ fn micros(d: Duration) -> String {
 }
 
 /// kB (KiB, as /proc counts) to decimal megabytes.
-fn mb(kb: u64) -> f64 {
+pub fn mb(kb: u64) -> f64 {
     (kb * 1024) as f64 / 1_000_000.0
 }

@@ -6,24 +6,19 @@
 //! calls it (straight to the service, with identity tokens it signs).
 
 use crate::cpu::{CpuSample, CpuUsage};
-use crate::database::BenchDatabase;
-use crate::report::MAX_ERROR_RATIO;
+use crate::load::{self, Failure, Tally, Worker};
+use crate::report::{self, MAX_ERROR_RATIO, millis, verdict};
+use crate::service::{self, Settings};
 use anyhow::{Context, Result, bail};
-use base64::Engine;
-use base64::engine::general_purpose::STANDARD;
 use identity::{Identity, IdentitySigner, PrincipalType, ScopeSet, SigningKey};
-use std::collections::BTreeMap;
+use launcher::ScratchDatabase;
 use std::fmt::Write;
-use std::net::{SocketAddr, TcpListener};
-use std::os::unix::process::CommandExt;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 const AUDIENCE: &str = "spaces-service";
 const POOL_SIZE: u32 = 16;
-const STARTUP_TIMEOUT: Duration = Duration::from_secs(60);
 /// Distinct keys the introspection workers present, round robin.
 const KEYS: usize = 64;
 /// Spaces created at once while seeding.
@@ -43,107 +38,6 @@ pub struct Options {
     pub database_url: String,
     pub service_bin: PathBuf,
     pub cores: usize,
-}
-
-/// A running spaces-service; killed when dropped.
-struct ServiceProcess {
-    child: Child,
-    addr: SocketAddr,
-    log_path: PathBuf,
-}
-
-impl ServiceProcess {
-    fn start(binary: &Path, database_url: &str, gateway_pem: &str, dir: &Path) -> Result<Self> {
-        if !binary.is_file() {
-            bail!(
-                "{} not found: build it first (cargo build --release -p spaces-service)",
-                binary.display()
-            );
-        }
-        // Absolute: the child starts in `dir`, where a relative path would not resolve.
-        let binary = binary
-            .canonicalize()
-            .with_context(|| format!("resolving {}", binary.display()))?;
-        let addr = TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .context("finding a free port")?;
-        let log_path = dir.join("spaces-service.log");
-        let log = std::fs::File::create(&log_path)
-            .with_context(|| format!("creating {}", log_path.display()))?;
-        let mut root_secret = [0u8; 32];
-        getrandom::fill(&mut root_secret).context("reading random bytes")?;
-        let child = Command::new(&binary)
-            .arg("serve")
-            .current_dir(dir)
-            .env("SPACES__HTTP__ADDR", addr.to_string())
-            .env("SPACES__DATABASE__URL", database_url)
-            .env("SPACES__DATABASE__POOL_SIZE", POOL_SIZE.to_string())
-            .env("SPACES__CACHE__URL", "memory://")
-            .env("SPACES__IDENTITY__GATEWAY_PUBLIC_KEYS", gateway_pem)
-            .env("SPACES__SECRET__KEY", STANDARD.encode(root_secret))
-            .env("SPACES__LOG__LEVEL", "warn")
-            .stdin(Stdio::null())
-            .stdout(log.try_clone()?)
-            .stderr(log)
-            .process_group(0)
-            .spawn()
-            .with_context(|| format!("starting {}", binary.display()))?;
-        Ok(ServiceProcess {
-            child,
-            addr,
-            log_path,
-        })
-    }
-
-    async fn wait_healthy(&mut self) -> Result<()> {
-        let http = reqwest::Client::new();
-        let url = format!("http://{}/healthz", self.addr);
-        let deadline = Instant::now() + STARTUP_TIMEOUT;
-        loop {
-            if let Some(status) = self.child.try_wait()? {
-                bail!(
-                    "spaces-service exited during start-up ({status}):\n{}",
-                    self.log_tail()
-                );
-            }
-            if let Ok(response) = http.get(&url).send().await
-                && response.status().is_success()
-            {
-                return Ok(());
-            }
-            if Instant::now() > deadline {
-                bail!(
-                    "spaces-service did not become healthy:\n{}",
-                    self.log_tail()
-                );
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    }
-
-    fn ensure_running(&mut self) -> Result<()> {
-        match self.child.try_wait()? {
-            None => Ok(()),
-            Some(status) => bail!("spaces-service exited ({status}):\n{}", self.log_tail()),
-        }
-    }
-
-    fn log_tail(&self) -> String {
-        let text = std::fs::read_to_string(&self.log_path).unwrap_or_default();
-        let lines: Vec<&str> = text.lines().collect();
-        lines[lines.len().saturating_sub(20)..].join("\n")
-    }
-
-    fn log_lines(&self) -> usize {
-        std::fs::read_to_string(&self.log_path).map_or(0, |t| t.lines().count())
-    }
-}
-
-impl Drop for ServiceProcess {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 /// Calls as the gateway makes them.
@@ -192,116 +86,67 @@ impl Api {
     }
 }
 
-/// What one measured phase did.
-#[derive(Default)]
+/// What one measured phase did, and the CPU time it cost.
 pub struct Phase {
-    pub ok: u64,
-    pub errors: BTreeMap<String, u64>,
-    latencies_us: Vec<u32>,
-    pub elapsed: Duration,
+    pub tally: Tally,
     pub cpu: Option<CpuUsage>,
 }
 
-impl Phase {
-    pub fn rate(&self) -> f64 {
-        self.ok as f64 / self.elapsed.as_secs_f64().max(1e-9)
-    }
-
-    pub fn failed(&self) -> u64 {
-        self.errors.values().sum()
-    }
-
-    pub fn error_ratio(&self) -> f64 {
-        let all = self.ok + self.failed();
-        if all == 0 {
-            1.0
-        } else {
-            self.failed() as f64 / all as f64
-        }
-    }
-
-    /// Nearest-rank quantile of successful requests' latency.
-    pub fn latency(&self, q: f64) -> Option<Duration> {
-        if self.latencies_us.is_empty() {
-            return None;
-        }
-        let rank = ((q * self.latencies_us.len() as f64).ceil() as usize).max(1);
-        let us = self.latencies_us[rank.min(self.latencies_us.len()) - 1];
-        Some(Duration::from_micros(u64::from(us)))
-    }
-}
-
-/// One request a worker repeats; `next` gives the request after an answer.
+/// One request a worker repeats.
 #[derive(Clone)]
 enum Step {
     Introspect { body: serde_json::Value },
+    /// Walks the list page by page; after the last page it starts over.
     List { cursor: Option<String> },
 }
 
-async fn worker(api: Arc<Api>, caller: Identity, mut step: Step, deadline: Instant) -> Phase {
-    let mut phase = Phase::default();
-    while Instant::now() < deadline {
-        let sent = Instant::now();
-        let outcome = match &step {
-            Step::Introspect { body } => api
-                .call(
-                    reqwest::Method::POST,
-                    "/internal/space-keys/introspect",
-                    &caller,
-                    Some(body),
-                )
-                .await
-                .map(|(status, body)| (status, body, None)),
-            Step::List { cursor } => {
-                let path = match cursor {
-                    Some(c) => format!("/api/v1/spaces?cursor={c}"),
-                    None => "/api/v1/spaces".to_owned(),
-                };
-                api.call(reqwest::Method::GET, &path, &caller, None)
-                    .await
-                    .map(|(status, body)| {
-                        // Walk on; after the last page start over.
-                        let next = serde_json::from_slice::<serde_json::Value>(&body)
-                            .ok()
-                            .and_then(|v| v["meta"]["next_cursor"].as_str().map(str::to_owned));
-                        (status, body, Some(next))
-                    })
-            }
-        };
-        match outcome {
-            Ok((200, body, next)) => {
-                let valid = match &step {
-                    Step::Introspect { .. } => serde_json::from_slice::<serde_json::Value>(&body)
-                        .is_ok_and(|v| v["data"]["active"] == true),
-                    Step::List { .. } => true,
-                };
-                if valid {
-                    phase.ok += 1;
-                    let us = sent.elapsed().as_micros();
-                    phase
-                        .latencies_us
-                        .push(u32::try_from(us).unwrap_or(u32::MAX));
-                } else {
-                    *phase.errors.entry("inactive key".into()).or_default() += 1;
-                }
-                if let (Step::List { cursor }, Some(next)) = (&mut step, next) {
-                    *cursor = next;
-                }
-            }
-            Ok((status, _, _)) => {
-                *phase.errors.entry(format!("HTTP {status}")).or_default() += 1;
-                tokio::time::sleep(Duration::from_millis(10)).await;
-            }
-            Err(e) => {
-                *phase.errors.entry(format!("transport: {e}")).or_default() += 1;
-                tokio::time::sleep(Duration::from_millis(10)).await;
-            }
-        }
-    }
-    phase
+struct SpacesClient {
+    api: Arc<Api>,
+    caller: Identity,
+    step: Step,
 }
 
-/// Runs the workers for `duration`; the steps are dealt round robin.
+impl Worker for SpacesClient {
+    async fn request(&mut self) -> Result<(), Failure> {
+        let (method, path, body) = match &self.step {
+            Step::Introspect { body } => (
+                reqwest::Method::POST,
+                "/internal/space-keys/introspect".to_owned(),
+                Some(body),
+            ),
+            Step::List { cursor } => (reqwest::Method::GET, list_path(cursor.as_deref()), None),
+        };
+        let (status, body) = self
+            .api
+            .call(method, &path, &self.caller, body)
+            .await
+            .map_err(|e| Failure::transport(&e))?;
+        if status != 200 {
+            return Err(Failure::status(status));
+        }
+        let answer = serde_json::from_slice::<serde_json::Value>(&body).ok();
+        match &mut self.step {
+            Step::Introspect { .. } => {
+                if !answer.is_some_and(|v| v["data"]["active"] == true) {
+                    return Err(Failure::new("inactive key"));
+                }
+            }
+            Step::List { cursor } => {
+                *cursor = answer.and_then(|v| v["meta"]["next_cursor"].as_str().map(str::to_owned));
+            }
+        }
+        Ok(())
+    }
+}
+
+fn list_path(cursor: Option<&str>) -> String {
+    match cursor {
+        Some(c) => format!("/api/v1/spaces?cursor={c}"),
+        None => "/api/v1/spaces".to_owned(),
+    }
+}
+
+/// Runs one worker per client for `duration`; the steps are dealt round robin.
 async fn run_phase(
     api: &Arc<Api>,
     caller: &Identity,
@@ -310,34 +155,21 @@ async fn run_phase(
     duration: Duration,
     service_pid: u32,
 ) -> Phase {
-    let before = CpuSample::take();
-    let start = Instant::now();
-    let deadline = start + duration;
-    let workers: Vec<_> = (0..clients)
-        .map(|i| {
-            tokio::spawn(worker(
-                api.clone(),
-                caller.clone(),
-                steps[i % steps.len()].clone(),
-                deadline,
-            ))
+    let workers = (0..clients)
+        .map(|i| SpacesClient {
+            api: api.clone(),
+            caller: caller.clone(),
+            step: steps[i % steps.len()].clone(),
         })
         .collect();
-    let mut total = Phase::default();
-    for w in workers {
-        let phase = w.await.expect("a bench worker panicked");
-        total.ok += phase.ok;
-        for (reason, n) in phase.errors {
-            *total.errors.entry(reason).or_default() += n;
-        }
-        total.latencies_us.extend(phase.latencies_us);
+    let before = CpuSample::take();
+    let (_, tally) = load::run(workers, duration).await;
+    Phase {
+        tally,
+        cpu: before
+            .zip(CpuSample::take())
+            .map(|(b, a)| b.until(&a, Some(service_pid))),
     }
-    total.elapsed = start.elapsed();
-    total.latencies_us.sort_unstable();
-    total.cpu = before
-        .zip(CpuSample::take())
-        .map(|(b, a)| b.until(&a, Some(service_pid)));
-    total
 }
 
 pub struct SpacesReport {
@@ -360,22 +192,23 @@ fn member(workspace: &str) -> Identity {
 }
 
 pub async fn run(options: &Options) -> Result<SpacesReport> {
-    let database = BenchDatabase::create(&options.database_url)?;
-    let dir = tempfile::Builder::new()
-        .prefix("spaceport-bench-")
-        .tempdir()
-        .context("creating a temporary directory")?;
+    let database = ScratchDatabase::create(&options.database_url, "spaceport_bench")?;
+    let dir = service::scratch_dir()?;
     let gateway_key = SigningKey::generate()?;
-    let mut service = ServiceProcess::start(
+    let mut service = service::start(
         &options.service_bin,
-        database.url(),
-        &gateway_key.public_pem(),
-        dir.path(),
-    )?;
-    service
-        .wait_healthy()
-        .await
-        .with_context(|| format!("spaces-service on database {}", database.name()))?;
+        &Settings {
+            name: "spaces-service",
+            env_prefix: "SPACES",
+            database_url: database.url(),
+            pool_size: POOL_SIZE,
+            gateway_public_pem: &gateway_key.public_pem(),
+            root_secret: true,
+            dir: dir.path(),
+        },
+        &[],
+    )
+    .await?;
     let http = reqwest::Client::builder()
         .pool_max_idle_per_host(usize::MAX)
         .timeout(Duration::from_secs(30))
@@ -383,10 +216,10 @@ pub async fn run(options: &Options) -> Result<SpacesReport> {
         .build()?;
     let api = Arc::new(Api {
         http,
-        base: format!("http://{}", service.addr),
+        base: service.base_url(),
         signer: IdentitySigner::new(gateway_key, Duration::from_secs(60)),
     });
-    let pid = service.child.id();
+    let pid = service.pid();
 
     // Keys of one space, each introspected once: the cache is warm.
     let owner = member(&format!("wrk_{}", ulid::Ulid::new()));
@@ -483,10 +316,7 @@ pub async fn run(options: &Options) -> Result<SpacesReport> {
             cursor: cursor.clone(),
         });
         for _ in 0..stride {
-            let path = match &cursor {
-                Some(c) => format!("/api/v1/spaces?cursor={c}"),
-                None => "/api/v1/spaces".to_owned(),
-            };
+            let path = list_path(cursor.as_deref());
             let page = api
                 .expect(reqwest::Method::GET, &path, &reader, None, 200)
                 .await?;
@@ -531,18 +361,13 @@ impl SpacesReport {
             ("GET /api/v1/spaces", &self.list),
         ]
         .into_iter()
-        .filter(|(_, p)| p.error_ratio() > MAX_ERROR_RATIO)
+        .filter(|(_, p)| p.tally.error_ratio() > MAX_ERROR_RATIO)
         .map(|(name, _)| name)
         .collect()
     }
 
     pub fn render(&self, options: &Options) -> String {
-        let ms = |d: Option<Duration>| {
-            d.map_or("n/a".to_owned(), |d| {
-                format!("{:.2} ms", d.as_secs_f64() * 1e3)
-            })
-        };
-        let verdict = |met: bool| if met { "PASS" } else { "MISS" };
+        let ms = millis;
         let mut out = String::new();
         let _ = writeln!(
             out,
@@ -555,7 +380,7 @@ impl SpacesReport {
             options.warmup.as_secs(),
             options.cores,
         );
-        let i = &self.introspection;
+        let i = &self.introspection.tally;
         let _ = writeln!(
             out,
             "space-key introspection (warm cache, {} clients, {KEYS} keys)   {:>10.1}/s   (p50 {}, p99 {})   target >= {:.0}/s  {}",
@@ -566,7 +391,7 @@ impl SpacesReport {
             INTROSPECTION_TARGET_PER_SEC,
             verdict(i.rate() >= INTROSPECTION_TARGET_PER_SEC),
         );
-        let l = &self.list;
+        let l = &self.list.tally;
         let p99 = l.latency(0.99);
         let _ = writeln!(
             out,
@@ -585,23 +410,9 @@ impl SpacesReport {
             self.seeded,
             self.seeding.as_secs_f64()
         );
-        for (name, phase) in [("introspection", i), ("list", l)] {
-            let _ = write!(
-                out,
-                "{name}: {} ok, {} failed ({:.2}%) in {:.2} s",
-                phase.ok,
-                phase.failed(),
-                phase.error_ratio() * 100.0,
-                phase.elapsed.as_secs_f64()
-            );
-            if !phase.errors.is_empty() {
-                let reasons: Vec<String> = phase
-                    .errors
-                    .iter()
-                    .map(|(r, n)| format!("{n}× {r}"))
-                    .collect();
-                let _ = write!(out, " [{}]", reasons.join(", "));
-            }
+        for (name, phase) in [("introspection", &self.introspection), ("list", &self.list)] {
+            let tally = &phase.tally;
+            out.push_str(&report::tally_summary(name, tally));
             out.push('\n');
             if let Some(cpu) = &phase.cpu {
                 let _ = writeln!(
@@ -609,7 +420,7 @@ impl SpacesReport {
                     "  cpu s of {:.1}: spaces-service {:.1} ({:.0} µs/request), postgres {:.1}, bench client {:.1}, other {:.1}, idle {:.1}{}",
                     cpu.total(),
                     cpu.service,
-                    cpu.service_per(phase.ok).as_secs_f64() * 1e6,
+                    cpu.service_per(tally.ok).as_secs_f64() * 1e6,
                     cpu.postgres,
                     cpu.bench,
                     cpu.other,

@@ -1,6 +1,7 @@
 //! One part running as a child process.
 
 use anyhow::{Context, Result, bail};
+use std::ffi::OsStr;
 use std::net::{SocketAddr, TcpListener};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
@@ -36,16 +37,34 @@ impl PartProcess {
         env: &[(String, String)],
         dir: &Path,
     ) -> Result<PartProcess> {
+        Self::start_with_args(name, binary, env_prefix, addr, env, dir, &[])
+    }
+
+    /// As [`PartProcess::start`], with `args` before `serve`: the options every
+    /// part binary takes, such as `--config FILE`.
+    pub fn start_with_args(
+        name: &str,
+        binary: &Path,
+        env_prefix: &str,
+        addr: SocketAddr,
+        env: &[(String, String)],
+        dir: &Path,
+        args: &[&OsStr],
+    ) -> Result<PartProcess> {
         if !binary.is_file() {
             bail!(
                 "{} not found: build it first (cargo build --bins)",
                 binary.display()
             );
         }
+        // The child starts in `dir`, where a relative path would not resolve.
+        let binary = std::path::absolute(binary)
+            .with_context(|| format!("resolving {}", binary.display()))?;
         let log_path = dir.join(format!("{name}.log"));
         let log = std::fs::File::create(&log_path)
             .with_context(|| format!("creating {}", log_path.display()))?;
-        let child = Command::new(binary)
+        let child = Command::new(&binary)
+            .args(args)
             .arg("serve")
             .current_dir(dir)
             .env(format!("{env_prefix}__HTTP__ADDR"), addr.to_string())

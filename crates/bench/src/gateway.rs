@@ -1,0 +1,603 @@
+//! The gateway benchmark: what the gateway costs in front of a trivial
+//! upstream, beside nginx as the reference proxy, in one run with the same
+//! load generator settings for every target:
+//!
+//! - nginx answering `200 ok` itself (the upstream, called directly);
+//! - nginx `proxy_pass` to it over keep-alive upstream connections, no auth;
+//! - the gateway with a user's JWT (verified locally against the JWKS);
+//! - the gateway with a workspace API key (introspection cached);
+//!
+//! then the gateway with the JWT at 256 connections, and its peak RSS.
+//!
+//! nginx is the Debian package (installed with apt-get when missing), the
+//! gateway and auth-service their own binaries; the gateway's rate limiting
+//! stays on with limits no run reaches, so its bookkeeping is measured too.
+
+use crate::api::AuthApi;
+use crate::cpu::{CpuSample, CpuUsage};
+use crate::load::{self, Failure, Tally, Worker};
+use crate::report::{self, MAX_ERROR_RATIO, millis, verdict};
+use crate::service;
+use crate::setup;
+use anyhow::{Context, Result, anyhow, bail};
+use identity::{IdentitySigner, SigningKey};
+use launcher::{Memory, PartProcess, ScratchDatabase};
+use reqwest::header::{AUTHORIZATION, HeaderName, HeaderValue};
+use std::ffi::OsStr;
+use std::fmt::Write;
+use std::net::SocketAddr;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+const AUTH_POOL_SIZE: u32 = 4;
+/// What every target is asked for: below the gateway's `/bench` route.
+const PATH: &str = "/bench/x";
+/// nginx's keep-alive connections to the upstream, per worker.
+const NGINX_UPSTREAM_KEEPALIVE: u32 = 64;
+/// Per minute: never reached, so the limiter counts but never refuses.
+const UNREACHED_RATE_LIMIT: u32 = 1_000_000_000;
+
+/// Gateway-with-JWT throughput should be at least this share of nginx's proxy.
+pub const PROXY_RATIO_TARGET: f64 = 1.0;
+/// Peak RSS of the gateway should stay below this, in bytes (decimal MB).
+pub const RSS_TARGET_BYTES: u64 = 50_000_000;
+
+pub struct Options {
+    /// Connections of the four compared targets (one per client, closed loop).
+    pub concurrency: usize,
+    /// Connections of the gateway's memory phase.
+    pub rss_concurrency: usize,
+    pub duration: Duration,
+    pub warmup: Duration,
+    pub database_url: String,
+    pub auth_bin: PathBuf,
+    pub gateway_bin: PathBuf,
+    pub cores: usize,
+}
+
+/// One measured target.
+pub struct Target {
+    pub name: &'static str,
+    pub tally: Tally,
+    pub warmup_errors: u64,
+    pub cpu: Option<CpuUsage>,
+}
+
+pub struct GatewayReport {
+    pub nginx_version: String,
+    pub direct: Target,
+    pub nginx: Target,
+    pub jwt: Target,
+    pub api_key: Target,
+    pub jwt_many: Target,
+    pub memory: Memory,
+    /// Lines the gateway logged (level warn and above), and the last few.
+    pub gateway_log: (usize, Vec<String>),
+}
+
+pub async fn run(options: &Options) -> Result<GatewayReport> {
+    let nginx_bin = nginx_binary()?;
+    let dir = service::scratch_dir()?;
+    let nginx = Nginx::start(&nginx_bin, dir.path()).await?;
+
+    let database = ScratchDatabase::create(&options.database_url, "spaceport_bench")?;
+    let gateway_key = SigningKey::generate()?;
+    let (auth, outbox) = service::start_auth(
+        &options.auth_bin,
+        database.url(),
+        AUTH_POOL_SIZE,
+        &gateway_key.public_pem(),
+        dir.path(),
+    )
+    .await?;
+    let config = dir.path().join("gateway.toml");
+    std::fs::write(&config, gateway_config()).context("writing the gateway's config")?;
+    let env = [
+        ("GATEWAY__IDENTITY__SIGNING_KEY", gateway_key.private_pem()),
+        ("GATEWAY__UPSTREAMS__AUTH", auth.base_url()),
+        // The `/bench` route's upstream: nginx's trivial server.
+        ("GATEWAY__UPSTREAMS__BOOKING", format!("http://{}", nginx.upstream)),
+        ("GATEWAY__CACHE__URL", "memory://".to_owned()),
+        ("GATEWAY__LOG__LEVEL", "warn".to_owned()),
+    ]
+    .map(|(k, v)| (k.to_owned(), v));
+    let mut gateway = PartProcess::start_with_args(
+        "gateway",
+        &options.gateway_bin,
+        "GATEWAY",
+        launcher::free_port()?,
+        &env,
+        dir.path(),
+        &[OsStr::new("--config"), config.as_os_str()],
+    )?;
+    gateway.wait_ready(service::STARTUP_TIMEOUT).await?;
+
+    // A signed-in user and a workspace API key created through the gateway.
+    let auth_api = AuthApi::new(
+        auth.addr(),
+        IdentitySigner::new(gateway_key, Duration::from_secs(60)),
+    )?;
+    let session = setup::sign_in(&auth_api, &outbox, "bench-gateway@example.com").await?;
+    let bearer = format!("Bearer {}", session.access_token);
+    let api_key = create_api_key(&gateway.base_url(), &bearer).await?;
+
+    let direct_url = format!("http://{}{PATH}", nginx.upstream);
+    let nginx_url = format!("http://{}{PATH}", nginx.proxy);
+    let gateway_url = format!("{}{PATH}", gateway.base_url());
+    let jwt = Some((AUTHORIZATION, bearer));
+    let key = Some((HeaderName::from_static("x-api-key"), api_key));
+    let pid = gateway.pid();
+    let c = options.concurrency;
+    let direct = measure("nginx static, direct", &direct_url, None, c, options, pid).await?;
+    let nginx_proxy = measure("nginx proxy_pass", &nginx_url, None, c, options, pid).await?;
+    let jwt_target = measure("gateway, JWT", &gateway_url, jwt.clone(), c, options, pid).await?;
+    let key_target = measure("gateway, API key", &gateway_url, key, c, options, pid).await?;
+    gateway.ensure_running()?;
+    let many = options.rss_concurrency;
+    let jwt_many = measure("gateway, JWT (memory phase)", &gateway_url, jwt, many, options, pid).await?;
+    gateway.ensure_running()?;
+    let memory = gateway.memory()?;
+
+    Ok(GatewayReport {
+        nginx_version: nginx.version.clone(),
+        direct,
+        nginx: nginx_proxy,
+        jwt: jwt_target,
+        api_key: key_target,
+        jwt_many,
+        memory,
+        gateway_log: (gateway.log_lines(), gateway.log_tail(5)),
+    })
+}
+
+/// The gateway's file layer: the `/bench` route to the trivial upstream, the
+/// API-key route for setup, and rate limits on but out of reach. The rest of
+/// the defaults stay.
+fn gateway_config() -> String {
+    format!(
+        "[rate_limits]\n\
+         enabled = true\n\
+         per_token_per_minute = {UNREACHED_RATE_LIMIT}\n\
+         per_api_key_per_minute = {UNREACHED_RATE_LIMIT}\n\
+         per_ip_per_minute = {UNREACHED_RATE_LIMIT}\n\
+         \n\
+         [[routes]]\n\
+         prefix = \"/bench\"\n\
+         upstream = \"booking\"\n\
+         \n\
+         [[routes]]\n\
+         prefix = \"/v1/auth/api-key\"\n\
+         upstream = \"auth\"\n\
+         policy = \"authenticated\"\n"
+    )
+}
+
+async fn create_api_key(gateway: &str, bearer: &str) -> Result<String> {
+    let response = reqwest::Client::new()
+        .post(format!("{gateway}/v1/auth/api-key"))
+        .header(AUTHORIZATION, bearer)
+        .json(&serde_json::json!({ "name": "bench" }))
+        .send()
+        .await
+        .context("creating an API key through the gateway")?;
+    let status = response.status();
+    let answer: serde_json::Value = response.json().await.unwrap_or_default();
+    if status != reqwest::StatusCode::CREATED {
+        bail!("creating an API key through the gateway: HTTP {status}: {answer}");
+    }
+    answer["data"]["api_key"]
+        .as_str()
+        .map(str::to_owned)
+        .ok_or_else(|| anyhow!("API key answer without data.api_key: {answer}"))
+}
+
+/// `GET url` with one credential header, the body read in full.
+struct Getter {
+    http: reqwest::Client,
+    url: Arc<str>,
+    header: Option<(HeaderName, HeaderValue)>,
+}
+
+impl Worker for Getter {
+    async fn request(&mut self) -> Result<(), Failure> {
+        let mut request = self.http.get(&*self.url);
+        if let Some((name, value)) = &self.header {
+            request = request.header(name, value);
+        }
+        let response = request.send().await.map_err(|e| Failure::transport(&e))?;
+        let status = response.status().as_u16();
+        response.bytes().await.map_err(|e| Failure::transport(&e))?;
+        if status != 200 {
+            return Err(Failure::status(status));
+        }
+        Ok(())
+    }
+}
+
+/// A warm-up, then the measured run; every target gets the same client
+/// settings: one keep-alive connection per worker, Nagle off.
+async fn measure(
+    name: &'static str,
+    url: &str,
+    header: Option<(HeaderName, String)>,
+    connections: usize,
+    options: &Options,
+    gateway_pid: u32,
+) -> Result<Target> {
+    let http = reqwest::Client::builder()
+        .pool_max_idle_per_host(usize::MAX)
+        .tcp_nodelay(true)
+        .timeout(Duration::from_secs(30))
+        .no_proxy()
+        .build()
+        .context("building the HTTP client")?;
+    let header = match header {
+        Some((name, value)) => Some((
+            name,
+            HeaderValue::from_str(&value).context("a credential header")?,
+        )),
+        None => None,
+    };
+    let url: Arc<str> = url.into();
+    let workers = (0..connections)
+        .map(|_| Getter {
+            http: http.clone(),
+            url: url.clone(),
+            header: header.clone(),
+        })
+        .collect();
+    let (workers, warmup) = load::run(workers, options.warmup).await;
+    let before = CpuSample::take();
+    let (_, tally) = load::run(workers, options.duration).await;
+    let cpu = before
+        .zip(CpuSample::take())
+        .map(|(b, a)| b.until(&a, Some(gateway_pid)));
+    Ok(Target {
+        name,
+        tally,
+        warmup_errors: warmup.failed(),
+        cpu,
+    })
+}
+
+/// nginx on PATH (or in /usr/sbin), installed from the Debian archive when
+/// missing.
+fn nginx_binary() -> Result<PathBuf> {
+    let find = || {
+        std::env::var_os("PATH")
+            .map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
+            .unwrap_or_default()
+            .into_iter()
+            .chain([PathBuf::from("/usr/sbin")])
+            .map(|dir| dir.join("nginx"))
+            .find(|path| path.is_file())
+    };
+    if let Some(path) = find() {
+        return Ok(path);
+    }
+    eprintln!("spaceport-bench: nginx not found; installing it with apt-get");
+    for package in ["nginx-light", "nginx"] {
+        let installed = Command::new("apt-get")
+            .args(["install", "-y", "-qq", package])
+            .env("DEBIAN_FRONTEND", "noninteractive")
+            .status()
+            .context("running apt-get")?;
+        if installed.success()
+            && let Some(path) = find()
+        {
+            return Ok(path);
+        }
+    }
+    bail!("nginx is not installed and apt-get could not install it (apt-get install nginx-light)")
+}
+
+/// nginx in the foreground with two servers: the trivial upstream and the
+/// reference proxy in front of it. Stopped when dropped.
+struct Nginx {
+    child: Child,
+    upstream: SocketAddr,
+    proxy: SocketAddr,
+    version: String,
+}
+
+impl Nginx {
+    async fn start(binary: &Path, dir: &Path) -> Result<Nginx> {
+        let version = Command::new(binary)
+            .arg("-v")
+            .output()
+            .map(|o| {
+                String::from_utf8_lossy(&o.stderr)
+                    .trim()
+                    .trim_start_matches("nginx version: ")
+                    .to_owned()
+            })
+            .unwrap_or_default();
+        let prefix = dir.join("nginx");
+        std::fs::create_dir_all(prefix.join("logs"))
+            .with_context(|| format!("creating {}", prefix.display()))?;
+        let (upstream, proxy) = (launcher::free_port()?, launcher::free_port()?);
+        let conf = prefix.join("nginx.conf");
+        std::fs::write(&conf, nginx_conf(&prefix, upstream, proxy))
+            .with_context(|| format!("writing {}", conf.display()))?;
+        let log = std::fs::File::create(prefix.join("logs/stderr.log"))?;
+        let child = Command::new(binary)
+            .arg("-p")
+            .arg(&prefix)
+            .arg("-c")
+            .arg(&conf)
+            .arg("-e")
+            .arg(prefix.join("logs/error.log"))
+            .args(["-g", "daemon off;"])
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            // Its own group, so Ctrl-C reaches the bench only, and so the
+            // workers can be stopped with the master.
+            .process_group(0)
+            .spawn()
+            .with_context(|| format!("starting {}", binary.display()))?;
+        let mut nginx = Nginx {
+            child,
+            upstream,
+            proxy,
+            version,
+        };
+        let http = reqwest::Client::builder().no_proxy().build()?;
+        let deadline = Instant::now() + Duration::from_secs(10);
+        for addr in [upstream, proxy] {
+            loop {
+                if let Some(status) = nginx.child.try_wait()? {
+                    let errors = std::fs::read_to_string(prefix.join("logs/error.log"))
+                        .unwrap_or_default();
+                    bail!("nginx exited ({status}):\n{errors}");
+                }
+                if let Ok(r) = http.get(format!("http://{addr}{PATH}")).send().await
+                    && r.status().is_success()
+                {
+                    break;
+                }
+                if Instant::now() > deadline {
+                    bail!("nginx did not answer on {addr} within 10 s");
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+        Ok(nginx)
+    }
+}
+
+impl Drop for Nginx {
+    fn drop(&mut self) {
+        // SIGTERM to the master stops the workers too; the group is killed
+        // in case the master could not.
+        let group = self.child.id().to_string();
+        let _ = Command::new("kill").args(["-TERM", &group]).status();
+        let deadline = Instant::now() + Duration::from_secs(3);
+        while Instant::now() < deadline && matches!(self.child.try_wait(), Ok(None)) {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = Command::new("kill")
+            .args(["-KILL", "--", &format!("-{group}")])
+            .stderr(Stdio::null())
+            .status();
+        let _ = self.child.wait();
+    }
+}
+
+/// Two workers (the machine's cores); no access log; everything it writes
+/// below `prefix`. Keep-alive requests are not capped, as the gateway's are
+/// not.
+fn nginx_conf(prefix: &Path, upstream: SocketAddr, proxy: SocketAddr) -> String {
+    let prefix = prefix.display();
+    format!(
+        "worker_processes 2;
+pid {prefix}/nginx.pid;
+error_log {prefix}/logs/error.log warn;
+events {{
+    worker_connections 4096;
+}}
+http {{
+    access_log off;
+    keepalive_requests 100000000;
+    client_body_temp_path {prefix}/client_body;
+    proxy_temp_path {prefix}/proxy;
+    upstream trivial {{
+        server {upstream};
+        keepalive {NGINX_UPSTREAM_KEEPALIVE};
+        keepalive_requests 100000000;
+    }}
+    server {{
+        listen {upstream};
+        location / {{
+            default_type text/plain;
+            return 200 \"ok\";
+        }}
+    }}
+    server {{
+        listen {proxy};
+        location / {{
+            proxy_pass http://trivial;
+            proxy_http_version 1.1;
+            proxy_set_header Connection \"\";
+        }}
+    }}
+}}
+"
+    )
+}
+
+impl GatewayReport {
+    fn targets(&self) -> [&Target; 5] {
+        [
+            &self.direct,
+            &self.nginx,
+            &self.jwt,
+            &self.api_key,
+            &self.jwt_many,
+        ]
+    }
+
+    /// Names of the targets with too many failed requests.
+    pub fn failed_workloads(&self) -> Vec<&'static str> {
+        self.targets()
+            .into_iter()
+            .filter(|t| t.tally.error_ratio() > MAX_ERROR_RATIO)
+            .map(|t| t.name)
+            .collect()
+    }
+
+    pub fn render(&self, options: &Options) -> String {
+        let nginx_rate = self.nginx.tally.rate();
+        let latency = |t: &Tally| {
+            format!(
+                "(p50 {}, p99 {})",
+                millis(t.latency(0.50)),
+                millis(t.latency(0.99))
+            )
+        };
+        let row = |t: &Target, label: String, ratio: String, target: String| {
+            [
+                label,
+                format!("{:.1}/s", t.tally.rate()),
+                latency(&t.tally),
+                ratio,
+                target,
+            ]
+        };
+        let jwt_ratio = self.jwt.tally.rate() / nginx_rate;
+        let mut rows = vec![
+            row(
+                &self.direct,
+                "nginx `return 200`, direct (the upstream)".into(),
+                String::new(),
+                String::new(),
+            ),
+            row(
+                &self.nginx,
+                "nginx proxy_pass, upstream keep-alive, no auth".into(),
+                format!(
+                    "= {:.2} of direct",
+                    nginx_rate / self.direct.tally.rate()
+                ),
+                String::new(),
+            ),
+            row(
+                &self.jwt,
+                "gateway, JWT".into(),
+                format!("= {jwt_ratio:.2} of nginx proxy"),
+                format!(
+                    "target >= {PROXY_RATIO_TARGET:.2}  {}",
+                    verdict(jwt_ratio >= PROXY_RATIO_TARGET)
+                ),
+            ),
+            row(
+                &self.api_key,
+                "gateway, API key (warm cache)".into(),
+                format!(
+                    "= {:.2} of nginx proxy",
+                    self.api_key.tally.rate() / nginx_rate
+                ),
+                String::new(),
+            ),
+            row(
+                &self.jwt_many,
+                format!("gateway, JWT, {} connections", options.rss_concurrency),
+                String::new(),
+                String::new(),
+            ),
+        ];
+        let peak_bytes = self.memory.peak_kb * 1024;
+        rows.push([
+            "gateway peak RSS (VmHWM)".into(),
+            format!("{:.1} MB", report::mb(self.memory.peak_kb)),
+            format!(
+                "({} kB; VmRSS {:.1} MB)",
+                self.memory.peak_kb,
+                report::mb(self.memory.current_kb)
+            ),
+            String::new(),
+            format!(
+                "target < {} MB  {}",
+                RSS_TARGET_BYTES / 1_000_000,
+                verdict(peak_bytes < RSS_TARGET_BYTES)
+            ),
+        ]);
+
+        let mut out = String::new();
+        let _ = writeln!(
+            out,
+            "gateway vs nginx {} on GET {PATH}, {} connections, {} s each after a {} s warm-up, {} cores",
+            self.nginx_version,
+            options.concurrency,
+            options.duration.as_secs(),
+            options.warmup.as_secs(),
+            options.cores,
+        );
+        out.push_str(&report::table(&rows));
+        out.push('\n');
+        let _ = writeln!(
+            out,
+            "gateway rate limiting on, limits at {UNREACHED_RATE_LIMIT}/min so none triggers: its counting is in the figures"
+        );
+        for target in self.targets() {
+            out.push_str(&report::tally_summary(target.name, &target.tally));
+            if target.warmup_errors > 0 {
+                let _ = write!(out, "; {} failed during warm-up", target.warmup_errors);
+            }
+            out.push('\n');
+            if let Some(cpu) = &target.cpu {
+                out.push_str(&cpu_line(cpu));
+            }
+        }
+        let _ = writeln!(
+            out,
+            "note: the load generator, the proxy and the upstream share these {} cores: each rate is what \
+             the machine as a whole does, and the client's CPU above is taken from the proxy's",
+            options.cores
+        );
+        let (lines, tail) = &self.gateway_log;
+        if *lines > 0 {
+            let _ = writeln!(
+                out,
+                "gateway logged {lines} line(s) at warn or above; the last ones:"
+            );
+            for line in tail {
+                let _ = writeln!(out, "  {line}");
+            }
+        }
+        out
+    }
+}
+
+/// Where a target's CPU time went: the gateway, nginx (the upstream, and the
+/// reference proxy), the bench's client, and everything else by name.
+fn cpu_line(cpu: &CpuUsage) -> String {
+    let nginx = cpu
+        .top_others
+        .iter()
+        .filter(|(name, _)| name == "nginx")
+        .fold(0.0, |sum, (_, secs)| sum + secs);
+    let named: Vec<String> = cpu
+        .top_others
+        .iter()
+        .filter(|(name, _)| name != "nginx")
+        .map(|(name, secs)| format!("{name} {secs:.1}"))
+        .collect();
+    let busy = (cpu.total() - cpu.idle).max(1e-9);
+    let mut out = format!(
+        "  cpu s of {:.1}: gateway {:.1}, nginx {nginx:.1}, bench client {:.1} ({:.0}% of the busy time), other {:.1}",
+        cpu.total(),
+        cpu.service,
+        cpu.bench,
+        100.0 * cpu.bench / busy,
+        (cpu.other - nginx).max(0.0),
+    );
+    if !named.is_empty() {
+        let _ = write!(out, " (of which {})", named.join(", "));
+    }
+    let _ = writeln!(out, ", idle {:.1}", cpu.idle);
+    out
+}
