@@ -38,12 +38,14 @@ build:
 
 # Figures for the closing note: client-credentials exchanges/s and refresh
 # rotations/s beside the signing-only rate, and peak RSS. Creates and drops its
-# own database on the server at BENCH_DATABASE_URL.
+# own database on the server at BENCH_DATABASE_URL. The gateway bench compares
+# the gateway with nginx's proxy_pass (installed with apt-get when missing).
 bench:
 	$(CARGO) build --release -p auth-service -p booking-service -p spaces-service -p gateway -p bench
 	target/release/spaceport-bench auth
 	target/release/spaceport-bench booking
 	target/release/spaceport-bench spaces
+	target/release/spaceport-bench gateway
 
 # The OpenAPI documents are generated from the code; the API tests fail when the
 # committed ones are stale, and this rewrites them.

@@ -89,10 +89,7 @@ impl Api {
         }
         let response = request.send().await.map_err(|e| Failure::transport(&e))?;
         let status = response.status().as_u16();
-        let bytes = response
-            .bytes()
-            .await
-            .map_err(|e| Failure::transport(&e))?;
+        let bytes = response.bytes().await.map_err(|e| Failure::transport(&e))?;
         Ok((status, bytes.to_vec()))
     }
 

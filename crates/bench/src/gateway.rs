@@ -26,7 +26,6 @@ use reqwest::header::{AUTHORIZATION, HeaderName, HeaderValue};
 use std::ffi::OsStr;
 use std::fmt::Write;
 use std::net::SocketAddr;
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
@@ -99,7 +98,10 @@ pub async fn run(options: &Options) -> Result<GatewayReport> {
         ("GATEWAY__IDENTITY__SIGNING_KEY", gateway_key.private_pem()),
         ("GATEWAY__UPSTREAMS__AUTH", auth.base_url()),
         // The `/bench` route's upstream: nginx's trivial server.
-        ("GATEWAY__UPSTREAMS__BOOKING", format!("http://{}", nginx.upstream)),
+        (
+            "GATEWAY__UPSTREAMS__BOOKING",
+            format!("http://{}", nginx.upstream),
+        ),
         ("GATEWAY__CACHE__URL", "memory://".to_owned()),
         ("GATEWAY__LOG__LEVEL", "warn".to_owned()),
     ]
@@ -137,7 +139,15 @@ pub async fn run(options: &Options) -> Result<GatewayReport> {
     let key_target = measure("gateway, API key", &gateway_url, key, c, options, pid).await?;
     gateway.ensure_running()?;
     let many = options.rss_concurrency;
-    let jwt_many = measure("gateway, JWT (memory phase)", &gateway_url, jwt, many, options, pid).await?;
+    let jwt_many = measure(
+        "gateway, JWT (memory phase)",
+        &gateway_url,
+        jwt,
+        many,
+        options,
+        pid,
+    )
+    .await?;
     gateway.ensure_running()?;
     let memory = gateway.memory()?;
 
@@ -322,23 +332,19 @@ impl Nginx {
         let conf = prefix.join("nginx.conf");
         std::fs::write(&conf, nginx_conf(&prefix, upstream, proxy))
             .with_context(|| format!("writing {}", conf.display()))?;
-        let log = std::fs::File::create(prefix.join("logs/stderr.log"))?;
-        let child = Command::new(binary)
-            .arg("-p")
-            .arg(&prefix)
-            .arg("-c")
-            .arg(&conf)
-            .arg("-e")
-            .arg(prefix.join("logs/error.log"))
-            .args(["-g", "daemon off;"])
-            .stdin(Stdio::null())
-            .stdout(log.try_clone()?)
-            .stderr(log)
-            // Its own group, so Ctrl-C reaches the bench only, and so the
-            // workers can be stopped with the master.
-            .process_group(0)
-            .spawn()
-            .with_context(|| format!("starting {}", binary.display()))?;
+        // In its own process group (see `launcher::spawn_logged`), which
+        // also lets the workers be stopped with the master.
+        let child = launcher::spawn_logged(
+            Command::new(binary)
+                .arg("-p")
+                .arg(&prefix)
+                .arg("-c")
+                .arg(&conf)
+                .arg("-e")
+                .arg(prefix.join("logs/error.log"))
+                .args(["-g", "daemon off;"]),
+            &prefix.join("logs/stderr.log"),
+        )?;
         let mut nginx = Nginx {
             child,
             upstream,
@@ -350,8 +356,8 @@ impl Nginx {
         for addr in [upstream, proxy] {
             loop {
                 if let Some(status) = nginx.child.try_wait()? {
-                    let errors = std::fs::read_to_string(prefix.join("logs/error.log"))
-                        .unwrap_or_default();
+                    let errors =
+                        std::fs::read_to_string(prefix.join("logs/error.log")).unwrap_or_default();
                     bail!("nginx exited ({status}):\n{errors}");
                 }
                 if let Ok(r) = http.get(format!("http://{addr}{PATH}")).send().await
@@ -478,10 +484,7 @@ impl GatewayReport {
             row(
                 &self.nginx,
                 "nginx proxy_pass, upstream keep-alive, no auth".into(),
-                format!(
-                    "= {:.2} of direct",
-                    nginx_rate / self.direct.tally.rate()
-                ),
+                format!("= {:.2} of direct", nginx_rate / self.direct.tally.rate()),
                 String::new(),
             ),
             row(
@@ -509,22 +512,11 @@ impl GatewayReport {
                 String::new(),
             ),
         ];
-        let peak_bytes = self.memory.peak_kb * 1024;
-        rows.push([
-            "gateway peak RSS (VmHWM)".into(),
-            format!("{:.1} MB", report::mb(self.memory.peak_kb)),
-            format!(
-                "({} kB; VmRSS {:.1} MB)",
-                self.memory.peak_kb,
-                report::mb(self.memory.current_kb)
-            ),
-            String::new(),
-            format!(
-                "target < {} MB  {}",
-                RSS_TARGET_BYTES / 1_000_000,
-                verdict(peak_bytes < RSS_TARGET_BYTES)
-            ),
-        ]);
+        rows.push(report::rss_row(
+            "gateway peak RSS (VmHWM)",
+            &self.memory,
+            RSS_TARGET_BYTES,
+        ));
 
         let mut out = String::new();
         let _ = writeln!(

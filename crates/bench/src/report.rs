@@ -4,6 +4,7 @@
 use crate::auth::{AuthReport, Options, Workload};
 use crate::cpu::CpuUsage;
 use crate::load::Tally;
+use launcher::Memory;
 use std::fmt::Write;
 use std::time::Duration;
 
@@ -62,22 +63,7 @@ impl AuthReport {
             String::new(),
             String::new(),
         ]);
-        let peak_bytes = self.memory.peak_kb * 1024;
-        rows.push([
-            "peak RSS (VmHWM)".into(),
-            format!("{:.1} MB", mb(self.memory.peak_kb)),
-            format!(
-                "({} kB; VmRSS {:.1} MB)",
-                self.memory.peak_kb,
-                mb(self.memory.current_kb)
-            ),
-            String::new(),
-            format!(
-                "target < {} MB  {}",
-                RSS_TARGET_BYTES / 1_000_000,
-                verdict(peak_bytes < RSS_TARGET_BYTES)
-            ),
-        ]);
+        rows.push(rss_row("peak RSS (VmHWM)", &self.memory, RSS_TARGET_BYTES));
 
         let mut out = String::new();
         let _ = writeln!(
@@ -216,6 +202,25 @@ fn cpu_line(cpu: &CpuUsage, requests: Option<u64>) -> String {
     }
     let _ = writeln!(out, ", idle {:.1}", cpu.idle);
     out
+}
+
+/// Peak RSS (and the current), against a target in bytes (decimal MB).
+pub fn rss_row(label: &str, memory: &Memory, target_bytes: u64) -> [String; 5] {
+    [
+        label.into(),
+        format!("{:.1} MB", mb(memory.peak_kb)),
+        format!(
+            "({} kB; VmRSS {:.1} MB)",
+            memory.peak_kb,
+            mb(memory.current_kb)
+        ),
+        String::new(),
+        format!(
+            "target < {} MB  {}",
+            target_bytes / 1_000_000,
+            verdict(memory.peak_kb * 1024 < target_bytes)
+        ),
+    ]
 }
 
 /// Columns three spaces apart, the rate right-aligned; trailing blanks trimmed.

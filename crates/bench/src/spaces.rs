@@ -95,9 +95,13 @@ pub struct Phase {
 /// One request a worker repeats.
 #[derive(Clone)]
 enum Step {
-    Introspect { body: serde_json::Value },
+    Introspect {
+        body: serde_json::Value,
+    },
     /// Walks the list page by page; after the last page it starts over.
-    List { cursor: Option<String> },
+    List {
+        cursor: Option<String>,
+    },
 }
 
 struct SpacesClient {

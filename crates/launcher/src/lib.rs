@@ -11,4 +11,4 @@ mod postgres;
 mod process;
 
 pub use postgres::ScratchDatabase;
-pub use process::{Memory, PartProcess, free_port};
+pub use process::{Memory, PartProcess, free_port, spawn_logged};

@@ -61,22 +61,15 @@ impl PartProcess {
         let binary = std::path::absolute(binary)
             .with_context(|| format!("resolving {}", binary.display()))?;
         let log_path = dir.join(format!("{name}.log"));
-        let log = std::fs::File::create(&log_path)
-            .with_context(|| format!("creating {}", log_path.display()))?;
-        let child = Command::new(&binary)
-            .args(args)
-            .arg("serve")
-            .current_dir(dir)
-            .env(format!("{env_prefix}__HTTP__ADDR"), addr.to_string())
-            .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
-            .stdin(Stdio::null())
-            .stdout(log.try_clone()?)
-            .stderr(log)
-            // Its own process group: Ctrl-C reaches the launcher, which then
-            // stops the parts and drops the databases in order.
-            .process_group(0)
-            .spawn()
-            .with_context(|| format!("starting {}", binary.display()))?;
+        let child = spawn_logged(
+            Command::new(&binary)
+                .args(args)
+                .arg("serve")
+                .current_dir(dir)
+                .env(format!("{env_prefix}__HTTP__ADDR"), addr.to_string())
+                .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str()))),
+            &log_path,
+        )?;
         Ok(PartProcess {
             name: name.to_owned(),
             child,
@@ -209,6 +202,21 @@ impl Drop for PartProcess {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// Spawns `command` with no input and its output to `log_path`, in a
+/// process group of its own: Ctrl-C reaches the launcher, which then stops
+/// its children and drops the databases in order.
+pub fn spawn_logged(command: &mut Command, log_path: &Path) -> Result<Child> {
+    let log = std::fs::File::create(log_path)
+        .with_context(|| format!("creating {}", log_path.display()))?;
+    command
+        .stdin(Stdio::null())
+        .stdout(log.try_clone()?)
+        .stderr(log)
+        .process_group(0)
+        .spawn()
+        .with_context(|| format!("starting {}", command.get_program().to_string_lossy()))
 }
 
 /// A port nobody listens on right now. Another process could take it before
