@@ -14,6 +14,7 @@ pub mod extract;
 pub mod files;
 pub mod ids;
 pub mod metrics;
+pub mod openapi;
 pub mod pagination;
 pub mod request_id;
 pub mod server;

@@ -16,6 +16,7 @@ use std::net::TcpListener;
 pub use reqwest;
 
 pub mod identity;
+pub mod openapi;
 pub mod part;
 
 /// Generates one test per database backend: `NAME::sqlite` and `NAME::postgres`,

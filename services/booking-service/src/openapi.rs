@@ -7,13 +7,10 @@
 
 use crate::{availability, bookings, meeting_spaces, organizations, space_groups};
 use service_kit::envelope::Meta;
+pub(crate) use service_kit::openapi::{Envelope, ErrorEnvelope, ListEnvelope, NoData, PageParams};
 use service_kit::{ErrorCode, FieldError};
-use std::borrow::Cow;
-use utoipa::openapi::path::Operation;
-use utoipa::openapi::schema::{ObjectBuilder, Type};
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
-use utoipa::openapi::{ContentBuilder, Object, Ref, RefOr, ResponseBuilder, Schema};
-use utoipa::{IntoParams, Modify, OpenApi, PartialSchema, ToSchema};
+use utoipa::{IntoParams, Modify, OpenApi};
 
 /// The document, as committed under `proto-docs/`.
 pub fn document() -> utoipa::openapi::OpenApi {
@@ -126,32 +123,7 @@ impl Modify for Conventions {
                 "A workspace API key, `key_<shard>.<LOC>.<WORKSPACE>.<secret>`.",
             ))),
         );
-        components.responses.insert(
-            "Error".into(),
-            ResponseBuilder::new()
-                .description(
-                    "Any other failure, in the error envelope: malformed JSON (400 \
-                     `invalid_json`), 405, 413, 415, the gateway's refusals (401, 403, 429) and \
-                     server-side failures (500, 502, 503, 504).",
-                )
-                .content(
-                    "application/json",
-                    ContentBuilder::new()
-                        .schema(Some(Ref::from_schema_name(ErrorEnvelope::name())))
-                        .build(),
-                )
-                .build()
-                .into(),
-        );
-        for (_, item) in openapi.paths.paths.iter_mut() {
-            for operation in operations(item) {
-                operation
-                    .responses
-                    .responses
-                    .entry("default".into())
-                    .or_insert_with(|| Ref::from_response_name("Error").into());
-            }
-        }
+        service_kit::openapi::add_default_error_response(openapi);
     }
 }
 
@@ -165,129 +137,4 @@ pub(crate) struct IdempotencyHeader {
     /// with another request it answers 422.
     #[param(rename = "Idempotency-Key")]
     idempotency_key: Option<String>,
-}
-
-fn operations(item: &mut utoipa::openapi::PathItem) -> impl Iterator<Item = &mut Operation> {
-    [
-        &mut item.get,
-        &mut item.put,
-        &mut item.post,
-        &mut item.delete,
-        &mut item.options,
-        &mut item.head,
-        &mut item.patch,
-        &mut item.trace,
-    ]
-    .into_iter()
-    .filter_map(Option::as_mut)
-}
-
-/// The success envelope.
-#[derive(ToSchema)]
-#[allow(dead_code)] // described, never built: `ApiResponse` writes it
-pub(crate) struct Envelope<T> {
-    /// The HTTP status, repeated.
-    status: u16,
-    #[schema(schema_with = always_true)]
-    success: bool,
-    /// A note for people, on some answers.
-    #[schema(nullable = false)]
-    message: Option<String>,
-    data: T,
-    /// When the answer was made: RFC 3339, UTC, milliseconds.
-    #[schema(format = DateTime)]
-    timestamp: String,
-    /// Only on lists.
-    #[schema(nullable = false)]
-    meta: Option<Meta>,
-}
-
-/// The success envelope of an offset list (`?page=&limit=`).
-#[derive(ToSchema)]
-#[allow(dead_code)] // described, never built: `ApiResponse` writes it
-pub(crate) struct ListEnvelope<T> {
-    /// The HTTP status, repeated.
-    status: u16,
-    #[schema(schema_with = always_true)]
-    success: bool,
-    /// A note for people, on some answers.
-    #[schema(nullable = false)]
-    message: Option<String>,
-    data: T,
-    /// When the answer was made: RFC 3339, UTC, milliseconds.
-    #[schema(format = DateTime)]
-    timestamp: String,
-    /// `{page, limit, total}`.
-    meta: Meta,
-}
-
-/// `data` of an answer that carries none: `null`.
-pub(crate) struct NoData;
-
-impl PartialSchema for NoData {
-    fn schema() -> RefOr<Schema> {
-        ObjectBuilder::new().schema_type(Type::Null).into()
-    }
-}
-
-impl ToSchema for NoData {
-    fn name() -> Cow<'static, str> {
-        Cow::Borrowed("NoData")
-    }
-}
-
-/// The error envelope: every failure outside the OAuth endpoints.
-#[derive(ToSchema)]
-#[allow(dead_code)] // described, never built: `ApiError::body` writes it
-pub(crate) struct ErrorEnvelope {
-    /// The HTTP status, repeated.
-    status: u16,
-    #[schema(schema_with = always_false)]
-    success: bool,
-    /// What went wrong, for people (for 500, always `internal error`).
-    message: String,
-    /// One entry per invalid field or query parameter; only when there are any.
-    #[schema(nullable = false)]
-    errors: Option<Vec<FieldError>>,
-    error: ErrorInfo,
-    /// When the answer was made: RFC 3339, UTC, milliseconds.
-    #[schema(format = DateTime)]
-    timestamp: String,
-}
-
-#[derive(ToSchema)]
-#[allow(dead_code)] // described, never built
-pub(crate) struct ErrorInfo {
-    code: ErrorCode,
-    /// The `x-request-id` of the response.
-    #[schema(required = true)]
-    request_id: Option<String>,
-}
-
-/// `?page=&limit=` of offset lists.
-#[derive(IntoParams)]
-#[into_params(parameter_in = Query)]
-#[allow(dead_code)] // described, never built: `OffsetQuery` reads them
-pub(crate) struct PageParams {
-    /// 1-based.
-    #[param(minimum = 1, maximum = 100000, default = 1)]
-    page: Option<u32>,
-    #[param(minimum = 1, maximum = 100, default = 20)]
-    limit: Option<u32>,
-}
-
-/// `success` of the success envelope (and `active` of live tokens).
-pub(crate) fn always_true() -> Object {
-    ObjectBuilder::new()
-        .schema_type(Type::Boolean)
-        .enum_values(Some([true]))
-        .build()
-}
-
-/// `success` of the error envelope (and `active` of dead tokens).
-pub(crate) fn always_false() -> Object {
-    ObjectBuilder::new()
-        .schema_type(Type::Boolean)
-        .enum_values(Some([false]))
-        .build()
 }

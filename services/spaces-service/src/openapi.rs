@@ -7,13 +7,13 @@
 
 use crate::{settings, space_keys, spaces, upload_configs};
 use service_kit::envelope::Meta;
+pub(crate) use service_kit::openapi::{
+    CursorParams, Envelope, ErrorEnvelope, ListEnvelope, NoData, constant,
+};
 use service_kit::{ErrorCode, FieldError};
-use std::borrow::Cow;
-use utoipa::openapi::path::Operation;
-use utoipa::openapi::schema::{ObjectBuilder, Type};
+use utoipa::openapi::ServerBuilder;
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
-use utoipa::openapi::{ContentBuilder, Object, Ref, RefOr, ResponseBuilder, Schema, ServerBuilder};
-use utoipa::{IntoParams, Modify, OpenApi, PartialSchema, ToSchema};
+use utoipa::{Modify, OpenApi};
 
 /// The document, as committed under `proto-docs/`.
 pub fn document() -> utoipa::openapi::OpenApi {
@@ -137,23 +137,6 @@ impl Modify for Conventions {
         for (name, scheme) in schemes {
             components.add_security_scheme(name, scheme);
         }
-        components.responses.insert(
-            "Error".into(),
-            ResponseBuilder::new()
-                .description(
-                    "Any other failure, in the error envelope: malformed JSON (400 \
-                     `invalid_json`), 405, 413, 415, the gateway's refusals (401, 403, 429) and \
-                     server-side failures (500, 502, 503, 504).",
-                )
-                .content(
-                    "application/json",
-                    ContentBuilder::new()
-                        .schema(Some(Ref::from_schema_name(ErrorEnvelope::name())))
-                        .build(),
-                )
-                .build()
-                .into(),
-        );
         for (path, item) in openapi.paths.paths.iter_mut() {
             if path.starts_with("/internal/") {
                 item.servers = Some(vec![
@@ -163,145 +146,7 @@ impl Modify for Conventions {
                         .build(),
                 ]);
             }
-            for operation in operations(item) {
-                operation
-                    .responses
-                    .responses
-                    .entry("default".into())
-                    .or_insert_with(|| Ref::from_response_name("Error").into());
-            }
         }
+        service_kit::openapi::add_default_error_response(openapi);
     }
-}
-
-fn operations(item: &mut utoipa::openapi::PathItem) -> impl Iterator<Item = &mut Operation> {
-    [
-        &mut item.get,
-        &mut item.put,
-        &mut item.post,
-        &mut item.delete,
-        &mut item.options,
-        &mut item.head,
-        &mut item.patch,
-        &mut item.trace,
-    ]
-    .into_iter()
-    .filter_map(Option::as_mut)
-}
-
-/// The success envelope.
-#[derive(ToSchema)]
-#[allow(dead_code)] // described, never built: `ApiResponse` writes it
-pub(crate) struct Envelope<T> {
-    /// The HTTP status, repeated.
-    status: u16,
-    #[schema(schema_with = always_true)]
-    success: bool,
-    /// A note for people, on some answers.
-    #[schema(nullable = false)]
-    message: Option<String>,
-    data: T,
-    /// When the answer was made: RFC 3339, UTC, milliseconds.
-    #[schema(format = DateTime)]
-    timestamp: String,
-    /// Only on lists.
-    #[schema(nullable = false)]
-    meta: Option<Meta>,
-}
-
-/// The success envelope of a cursor list (`?cursor=&limit=`).
-#[derive(ToSchema)]
-#[allow(dead_code)] // described, never built: `ApiResponse` writes it
-pub(crate) struct ListEnvelope<T> {
-    /// The HTTP status, repeated.
-    status: u16,
-    #[schema(schema_with = always_true)]
-    success: bool,
-    /// A note for people, on some answers.
-    #[schema(nullable = false)]
-    message: Option<String>,
-    data: T,
-    /// When the answer was made: RFC 3339, UTC, milliseconds.
-    #[schema(format = DateTime)]
-    timestamp: String,
-    /// `{limit, next_cursor, has_more}`.
-    meta: Meta,
-}
-
-/// `data` of an answer that carries none: `null`.
-pub(crate) struct NoData;
-
-impl PartialSchema for NoData {
-    fn schema() -> RefOr<Schema> {
-        ObjectBuilder::new().schema_type(Type::Null).into()
-    }
-}
-
-impl ToSchema for NoData {
-    fn name() -> Cow<'static, str> {
-        Cow::Borrowed("NoData")
-    }
-}
-
-/// The error envelope.
-#[derive(ToSchema)]
-#[allow(dead_code)] // described, never built: `ApiError::body` writes it
-pub(crate) struct ErrorEnvelope {
-    /// The HTTP status, repeated.
-    status: u16,
-    #[schema(schema_with = always_false)]
-    success: bool,
-    /// What went wrong, for people (for 500, always `internal error`).
-    message: String,
-    /// One entry per invalid field or query parameter; only when there are any.
-    #[schema(nullable = false)]
-    errors: Option<Vec<FieldError>>,
-    error: ErrorInfo,
-    /// When the answer was made: RFC 3339, UTC, milliseconds.
-    #[schema(format = DateTime)]
-    timestamp: String,
-}
-
-#[derive(ToSchema)]
-#[allow(dead_code)] // described, never built
-pub(crate) struct ErrorInfo {
-    code: ErrorCode,
-    /// The `x-request-id` of the response.
-    #[schema(required = true)]
-    request_id: Option<String>,
-}
-
-/// `?cursor=&limit=` of cursor lists.
-#[derive(IntoParams)]
-#[into_params(parameter_in = Query)]
-#[allow(dead_code)] // described, never built: `CursorQuery` reads them
-pub(crate) struct CursorParams {
-    /// `meta.next_cursor` of the previous page; opaque and signed.
-    cursor: Option<String>,
-    #[param(minimum = 1, maximum = 100, default = 20)]
-    limit: Option<u32>,
-}
-
-/// A string that is always `value`.
-pub(crate) fn constant(value: &str) -> Object {
-    ObjectBuilder::new()
-        .schema_type(Type::String)
-        .enum_values(Some([value]))
-        .build()
-}
-
-/// `success` of the success envelope.
-pub(crate) fn always_true() -> Object {
-    ObjectBuilder::new()
-        .schema_type(Type::Boolean)
-        .enum_values(Some([true]))
-        .build()
-}
-
-/// `success` of the error envelope.
-pub(crate) fn always_false() -> Object {
-    ObjectBuilder::new()
-        .schema_type(Type::Boolean)
-        .enum_values(Some([false]))
-        .build()
 }
