@@ -544,34 +544,45 @@ impl GatewayReport {
                 out.push_str(&cpu_line(cpu));
             }
         }
+        let disturbed: Vec<&str> = self
+            .targets()
+            .into_iter()
+            .filter(|t| {
+                t.cpu
+                    .as_ref()
+                    .is_some_and(|cpu| outside(cpu) > 0.05 * cpu.total())
+            })
+            .map(|t| t.name)
+            .collect();
+        out.push_str(&report::disturbed_note(&disturbed));
         let _ = writeln!(
             out,
             "note: the load generator, the proxy and the upstream share these {} cores: each rate is what \
              the machine as a whole does, and the client's CPU above is taken from the proxy's",
             options.cores
         );
-        let (lines, tail) = &self.gateway_log;
-        if *lines > 0 {
-            let _ = writeln!(
-                out,
-                "gateway logged {lines} line(s) at warn or above; the last ones:"
-            );
-            for line in tail {
-                let _ = writeln!(out, "  {line}");
-            }
-        }
+        out.push_str(&report::log_note("gateway", &self.gateway_log));
         out
     }
+}
+
+/// nginx's CPU seconds: it is the upstream of every target.
+fn nginx_secs(cpu: &CpuUsage) -> f64 {
+    cpu.top_others
+        .iter()
+        .filter(|(name, _)| name == "nginx")
+        .fold(0.0, |sum, (_, secs)| sum + secs)
+}
+
+/// CPU seconds of processes that are no part of the bench.
+fn outside(cpu: &CpuUsage) -> f64 {
+    (cpu.other - nginx_secs(cpu)).max(0.0)
 }
 
 /// Where a target's CPU time went: the gateway, nginx (the upstream, and the
 /// reference proxy), the bench's client, and everything else by name.
 fn cpu_line(cpu: &CpuUsage) -> String {
-    let nginx = cpu
-        .top_others
-        .iter()
-        .filter(|(name, _)| name == "nginx")
-        .fold(0.0, |sum, (_, secs)| sum + secs);
+    let nginx = nginx_secs(cpu);
     let named: Vec<String> = cpu
         .top_others
         .iter()
@@ -585,7 +596,7 @@ fn cpu_line(cpu: &CpuUsage) -> String {
         cpu.service,
         cpu.bench,
         100.0 * cpu.bench / busy,
-        (cpu.other - nginx).max(0.0),
+        outside(cpu),
     );
     if !named.is_empty() {
         let _ = write!(out, " (of which {})", named.join(", "));

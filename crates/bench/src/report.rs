@@ -109,26 +109,37 @@ impl AuthReport {
             .filter(|(_, cpu)| cpu.is_some_and(CpuUsage::disturbed))
             .map(|(name, _)| name)
             .collect();
-        if !disturbed.is_empty() {
-            let _ = writeln!(
-                out,
-                "note: other processes took more than 5% of the CPU during {}; \
-                 the figures are lower than on a quiet machine",
-                disturbed.join(", ")
-            );
-        }
-        let (lines, tail) = &self.service_log;
-        if *lines > 0 {
-            let _ = writeln!(
-                out,
-                "auth-service logged {lines} line(s) at warn or above; the last ones:"
-            );
-            for line in tail {
-                let _ = writeln!(out, "  {line}");
-            }
-        }
+        out.push_str(&disturbed_note(&disturbed));
+        out.push_str(&log_note("auth-service", &self.service_log));
         out
     }
+}
+
+/// Which phases other processes disturbed, when any did.
+pub fn disturbed_note(phases: &[&str]) -> String {
+    if phases.is_empty() {
+        return String::new();
+    }
+    format!(
+        "note: other processes took more than 5% of the CPU during {}; \
+         the figures are lower than on a quiet machine\n",
+        phases.join(", ")
+    )
+}
+
+/// How many lines a part logged at warn or above, and the last ones.
+pub fn log_note(part: &str, (lines, tail): &(usize, Vec<String>)) -> String {
+    let mut out = String::new();
+    if *lines > 0 {
+        let _ = writeln!(
+            out,
+            "{part} logged {lines} line(s) at warn or above; the last ones:"
+        );
+        for line in tail {
+            let _ = writeln!(out, "  {line}");
+        }
+    }
+    out
 }
 
 /// `name: N ok, M failed (x%) in s [reasons]`, without a line end.
