@@ -34,7 +34,14 @@ impl Failure {
         } else if e.is_connect() {
             "connection refused".to_owned()
         } else {
-            format!("transport: {e}")
+            // reqwest's own message is generic: the cause says what happened.
+            let mut reason = format!("transport: {e}");
+            let mut source = std::error::Error::source(e);
+            while let Some(cause) = source {
+                reason.push_str(&format!(": {cause}"));
+                source = cause.source();
+            }
+            reason
         })
     }
 
