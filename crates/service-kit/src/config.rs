@@ -285,35 +285,55 @@ impl ServiceConfig {
     }
 }
 
-impl Settings for ServiceConfig {
-    fn http(&self) -> &HttpConfig {
-        &self.http
-    }
-    fn http_mut(&mut self) -> &mut HttpConfig {
-        &mut self.http
-    }
-    fn log(&self) -> &LogConfig {
-        &self.log
-    }
-    fn database(&self) -> Option<&DatabaseConfig> {
-        Some(&self.database)
-    }
-    fn database_mut(&mut self) -> Option<&mut DatabaseConfig> {
-        Some(&mut self.database)
-    }
-    fn cache(&self) -> Option<&CacheConfig> {
-        Some(&self.cache)
-    }
-    fn cache_mut(&mut self) -> Option<&mut CacheConfig> {
-        Some(&mut self.cache)
-    }
-    fn identity(&self) -> Option<&IdentityConfig> {
-        Some(&self.identity)
-    }
-    fn identity_mut(&mut self) -> Option<&mut IdentityConfig> {
-        Some(&mut self.identity)
-    }
+/// `Settings` for a service's configuration struct with the usual sections
+/// (`http`, `log`, `database`, `cache`, `identity` fields), and optionally an
+/// inherent method for its own checks:
+/// `service_settings!(MyConfig, validate = MyConfig::check_sections);`
+#[macro_export]
+macro_rules! service_settings {
+    ($ty:ty) => {
+        $crate::service_settings!(@impl $ty, |_config: &$ty| Ok(()));
+    };
+    ($ty:ty, validate = $check:path) => {
+        $crate::service_settings!(@impl $ty, $check);
+    };
+    (@impl $ty:ty, $check:expr) => {
+        impl $crate::config::Settings for $ty {
+            fn http(&self) -> &$crate::config::HttpConfig {
+                &self.http
+            }
+            fn http_mut(&mut self) -> &mut $crate::config::HttpConfig {
+                &mut self.http
+            }
+            fn log(&self) -> &$crate::config::LogConfig {
+                &self.log
+            }
+            fn database(&self) -> Option<&$crate::config::DatabaseConfig> {
+                Some(&self.database)
+            }
+            fn database_mut(&mut self) -> Option<&mut $crate::config::DatabaseConfig> {
+                Some(&mut self.database)
+            }
+            fn cache(&self) -> Option<&$crate::config::CacheConfig> {
+                Some(&self.cache)
+            }
+            fn cache_mut(&mut self) -> Option<&mut $crate::config::CacheConfig> {
+                Some(&mut self.cache)
+            }
+            fn identity(&self) -> Option<&$crate::config::IdentityConfig> {
+                Some(&self.identity)
+            }
+            fn identity_mut(&mut self) -> Option<&mut $crate::config::IdentityConfig> {
+                Some(&mut self.identity)
+            }
+            fn validate_extra(&self) -> Result<(), $crate::config::ConfigError> {
+                ($check)(self)
+            }
+        }
+    };
 }
+
+crate::service_settings!(ServiceConfig);
 
 /// A configuration failure that names the key at fault.
 #[derive(Debug, thiserror::Error)]

@@ -17,6 +17,7 @@ pub mod metrics;
 pub mod openapi;
 pub mod pagination;
 pub mod request_id;
+pub mod secrets;
 pub mod server;
 pub mod telemetry;
 pub mod time;

@@ -3,7 +3,7 @@
 use serde::{Deserialize, Serialize};
 use service_kit::config::{
     CacheConfig, ConfigError, DatabaseConfig, HttpConfig, IdentityConfig, LogConfig, Secret,
-    ServiceConfig, Settings,
+    ServiceConfig,
 };
 
 /// `secret.*`: the root secret every other key of the service is derived from
@@ -181,36 +181,11 @@ impl AuthConfig {
     }
 }
 
-impl Settings for AuthConfig {
-    fn http(&self) -> &HttpConfig {
-        &self.http
-    }
-    fn http_mut(&mut self) -> &mut HttpConfig {
-        &mut self.http
-    }
-    fn log(&self) -> &LogConfig {
-        &self.log
-    }
-    fn database(&self) -> Option<&DatabaseConfig> {
-        Some(&self.database)
-    }
-    fn database_mut(&mut self) -> Option<&mut DatabaseConfig> {
-        Some(&mut self.database)
-    }
-    fn cache(&self) -> Option<&CacheConfig> {
-        Some(&self.cache)
-    }
-    fn cache_mut(&mut self) -> Option<&mut CacheConfig> {
-        Some(&mut self.cache)
-    }
-    fn identity(&self) -> Option<&IdentityConfig> {
-        Some(&self.identity)
-    }
-    fn identity_mut(&mut self) -> Option<&mut IdentityConfig> {
-        Some(&mut self.identity)
-    }
+service_kit::service_settings!(AuthConfig, validate = AuthConfig::check_sections);
 
-    fn validate_extra(&self) -> Result<(), ConfigError> {
+impl AuthConfig {
+    /// What the types cannot say: ranges, schemes, cross-field rules.
+    fn check_sections(&self) -> Result<(), ConfigError> {
         let t = &self.tokens;
         if !(60..=86_400).contains(&t.access_token_ttl_secs) {
             return Err(ConfigError::invalid(

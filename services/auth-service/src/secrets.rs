@@ -6,6 +6,7 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use hmac::{Hmac, Mac};
 use service_kit::config::ConfigError;
+use service_kit::secrets::RootSecret;
 use sha2::Sha256;
 
 /// Keys derived from the root secret, one per purpose, so a key is never used
@@ -23,55 +24,18 @@ impl std::fmt::Debug for Keys {
     }
 }
 
-fn derive(root: &[u8], purpose: &str) -> [u8; 32] {
-    let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(root).expect("HMAC takes any key length");
-    mac.update(purpose.as_bytes());
-    mac.finalize().into_bytes().into()
-}
-
 impl Keys {
-    pub fn from_root(root: &[u8]) -> Keys {
+    pub fn from_root(root: &RootSecret) -> Keys {
         Keys {
-            sealing: derive(root, "spaceport/auth/signing-key-sealing/v1"),
-            otp: derive(root, "spaceport/auth/one-time-codes/v1"),
-            credentials: derive(root, "spaceport/auth/credential-hashes/v1"),
+            sealing: root.derive("spaceport/auth/signing-key-sealing/v1"),
+            otp: root.derive("spaceport/auth/one-time-codes/v1"),
+            credentials: root.derive("spaceport/auth/credential-hashes/v1"),
         }
     }
 
-    /// Loads the root secret: inline base64, or the key file (created with 32
-    /// random bytes, mode 0600, when missing).
+    /// Loads the root secret (`secret.key`, or the file `secret.key_file`).
     pub fn load(inline: &str, file: &str) -> Result<Keys, ConfigError> {
-        let decode = |key: &str, text: &str| {
-            STANDARD
-                .decode(text.trim())
-                .ok()
-                .filter(|bytes| bytes.len() >= 32)
-                .ok_or_else(|| {
-                    ConfigError::invalid(key, "must be at least 32 bytes, base64-encoded")
-                })
-        };
-        if !inline.trim().is_empty() {
-            return decode("secret.key", inline).map(|root| Keys::from_root(&root));
-        }
-        match std::fs::read_to_string(file) {
-            Ok(text) => decode("secret.key_file", &text).map(|root| Keys::from_root(&root)),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                let mut root = [0u8; 32];
-                getrandom::fill(&mut root)
-                    .map_err(|e| ConfigError::invalid("secret.key_file", e.to_string()))?;
-                service_kit::files::create_private(
-                    std::path::Path::new(file),
-                    &STANDARD.encode(root),
-                )
-                .map_err(|e| ConfigError::invalid("secret.key_file", format!("{file}: {e}")))?;
-                tracing::info!(path = file, "generated a new root secret");
-                Ok(Keys::from_root(&root))
-            }
-            Err(e) => Err(ConfigError::invalid(
-                "secret.key_file",
-                format!("{file}: {e}"),
-            )),
-        }
+        RootSecret::load(inline, file).map(|root| Keys::from_root(&root))
     }
 
     /// Seals `plaintext` for storage; `context` (e.g. the key id) is bound to the
@@ -128,10 +92,7 @@ impl Keys {
     /// A keyed hash of a long random credential (client secret, API key
     /// secret): what is stored, compared in constant time at use.
     pub fn credential_hash(&self, secret: &str) -> String {
-        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(&self.credentials)
-            .expect("HMAC takes any key length");
-        mac.update(secret.as_bytes());
-        hex(&mac.finalize().into_bytes())
+        service_kit::secrets::keyed_hash(&self.credentials, secret.as_bytes())
     }
 }
 
@@ -159,7 +120,7 @@ mod tests {
 
     #[test]
     fn sealing_round_trips_and_binds_context() {
-        let keys = Keys::from_root(&[7u8; 32]);
+        let keys = Keys::from_root(&RootSecret::from_bytes(&[7u8; 32]));
         let sealed = keys.seal(b"private key", "kid-1");
         assert_eq!(keys.open(&sealed, "kid-1").unwrap(), b"private key");
         assert!(
@@ -167,7 +128,9 @@ mod tests {
             "moved to another row"
         );
         assert!(
-            Keys::from_root(&[8u8; 32]).open(&sealed, "kid-1").is_none(),
+            Keys::from_root(&RootSecret::from_bytes(&[8u8; 32]))
+                .open(&sealed, "kid-1")
+                .is_none(),
             "another root"
         );
         assert_ne!(
@@ -179,13 +142,14 @@ mod tests {
 
     #[test]
     fn otp_hash_is_keyed_and_bound_to_the_email() {
-        let keys = Keys::from_root(&[7u8; 32]);
+        let keys = Keys::from_root(&RootSecret::from_bytes(&[7u8; 32]));
         let h = keys.otp_hash("a@example.com", "123456");
         assert_eq!(h.len(), 64);
         assert_ne!(h, keys.otp_hash("b@example.com", "123456"));
         assert_ne!(
             h,
-            Keys::from_root(&[8u8; 32]).otp_hash("a@example.com", "123456")
+            Keys::from_root(&RootSecret::from_bytes(&[8u8; 32]))
+                .otp_hash("a@example.com", "123456")
         );
     }
 

@@ -3,7 +3,6 @@
 use serde::{Deserialize, Serialize};
 use service_kit::config::{
     CacheConfig, ConfigError, DatabaseConfig, HttpConfig, IdentityConfig, LogConfig, ServiceConfig,
-    Settings,
 };
 
 /// `bookings.*`: limits and background work of the booking surface.
@@ -46,36 +45,11 @@ impl BookingConfig {
     }
 }
 
-impl Settings for BookingConfig {
-    fn http(&self) -> &HttpConfig {
-        &self.http
-    }
-    fn http_mut(&mut self) -> &mut HttpConfig {
-        &mut self.http
-    }
-    fn log(&self) -> &LogConfig {
-        &self.log
-    }
-    fn database(&self) -> Option<&DatabaseConfig> {
-        Some(&self.database)
-    }
-    fn database_mut(&mut self) -> Option<&mut DatabaseConfig> {
-        Some(&mut self.database)
-    }
-    fn cache(&self) -> Option<&CacheConfig> {
-        Some(&self.cache)
-    }
-    fn cache_mut(&mut self) -> Option<&mut CacheConfig> {
-        Some(&mut self.cache)
-    }
-    fn identity(&self) -> Option<&IdentityConfig> {
-        Some(&self.identity)
-    }
-    fn identity_mut(&mut self) -> Option<&mut IdentityConfig> {
-        Some(&mut self.identity)
-    }
+service_kit::service_settings!(BookingConfig, validate = BookingConfig::check_sections);
 
-    fn validate_extra(&self) -> Result<(), ConfigError> {
+impl BookingConfig {
+    /// What the types cannot say: ranges, schemes, cross-field rules.
+    fn check_sections(&self) -> Result<(), ConfigError> {
         if self.bookings.anonymous_per_minute == 0 {
             return Err(ConfigError::invalid(
                 "bookings.anonymous_per_minute",

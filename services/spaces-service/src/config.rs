@@ -3,7 +3,7 @@
 use serde::{Deserialize, Serialize};
 use service_kit::config::{
     CacheConfig, ConfigError, DatabaseConfig, HttpConfig, IdentityConfig, LogConfig, Secret,
-    ServiceConfig, Settings,
+    ServiceConfig,
 };
 
 /// `secret.*`: the root secret the service's keys are derived from (the key
@@ -73,36 +73,11 @@ impl SpacesConfig {
     }
 }
 
-impl Settings for SpacesConfig {
-    fn http(&self) -> &HttpConfig {
-        &self.http
-    }
-    fn http_mut(&mut self) -> &mut HttpConfig {
-        &mut self.http
-    }
-    fn log(&self) -> &LogConfig {
-        &self.log
-    }
-    fn database(&self) -> Option<&DatabaseConfig> {
-        Some(&self.database)
-    }
-    fn database_mut(&mut self) -> Option<&mut DatabaseConfig> {
-        Some(&mut self.database)
-    }
-    fn cache(&self) -> Option<&CacheConfig> {
-        Some(&self.cache)
-    }
-    fn cache_mut(&mut self) -> Option<&mut CacheConfig> {
-        Some(&mut self.cache)
-    }
-    fn identity(&self) -> Option<&IdentityConfig> {
-        Some(&self.identity)
-    }
-    fn identity_mut(&mut self) -> Option<&mut IdentityConfig> {
-        Some(&mut self.identity)
-    }
+service_kit::service_settings!(SpacesConfig, validate = SpacesConfig::check_sections);
 
-    fn validate_extra(&self) -> Result<(), ConfigError> {
+impl SpacesConfig {
+    /// What the types cannot say: ranges, schemes, cross-field rules.
+    fn check_sections(&self) -> Result<(), ConfigError> {
         if !(1..=3600).contains(&self.introspection.cache_ttl_secs) {
             return Err(ConfigError::invalid(
                 "introspection.cache_ttl_secs",

@@ -39,9 +39,13 @@ async fn discovery(kind: DbKind) {
 }
 
 async fn ring(db: &Database, policy: RotationPolicy) -> std::sync::Arc<KeyRing> {
-    KeyRing::open(db.clone(), Keys::from_root(&[9u8; 32]), policy)
-        .await
-        .unwrap()
+    KeyRing::open(
+        db.clone(),
+        Keys::from_root(&service_kit::secrets::RootSecret::from_bytes(&[9u8; 32])),
+        policy,
+    )
+    .await
+    .unwrap()
 }
 
 db_test!(
@@ -91,13 +95,22 @@ async fn rotation(kind: DbKind) {
     assert!(kids(&ring.jwks()).contains(&second));
 
     // Another replica sees the same keys.
-    let replica = KeyRing::open(db.clone(), Keys::from_root(&[9u8; 32]), policy)
-        .await
-        .unwrap();
+    let replica = KeyRing::open(
+        db.clone(),
+        Keys::from_root(&service_kit::secrets::RootSecret::from_bytes(&[9u8; 32])),
+        policy,
+    )
+    .await
+    .unwrap();
     assert_eq!(replica.active().kid(), second);
 
     // A replica with the wrong root secret cannot open the keys, and says so.
-    let wrong = KeyRing::open(db, Keys::from_root(&[1u8; 32]), policy).await;
+    let wrong = KeyRing::open(
+        db,
+        Keys::from_root(&service_kit::secrets::RootSecret::from_bytes(&[1u8; 32])),
+        policy,
+    )
+    .await;
     assert!(wrong.is_err());
 }
 
