@@ -245,3 +245,29 @@ async fn metrics(spec: web::Data<AppSpec>) -> HttpResponse {
         .content_type("application/openmetrics-text; version=1.0.0; charset=utf-8")
         .body(spec.metrics.render())
 }
+
+#[doc(hidden)]
+pub use actix_web as __actix_web;
+
+/// A service's route table, written once: generates `pub const ROUTES` (every
+/// `(method, path)` the service's own routes answer, which the OpenAPI tests
+/// hold the document to; health, readiness and metrics come from service-kit)
+/// and `fn register(cfg)`, which mounts them.
+///
+/// ```ignore
+/// service_kit::service_routes! {
+///     "/api/v1/things" => [get => things::list, post => things::create],
+/// }
+/// ```
+#[macro_export]
+macro_rules! service_routes {
+    ($($path:literal => [$($method:ident => $handler:path),+ $(,)?]),* $(,)?) => {
+        /// Every `(method, path)` the service's own routes answer (health, readiness
+        /// and metrics come from `service_kit`).
+        pub const ROUTES: &[(&str, &str)] = &[$($((stringify!($method), $path)),+),*];
+
+        fn register(cfg: &mut $crate::app::__actix_web::web::ServiceConfig) {
+            $(cfg.service($crate::app::__actix_web::web::resource($path)$(.$method($handler))+);)*
+        }
+    };
+}

@@ -121,21 +121,7 @@ impl ServicePart for AuthService {
     }
 }
 
-/// Declares the routes once: [`ROUTES`] lists what `register` mounts, so the
-/// OpenAPI test can check that every route is documented.
-macro_rules! routes {
-    ($($path:literal => [$($method:ident => $handler:path),+ $(,)?]),* $(,)?) => {
-        /// Every `(method, path)` the service's own routes answer (health, readiness
-        /// and metrics come from `service_kit`).
-        pub const ROUTES: &[(&str, &str)] = &[$($((stringify!($method), $path)),+),*];
-
-        fn register(cfg: &mut web::ServiceConfig) {
-            $(cfg.service(web::resource($path)$(.$method($handler))+);)*
-        }
-    };
-}
-
-routes! {
+service_kit::service_routes! {
     "/api/v1/auth/otp/request" => [post => sign_in::otp_request],
     "/api/v1/auth/otp/verify" => [post => sign_in::otp_verify],
     "/v1/auth/login" => [post => sign_in::login],

@@ -95,21 +95,7 @@ fn spawn_sweeper(db: Database, every: Duration) {
     });
 }
 
-/// Declares the routes once: [`ROUTES`] lists what `register` mounts, so the
-/// OpenAPI test can check that every route is documented.
-macro_rules! routes {
-    ($($path:literal => [$($method:ident => $handler:path),+ $(,)?]),* $(,)?) => {
-        /// Every `(method, path)` the service's own routes answer (health, readiness
-        /// and metrics come from `service_kit`).
-        pub const ROUTES: &[(&str, &str)] = &[$($((stringify!($method), $path)),+),*];
-
-        fn register(cfg: &mut web::ServiceConfig) {
-            $(cfg.service(web::resource($path)$(.$method($handler))+);)*
-        }
-    };
-}
-
-routes! {
+service_kit::service_routes! {
     "/api/v1/organizations" => [get => organizations::list, post => organizations::create],
     "/api/v1/organizations/by-slug/{slug}" => [get => organizations::by_slug],
     "/api/v1/organizations/{id}" => [

@@ -125,21 +125,7 @@ impl ServicePart for SpacesService {
     }
 }
 
-/// Declares the routes once: [`ROUTES`] lists what `register` mounts, so the
-/// OpenAPI test can check that every route is documented.
-macro_rules! routes {
-    ($($path:literal => [$($method:ident => $handler:path),+ $(,)?]),* $(,)?) => {
-        /// Every `(method, path)` the service's own routes answer (health, readiness
-        /// and metrics come from `service_kit`).
-        pub const ROUTES: &[(&str, &str)] = &[$($((stringify!($method), $path)),+),*];
-
-        fn register(cfg: &mut web::ServiceConfig) {
-            $(cfg.service(web::resource($path)$(.$method($handler))+);)*
-        }
-    };
-}
-
-routes! {
+service_kit::service_routes! {
     "/api/v1/spaces" => [
         get => spaces::list,
         post => spaces::create,
