@@ -142,6 +142,10 @@ impl Database {
         let pool = Pool::builder()
             .max_size(config.pool_size)
             .min_idle(Some(1))
+            // No `SELECT 1` before every checkout: it is a round trip per request.
+            // A connection that broke (the server restarted) fails its next
+            // query, which answers 503, and the pool then drops it.
+            .test_on_check_out(false)
             .connection_timeout(Duration::from_secs(config.connect_timeout_secs.max(1)))
             .connection_customizer(Box::new(ConnectionSetup))
             .build(ConnectionManager::<DbConnection>::new(url.clone()))
