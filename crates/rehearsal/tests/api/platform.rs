@@ -5,7 +5,7 @@ use rehearsal::{Options, Topology};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// Requests a minute per API key at the gateways (small, to reach it quickly).
 pub const KEY_LIMIT: u32 = 8;
@@ -285,15 +285,16 @@ impl Rehearsal {
         all
     }
 
-    /// Eight clients call `GET /v1/auth/me` through `gateway` in a loop; after
-    /// `after`, `act` runs, and the clients stop at their first refused
-    /// connection (or after 3 s). Every outcome: a status, or the error.
+    /// Eight clients call `GET /v1/auth/me` through `gateway` in a loop, each
+    /// reading the whole answer; after `after`, `act` runs (its instant is
+    /// returned), and the clients stop at their first failure (or after 3 s).
+    /// Every outcome, with when its request started.
     pub async fn load_during(
         &self,
         gateway: usize,
         after: Duration,
         act: impl FnOnce(&Rehearsal),
-    ) -> Vec<Result<u16, reqwest::Error>> {
+    ) -> (Instant, Vec<(Instant, Result<u16, reqwest::Error>)>) {
         let stop = Arc::new(AtomicBool::new(false));
         let mut clients = Vec::new();
         for _ in 0..8 {
@@ -304,15 +305,17 @@ impl Rehearsal {
             clients.push(tokio::spawn(async move {
                 let mut outcomes = Vec::new();
                 while !stop.load(Ordering::Relaxed) {
-                    let outcome = request
-                        .try_clone()
-                        .unwrap()
-                        .send()
-                        .await
-                        .map(|r| r.status().as_u16());
-                    let refused = matches!(&outcome, Err(e) if e.is_connect());
-                    outcomes.push(outcome);
-                    if refused {
+                    let started = Instant::now();
+                    let outcome = match request.try_clone().unwrap().send().await {
+                        Ok(response) => {
+                            let status = response.status().as_u16();
+                            response.bytes().await.map(|_| status)
+                        }
+                        Err(e) => Err(e),
+                    };
+                    let failed = outcome.is_err();
+                    outcomes.push((started, outcome));
+                    if failed {
                         break;
                     }
                 }
@@ -320,6 +323,7 @@ impl Rehearsal {
             }));
         }
         tokio::time::sleep(after).await;
+        let acted = Instant::now();
         act(self);
         tokio::time::sleep(Duration::from_secs(3)).await;
         stop.store(true, Ordering::Relaxed);
@@ -327,7 +331,7 @@ impl Rehearsal {
         for client in clients {
             all.extend(client.await.unwrap());
         }
-        all
+        (acted, all)
     }
 }
 
