@@ -28,10 +28,6 @@ use std::time::{Duration, Instant};
 
 const SYSTEM_KEY_PREFIX: &str = "sys_";
 
-/// Verified access tokens remembered at once (a few hundred bytes each);
-/// beyond it the expired ones go, or else all.
-const VERIFIED_TOKENS_CAPACITY: usize = 20_000;
-
 /// Why a request's credential was refused (a metric label; clients see 401).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Failure {
@@ -188,8 +184,6 @@ pub struct Authenticator {
     /// API key ids revoked recently, until cached introspections have expired.
     revoked_keys: RwLock<HashMap<String, Instant>>,
     lookups: CacheLookups,
-    /// Access tokens that verified, by SHA-256, until they expire.
-    verified: RwLock<HashMap<[u8; 32], AccessClaims>>,
     /// (workspace, user) → when their membership last changed (unix seconds):
     /// the member's tokens for that workspace issued up to then are refused.
     pub(crate) changed_memberships: RwLock<HashMap<(String, String), (u64, Instant)>>,
@@ -230,7 +224,6 @@ impl Authenticator {
             revoked_keys: RwLock::new(HashMap::new()),
             changed_memberships: RwLock::new(HashMap::new()),
             lookups: CacheLookups::default(),
-            verified: RwLock::new(HashMap::new()),
         }
     }
 
@@ -296,39 +289,12 @@ impl Authenticator {
         }
     }
 
-    /// Checks `token` against the keys in hand. A token that verified is
-    /// remembered under its SHA-256 until it expires: a client sends the same
-    /// access token for its whole life, and a repeat then costs a hash and a
-    /// look-up instead of an Ed25519 check. Revocations are checked by the
-    /// caller on every request either way.
+    /// Checks `token` against the keys in hand (the verifier remembers tokens
+    /// that verified, until they expire; revocations are the caller's, checked
+    /// on every request).
     fn verify_with_current(&self, token: &str) -> Option<Result<AccessClaims, AccessTokenError>> {
-        use sha2::Digest;
-        let digest: [u8; 32] = sha2::Sha256::digest(token.as_bytes()).into();
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs());
-        if let Some(claims) = self
-            .verified
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(&digest)
-            .filter(|claims| claims.exp > now)
-        {
-            return Some(Ok(claims.clone()));
-        }
         let guard = self.verifier.read().unwrap_or_else(|e| e.into_inner());
-        let outcome = guard.as_ref().map(|v| v.verify(token));
-        if let Some(Ok(claims)) = &outcome {
-            let mut verified = self.verified.write().unwrap_or_else(|e| e.into_inner());
-            if verified.len() >= VERIFIED_TOKENS_CAPACITY {
-                verified.retain(|_, c| c.exp > now);
-                if verified.len() >= VERIFIED_TOKENS_CAPACITY {
-                    verified.clear();
-                }
-            }
-            verified.insert(digest, claims.clone());
-        }
-        outcome
+        guard.as_ref().map(|v| v.verify(token))
     }
 
     /// Fetches the JWKS, at most once per `jwks_min_refetch_secs` however many
@@ -346,11 +312,6 @@ impl Authenticator {
                 let verifier =
                     AccessTokenVerifier::new(&self.config.issuer, &self.config.audience, keys);
                 *self.verifier.write().unwrap_or_else(|e| e.into_inner()) = Some(verifier);
-                // A key withdrawn from the JWKS takes its tokens with it.
-                self.verified
-                    .write()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .clear();
                 Ok(())
             }
             Err(e) => {

@@ -2,6 +2,7 @@
 //! auth-service, verified by the gateway against auth-service's JWKS.
 
 use crate::keys::PublicKeys;
+use crate::memory::VerifiedTokens;
 use crate::scopes::ScopeSet;
 use crate::token::PrincipalType;
 use jsonwebtoken::{Algorithm, Validation};
@@ -64,7 +65,14 @@ pub enum AccessTokenError {
 pub struct AccessTokenVerifier {
     keys: PublicKeys,
     validation: Validation,
+    /// Tokens that verified, until they expire (a client sends one token for
+    /// its whole life). A new key set means a new verifier, so a key withdrawn
+    /// from the JWKS takes its tokens with it.
+    verified: VerifiedTokens<AccessClaims>,
 }
+
+/// Verified access tokens remembered at once (a few hundred bytes each).
+const VERIFIED_CAPACITY: usize = 20_000;
 
 impl AccessTokenVerifier {
     pub fn new(issuer: &str, audience: &str, keys: PublicKeys) -> Self {
@@ -74,11 +82,11 @@ impl AccessTokenVerifier {
         validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
         validation.validate_nbf = true;
         validation.leeway = 30;
-        AccessTokenVerifier { keys, validation }
-    }
-
-    pub fn set_keys(&mut self, keys: PublicKeys) {
-        self.keys = keys;
+        AccessTokenVerifier {
+            keys,
+            validation,
+            verified: VerifiedTokens::new(VERIFIED_CAPACITY),
+        }
     }
 
     /// The key id a token names, to decide whether the key set needs a refetch.
@@ -92,6 +100,19 @@ impl AccessTokenVerifier {
         if token.len() > 8 * 1024 {
             return Err(AccessTokenError::Malformed);
         }
+        let digest = match self.verified.recall(token) {
+            Ok(claims) => return Ok(claims),
+            Err(digest) => digest,
+        };
+        let claims = self.verify_signed(token)?;
+        // Remembered until `exp`, not through the leeway: a repeat after
+        // expiry is checked again.
+        self.verified.remember(digest, claims.clone(), claims.exp);
+        Ok(claims)
+    }
+
+    /// The full check: header, key, signature, claims.
+    fn verify_signed(&self, token: &str) -> Result<AccessClaims, AccessTokenError> {
         let header = jsonwebtoken::decode_header(token).map_err(|_| AccessTokenError::Malformed)?;
         if header
             .typ

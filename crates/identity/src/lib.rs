@@ -8,6 +8,7 @@ pub mod access;
 pub mod credentials;
 pub mod guard;
 pub mod keys;
+mod memory;
 pub mod revocation;
 pub mod scopes;
 pub mod token;

@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use service_kit::ApiError;
 use std::collections::HashMap;
 use std::sync::Mutex;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 /// The request header that carries the token.
 pub const HEADER: &str = "x-spaceport-identity";
@@ -120,11 +120,7 @@ struct Claims {
     jti: String,
 }
 
-fn now_secs() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
-}
+use crate::memory::{VerifiedTokens, now_secs};
 
 /// Signs identity tokens (the gateway). Tokens are cached per identity and
 /// audience and reused while more than half their lifetime remains, so a busy
@@ -220,12 +216,12 @@ pub enum VerifyError {
 /// The gateway reuses a token for half its lifetime, so a service sees the
 /// same token many times: tokens that verified are remembered (the exact
 /// string, until it expires), and a repeat costs a map look-up instead of a
-/// signature check.
+/// signature check (`crate::memory`).
 #[derive(Clone)]
 pub struct IdentityVerifier {
     keys: PublicKeys,
     validation: Validation,
-    verified: std::sync::Arc<std::sync::RwLock<HashMap<String, (Identity, u64)>>>,
+    verified: VerifiedTokens<Identity>,
 }
 
 /// Verified tokens remembered per verifier; beyond it the memory starts afresh.
@@ -242,7 +238,7 @@ impl IdentityVerifier {
         IdentityVerifier {
             keys,
             validation,
-            verified: Default::default(),
+            verified: VerifiedTokens::new(VERIFIED_CAPACITY),
         }
     }
 
@@ -250,23 +246,18 @@ impl IdentityVerifier {
         if token.len() > 8 * 1024 {
             return Err(VerifyError::Invalid("token too long".into()));
         }
-        if let Ok(verified) = self.verified.read()
-            && let Some((identity, exp)) = verified.get(token)
-            && now_secs() <= exp.saturating_add(LEEWAY_SECS)
-        {
-            return Ok(identity.clone());
-        }
+        let digest = match self.verified.recall(token) {
+            Ok(identity) => return Ok(identity),
+            Err(digest) => digest,
+        };
         let (identity, exp) = self.verify_signed(token)?;
-        if let Ok(mut verified) = self.verified.write() {
-            if verified.len() >= VERIFIED_CAPACITY {
-                let now = now_secs();
-                verified.retain(|_, (_, exp)| now <= exp.saturating_add(LEEWAY_SECS));
-                if verified.len() >= VERIFIED_CAPACITY {
-                    verified.clear();
-                }
-            }
-            verified.insert(token.to_owned(), (identity.clone(), exp));
-        }
+        // Good as long as the signature check would pass: up to `exp` plus the
+        // leeway, inclusive.
+        self.verified.remember(
+            digest,
+            identity.clone(),
+            exp.saturating_add(LEEWAY_SECS + 1),
+        );
         Ok(identity)
     }
 
@@ -398,7 +389,7 @@ mod tests {
         let verifier = IdentityVerifier::new("booking-service", signer.public_keys());
         let token = signer.token_for(&member(), "booking-service");
         assert_eq!(verifier.verify(&token).unwrap(), member());
-        assert_eq!(verifier.verified.read().unwrap().len(), 1);
+        assert_eq!(verifier.verified.len(), 1);
         // A clone shares the memory; a repeat is answered from it.
         assert_eq!(verifier.clone().verify(&token).unwrap(), member());
         // Only the exact string: an edited copy is checked, and refused.
@@ -406,11 +397,10 @@ mod tests {
         assert!(verifier.verify(&edited).is_err());
         // An expired entry is not used.
         let now = now_secs();
+        let digest = verifier.verified.recall("stale").unwrap_err();
         verifier
             .verified
-            .write()
-            .unwrap()
-            .insert("stale".into(), (member(), now - 60));
+            .remember(digest, member(), (now - 60) + LEEWAY_SECS + 1);
         assert!(verifier.verify("stale").is_err());
     }
 
