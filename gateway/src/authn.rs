@@ -448,25 +448,15 @@ impl Authenticator {
             return Ok(info);
         }
         self.count(kind.label, "miss");
-        let token = self.signer.token_for(&Identity::gateway(), kind.audience);
-        let response = self
-            .client
-            .post(kind.upstream.url(kind.path))
-            .header(identity::HEADER, token)
-            .json(&serde_json::json!({ "key": key }))
-            .timeout(Duration::from_secs(5))
-            .send()
+        let info: KeyInfo = self
+            .ask_internal(
+                &kind.upstream,
+                kind.path,
+                kind.audience,
+                &serde_json::json!({ "key": key }),
+            )
             .await
-            .and_then(|r| r.error_for_status());
-        let body: serde_json::Value = match response {
-            Ok(r) => r.json().await.map_err(|_| Failure::KeysUnavailable)?,
-            Err(e) => {
-                tracing::warn!(error = %e, upstream = kind.upstream.name(), "key introspection failed");
-                return Err(Failure::KeysUnavailable);
-            }
-        };
-        let info: KeyInfo =
-            serde_json::from_value(body["data"].clone()).map_err(|_| Failure::KeysUnavailable)?;
+            .ok_or(Failure::KeysUnavailable)?;
         let ttl = if info.active {
             let cap = self.config.api_key_cache_secs;
             let until_expiry = info
@@ -482,6 +472,36 @@ impl Authenticator {
             let _ = self.cache.set(&cache_key, &bytes, Some(ttl)).await;
         }
         Ok(info)
+    }
+
+    /// POSTs `body` to an upstream's `/internal/*` route with the gateway's
+    /// own identity token, and reads the envelope's `data`; `None` (logged)
+    /// when the upstream cannot answer.
+    pub(crate) async fn ask_internal<T: serde::de::DeserializeOwned>(
+        &self,
+        upstream: &crate::upstreams::Replicas,
+        path: &str,
+        audience: &str,
+        body: &serde_json::Value,
+    ) -> Option<T> {
+        let token = self.signer.token_for(&Identity::gateway(), audience);
+        let response = self
+            .client
+            .post(upstream.url(path))
+            .header(identity::HEADER, token)
+            .json(body)
+            .timeout(Duration::from_secs(5))
+            .send()
+            .await
+            .and_then(|r| r.error_for_status());
+        let answer: serde_json::Value = match response {
+            Ok(r) => r.json().await.ok()?,
+            Err(e) => {
+                tracing::warn!(error = %e, upstream = upstream.name(), path, "internal call failed");
+                return None;
+            }
+        };
+        serde_json::from_value(answer["data"].clone()).ok()
     }
 
     pub fn apply(&self, revocation: &Revocation) {

@@ -106,25 +106,15 @@ impl Authenticator {
             ApiError::service_unavailable("memberships cannot be checked right now")
                 .with_retry_after(1)
         };
-        let token = self.signer.token_for(&Identity::gateway(), "auth-service");
-        let response = self
-            .client
-            .post(self.auth.url("/internal/memberships/lookup"))
-            .header(identity::HEADER, token)
-            .json(&serde_json::json!({ "user_id": user_id, "workspace_id": workspace_id }))
-            .timeout(Duration::from_secs(5))
-            .send()
+        let mut membership: Membership = self
+            .ask_internal(
+                &self.auth,
+                "/internal/memberships/lookup",
+                "auth-service",
+                &serde_json::json!({ "user_id": user_id, "workspace_id": workspace_id }),
+            )
             .await
-            .and_then(|r| r.error_for_status());
-        let body: serde_json::Value = match response {
-            Ok(r) => r.json().await.map_err(|_| unavailable())?,
-            Err(e) => {
-                tracing::warn!(error = %e, "membership look-up failed");
-                return Err(unavailable());
-            }
-        };
-        let mut membership: Membership =
-            serde_json::from_value(body["data"].clone()).map_err(|_| unavailable())?;
+            .ok_or_else(unavailable)?;
         membership.fetched_at = now_unix();
         let ttl = if membership.member {
             self.config().membership_cache_secs
