@@ -83,16 +83,19 @@ struct ConnectionSetup;
 
 impl CustomizeConnection<DbConnection, diesel::r2d2::Error> for ConnectionSetup {
     fn on_acquire(&self, conn: &mut DbConnection) -> Result<(), diesel::r2d2::Error> {
-        let setup = match conn {
-            // WAL lets readers run beside the one writer; busy_timeout makes a
-            // writer wait for the lock instead of failing at once.
-            DbConnection::Sqlite(c) => c.batch_execute(
-                "PRAGMA journal_mode = WAL; PRAGMA busy_timeout = 5000; \
-                 PRAGMA foreign_keys = ON; PRAGMA synchronous = NORMAL;",
-            ),
-            DbConnection::Postgresql(c) => c.batch_execute("SET TIME ZONE 'UTC'"),
-        };
-        setup.map_err(diesel::r2d2::Error::QueryError)
+        set_up(conn).map_err(diesel::r2d2::Error::QueryError)
+    }
+}
+
+fn set_up(conn: &mut DbConnection) -> diesel::QueryResult<()> {
+    match conn {
+        // WAL lets readers run beside the one writer; busy_timeout makes a
+        // writer wait for the lock instead of failing at once.
+        DbConnection::Sqlite(c) => c.batch_execute(
+            "PRAGMA journal_mode = WAL; PRAGMA busy_timeout = 5000; \
+             PRAGMA foreign_keys = ON; PRAGMA synchronous = NORMAL;",
+        ),
+        DbConnection::Postgresql(c) => c.batch_execute("SET TIME ZONE 'UTC'"),
     }
 }
 
@@ -243,8 +246,9 @@ impl Database {
         .await
     }
 
-    /// Applies pending migrations; returns the versions applied. On PostgreSQL an
-    /// advisory lock serializes replicas that start together.
+    /// Applies pending migrations; returns the versions applied. Replicas that
+    /// start together are serialized: by an advisory lock on PostgreSQL, by the
+    /// write lock on SQLite.
     pub async fn migrate(
         &self,
         migrations: &'static Migrations,
@@ -294,10 +298,16 @@ fn migrate_connection(
             unlock?;
             applied
         }
-        DbConnection::Sqlite(lite) => lite
-            .run_pending_migrations((migrations.sqlite)())
-            .map(|versions| versions.iter().map(ToString::to_string).collect::<Vec<_>>())
-            .map_err(|e| StoreError::Migration(e.to_string()))?,
+        // SQLite has no advisory lock: the write lock, taken up front by
+        // `BEGIN IMMEDIATE`, serializes replicas instead. A second replica waits
+        // (busy_timeout) and then reads the first one's bookkeeping, so it never
+        // re-runs a migration that was applied while it was deciding what to run.
+        // Each migration's own transaction nests inside as a savepoint.
+        DbConnection::Sqlite(lite) => lite.immediate_transaction(|lite| {
+            lite.run_pending_migrations((migrations.sqlite)())
+                .map(|versions| versions.iter().map(ToString::to_string).collect::<Vec<_>>())
+                .map_err(|e| StoreError::Migration(e.to_string()))
+        })?,
     };
     if !applied.is_empty() {
         tracing::info!(migrations = ?applied, "applied migrations");
@@ -371,6 +381,7 @@ pub async fn migrate(
                 DbConnection::Sqlite(SqliteConnection::establish(&url).map_err(unavailable)?)
             }
         };
+        set_up(&mut conn)?;
         migrate_connection(&mut conn, migrations)
     })
     .await?;
