@@ -8,7 +8,7 @@
 //! wall-clock time that does not exist never appears.
 
 use crate::input;
-use crate::meeting_spaces::{self, Hours, MAX_BUFFER_MINUTES, MAX_DURATION_MINUTES, Space};
+use crate::meeting_spaces::{self, Hours, MAX_BUFFER_MINUTES, MAX_DURATION_MINUTES};
 use crate::openapi::{Envelope, ErrorEnvelope};
 use crate::schema::bookings;
 use crate::{BookingState, Failure};
@@ -340,22 +340,23 @@ pub async fn get(
         }
     };
     let anonymous = workspace.is_none();
-    let cache = state.hours.clone();
-    let (space, hours, unavailable, taken) = state
+    let cache = state.spaces.clone();
+    let (bookable, unavailable, taken) = state
         .db
         .run(move |conn| {
-            let space: Space = meeting_spaces::load(conn, workspace.as_deref(), &id)?;
+            let bookable = cache.read(conn, workspace.as_deref(), &id)?;
+            let space = &bookable.space;
             if anonymous && !space.row.public_booking {
                 return Err(Failure::Api(ApiError::not_found("meeting space")));
             }
             let (start, _) = day_bounds(space.tz, from);
             let (_, end) = day_bounds(space.tz, to);
-            let hours = cache.hours_of(conn, &space)?;
-            let unavailable = meeting_spaces::unavailable_between(conn, &space, start, end)?;
+            let unavailable = meeting_spaces::unavailable_between(conn, space, start, end)?;
             let taken = taken_between(conn, &id, start, end)?;
-            Ok((space, hours, unavailable, taken))
+            Ok((bookable, unavailable, taken))
         })
         .await?;
+    let (space, hours) = (&bookable.space, &bookable.hours);
     let rules = Rules {
         tz: space.tz,
         increment_minutes: i64::from(space.row.booking_increment),
@@ -376,7 +377,7 @@ pub async fn get(
         })
         .collect();
     Ok(ApiResponse::ok(AvailabilityView {
-        meeting_space_id: space.row.id,
+        meeting_space_id: space.row.id.clone(),
         timezone: space.tz.name().to_owned(),
         booking_increment: space.row.booking_increment,
         from: from.to_string(),

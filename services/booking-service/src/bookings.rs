@@ -13,7 +13,9 @@
 use crate::availability::{self, ACTIVE_STATUSES};
 use crate::idempotency::{self, Claim};
 use crate::input::{self, MAX_NAME, MAX_TEXT, Problems};
-use crate::meeting_spaces::{self, HoursCache, MAX_BUFFER_MINUTES, MAX_DURATION_MINUTES, Space};
+use crate::meeting_spaces::{
+    self, Bookable, Hours, MAX_BUFFER_MINUTES, MAX_DURATION_MINUTES, Space,
+};
 use crate::openapi::{Envelope, ErrorEnvelope, ListEnvelope};
 use crate::schema::bookings;
 use crate::{BookingState, Failure, workspace_with};
@@ -193,6 +195,15 @@ pub fn blocked(
     )
 }
 
+/// When a booking starting at `start` must be checked into, if the space
+/// asks for check-in.
+fn check_in_deadline(space: &Space, start: DateTime<Utc>) -> Option<NaiveDateTime> {
+    space
+        .row
+        .requires_check_in
+        .then(|| (start + Duration::minutes(space.row.check_in_grace_minutes.into())).naive_utc())
+}
+
 /// The first active booking of the space (other than `except`) whose blocked
 /// interval overlaps `[from, to)`.
 pub fn overlapping(
@@ -277,7 +288,7 @@ async fn explain_overlap(
 /// business hours, unavailability. 422 naming the field.
 fn check_schedule(
     conn: &mut DbConnection,
-    hours: &HoursCache,
+    hours: &Hours,
     space: &Space,
     start: DateTime<Utc>,
     end: DateTime<Utc>,
@@ -314,8 +325,7 @@ fn check_schedule(
     if !p.is_empty() {
         return Err(Failure::Api(p.finish().unwrap_err()));
     }
-    let hours = hours.hours_of(conn, space)?;
-    if !availability::within_hours(space.tz, &hours, start, end) {
+    if !availability::within_hours(space.tz, hours, start, end) {
         p.add(
             "start_time",
             "the booking is outside the space's business hours",
@@ -465,71 +475,157 @@ pub async fn create(
     let claim = Claim::from_request(&req, &scope, &body)?;
     let space_id = body.meeting_space_id.clone();
     let times = (details.start, details.end);
-    let creator = identity.principal_id.clone();
-    let hours = state.hours.clone();
-    let outcome = idempotency::respond(&state.db, claim, move |conn| {
-        let space = meeting_spaces::load(conn, workspace.as_deref(), &body.meeting_space_id)?;
-        if workspace.is_none() && !space.row.public_booking {
-            return Err(Failure::Api(ApiError::not_found("meeting space")));
-        }
-        check_schedule(conn, &hours, &space, details.start, details.end)?;
-        let (blocked_start, blocked_end) = blocked(&space, details.start, details.end);
-        check_overlap(conn, &space.row.id, (blocked_start, blocked_end), None)?;
-        let status = if workspace.is_some() {
+    let booking = NewRow {
+        id: ids::new_id(prefix::BOOKING),
+        status: if workspace.is_some() {
             Status::Confirmed
         } else {
             Status::Pending
+        },
+        details,
+        notes: body.notes,
+        created_by: identity.principal_id.clone(),
+        created_at: Utc::now().naive_utc(),
+    };
+    let spaces = state.spaces.clone();
+    let wanted = space_id.clone();
+    let outcome = idempotency::respond(&state.db, claim, move |conn| {
+        let workspace = workspace.as_deref();
+        // First against the space as last read. Should it have changed since,
+        // the write finds another version (or the checks may have refused on
+        // old rules): the checks then run again on a fresh read.
+        let (mut bookable, mut fresh) = match spaces.last_seen(&wanted) {
+            Some(seen) => (seen, false),
+            None => (spaces.read(conn, workspace, &wanted)?, true),
         };
-        let deadline = space.row.requires_check_in.then(|| {
-            (details.start + Duration::minutes(space.row.check_in_grace_minutes.into())).naive_utc()
-        });
-        let now = Utc::now().naive_utc();
-        let id = ids::new_id(prefix::BOOKING);
-        diesel::insert_into(bookings::table)
-            .values((
-                bookings::id.eq(&id),
-                bookings::workspace_id.eq(&space.row.workspace_id),
-                bookings::organization_id.eq(&space.row.organization_id),
-                bookings::meeting_space_id.eq(&space.row.id),
-                bookings::start_time.eq(details.start.naive_utc()),
-                bookings::end_time.eq(details.end.naive_utc()),
-                bookings::blocked_start.eq(blocked_start.naive_utc()),
-                bookings::blocked_end.eq(blocked_end.naive_utc()),
-                bookings::organizer_name.eq(&details.name),
-                bookings::organizer_email.eq(&details.email),
-                bookings::notes.eq(&body.notes),
-                bookings::status.eq(status.as_str()),
-                bookings::check_in_deadline.eq(deadline),
-                bookings::created_by.eq(&creator),
-                bookings::created_at.eq(now),
-                bookings::updated_at.eq(now),
-            ))
-            .execute(conn)?;
-        // What was written, without reading it back.
-        let row = BookingRow {
-            id,
-            organization_id: space.row.organization_id,
-            meeting_space_id: space.row.id,
-            start_time: details.start.naive_utc(),
-            end_time: details.end.naive_utc(),
-            organizer_name: details.name,
-            organizer_email: details.email,
-            notes: body.notes,
-            status: status.as_str().to_owned(),
-            cancel_reason: None,
-            check_in_deadline: deadline,
-            checked_in_at: None,
-            checked_out_at: None,
-            created_at: now,
-            updated_at: now,
-        };
-        Ok(ApiResponse::created(BookingView::from(row)))
+        for _ in 0..MAX_VERSION_ATTEMPTS {
+            let refused = match insert_checked(conn, &bookable, workspace, &booking) {
+                Ok(Some(row)) => return Ok(ApiResponse::created(BookingView::from(row))),
+                Ok(None) => None,
+                Err(Failure::Api(e)) if !fresh => Some(e),
+                Err(e) => return Err(e),
+            };
+            let latest = spaces.read(conn, workspace, &wanted)?;
+            if let Some(e) = refused
+                && latest.space.row.version == bookable.space.row.version
+            {
+                return Err(Failure::Api(e));
+            }
+            (bookable, fresh) = (latest, true);
+        }
+        Err(Failure::Api(ApiError::conflict(
+            "the meeting space kept changing while it was being booked; try again",
+        )))
     })
     .await;
     match outcome {
         Ok(response) => Ok(response),
         Err(failure) => Err(explain_overlap(&state.db, failure, space_id, times, None).await),
     }
+}
+
+/// Reads of a changing space a booking makes before it gives up (409).
+const MAX_VERSION_ATTEMPTS: usize = 3;
+
+/// A booking about to be written, whatever version of its space it meets.
+struct NewRow {
+    id: String,
+    status: Status,
+    details: Details,
+    notes: Option<String>,
+    created_by: String,
+    created_at: NaiveDateTime,
+}
+
+/// Checks `b` against `bookable` and writes it, in one statement that finds
+/// the space still at the version checked: `None` when it is not there any
+/// more (changed or deleted), for the caller to read it again.
+fn insert_checked(
+    conn: &mut DbConnection,
+    bookable: &Bookable,
+    workspace: Option<&str>,
+    b: &NewRow,
+) -> Result<Option<BookingRow>, Failure> {
+    use crate::schema::meeting_spaces as spaces;
+    use diesel::IntoSql;
+    use diesel::sql_types::{Nullable, Text, Timestamp};
+    let space = &bookable.space;
+    let visible = match workspace {
+        Some(w) => space.row.workspace_id == w,
+        None => space.row.public_booking,
+    };
+    if !visible {
+        return Err(Failure::Api(ApiError::not_found("meeting space")));
+    }
+    let d = &b.details;
+    check_schedule(conn, &bookable.hours, space, d.start, d.end)?;
+    let (blocked_start, blocked_end) = blocked(space, d.start, d.end);
+    check_overlap(conn, &space.row.id, (blocked_start, blocked_end), None)?;
+    let deadline = check_in_deadline(space, d.start);
+    let (start, end) = (d.start.naive_utc(), d.end.naive_utc());
+    let source = spaces::table
+        .filter(spaces::id.eq(&space.row.id))
+        .filter(spaces::version.eq(space.row.version))
+        .select((
+            b.id.as_str().into_sql::<Text>(),
+            spaces::workspace_id,
+            spaces::organization_id,
+            spaces::id,
+            start.into_sql::<Timestamp>(),
+            end.into_sql::<Timestamp>(),
+            blocked_start.naive_utc().into_sql::<Timestamp>(),
+            blocked_end.naive_utc().into_sql::<Timestamp>(),
+            d.name.as_str().into_sql::<Text>(),
+            d.email.as_str().into_sql::<Text>(),
+            b.notes.as_deref().into_sql::<Nullable<Text>>(),
+            b.status.as_str().into_sql::<Text>(),
+            deadline.into_sql::<Nullable<Timestamp>>(),
+            b.created_by.as_str().into_sql::<Text>(),
+            b.created_at.into_sql::<Timestamp>(),
+            b.created_at.into_sql::<Timestamp>(),
+        ));
+    let written = diesel::insert_into(bookings::table)
+        .values(source)
+        .into_columns((
+            bookings::id,
+            bookings::workspace_id,
+            bookings::organization_id,
+            bookings::meeting_space_id,
+            bookings::start_time,
+            bookings::end_time,
+            bookings::blocked_start,
+            bookings::blocked_end,
+            bookings::organizer_name,
+            bookings::organizer_email,
+            bookings::notes,
+            bookings::status,
+            bookings::check_in_deadline,
+            bookings::created_by,
+            bookings::created_at,
+            bookings::updated_at,
+        ))
+        .execute(conn)?;
+    if written == 0 {
+        return Ok(None);
+    }
+    // What was written, without reading it back.
+    Ok(Some(BookingRow {
+        id: b.id.clone(),
+        organization_id: space.row.organization_id.clone(),
+        meeting_space_id: space.row.id.clone(),
+        start_time: start,
+        end_time: end,
+        organizer_name: d.name.clone(),
+        organizer_email: d.email.clone(),
+        notes: b.notes.clone(),
+        status: b.status.as_str().to_owned(),
+        cancel_reason: None,
+        check_in_deadline: deadline,
+        checked_in_at: None,
+        checked_out_at: None,
+        created_at: b.created_at,
+        updated_at: b.created_at,
+    }))
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -735,7 +831,7 @@ pub async fn update(
     }
     p.finish()?;
     let moving = start.is_some() || end.is_some();
-    let hours = state.hours.clone();
+    let spaces = state.spaces.clone();
     let (ws, bid) = (workspace.clone(), id.clone());
     // Filled in by the transaction for the overlap explanation.
     let attempted = std::sync::Arc::new(std::sync::Mutex::new(None));
@@ -770,15 +866,14 @@ pub async fn update(
                     p.add("start_time", "must be in the future");
                 }
                 p.finish()?;
-                let space = meeting_spaces::load(conn, Some(&ws), &current.meeting_space_id)?;
-                check_schedule(conn, &hours, &space, s, e)?;
-                let (bs, be) = blocked(&space, s, e);
+                let bookable = spaces.read(conn, Some(&ws), &current.meeting_space_id)?;
+                let space = &bookable.space;
+                check_schedule(conn, &bookable.hours, space, s, e)?;
+                let (bs, be) = blocked(space, s, e);
                 *seen.lock().unwrap_or_else(|p| p.into_inner()) =
                     Some((current.meeting_space_id.clone(), (s, e)));
                 check_overlap(conn, &space.row.id, (bs, be), Some(&bid))?;
-                let deadline = space.row.requires_check_in.then(|| {
-                    (s + Duration::minutes(space.row.check_in_grace_minutes.into())).naive_utc()
-                });
+                let deadline = check_in_deadline(space, s);
                 diesel::update(bookings::table.filter(bookings::id.eq(&bid)))
                     .set((
                         bookings::start_time.eq(s.naive_utc()),

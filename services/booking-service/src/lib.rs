@@ -38,7 +38,7 @@ pub struct BookingState {
     pub db: Database,
     pub cache: Cache,
     pub rules: BookingRules,
-    pub hours: std::sync::Arc<meeting_spaces::HoursCache>,
+    pub spaces: std::sync::Arc<meeting_spaces::SpaceCache>,
 }
 
 pub struct BookingService;
@@ -66,7 +66,7 @@ impl ServicePart for BookingService {
             db: backing.db.clone(),
             cache: backing.cache.clone(),
             rules: config.bookings.clone(),
-            hours: Default::default(),
+            spaces: Default::default(),
         });
         Ok(backing.app_spec(Self::NAME, &config, move |cfg| {
             cfg.app_data(state.clone());

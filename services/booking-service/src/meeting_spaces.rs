@@ -55,6 +55,8 @@ pub struct SpaceRow {
     pub unavailable_until: Option<NaiveDateTime>,
     pub created_at: NaiveDateTime,
     pub updated_at: NaiveDateTime,
+    /// Bumped by every change that bears on booking the space.
+    pub version: i64,
 }
 
 /// A space with the time zone it keeps: its own, else its group's, else its
@@ -767,6 +769,7 @@ pub async fn update(
                     meeting_spaces::requires_check_in.eq(rules.requires_check_in),
                     meeting_spaces::check_in_grace_minutes.eq(rules.check_in_grace_minutes),
                     meeting_spaces::updated_at.eq(Utc::now().naive_utc()),
+                    meeting_spaces::version.eq(meeting_spaces::version + 1),
                 ))
                 .execute(conn)?;
             load(conn, Some(&workspace), &id)
@@ -870,37 +873,60 @@ pub struct BusinessHours {
 /// `(ISO weekday, open minute, close minute)`.
 pub type Hours = Vec<(u32, u32, u32)>;
 
-/// Business hours by space, valid while the space's `updated_at` is the one
-/// they were read with (changing the hours touches the space), so a cached
-/// entry is never used after a change that the space row already shows.
+/// A space as bookings are checked against it: its row, time zone and
+/// business hours, all of one `version`.
+#[derive(Debug)]
+pub struct Bookable {
+    pub space: Space,
+    pub hours: Arc<Hours>,
+}
+
+/// Spaces as this replica last read them, by id. An entry may be out of date
+/// (another replica changed the space): a booking checked against one is
+/// written only while the space's `version` is still the entry's, and is
+/// checked again against a fresh read otherwise. Hours are read again only
+/// when the version changed.
 #[derive(Debug, Default)]
-pub struct HoursCache(Mutex<HashMap<String, (NaiveDateTime, Arc<Hours>)>>);
+pub struct SpaceCache(Mutex<HashMap<String, Arc<Bookable>>>);
 
 /// Entries kept before the cache starts afresh.
-const HOURS_CACHE_ENTRIES: usize = 10_000;
+const SPACE_CACHE_ENTRIES: usize = 10_000;
 
-impl HoursCache {
-    pub fn hours_of(
-        &self,
-        conn: &mut DbConnection,
-        space: &Space,
-    ) -> Result<Arc<Hours>, StoreError> {
-        let version = space.row.updated_at;
-        if let Some((seen, hours)) = self.lock().get(&space.row.id)
-            && *seen == version
-        {
-            return Ok(hours.clone());
-        }
-        let hours = Arc::new(load_hours(conn, &space.row.id)?);
-        let mut map = self.lock();
-        if map.len() >= HOURS_CACHE_ENTRIES {
-            map.clear();
-        }
-        map.insert(space.row.id.clone(), (version, hours.clone()));
-        Ok(hours)
+impl SpaceCache {
+    /// The space `id` as last read, if it was; possibly out of date.
+    pub fn last_seen(&self, id: &str) -> Option<Arc<Bookable>> {
+        self.lock().get(id).cloned()
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, (NaiveDateTime, Arc<Hours>)>> {
+    /// Reads the space `id` (of `workspace`, as [`load`]) with its hours, and
+    /// remembers it.
+    pub fn read(
+        &self,
+        conn: &mut DbConnection,
+        workspace: Option<&str>,
+        id: &str,
+    ) -> Result<Arc<Bookable>, Failure> {
+        let space = load(conn, workspace, id)?;
+        Ok(self.remember(conn, space)?)
+    }
+
+    fn remember(&self, conn: &mut DbConnection, space: Space) -> Result<Arc<Bookable>, StoreError> {
+        if let Some(seen) = self.lock().get(&space.row.id)
+            && seen.space.row.version == space.row.version
+        {
+            return Ok(seen.clone());
+        }
+        let hours = Arc::new(load_hours(conn, &space.row.id)?);
+        let entry = Arc::new(Bookable { space, hours });
+        let mut map = self.lock();
+        if map.len() >= SPACE_CACHE_ENTRIES {
+            map.clear();
+        }
+        map.insert(entry.space.row.id.clone(), entry.clone());
+        Ok(entry)
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<Bookable>>> {
         self.0
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
@@ -1059,9 +1085,12 @@ pub async fn put_hours(
                     ))
                     .execute(conn)?;
             }
-            // A new version of the space: cached hours of the old one lapse.
+            // A new version of the space: what was cached of the old one lapses.
             diesel::update(meeting_spaces::table.filter(meeting_spaces::id.eq(&id)))
-                .set(meeting_spaces::updated_at.eq(Utc::now().naive_utc()))
+                .set((
+                    meeting_spaces::updated_at.eq(Utc::now().naive_utc()),
+                    meeting_spaces::version.eq(meeting_spaces::version + 1),
+                ))
                 .execute(conn)?;
             Ok::<_, Failure>(())
         })
@@ -1120,7 +1149,10 @@ fn refresh_unavailable_until(conn: &mut DbConnection, space_id: &str) -> Result<
         .select(diesel::dsl::max(unavailability::end_time))
         .single_value();
     diesel::update(meeting_spaces::table.filter(meeting_spaces::id.eq(space_id)))
-        .set(meeting_spaces::unavailable_until.eq(latest))
+        .set((
+            meeting_spaces::unavailable_until.eq(latest),
+            meeting_spaces::version.eq(meeting_spaces::version + 1),
+        ))
         .execute(conn)?;
     Ok(())
 }

@@ -5,7 +5,7 @@
 
 use crate::input::{self, MAX_NAME, Problems};
 use crate::openapi::{Envelope, ErrorEnvelope, ListEnvelope, NoData, PageParams};
-use crate::schema::organizations;
+use crate::schema::{meeting_spaces, organizations};
 use crate::{BookingState, Failure, workspace_with};
 use actix_web::web;
 use chrono::{NaiveDateTime, Utc};
@@ -351,6 +351,10 @@ pub async fn update(
                     organizations::settings.eq(settings.unwrap_or(current.settings)),
                     organizations::updated_at.eq(Utc::now().naive_utc()),
                 ))
+                .execute(conn)?;
+            // Its spaces may keep its time zone: a new version of each.
+            diesel::update(meeting_spaces::table.filter(meeting_spaces::organization_id.eq(&id)))
+                .set(meeting_spaces::version.eq(meeting_spaces::version + 1))
                 .execute(conn)?;
             find(conn, &workspace, &id)
         })

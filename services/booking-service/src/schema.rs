@@ -49,6 +49,7 @@ diesel::table! {
         unavailable_until -> Nullable<Timestamp>,
         created_at -> Timestamp,
         updated_at -> Timestamp,
+        version -> BigInt,
     }
 }
 

@@ -3,7 +3,7 @@
 
 use crate::input::{self, MAX_ADDRESS, MAX_NAME, Problems};
 use crate::openapi::{Envelope, ErrorEnvelope, ListEnvelope, NoData};
-use crate::schema::space_groups;
+use crate::schema::{meeting_spaces, space_groups};
 use crate::{BookingState, Failure, organizations, workspace_with};
 use actix_web::web;
 use chrono::{NaiveDateTime, Utc};
@@ -288,6 +288,10 @@ pub async fn update(
                     space_groups::address.eq(change.address.or(current.address)),
                     space_groups::updated_at.eq(Utc::now().naive_utc()),
                 ))
+                .execute(conn)?;
+            // Its spaces may keep its time zone: a new version of each.
+            diesel::update(meeting_spaces::table.filter(meeting_spaces::space_group_id.eq(&id)))
+                .set(meeting_spaces::version.eq(meeting_spaces::version + 1))
                 .execute(conn)?;
             find(conn, &workspace, &id)
         })

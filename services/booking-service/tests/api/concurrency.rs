@@ -1,11 +1,12 @@
 //! The no-overlap guarantee under concurrency, and against a brute-force model.
 
-use crate::helpers::{TestBooking, at};
+use crate::helpers::{TestBooking, anonymous, at, nine_to_five};
 use chrono::Duration;
 use proptest::prelude::*;
 use proptest::strategy::ValueTree;
 use proptest::test_runner::TestRunner;
 use serde_json::json;
+use testkit::reqwest::Method;
 use testkit::{DbKind, db_test};
 
 db_test!(concurrent_overlapping_bookings_one_wins, concurrent_on);
@@ -134,4 +135,102 @@ async fn reschedules_on(kind: DbKind) {
     for r in answers.iter().filter(|r| r.status != 200) {
         r.assert_error(409, "conflict");
     }
+}
+
+// A replica checks bookings against the spaces as it last read them; whatever
+// changes through another replica holds on its next booking all the same,
+// whether it refuses what was allowed or allows what was refused.
+db_test!(a_replica_books_by_the_latest_version, latest_version_on);
+async fn latest_version_on(kind: DbKind) {
+    let t = TestBooking::start(kind).await;
+    let other = t.replica(|_| {}).await;
+    let org = t.org().await;
+    let space = t
+        .space(&org, json!({"booking_increment": 30, "max_duration": 120}))
+        .await;
+    let hours = |day, hour, length| (at(day, hour, 0), at(day, hour, 0) + Duration::hours(length));
+    let book = |who, times| t.book_on(&other, who, &space, times);
+    let space_path = format!("/api/v1/meeting-spaces/{space}");
+
+    assert_eq!(book(&t.owner, hours(2, 10, 2)).await.status, 201);
+    // Stricter through the first replica: refused through the other.
+    assert_eq!(
+        t.patch(&space_path, json!({"max_duration": 60}))
+            .await
+            .status,
+        200
+    );
+    book(&t.owner, hours(3, 10, 2))
+        .await
+        .assert_error(422, "validation_failed");
+    // Looser: allowed, although the other replica last read the stricter rule.
+    assert_eq!(
+        t.patch(&space_path, json!({"max_duration": 240}))
+            .await
+            .status,
+        200
+    );
+    assert_eq!(book(&t.owner, hours(4, 10, 3)).await.status, 201);
+
+    // Business hours, 09:00 to 17:00 every day.
+    let put = t
+        .call(
+            &t.owner,
+            Method::PUT,
+            &format!("{space_path}/business-hours"),
+            Some(nine_to_five()),
+        )
+        .await;
+    assert_eq!(put.status, 200, "{}", put.json());
+    book(&t.owner, hours(5, 7, 1))
+        .await
+        .assert_error(422, "validation_failed");
+    assert_eq!(book(&t.owner, hours(5, 9, 1)).await.status, 201);
+
+    // An unavailability period.
+    let added = t
+        .post(
+            &format!("{space_path}/unavailability"),
+            json!({"start_time": crate::helpers::rfc(at(6, 12, 0)), "end_time": crate::helpers::rfc(at(6, 14, 0))}),
+        )
+        .await;
+    assert_eq!(added.status, 201, "{}", added.json());
+    book(&t.owner, hours(6, 12, 1))
+        .await
+        .assert_error(422, "validation_failed");
+
+    // The organization's time zone: 01:00 UTC is 10:00 in Tokyo, 10:00 UTC is 19:00.
+    let moved = t
+        .patch(
+            &format!("/api/v1/organizations/{org}"),
+            json!({"timezone": "Asia/Tokyo"}),
+        )
+        .await;
+    assert_eq!(moved.status, 200, "{}", moved.json());
+    book(&t.owner, hours(7, 10, 1))
+        .await
+        .assert_error(422, "validation_failed");
+    assert_eq!(book(&t.owner, hours(7, 1, 1)).await.status, 201);
+
+    // Public booking, off and then on.
+    let nobody = anonymous();
+    book(&nobody, hours(8, 1, 1))
+        .await
+        .assert_error(404, "not_found");
+    assert_eq!(
+        t.patch(&space_path, json!({"public_booking": true}))
+            .await
+            .status,
+        200
+    );
+    let public = book(&nobody, hours(8, 1, 1)).await;
+    assert_eq!(public.status, 201, "{}", public.json());
+    assert_eq!(public.json()["data"]["status"], "pending");
+
+    // Deleted.
+    let deleted = t.call(&t.owner, Method::DELETE, &space_path, None).await;
+    assert_eq!(deleted.status, 200, "{}", deleted.json());
+    book(&t.owner, hours(9, 1, 1))
+        .await
+        .assert_error(404, "not_found");
 }

@@ -57,6 +57,23 @@ pub fn slug(stem: &str) -> String {
     format!("{stem}-{}", ulid_like().to_lowercase())
 }
 
+/// A business-hours body: 09:00 to 17:00 every day of the week.
+pub fn nine_to_five() -> Value {
+    let hours: Vec<_> = [
+        "monday",
+        "tuesday",
+        "wednesday",
+        "thursday",
+        "friday",
+        "saturday",
+        "sunday",
+    ]
+    .iter()
+    .map(|d| json!({"weekday": d, "open": "09:00", "close": "17:00"}))
+    .collect();
+    json!({ "hours": hours })
+}
+
 /// A time `days` days from now at `hh:mm` UTC.
 pub fn at(days: i64, hour: u32, minute: u32) -> DateTime<Utc> {
     (Utc::now() + Duration::days(days))
@@ -185,6 +202,25 @@ impl TestBooking {
             "organizer_name": "John Doe",
             "organizer_email": "john@example.com",
         })
+    }
+
+    /// A booking of `space` as `who`, through `server` (a replica, say).
+    pub async fn book_on(
+        &self,
+        server: &TestServer,
+        who: &Identity,
+        space: &str,
+        (start, end): (DateTime<Utc>, DateTime<Utc>),
+    ) -> TestResponse {
+        let request = server
+            .client
+            .request(Method::POST, server.url("/api/v1/bookings"))
+            .header(
+                identity::HEADER,
+                testkit::identity::token(who, "booking-service"),
+            )
+            .json(&Self::booking(space, start, end));
+        server.send(request).await
     }
 
     pub async fn book(

@@ -1,6 +1,6 @@
 //! Meeting spaces: CRUD, rules, filters, business hours, unavailability.
 
-use crate::helpers::{TestBooking, anonymous, at, rfc, slug};
+use crate::helpers::{TestBooking, anonymous, at, nine_to_five, rfc, slug};
 use serde_json::json;
 use testkit::reqwest::Method;
 use testkit::{DbKind, db_test};
@@ -212,25 +212,8 @@ async fn business_hours_on(kind: DbKind) {
     let org = t.org().await;
     let space = t.space(&org, json!({})).await;
     let path = format!("/api/v1/meeting-spaces/{space}/business-hours");
-    let every_day: Vec<_> = [
-        "monday",
-        "tuesday",
-        "wednesday",
-        "thursday",
-        "friday",
-        "saturday",
-        "sunday",
-    ]
-    .iter()
-    .map(|d| json!({"weekday": d, "open": "09:00", "close": "17:00"}))
-    .collect();
     let put = t
-        .call(
-            &t.owner,
-            Method::PUT,
-            &path,
-            Some(json!({"hours": every_day})),
-        )
+        .call(&t.owner, Method::PUT, &path, Some(nine_to_five()))
         .await;
     assert_eq!(put.status, 200, "{}", put.json());
     let got = t.get(&path).await.json();
