@@ -11,6 +11,9 @@ use service_kit::config::Settings;
 use service_kit::server::{RunningServer, serve_until_signal, start};
 use std::process::ExitCode;
 
+#[global_allocator]
+static ALLOCATOR: service_kit::Allocator = service_kit::Allocator;
+
 async fn launch<P: ServicePart>(servers: &mut Vec<RunningServer>) -> anyhow::Result<()> {
     let config = load_config::<P>(None).map_err(anyhow::Error::msg)?;
     let http = config.http().clone();

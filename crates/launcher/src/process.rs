@@ -67,6 +67,7 @@ impl PartProcess {
                 .arg("serve")
                 .current_dir(dir)
                 .env(format!("{env_prefix}__HTTP__ADDR"), addr.to_string())
+                .envs(service_kit::ALLOCATOR_ENV)
                 .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str()))),
             &log_path,
         )?;
