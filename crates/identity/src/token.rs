@@ -2,7 +2,7 @@
 
 use crate::keys::{PublicKeys, SigningKey};
 use crate::scopes::{Scope, ScopeSet};
-use jsonwebtoken::{Algorithm, Header, Validation};
+use jsonwebtoken::{Algorithm, Validation};
 use serde::{Deserialize, Serialize};
 use service_kit::ApiError;
 use std::collections::HashMap;
@@ -186,11 +186,7 @@ impl IdentitySigner {
             exp,
             jti: ulid::Ulid::new().to_string(),
         };
-        let mut header = Header::new(Algorithm::EdDSA);
-        header.typ = Some(TOKEN_TYPE.into());
-        header.kid = Some(self.key.kid().to_owned());
-        jsonwebtoken::encode(&header, &claims, self.key.encoding_key())
-            .expect("Ed25519 signing cannot fail")
+        self.key.sign_jwt(TOKEN_TYPE, &claims)
     }
 }
 
@@ -370,7 +366,7 @@ mod tests {
         // HS256 "signed" with the public key bytes.
         let header = serde_json::json!({"alg": "HS256", "typ": TOKEN_TYPE, "kid": signer.kid()});
         let hs = jsonwebtoken::encode(
-            &serde_json::from_value::<Header>(header).unwrap(),
+            &serde_json::from_value::<jsonwebtoken::Header>(header).unwrap(),
             &claims,
             &jsonwebtoken::EncodingKey::from_secret(
                 signer.public_keys().kids().next().unwrap().as_bytes(),
