@@ -266,7 +266,6 @@ impl Authenticator {
     }
 
     async fn verify(&self, token: &str) -> Result<AccessClaims, Failure> {
-        AccessTokenVerifier::kid_of(token).map_err(|_| Failure::Malformed)?;
         match self.verify_with_current(token) {
             Some(Ok(claims)) => {
                 self.count("jwks", "hit");
@@ -278,6 +277,8 @@ impl Authenticator {
             }
             Some(Err(_)) => return Err(Failure::Invalid),
         }
+        // Not a token at all: nothing to fetch keys for.
+        AccessTokenVerifier::kid_of(token).map_err(|_| Failure::Malformed)?;
         // A key we have not seen: auth-service may have published a new one.
         self.count("jwks", "miss");
         self.refetch_keys().await?;
@@ -338,7 +339,7 @@ impl Authenticator {
             .get(
                 self.jwks_url
                     .clone()
-                    .unwrap_or_else(|| self.auth.url("/.well-known/jwks.json")),
+                    .unwrap_or_else(|| self.auth.url("/.well-known/jwks.json").into()),
             )
             .header(identity::HEADER, token)
             .timeout(Duration::from_secs(5))

@@ -153,9 +153,9 @@ impl ServicePart for GatewayPart {
                 )
                 .service(
                     web::resource("/docs/errors.md").get(|| async { markdown(openapi::ERRORS) }),
-                )
-                .service(web::resource("/{tail:.*}").to(proxy::forward));
+                );
         })
+        .fallback(|| web::to(proxy::forward))
         .readiness(Arc::new(cache))
         .json_limit(config.http.json_limit_bytes);
         spec.metrics.registry_mut().register(

@@ -145,6 +145,26 @@ fn copy_response_headers(
     }
 }
 
+/// Upstream bodies up to this size (with a Content-Length) are buffered
+/// rather than streamed.
+const BUFFERED_BODY_MAX: u64 = 64 * 1024;
+
+/// 502: the upstream's answer could not be read.
+fn answered_badly(route: &Route) -> ApiError {
+    ApiError::new(
+        ErrorCode::BadGateway,
+        format!("{} answered badly", route.upstream),
+    )
+}
+
+/// 504: the upstream took longer than the route allows.
+fn timed_out(route: &Route) -> ApiError {
+    ApiError::new(
+        ErrorCode::GatewayTimeout,
+        format!("{} did not answer in time", route.upstream),
+    )
+}
+
 fn body_too_large(limit: u64) -> ApiError {
     ApiError::new(
         ErrorCode::PayloadTooLarge,
@@ -307,7 +327,7 @@ async fn send(
     if let Ok(value) = reqwest::header::HeaderValue::from_str(&token) {
         headers.insert(identity::HEADER, value);
     }
-    let mut upstream = gateway.client.request(method, &url).headers(headers);
+    let mut upstream = gateway.client.request(method, url).headers(headers);
     let exceeded = Arc::new(AtomicBool::new(false));
     if has_body(req) && req.method() != Method::GET && req.method() != Method::HEAD {
         upstream = upstream.body(stream_body(payload, route.max_body_bytes, exceeded.clone()));
@@ -329,13 +349,7 @@ async fn send(
                     "connect",
                 )
             } else {
-                (
-                    ApiError::new(
-                        ErrorCode::BadGateway,
-                        format!("{} answered badly", route.upstream),
-                    ),
-                    "upstream",
-                )
+                (answered_badly(route), "upstream")
             };
             tracing::warn!(upstream = %route.upstream, error = %e, "upstream request failed");
             gateway.observe_upstream(&route.upstream, label, elapsed);
@@ -344,10 +358,7 @@ async fn send(
         Err(_) => {
             tracing::warn!(upstream = %route.upstream, timeout_ms = route.timeout.as_millis() as u64, "upstream timed out");
             gateway.observe_upstream(&route.upstream, "timeout", elapsed);
-            return Err(ApiError::new(
-                ErrorCode::GatewayTimeout,
-                format!("{} did not answer in time", route.upstream),
-            ));
+            return Err(timed_out(route));
         }
     };
     gateway.observe_upstream(&route.upstream, response.status().as_str(), elapsed);
@@ -356,6 +367,22 @@ async fn send(
         StatusCode::from_u16(response.status().as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
     let mut builder = HttpResponse::build(status);
     copy_response_headers(response.headers(), &mut builder);
+    // A small body of known length is read whole, and goes out with the head
+    // in one write. (Not for HEAD: its Content-Length describes the GET.)
+    if let Some(len) = response.content_length()
+        && len <= BUFFERED_BODY_MAX
+        && req.method() != Method::HEAD
+    {
+        let body = match tokio::time::timeout(route.timeout, response.bytes()).await {
+            Ok(Ok(body)) => body,
+            Ok(Err(e)) => {
+                tracing::warn!(upstream = %route.upstream, error = %e, "upstream body failed");
+                return Err(answered_badly(route));
+            }
+            Err(_) => return Err(timed_out(route)),
+        };
+        return Ok(builder.body(body));
+    }
     if let Some(len) = response.content_length() {
         builder.no_chunking(len);
     }

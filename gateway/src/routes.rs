@@ -100,7 +100,12 @@ mod tests {
         );
         assert!(table.find("/api/v1/spacesX").is_none());
         assert_eq!(
-            table.find("/v1/auth/token").unwrap().replicas.url("/x"),
+            table
+                .find("/v1/auth/token")
+                .unwrap()
+                .replicas
+                .url("/x")
+                .as_str(),
             "http://127.0.0.1:8081/x"
         );
         assert_eq!(

@@ -14,7 +14,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 #[derive(Debug)]
 pub struct Replicas {
     name: String,
-    base_urls: Vec<String>,
+    /// Parsed once (the configuration checks they are base URLs): a request
+    /// only sets its path and query on a copy.
+    base_urls: Vec<reqwest::Url>,
     next: AtomicUsize,
 }
 
@@ -23,7 +25,7 @@ impl Replicas {
         Replicas {
             name: name.to_owned(),
             base_urls: split(list)
-                .map(|u| u.trim_end_matches('/').to_owned())
+                .filter_map(|u| reqwest::Url::parse(u).ok())
                 .collect(),
             next: AtomicUsize::new(0),
         }
@@ -33,14 +35,24 @@ impl Replicas {
         &self.name
     }
 
-    /// `path_and_query` at the next replica.
-    pub fn url(&self, path_and_query: &str) -> String {
+    /// `path_and_query` (which starts with `/`) at the next replica.
+    pub fn url(&self, path_and_query: &str) -> reqwest::Url {
         let i = match self.base_urls.len() {
             0 | 1 => 0,
             n => self.next.fetch_add(1, Ordering::Relaxed) % n,
         };
-        let base = self.base_urls.get(i).map_or("", String::as_str);
-        format!("{base}{path_and_query}")
+        let mut url = self
+            .base_urls
+            .get(i)
+            .cloned()
+            .unwrap_or_else(|| reqwest::Url::parse("http://upstream.invalid/").expect("a URL"));
+        let (path, query) = match path_and_query.split_once('?') {
+            Some((path, query)) => (path, Some(query)),
+            None => (path_and_query, None),
+        };
+        url.set_path(path);
+        url.set_query(query);
+        url
     }
 }
 
@@ -84,7 +96,7 @@ mod tests {
     #[test]
     fn replicas_take_turns() {
         let replicas = Replicas::new("booking", "http://a:1/, http://b:2");
-        let urls: Vec<String> = (0..4).map(|_| replicas.url("/x?y=1")).collect();
+        let urls: Vec<String> = (0..4).map(|_| replicas.url("/x?y=1").into()).collect();
         assert_eq!(
             urls,
             [
@@ -95,8 +107,15 @@ mod tests {
             ]
         );
         assert_eq!(
-            Replicas::new("auth", "http://a:1").url("/p"),
+            Replicas::new("auth", "http://a:1").url("/p").as_str(),
             "http://a:1/p"
+        );
+        // Query and path as sent, percent-encoding included.
+        assert_eq!(
+            Replicas::new("auth", "http://a:1")
+                .url("/a%20b/c?q=%2F&r")
+                .as_str(),
+            "http://a:1/a%20b/c?q=%2F&r"
         );
     }
 }

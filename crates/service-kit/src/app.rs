@@ -39,7 +39,12 @@ pub struct AppSpec {
     pub metrics: Metrics,
     pub json_limit: usize,
     pub guard: Option<Arc<dyn RequestGuard>>,
+    /// What answers a path no resource matched (404 by default).
+    pub fallback: Option<Fallback>,
 }
+
+/// Makes, per worker, the route for unmatched paths.
+pub type Fallback = Arc<dyn Fn() -> actix_web::Route + Send + Sync>;
 
 impl AppSpec {
     pub fn new(
@@ -53,6 +58,7 @@ impl AppSpec {
             metrics: Metrics::new(name),
             json_limit: 256 * 1024,
             guard: None,
+            fallback: None,
         }
     }
 
@@ -63,6 +69,16 @@ impl AppSpec {
 
     pub fn guard(mut self, guard: Arc<dyn RequestGuard>) -> Self {
         self.guard = Some(guard);
+        self
+    }
+
+    /// Unmatched paths go to `route` instead of answering 404 (the gateway's
+    /// proxy): cheaper than a catch-all pattern, which is a regex per request.
+    pub fn fallback(
+        mut self,
+        route: impl Fn() -> actix_web::Route + Send + Sync + 'static,
+    ) -> Self {
+        self.fallback = Some(Arc::new(route));
         self
     }
 
@@ -100,7 +116,11 @@ pub fn build_app(
         .service(web::resource("/readyz").get(readyz))
         .service(web::resource("/metrics").get(metrics))
         .configure(move |cfg| routes(cfg))
-        .default_service(web::to(not_found))
+        .default_service(
+            spec.fallback
+                .as_ref()
+                .map_or_else(|| web::to(not_found), |f| f()),
+        )
         .wrap(from_fn(guard_requests))
         .wrap(from_fn(crate::metrics::middleware))
         .wrap(from_fn(normalize_errors))
