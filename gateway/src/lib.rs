@@ -39,7 +39,6 @@ struct UpstreamLabels {
 /// Shared state of the proxy.
 pub struct Gateway {
     pub routes: RouteTable,
-    pub client: reqwest::Client,
     pub signer: Arc<identity::IdentitySigner>,
     pub authenticator: Arc<authn::Authenticator>,
     pub rate_limiter: rate_limits::RateLimiter,
@@ -108,14 +107,19 @@ impl ServicePart for GatewayPart {
         ));
         let cache = Cache::from_config(&config.cache).await?;
         service_kit::tls::ensure_provider();
-        let client = reqwest::Client::builder()
-            .connect_timeout(Duration::from_millis(config.proxy.connect_timeout_ms))
-            .pool_max_idle_per_host(config.proxy.pool_max_idle_per_host)
-            .pool_idle_timeout(Duration::from_secs(config.proxy.pool_idle_timeout_secs))
-            .tcp_nodelay(true)
-            // A proxy passes redirects to the client; it never follows them.
-            .redirect(reqwest::redirect::Policy::none())
-            .build()?;
+        let proxy = config.proxy.clone();
+        let upstream_client = move || {
+            reqwest::Client::builder()
+                .connect_timeout(Duration::from_millis(proxy.connect_timeout_ms))
+                .pool_max_idle_per_host(proxy.pool_max_idle_per_host)
+                .pool_idle_timeout(Duration::from_secs(proxy.pool_idle_timeout_secs))
+                .tcp_nodelay(true)
+                // A proxy passes redirects to the client; it never follows them.
+                .redirect(reqwest::redirect::Policy::none())
+                .build()
+        };
+        // The gateway's own calls (introspection, membership) share one client.
+        let client = upstream_client()?;
         let upstream_latency: Family<UpstreamLabels, Histogram, fn() -> Histogram> =
             Family::new_with_constructor(service_kit::metrics::latency_histogram);
         let upstreams = upstreams::Pool::new(&config.upstreams);
@@ -133,9 +137,9 @@ impl ServicePart for GatewayPart {
         let published = web::Data::new(bytes::Bytes::from(
             serde_json::to_vec(&openapi::merged(&routes)).expect("the document serializes"),
         ));
+        let shared_client = client.clone();
         let gateway = web::Data::new(Gateway {
             routes,
-            client,
             signer,
             authenticator,
             rate_limiter: rate_limits::RateLimiter::new(cache.clone(), config.rate_limits.clone()),
@@ -144,7 +148,14 @@ impl ServicePart for GatewayPart {
             upstream_latency: upstream_latency.clone(),
         });
         let mut spec = AppSpec::new(Self::NAME, move |cfg| {
+            // Each worker proxies over its own client. A pooled connection's
+            // task runs on the runtime that opened it; with one shared client a
+            // request on one worker would hand its exchange to a connection
+            // task on another, a thread wake-up each way. (Building a client
+            // succeeded above, so this falls back only in theory.)
+            let client = upstream_client().unwrap_or_else(|_| shared_client.clone());
             cfg.app_data(gateway.clone())
+                .app_data(web::Data::new(proxy::UpstreamClient(client)))
                 .app_data(published.clone())
                 .service(web::resource("/openapi.json").get(published_document))
                 .service(

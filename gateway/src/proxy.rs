@@ -214,10 +214,14 @@ fn has_body(req: &HttpRequest) -> bool {
             .is_some_and(|n| n > 0)
 }
 
+/// The client a worker proxies over (one per worker thread).
+pub struct UpstreamClient(pub reqwest::Client);
+
 pub async fn forward(
     req: HttpRequest,
     payload: web::Payload,
     gateway: web::Data<Gateway>,
+    client: web::Data<UpstreamClient>,
 ) -> Result<HttpResponse, ApiError> {
     let path = req.path();
     if is_internal(path) {
@@ -281,18 +285,18 @@ pub async fn forward(
             missing.as_str()
         )));
     }
-    let client = gateway.trusted_proxies.client(&req);
-    let budget = gateway.rate_limiter.spend(&identity, client).await;
+    let client_ip = gateway.trusted_proxies.client(&req);
+    let budget = gateway.rate_limiter.spend(&identity, client_ip).await;
     if let Some(decision) = budget.as_ref().filter(|d| !d.allowed) {
         return Err(rate_limits::exceeded(decision));
     }
     let mut response = send(
         &req,
         payload,
-        &gateway,
+        (&gateway, &client.0),
         route,
         &identity,
-        client,
+        client_ip,
         bearer_consumed,
     )
     .await?;
@@ -309,7 +313,7 @@ fn unauthorized(message: &str) -> ApiError {
 async fn send(
     req: &HttpRequest,
     payload: web::Payload,
-    gateway: &Gateway,
+    (gateway, upstream_client): (&Gateway, &reqwest::Client),
     route: &Route,
     identity: &identity::Identity,
     client: Option<std::net::IpAddr>,
@@ -327,7 +331,7 @@ async fn send(
     if let Ok(value) = reqwest::header::HeaderValue::from_str(&token) {
         headers.insert(identity::HEADER, value);
     }
-    let mut upstream = gateway.client.request(method, url).headers(headers);
+    let mut upstream = upstream_client.request(method, url).headers(headers);
     let exceeded = Arc::new(AtomicBool::new(false));
     if has_body(req) && req.method() != Method::GET && req.method() != Method::HEAD {
         upstream = upstream.body(stream_body(payload, route.max_body_bytes, exceeded.clone()));
