@@ -4,6 +4,11 @@
 //!
 //! - nginx answering `200 ok` itself (the upstream, called directly);
 //! - nginx `proxy_pass` to it over keep-alive upstream connections, no auth;
+//! - `spaceport-bare-proxy actix`: actix-web and one reqwest client per
+//!   worker, the parts the gateway is built from, forwarding and nothing else
+//!   (the rate the gateway could reach if its own work cost nothing);
+//! - `spaceport-bare-proxy hyper`: hyper's server and client, forwarding and
+//!   nothing else (where a proxy path written below actix would start);
 //! - the gateway with a user's JWT (verified locally against the JWKS);
 //! - the gateway with a workspace API key (introspection cached);
 //!
@@ -53,12 +58,16 @@ pub struct Options {
     pub database_url: String,
     pub auth_bin: PathBuf,
     pub gateway_bin: PathBuf,
+    /// `spaceport-bare-proxy`.
+    pub bare_proxy_bin: PathBuf,
     pub cores: usize,
 }
 
 /// One measured target.
 pub struct Target {
     pub name: &'static str,
+    /// The process measured as the proxy (its CPU is reported by this name).
+    pub proxy: &'static str,
     pub tally: Tally,
     pub warmup_errors: u64,
     pub cpu: Option<CpuUsage>,
@@ -68,6 +77,8 @@ pub struct GatewayReport {
     pub nginx_version: String,
     pub direct: Target,
     pub nginx: Target,
+    pub bare_actix: Target,
+    pub bare_hyper: Target,
     pub jwt: Target,
     pub api_key: Target,
     pub jwt_many: Target,
@@ -130,12 +141,23 @@ pub async fn run(options: &Options) -> Result<GatewayReport> {
     let gateway_url = format!("{}{PATH}", gateway.base_url());
     let jwt = Some((AUTHORIZATION, bearer));
     let key = Some((HeaderName::from_static("x-api-key"), api_key));
-    let pid = gateway.pid();
+    let gw = ("gateway", gateway.pid());
     let c = options.concurrency;
-    let direct = measure("nginx static, direct", &direct_url, None, c, options, pid).await?;
-    let nginx_proxy = measure("nginx proxy_pass", &nginx_url, None, c, options, pid).await?;
-    let jwt_target = measure("gateway, JWT", &gateway_url, jwt.clone(), c, options, pid).await?;
-    let key_target = measure("gateway, API key", &gateway_url, key, c, options, pid).await?;
+    let direct = measure("nginx static, direct", &direct_url, None, c, options, gw).await?;
+    let nginx_proxy = measure("nginx proxy_pass", &nginx_url, None, c, options, gw).await?;
+    let mut bare = Vec::new();
+    for (mode, name) in [
+        ("actix", "bare actix-web + reqwest proxy"),
+        ("hyper", "bare hyper proxy"),
+    ] {
+        let proxy = BareProxy::start(&options.bare_proxy_bin, mode, nginx.upstream).await?;
+        let url = format!("{}{PATH}", proxy.base_url);
+        bare.push(measure(name, &url, None, c, options, ("bare proxy", proxy.pid)).await?);
+    }
+    let [bare_actix, bare_hyper] =
+        <[Target; 2]>::try_from(bare).map_err(|_| anyhow!("two bare proxies were measured"))?;
+    let jwt_target = measure("gateway, JWT", &gateway_url, jwt.clone(), c, options, gw).await?;
+    let key_target = measure("gateway, API key", &gateway_url, key, c, options, gw).await?;
     gateway.ensure_running()?;
     let many = options.rss_concurrency;
     let jwt_many = measure(
@@ -144,7 +166,7 @@ pub async fn run(options: &Options) -> Result<GatewayReport> {
         jwt,
         many,
         options,
-        pid,
+        gw,
     )
     .await?;
     gateway.ensure_running()?;
@@ -154,6 +176,8 @@ pub async fn run(options: &Options) -> Result<GatewayReport> {
         nginx_version: nginx.version.clone(),
         direct,
         nginx: nginx_proxy,
+        bare_actix,
+        bare_hyper,
         jwt: jwt_target,
         api_key: key_target,
         jwt_many,
@@ -236,7 +260,7 @@ async fn measure(
     header: Option<(HeaderName, String)>,
     connections: usize,
     options: &Options,
-    gateway_pid: u32,
+    (proxy, proxy_pid): (&'static str, u32),
 ) -> Result<Target> {
     let http = reqwest::Client::builder()
         .pool_max_idle_per_host(usize::MAX)
@@ -265,13 +289,63 @@ async fn measure(
     let (_, tally) = load::run(workers, options.duration).await;
     let cpu = before
         .zip(CpuSample::take())
-        .map(|(b, a)| b.until(&a, Some(gateway_pid)));
+        .map(|(b, a)| b.until(&a, Some(proxy_pid)));
     Ok(Target {
         name,
+        proxy,
         tally,
         warmup_errors: warmup.failed(),
         cpu,
     })
+}
+
+/// `spaceport-bare-proxy` in front of the trivial upstream; stopped on drop.
+struct BareProxy {
+    child: Child,
+    pid: u32,
+    base_url: String,
+}
+
+impl BareProxy {
+    async fn start(binary: &Path, mode: &str, upstream: SocketAddr) -> Result<BareProxy> {
+        let listen = launcher::free_port()?.to_string();
+        let child = Command::new(binary)
+            .arg(mode)
+            .arg(&listen)
+            .envs(service_kit::ALLOCATOR_ENV)
+            .arg(format!("http://{upstream}"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .spawn()
+            .with_context(|| format!("starting {}", binary.display()))?;
+        let pid = child.id();
+        let proxy = BareProxy {
+            child,
+            pid,
+            base_url: format!("http://{listen}"),
+        };
+        let url = format!("{}{PATH}", proxy.base_url);
+        let deadline = Instant::now() + service::STARTUP_TIMEOUT;
+        loop {
+            if reqwest::get(&url)
+                .await
+                .is_ok_and(|r| r.status().is_success())
+            {
+                return Ok(proxy);
+            }
+            if Instant::now() > deadline {
+                bail!("{} did not answer on {url}", binary.display());
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+impl Drop for BareProxy {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }
 
 /// nginx on PATH (or in /usr/sbin), installed from the Debian archive when
@@ -437,10 +511,12 @@ http {{
 }
 
 impl GatewayReport {
-    fn targets(&self) -> [&Target; 5] {
+    fn targets(&self) -> [&Target; 7] {
         [
             &self.direct,
             &self.nginx,
+            &self.bare_actix,
+            &self.bare_hyper,
             &self.jwt,
             &self.api_key,
             &self.jwt_many,
@@ -486,6 +562,24 @@ impl GatewayReport {
                 &self.nginx,
                 "nginx proxy_pass, upstream keep-alive, no auth".into(),
                 format!("= {:.2} of direct", nginx_rate / self.direct.tally.rate()),
+                String::new(),
+            ),
+            row(
+                &self.bare_actix,
+                "actix-web + reqwest, forwarding only".into(),
+                format!(
+                    "= {:.2} of nginx proxy",
+                    self.bare_actix.tally.rate() / nginx_rate
+                ),
+                String::new(),
+            ),
+            row(
+                &self.bare_hyper,
+                "hyper server + client, forwarding only".into(),
+                format!(
+                    "= {:.2} of nginx proxy",
+                    self.bare_hyper.tally.rate() / nginx_rate
+                ),
                 String::new(),
             ),
             row(
@@ -542,7 +636,7 @@ impl GatewayReport {
             }
             out.push('\n');
             if let Some(cpu) = &target.cpu {
-                out.push_str(&cpu_line(cpu));
+                out.push_str(&cpu_line(target, cpu));
             }
         }
         let disturbed: Vec<&str> = self
@@ -588,8 +682,9 @@ fn outside(cpu: &CpuUsage) -> f64 {
 /// reference proxy), the bench's client, other processes by name, and the
 /// busy time no process is charged with: mostly the kernel's loopback
 /// networking (softirq), which grows with the request rate.
-fn cpu_line(cpu: &CpuUsage) -> String {
+fn cpu_line(target: &Target, cpu: &CpuUsage) -> String {
     let nginx = nginx_secs(cpu);
+    let per_request = |secs: f64| 1e6 * secs / (target.tally.ok.max(1) as f64);
     let named: Vec<String> = cpu
         .top_others
         .iter()
@@ -598,9 +693,12 @@ fn cpu_line(cpu: &CpuUsage) -> String {
         .collect();
     let busy = (cpu.total() - cpu.idle).max(1e-9);
     let mut out = format!(
-        "  cpu s of {:.1}: gateway {:.1}, nginx {nginx:.1}, bench client {:.1} ({:.0}% of the busy time), other processes {:.1}",
+        "  cpu s of {:.1}: {} {:.1} ({:.1} µs/request), nginx {nginx:.1} ({:.1} µs/request), bench client {:.1} ({:.0}% of the busy time), other processes {:.1}",
         cpu.total(),
+        target.proxy,
         cpu.service,
+        per_request(cpu.service),
+        per_request(nginx),
         cpu.bench,
         100.0 * cpu.bench / busy,
         outside(cpu),

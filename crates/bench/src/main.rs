@@ -19,7 +19,9 @@
 //! upstream (nginx answering `200 ok`) beside nginx's own `proxy_pass` as the
 //! reference proxy, with the same load generator settings for each target:
 //! requests/s and p50/p99 latency direct to the upstream, through nginx,
-//! through the gateway with a JWT and with an API key (warm cache); then the
+//! through two bare proxies that only forward (`spaceport-bare-proxy`:
+//! actix-web + reqwest, the gateway's stack, and hyper alone), through the gateway with
+//! a JWT and with an API key (warm cache); then the
 //! gateway's peak RSS at 256 connections. nginx is installed with apt-get when
 //! missing; auth-service runs for the JWKS, the user and the API key.
 //!
@@ -237,6 +239,7 @@ fn bench_gateway(args: GatewayArgs) -> Result<ExitCode> {
         database_url: database_url(args.database_url),
         auth_bin: part_binary(args.auth_bin, "auth-service")?,
         gateway_bin: part_binary(args.gateway_bin, "gateway")?,
+        bare_proxy_bin: part_binary(None, "spaceport-bare-proxy")?,
         cores: cores(),
     };
     execute(

@@ -1,0 +1,224 @@
+//! `spaceport-bare-proxy actix|hyper LISTEN UPSTREAM`: proxies that do
+//! nothing but forward, for `spaceport-bench gateway`.
+//!
+//! - `actix`: the gateway's stack with nothing of the gateway in it. actix-web
+//!   in front, one reqwest client per worker behind, as many workers as the
+//!   gateway runs. Its rate is what the gateway could reach if all of its own
+//!   work cost nothing.
+//! - `hyper`: hyper's HTTP/1 server and hyper-util's pooled client, one
+//!   single-threaded runtime, listener (SO_REUSEPORT) and client per core, so
+//!   a request never changes threads: the fastest shape of a Rust proxy tried
+//!   here (one multi-threaded runtime with a shared client was slower), and
+//!   what a proxy path written below actix would start from.
+//!
+//! Both forward every request to `UPSTREAM` (a base URL such as
+//! `http://127.0.0.1:8080`) with mimalloc as the allocator, and do no
+//! credential check, rate limit, identity token, metrics, request id or header
+//! hygiene beyond dropping hop-by-hop headers.
+
+use actix_web::http::StatusCode;
+use actix_web::http::header::{HeaderName, HeaderValue};
+use actix_web::{App, HttpRequest, HttpResponse, HttpServer, web};
+use std::process::ExitCode;
+
+#[global_allocator]
+static ALLOCATOR: service_kit::Allocator = service_kit::Allocator;
+
+const HOP_BY_HOP: [&str; 8] = [
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+    "host",
+];
+
+struct Upstream {
+    client: reqwest::Client,
+    base: String,
+}
+
+async fn forward(
+    req: HttpRequest,
+    body: web::Bytes,
+    upstream: web::Data<Upstream>,
+) -> HttpResponse {
+    let path = req.uri().path_and_query().map_or("/", |p| p.as_str());
+    let url = format!("{}{path}", upstream.base);
+    let Ok(method) = reqwest::Method::from_bytes(req.method().as_str().as_bytes()) else {
+        return HttpResponse::MethodNotAllowed().finish();
+    };
+    let mut headers = reqwest::header::HeaderMap::with_capacity(req.headers().len());
+    for (name, value) in req.headers() {
+        if HOP_BY_HOP.contains(&name.as_str()) {
+            continue;
+        }
+        if let (Ok(name), Ok(value)) = (
+            reqwest::header::HeaderName::from_bytes(name.as_str().as_bytes()),
+            reqwest::header::HeaderValue::from_bytes(value.as_bytes()),
+        ) {
+            headers.append(name, value);
+        }
+    }
+    let Ok(answer) = upstream
+        .client
+        .request(method, url)
+        .headers(headers)
+        .body(body)
+        .send()
+        .await
+    else {
+        return HttpResponse::BadGateway().finish();
+    };
+    let status = StatusCode::from_u16(answer.status().as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
+    let mut out = HttpResponse::build(status);
+    for (name, value) in answer.headers() {
+        if HOP_BY_HOP.contains(&name.as_str()) || name == "content-length" {
+            continue;
+        }
+        if let (Ok(name), Ok(value)) = (
+            HeaderName::from_bytes(name.as_str().as_bytes()),
+            HeaderValue::from_bytes(value.as_bytes()),
+        ) {
+            out.append_header((name, value));
+        }
+    }
+    match answer.bytes().await {
+        Ok(bytes) => out.body(bytes),
+        Err(_) => HttpResponse::BadGateway().finish(),
+    }
+}
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let [mode, listen, base] = args.as_slice() else {
+        eprintln!("usage: spaceport-bare-proxy actix|hyper LISTEN_ADDR UPSTREAM_BASE_URL");
+        return ExitCode::from(2);
+    };
+    let base = base.trim_end_matches('/').to_owned();
+    // reqwest is built without a rustls provider in this workspace.
+    service_kit::tls::ensure_provider();
+    let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let served = match mode.as_str() {
+        "actix" => serve_actix(listen, base, workers),
+        "hyper" => serve_hyper(listen, base, workers),
+        other => {
+            eprintln!("spaceport-bare-proxy: unknown mode {other} (actix or hyper)");
+            return ExitCode::from(2);
+        }
+    };
+    match served {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("spaceport-bare-proxy: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn serve_actix(listen: &str, base: String, workers: usize) -> std::io::Result<()> {
+    actix_web::rt::System::new().block_on(async move {
+        HttpServer::new(move || {
+            // Per worker, as in the gateway.
+            let client = reqwest::Client::builder()
+                .pool_max_idle_per_host(64)
+                .tcp_nodelay(true)
+                .redirect(reqwest::redirect::Policy::none())
+                .no_proxy()
+                .build()
+                .expect("a plain HTTP client builds");
+            App::new()
+                .app_data(web::Data::new(Upstream {
+                    client,
+                    base: base.clone(),
+                }))
+                .default_service(web::to(forward))
+        })
+        .workers(workers)
+        .bind(listen)?
+        .run()
+        .await
+    })
+}
+
+mod bare_hyper {
+    use hyper::body::Incoming;
+    use hyper::service::service_fn;
+    use hyper::{Request, Response, Uri};
+    use hyper_util::client::legacy::Client;
+    use hyper_util::client::legacy::connect::HttpConnector;
+    use hyper_util::rt::{TokioExecutor, TokioIo};
+    use std::sync::Arc;
+
+    type Upstream = Client<HttpConnector, Incoming>;
+
+    async fn forward(
+        client: Upstream,
+        base: Arc<str>,
+        mut req: Request<Incoming>,
+    ) -> Result<Response<Incoming>, Box<dyn std::error::Error + Send + Sync>> {
+        let path = req.uri().path_and_query().map_or("/", |p| p.as_str());
+        *req.uri_mut() = format!("{base}{path}").parse::<Uri>()?;
+        for name in super::HOP_BY_HOP {
+            req.headers_mut().remove(name);
+        }
+        let mut answer = client.request(req).await?;
+        for name in super::HOP_BY_HOP {
+            answer.headers_mut().remove(name);
+        }
+        Ok(answer)
+    }
+
+    /// One thread's server: its own runtime, listener (SO_REUSEPORT, so the
+    /// kernel spreads connections over the threads) and client, so a request
+    /// never leaves the thread that accepted its connection.
+    pub async fn serve(listen: std::net::SocketAddr, base: Arc<str>) -> std::io::Result<()> {
+        let mut connector = HttpConnector::new();
+        connector.set_nodelay(true);
+        let client: Upstream = Client::builder(TokioExecutor::new())
+            .pool_max_idle_per_host(64)
+            .build(connector);
+        let socket = tokio::net::TcpSocket::new_v4()?;
+        socket.set_reuseport(true)?;
+        socket.set_reuseaddr(true)?;
+        socket.bind(listen)?;
+        let listener = socket.listen(1024)?;
+        loop {
+            let (stream, _) = listener.accept().await?;
+            stream.set_nodelay(true)?;
+            let (client, base) = (client.clone(), base.clone());
+            tokio::spawn(async move {
+                let service = service_fn(move |req| forward(client.clone(), base.clone(), req));
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), service)
+                    .await;
+            });
+        }
+    }
+}
+
+fn serve_hyper(listen: &str, base: String, workers: usize) -> std::io::Result<()> {
+    let listen: std::net::SocketAddr = listen
+        .parse()
+        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
+    let base: std::sync::Arc<str> = base.into();
+    let threads: Vec<_> = (0..workers)
+        .map(|_| {
+            let base = base.clone();
+            std::thread::spawn(move || {
+                tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()?
+                    .block_on(bare_hyper::serve(listen, base))
+            })
+        })
+        .collect();
+    for thread in threads {
+        thread
+            .join()
+            .map_err(|_| std::io::Error::other("a server thread panicked"))??;
+    }
+    Ok(())
+}
