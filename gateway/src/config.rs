@@ -164,6 +164,8 @@ pub struct ProxyConfig {
     pub timeout_ms: u64,
     /// Default largest request body; larger ones get 413.
     pub max_body_bytes: u64,
+    /// Idle keep-alive connections kept per upstream host, per worker (each
+    /// worker has its own pool).
     pub pool_max_idle_per_host: usize,
     pub pool_idle_timeout_secs: u64,
     /// Addresses or CIDR blocks of proxies in front of the gateway (a load

@@ -153,7 +153,10 @@ impl ServicePart for GatewayPart {
             // request on one worker would hand its exchange to a connection
             // task on another, a thread wake-up each way. (Building a client
             // succeeded above, so this falls back only in theory.)
-            let client = upstream_client().unwrap_or_else(|_| shared_client.clone());
+            let client = upstream_client().unwrap_or_else(|e| {
+                tracing::warn!(error = %e, "a worker's upstream client: using the shared one");
+                shared_client.clone()
+            });
             cfg.app_data(gateway.clone())
                 .app_data(web::Data::new(proxy::UpstreamClient(client)))
                 .app_data(published.clone())

@@ -66,8 +66,9 @@ pub struct Options {
 /// One measured target.
 pub struct Target {
     pub name: &'static str,
-    /// The process measured as the proxy (its CPU is reported by this name).
-    pub proxy: &'static str,
+    /// The proxy process of a Spaceport-built target, by the name its CPU is
+    /// reported under (`None` for the nginx targets: nginx is counted anyway).
+    pub proxy: Option<&'static str>,
     pub tally: Tally,
     pub warmup_errors: u64,
     pub cpu: Option<CpuUsage>,
@@ -141,18 +142,39 @@ pub async fn run(options: &Options) -> Result<GatewayReport> {
     let gateway_url = format!("{}{PATH}", gateway.base_url());
     let jwt = Some((AUTHORIZATION, bearer));
     let key = Some((HeaderName::from_static("x-api-key"), api_key));
-    let gw = ("gateway", gateway.pid());
+    let gw = (Some("gateway"), gateway.pid());
+    // nginx's own targets: the idle gateway's CPU is still counted apart.
+    let idle_gw = (None, gateway.pid());
     let c = options.concurrency;
-    let direct = measure("nginx static, direct", &direct_url, None, c, options, gw).await?;
-    let nginx_proxy = measure("nginx proxy_pass", &nginx_url, None, c, options, gw).await?;
+    let direct = measure(
+        "nginx static, direct",
+        &direct_url,
+        None,
+        c,
+        options,
+        idle_gw,
+    )
+    .await?;
+    let nginx_proxy = measure("nginx proxy_pass", &nginx_url, None, c, options, idle_gw).await?;
     let mut bare = Vec::new();
     for (mode, name) in [
         ("actix", "bare actix-web + reqwest proxy"),
         ("hyper", "bare hyper proxy"),
     ] {
-        let proxy = BareProxy::start(&options.bare_proxy_bin, mode, nginx.upstream).await?;
+        let proxy =
+            BareProxy::start(&options.bare_proxy_bin, mode, nginx.upstream, dir.path()).await?;
         let url = format!("{}{PATH}", proxy.base_url);
-        bare.push(measure(name, &url, None, c, options, ("bare proxy", proxy.pid)).await?);
+        bare.push(
+            measure(
+                name,
+                &url,
+                None,
+                c,
+                options,
+                (Some("bare proxy"), proxy.pid),
+            )
+            .await?,
+        );
     }
     let [bare_actix, bare_hyper] =
         <[Target; 2]>::try_from(bare).map_err(|_| anyhow!("two bare proxies were measured"))?;
@@ -260,7 +282,7 @@ async fn measure(
     header: Option<(HeaderName, String)>,
     connections: usize,
     options: &Options,
-    (proxy, proxy_pid): (&'static str, u32),
+    (proxy, proxy_pid): (Option<&'static str>, u32),
 ) -> Result<Target> {
     let http = reqwest::Client::builder()
         .pool_max_idle_per_host(usize::MAX)
@@ -307,34 +329,48 @@ struct BareProxy {
 }
 
 impl BareProxy {
-    async fn start(binary: &Path, mode: &str, upstream: SocketAddr) -> Result<BareProxy> {
+    async fn start(
+        binary: &Path,
+        mode: &str,
+        upstream: SocketAddr,
+        dir: &Path,
+    ) -> Result<BareProxy> {
         let listen = launcher::free_port()?.to_string();
-        let child = Command::new(binary)
-            .arg(mode)
-            .arg(&listen)
-            .envs(service_kit::ALLOCATOR_ENV)
-            .arg(format!("http://{upstream}"))
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .spawn()
-            .with_context(|| format!("starting {}", binary.display()))?;
+        let log = dir.join(format!("bare-proxy-{mode}.log"));
+        // In its own process group, like the parts: Ctrl-C reaches the bench,
+        // which stops it on drop.
+        let child = launcher::spawn_logged(
+            Command::new(binary)
+                .arg(mode)
+                .arg(&listen)
+                .arg(format!("http://{upstream}"))
+                .envs(service_kit::ALLOCATOR_ENV),
+            &log,
+        )?;
         let pid = child.id();
-        let proxy = BareProxy {
+        let mut proxy = BareProxy {
             child,
             pid,
             base_url: format!("http://{listen}"),
         };
+        let http = reqwest::Client::builder()
+            .no_proxy()
+            .timeout(Duration::from_secs(2))
+            .build()?;
         let url = format!("{}{PATH}", proxy.base_url);
-        let deadline = Instant::now() + service::STARTUP_TIMEOUT;
+        let deadline = Instant::now() + Duration::from_secs(10);
         loop {
-            if reqwest::get(&url)
-                .await
-                .is_ok_and(|r| r.status().is_success())
+            if let Some(status) = proxy.child.try_wait()? {
+                let output = std::fs::read_to_string(&log).unwrap_or_default();
+                bail!("{} exited ({status}):\n{output}", binary.display());
+            }
+            if let Ok(r) = http.get(&url).send().await
+                && r.status().is_success()
             {
                 return Ok(proxy);
             }
             if Instant::now() > deadline {
-                bail!("{} did not answer on {url}", binary.display());
+                bail!("{} did not answer on {url} within 10 s", binary.display());
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
@@ -653,7 +689,8 @@ impl GatewayReport {
         let _ = writeln!(
             out,
             "note: the load generator, the proxy and the upstream share these {} cores: each rate is what \
-             the machine as a whole does, and the client's CPU above is taken from the proxy's",
+             the machine as a whole does, and the client's CPU above is taken from the proxy's; \
+             nginx's µs/request covers the upstream alone, except under proxy_pass, where its proxy is in it too",
             options.cores
         );
         out.push_str(&report::log_note("gateway", &self.gateway_log));
@@ -678,13 +715,22 @@ fn outside(cpu: &CpuUsage) -> f64 {
         .fold(0.0, |sum, (_, secs)| sum + secs)
 }
 
-/// Where a target's CPU time went: the gateway, nginx (the upstream, and the
-/// reference proxy), the bench's client, other processes by name, and the
-/// busy time no process is charged with: mostly the kernel's loopback
-/// networking (softirq), which grows with the request rate.
+/// Where a target's CPU time went: the proxy Spaceport built (the gateway or a
+/// bare proxy), nginx (the upstream, and in its own target the reference
+/// proxy too), the bench's client, other processes by name, and the busy time
+/// no process is charged with: mostly the kernel's loopback networking
+/// (softirq), which grows with the request rate.
 fn cpu_line(target: &Target, cpu: &CpuUsage) -> String {
     let nginx = nginx_secs(cpu);
     let per_request = |secs: f64| 1e6 * secs / (target.tally.ok.max(1) as f64);
+    let proxy = match target.proxy {
+        Some(name) => format!(
+            "{name} {:.1} ({:.1} µs/request)",
+            cpu.service,
+            per_request(cpu.service)
+        ),
+        None => format!("gateway (idle) {:.1}", cpu.service),
+    };
     let named: Vec<String> = cpu
         .top_others
         .iter()
@@ -693,11 +739,8 @@ fn cpu_line(target: &Target, cpu: &CpuUsage) -> String {
         .collect();
     let busy = (cpu.total() - cpu.idle).max(1e-9);
     let mut out = format!(
-        "  cpu s of {:.1}: {} {:.1} ({:.1} µs/request), nginx {nginx:.1} ({:.1} µs/request), bench client {:.1} ({:.0}% of the busy time), other processes {:.1}",
+        "  cpu s of {:.1}: {proxy}, nginx {nginx:.1} ({:.1} µs/request), bench client {:.1} ({:.0}% of the busy time), other processes {:.1}",
         cpu.total(),
-        target.proxy,
-        cpu.service,
-        per_request(cpu.service),
         per_request(nginx),
         cpu.bench,
         100.0 * cpu.bench / busy,

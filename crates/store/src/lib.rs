@@ -89,10 +89,11 @@ impl CustomizeConnection<DbConnection, diesel::r2d2::Error> for ConnectionSetup 
 
 fn set_up(conn: &mut DbConnection) -> diesel::QueryResult<()> {
     match conn {
-        // WAL lets readers run beside the one writer; busy_timeout makes a
-        // writer wait for the lock instead of failing at once.
+        // busy_timeout makes a writer wait for the lock instead of failing at
+        // once (first, so that switching a new file to WAL waits too); WAL
+        // lets readers run beside the one writer.
         DbConnection::Sqlite(c) => c.batch_execute(
-            "PRAGMA journal_mode = WAL; PRAGMA busy_timeout = 5000; \
+            "PRAGMA busy_timeout = 5000; PRAGMA journal_mode = WAL; \
              PRAGMA foreign_keys = ON; PRAGMA synchronous = NORMAL;",
         ),
         DbConnection::Postgresql(c) => c.batch_execute("SET TIME ZONE 'UTC'"),
@@ -300,9 +301,11 @@ fn migrate_connection(
         }
         // SQLite has no advisory lock: the write lock, taken up front by
         // `BEGIN IMMEDIATE`, serializes replicas instead. A second replica waits
-        // (busy_timeout) and then reads the first one's bookkeeping, so it never
-        // re-runs a migration that was applied while it was deciding what to run.
-        // Each migration's own transaction nests inside as a savepoint.
+        // (busy_timeout, 5 s; past that it fails to start and is restarted) and
+        // then reads the first one's bookkeeping, so it never re-runs a
+        // migration that was applied while it was deciding what to run. Each
+        // migration's own transaction nests inside as a savepoint, so a run is
+        // all or nothing: a failed migration undoes the ones before it too.
         DbConnection::Sqlite(lite) => lite.immediate_transaction(|lite| {
             lite.run_pending_migrations((migrations.sqlite)())
                 .map(|versions| versions.iter().map(ToString::to_string).collect::<Vec<_>>())

@@ -14,7 +14,9 @@
 //! Both forward every request to `UPSTREAM` (a base URL such as
 //! `http://127.0.0.1:8080`) with mimalloc as the allocator, and do no
 //! credential check, rate limit, identity token, metrics, request id or header
-//! hygiene beyond dropping hop-by-hop headers.
+//! hygiene beyond dropping hop-by-hop headers. The actix mode reads request and
+//! response bodies whole (the gateway streams large ones); for the bench's
+//! bodiless GET and 2-byte answer that makes no difference.
 
 use actix_web::http::StatusCode;
 use actix_web::http::header::{HeaderName, HeaderValue};
@@ -24,15 +26,18 @@ use std::process::ExitCode;
 #[global_allocator]
 static ALLOCATOR: service_kit::Allocator = service_kit::Allocator;
 
-const HOP_BY_HOP: [&str; 8] = [
+/// Dropped both ways, as the gateway drops them (it also drops headers named in
+/// `Connection`; the bench sends none).
+const HOP_BY_HOP: [&str; 9] = [
     "connection",
     "keep-alive",
     "proxy-connection",
+    "proxy-authenticate",
+    "proxy-authorization",
     "te",
     "trailer",
     "transfer-encoding",
     "upgrade",
-    "host",
 ];
 
 struct Upstream {
@@ -52,7 +57,8 @@ async fn forward(
     };
     let mut headers = reqwest::header::HeaderMap::with_capacity(req.headers().len());
     for (name, value) in req.headers() {
-        if HOP_BY_HOP.contains(&name.as_str()) {
+        // Host comes from the upstream's URL, as with nginx's default.
+        if HOP_BY_HOP.contains(&name.as_str()) || name == "host" {
             continue;
         }
         if let (Ok(name), Ok(value)) = (
@@ -144,50 +150,61 @@ fn serve_actix(listen: &str, base: String, workers: usize) -> std::io::Result<()
 }
 
 mod bare_hyper {
+    use bytes::Bytes;
+    use http_body_util::{Either, Empty};
     use hyper::body::Incoming;
     use hyper::service::service_fn;
-    use hyper::{Request, Response, Uri};
+    use hyper::{Request, Response, StatusCode, Uri};
     use hyper_util::client::legacy::Client;
     use hyper_util::client::legacy::connect::HttpConnector;
     use hyper_util::rt::{TokioExecutor, TokioIo};
     use std::sync::Arc;
 
     type Upstream = Client<HttpConnector, Incoming>;
+    type Answer = Response<Either<Incoming, Empty<Bytes>>>;
 
     async fn forward(
         client: Upstream,
         base: Arc<str>,
         mut req: Request<Incoming>,
-    ) -> Result<Response<Incoming>, Box<dyn std::error::Error + Send + Sync>> {
+    ) -> Result<Answer, Box<dyn std::error::Error + Send + Sync>> {
         let path = req.uri().path_and_query().map_or("/", |p| p.as_str());
         *req.uri_mut() = format!("{base}{path}").parse::<Uri>()?;
-        for name in super::HOP_BY_HOP {
-            req.headers_mut().remove(name);
+        // Host comes from the upstream's URL, as with nginx's default.
+        for name in super::HOP_BY_HOP.iter().chain(&["host"]) {
+            req.headers_mut().remove(*name);
         }
-        let mut answer = client.request(req).await?;
+        let Ok(mut answer) = client.request(req).await else {
+            let mut bad_gateway = Response::new(Either::Right(Empty::new()));
+            *bad_gateway.status_mut() = StatusCode::BAD_GATEWAY;
+            return Ok(bad_gateway);
+        };
         for name in super::HOP_BY_HOP {
             answer.headers_mut().remove(name);
         }
-        Ok(answer)
+        Ok(answer.map(Either::Left))
     }
 
-    /// One thread's server: its own runtime, listener (SO_REUSEPORT, so the
-    /// kernel spreads connections over the threads) and client, so a request
+    /// One thread's server: its own runtime, listener and client, so a request
     /// never leaves the thread that accepted its connection.
-    pub async fn serve(listen: std::net::SocketAddr, base: Arc<str>) -> std::io::Result<()> {
+    pub async fn serve(listener: std::net::TcpListener, base: Arc<str>) -> std::io::Result<()> {
         let mut connector = HttpConnector::new();
         connector.set_nodelay(true);
         let client: Upstream = Client::builder(TokioExecutor::new())
             .pool_max_idle_per_host(64)
             .build(connector);
-        let socket = tokio::net::TcpSocket::new_v4()?;
-        socket.set_reuseport(true)?;
-        socket.set_reuseaddr(true)?;
-        socket.bind(listen)?;
-        let listener = socket.listen(1024)?;
+        let listener = tokio::net::TcpListener::from_std(listener)?;
         loop {
-            let (stream, _) = listener.accept().await?;
-            stream.set_nodelay(true)?;
+            let stream = match listener.accept().await {
+                Ok((stream, _)) => stream,
+                Err(e) => {
+                    // Out of file descriptors and the like: wait, go on.
+                    eprintln!("spaceport-bare-proxy: accept: {e}");
+                    tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+                    continue;
+                }
+            };
+            let _ = stream.set_nodelay(true);
             let (client, base) = (client.clone(), base.clone());
             tokio::spawn(async move {
                 let service = service_fn(move |req| forward(client.clone(), base.clone(), req));
@@ -199,19 +216,36 @@ mod bare_hyper {
     }
 }
 
+/// One listener per thread on the same address (SO_REUSEPORT: the kernel
+/// spreads connections over them), all listening before any request comes.
+fn reuseport_listener(addr: std::net::SocketAddr) -> std::io::Result<std::net::TcpListener> {
+    use socket2::{Domain, Socket, Type};
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
+    socket.set_reuse_address(true)?;
+    socket.set_reuse_port(true)?;
+    socket.set_nonblocking(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(1024)?;
+    Ok(socket.into())
+}
+
 fn serve_hyper(listen: &str, base: String, workers: usize) -> std::io::Result<()> {
-    let listen: std::net::SocketAddr = listen
+    let addr: std::net::SocketAddr = listen
         .parse()
         .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
+    let listeners = (0..workers)
+        .map(|_| reuseport_listener(addr))
+        .collect::<std::io::Result<Vec<_>>>()?;
     let base: std::sync::Arc<str> = base.into();
-    let threads: Vec<_> = (0..workers)
-        .map(|_| {
+    let threads: Vec<_> = listeners
+        .into_iter()
+        .map(|listener| {
             let base = base.clone();
             std::thread::spawn(move || {
                 tokio::runtime::Builder::new_current_thread()
                     .enable_all()
                     .build()?
-                    .block_on(bare_hyper::serve(listen, base))
+                    .block_on(bare_hyper::serve(listener, base))
             })
         })
         .collect();
