@@ -7,6 +7,8 @@
 //! - `spaceport-bare-proxy actix`: actix-web and one reqwest client per
 //!   worker, the parts the gateway is built from, forwarding and nothing else
 //!   (the rate the gateway could reach if its own work cost nothing);
+//! - `spaceport-bare-proxy actix-hyper`: the same with hyper-util's pooled
+//!   client in place of reqwest (what reqwest's layer costs);
 //! - `spaceport-bare-proxy hyper`: hyper's server and client, forwarding and
 //!   nothing else (where a proxy path written below actix would start);
 //! - the gateway with a user's JWT (verified locally against the JWKS);
@@ -79,6 +81,7 @@ pub struct GatewayReport {
     pub direct: Target,
     pub nginx: Target,
     pub bare_actix: Target,
+    pub bare_actix_hyper: Target,
     pub bare_hyper: Target,
     pub jwt: Target,
     pub api_key: Target,
@@ -159,6 +162,7 @@ pub async fn run(options: &Options) -> Result<GatewayReport> {
     let mut bare = Vec::new();
     for (mode, name) in [
         ("actix", "bare actix-web + reqwest proxy"),
+        ("actix-hyper", "bare actix-web + hyper client proxy"),
         ("hyper", "bare hyper proxy"),
     ] {
         let proxy =
@@ -176,8 +180,8 @@ pub async fn run(options: &Options) -> Result<GatewayReport> {
             .await?,
         );
     }
-    let [bare_actix, bare_hyper] =
-        <[Target; 2]>::try_from(bare).map_err(|_| anyhow!("two bare proxies were measured"))?;
+    let [bare_actix, bare_actix_hyper, bare_hyper] =
+        <[Target; 3]>::try_from(bare).map_err(|_| anyhow!("three bare proxies were measured"))?;
     let jwt_target = measure("gateway, JWT", &gateway_url, jwt.clone(), c, options, gw).await?;
     let key_target = measure("gateway, API key", &gateway_url, key, c, options, gw).await?;
     gateway.ensure_running()?;
@@ -199,6 +203,7 @@ pub async fn run(options: &Options) -> Result<GatewayReport> {
         direct,
         nginx: nginx_proxy,
         bare_actix,
+        bare_actix_hyper,
         bare_hyper,
         jwt: jwt_target,
         api_key: key_target,
@@ -547,11 +552,12 @@ http {{
 }
 
 impl GatewayReport {
-    fn targets(&self) -> [&Target; 7] {
+    fn targets(&self) -> [&Target; 8] {
         [
             &self.direct,
             &self.nginx,
             &self.bare_actix,
+            &self.bare_actix_hyper,
             &self.bare_hyper,
             &self.jwt,
             &self.api_key,
@@ -606,6 +612,15 @@ impl GatewayReport {
                 format!(
                     "= {:.2} of nginx proxy",
                     self.bare_actix.tally.rate() / nginx_rate
+                ),
+                String::new(),
+            ),
+            row(
+                &self.bare_actix_hyper,
+                "actix-web + hyper client, forwarding only".into(),
+                format!(
+                    "= {:.2} of nginx proxy",
+                    self.bare_actix_hyper.tally.rate() / nginx_rate
                 ),
                 String::new(),
             ),

@@ -1,10 +1,12 @@
-//! `spaceport-bare-proxy actix|hyper LISTEN UPSTREAM`: proxies that do
-//! nothing but forward, for `spaceport-bench gateway`.
+//! `spaceport-bare-proxy actix|actix-hyper|hyper LISTEN UPSTREAM`: proxies
+//! that do nothing but forward, for `spaceport-bench gateway`.
 //!
 //! - `actix`: the gateway's stack with nothing of the gateway in it. actix-web
 //!   in front, one reqwest client per worker behind, as many workers as the
 //!   gateway runs. Its rate is what the gateway could reach if all of its own
 //!   work cost nothing.
+//! - `actix-hyper`: the same with hyper-util's pooled client (plain HTTP) in
+//!   place of reqwest, which the gateway's proxy path could use instead.
 //! - `hyper`: hyper's HTTP/1 server and hyper-util's pooled client, one
 //!   single-threaded runtime, listener (SO_REUSEPORT) and client per core, so
 //!   a request never changes threads: the fastest shape of a Rust proxy tried
@@ -14,9 +16,10 @@
 //! Both forward every request to `UPSTREAM` (a base URL such as
 //! `http://127.0.0.1:8080`) with mimalloc as the allocator, and do no
 //! credential check, rate limit, identity token, metrics, request id or header
-//! hygiene beyond dropping hop-by-hop headers. The actix mode reads request and
-//! response bodies whole (the gateway streams large ones); for the bench's
-//! bodiless GET and 2-byte answer that makes no difference.
+//! hygiene beyond dropping hop-by-hop headers. The actix modes read response
+//! bodies whole (the gateway streams large ones), `actix` reads request bodies
+//! whole and `actix-hyper` sends none; for the bench's bodiless GET and 2-byte
+//! answer that makes no difference.
 
 use actix_web::http::StatusCode;
 use actix_web::http::header::{HeaderName, HeaderValue};
@@ -100,7 +103,9 @@ async fn forward(
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let [mode, listen, base] = args.as_slice() else {
-        eprintln!("usage: spaceport-bare-proxy actix|hyper LISTEN_ADDR UPSTREAM_BASE_URL");
+        eprintln!(
+            "usage: spaceport-bare-proxy actix|actix-hyper|hyper LISTEN_ADDR UPSTREAM_BASE_URL"
+        );
         return ExitCode::from(2);
     };
     let base = base.trim_end_matches('/').to_owned();
@@ -110,8 +115,9 @@ fn main() -> ExitCode {
     let served = match mode.as_str() {
         "actix" => serve_actix(listen, base, workers),
         "hyper" => serve_hyper(listen, base, workers),
+        "actix-hyper" => serve_actix_hyper(listen, base, workers),
         other => {
-            eprintln!("spaceport-bare-proxy: unknown mode {other} (actix or hyper)");
+            eprintln!("spaceport-bare-proxy: unknown mode {other} (actix, actix-hyper or hyper)");
             return ExitCode::from(2);
         }
     };
@@ -255,4 +261,87 @@ fn serve_hyper(listen: &str, base: String, workers: usize) -> std::io::Result<()
             .map_err(|_| std::io::Error::other("a server thread panicked"))??;
     }
     Ok(())
+}
+
+/// actix-web in front, hyper-util's client behind (one per worker).
+mod actix_hyper {
+    use actix_web::http::StatusCode;
+    use actix_web::http::header::{HeaderName, HeaderValue};
+    use actix_web::{HttpRequest, HttpResponse, web};
+    use http_body_util::{BodyExt, Empty};
+    use hyper_util::client::legacy::Client;
+    use hyper_util::client::legacy::connect::HttpConnector;
+    use hyper_util::rt::TokioExecutor;
+
+    pub struct Upstream {
+        pub client: Client<HttpConnector, Empty<bytes::Bytes>>,
+        pub base: String,
+    }
+
+    pub fn client() -> Client<HttpConnector, Empty<bytes::Bytes>> {
+        let mut connector = HttpConnector::new();
+        connector.set_nodelay(true);
+        Client::builder(TokioExecutor::new())
+            .pool_max_idle_per_host(64)
+            .build(connector)
+    }
+
+    pub async fn forward(req: HttpRequest, upstream: web::Data<Upstream>) -> HttpResponse {
+        let path = req.uri().path_and_query().map_or("/", |p| p.as_str());
+        let Ok(uri) = format!("{}{path}", upstream.base).parse::<hyper::Uri>() else {
+            return HttpResponse::BadRequest().finish();
+        };
+        let Ok(method) = hyper::Method::from_bytes(req.method().as_str().as_bytes()) else {
+            return HttpResponse::MethodNotAllowed().finish();
+        };
+        let mut out = hyper::Request::builder().method(method).uri(uri);
+        for (name, value) in req.headers() {
+            if super::HOP_BY_HOP.contains(&name.as_str()) || name == "host" {
+                continue;
+            }
+            out = out.header(name.as_str(), value.as_bytes());
+        }
+        let Ok(request) = out.body(Empty::new()) else {
+            return HttpResponse::BadRequest().finish();
+        };
+        let Ok(answer) = upstream.client.request(request).await else {
+            return HttpResponse::BadGateway().finish();
+        };
+        let (parts, body) = answer.into_parts();
+        let mut response = HttpResponse::build(
+            StatusCode::from_u16(parts.status.as_u16()).unwrap_or(StatusCode::BAD_GATEWAY),
+        );
+        for (name, value) in &parts.headers {
+            if super::HOP_BY_HOP.contains(&name.as_str()) || name == "content-length" {
+                continue;
+            }
+            if let (Ok(name), Ok(value)) = (
+                HeaderName::from_bytes(name.as_str().as_bytes()),
+                HeaderValue::from_bytes(value.as_bytes()),
+            ) {
+                response.append_header((name, value));
+            }
+        }
+        match body.collect().await {
+            Ok(body) => response.body(body.to_bytes()),
+            Err(_) => HttpResponse::BadGateway().finish(),
+        }
+    }
+}
+
+fn serve_actix_hyper(listen: &str, base: String, workers: usize) -> std::io::Result<()> {
+    actix_web::rt::System::new().block_on(async move {
+        HttpServer::new(move || {
+            App::new()
+                .app_data(web::Data::new(actix_hyper::Upstream {
+                    client: actix_hyper::client(),
+                    base: base.clone(),
+                }))
+                .default_service(web::to(actix_hyper::forward))
+        })
+        .workers(workers)
+        .bind(listen)?
+        .run()
+        .await
+    })
 }
