@@ -8,6 +8,7 @@ pub mod openapi;
 pub mod proxy;
 pub mod rate_limits;
 pub mod routes;
+pub mod upstream_client;
 pub mod upstreams;
 pub mod workspaces;
 
@@ -107,19 +108,17 @@ impl ServicePart for GatewayPart {
         ));
         let cache = Cache::from_config(&config.cache).await?;
         service_kit::tls::ensure_provider();
+        // The gateway's own calls (introspection, membership, JWKS) share one
+        // client; the proxy path has its own, per worker (below).
+        let client = reqwest::Client::builder()
+            .connect_timeout(Duration::from_millis(config.proxy.connect_timeout_ms))
+            .pool_max_idle_per_host(config.proxy.pool_max_idle_per_host)
+            .pool_idle_timeout(Duration::from_secs(config.proxy.pool_idle_timeout_secs))
+            .tcp_nodelay(true)
+            .redirect(reqwest::redirect::Policy::none())
+            .build()?;
         let proxy = config.proxy.clone();
-        let upstream_client = move || {
-            reqwest::Client::builder()
-                .connect_timeout(Duration::from_millis(proxy.connect_timeout_ms))
-                .pool_max_idle_per_host(proxy.pool_max_idle_per_host)
-                .pool_idle_timeout(Duration::from_secs(proxy.pool_idle_timeout_secs))
-                .tcp_nodelay(true)
-                // A proxy passes redirects to the client; it never follows them.
-                .redirect(reqwest::redirect::Policy::none())
-                .build()
-        };
-        // The gateway's own calls (introspection, membership) share one client.
-        let client = upstream_client()?;
+        let spare_proxy_client = upstream_client::build(&proxy)?;
         let upstream_latency: Family<UpstreamLabels, Histogram, fn() -> Histogram> =
             Family::new_with_constructor(service_kit::metrics::latency_histogram);
         let upstreams = upstreams::Pool::new(&config.upstreams);
@@ -137,7 +136,6 @@ impl ServicePart for GatewayPart {
         let published = web::Data::new(bytes::Bytes::from(
             serde_json::to_vec(&openapi::merged(&routes)).expect("the document serializes"),
         ));
-        let shared_client = client.clone();
         let gateway = web::Data::new(Gateway {
             routes,
             signer,
@@ -153,9 +151,9 @@ impl ServicePart for GatewayPart {
             // request on one worker would hand its exchange to a connection
             // task on another, a thread wake-up each way. (Building a client
             // succeeded above, so this falls back only in theory.)
-            let client = upstream_client().unwrap_or_else(|e| {
-                tracing::warn!(error = %e, "a worker's upstream client: using the shared one");
-                shared_client.clone()
+            let client = upstream_client::build(&proxy).unwrap_or_else(|e| {
+                tracing::warn!(error = %e, "a worker's upstream client: using a shared one");
+                spare_proxy_client.clone()
             });
             cfg.app_data(gateway.clone())
                 .app_data(web::Data::new(proxy::UpstreamClient(client)))

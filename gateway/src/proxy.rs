@@ -5,11 +5,14 @@ use crate::authn;
 use crate::config::RoutePolicy;
 use crate::rate_limits;
 use crate::routes::{Route, has_dot_segments, is_internal};
+use crate::upstream_client::RequestBody;
 use actix_web::http::header::{HeaderMap, HeaderName, HeaderValue};
 use actix_web::http::{Method, StatusCode};
 use actix_web::{HttpMessage, HttpRequest, HttpResponse, web};
 use bytes::Bytes;
 use futures_util::StreamExt;
+use http_body_util::{BodyExt, Empty, StreamBody};
+use hyper::body::{Body as _, Frame};
 use service_kit::metrics::MetricsRoute;
 use service_kit::request_id::RequestId;
 use service_kit::{ApiError, ErrorCode};
@@ -175,7 +178,7 @@ fn body_too_large(limit: u64) -> ApiError {
 /// Streams the client's body upstream as it arrives, refusing past `limit`.
 /// actix's payload is tied to its worker thread, so a local task feeds a channel
 /// whose receiving end reqwest can own.
-fn stream_body(mut payload: web::Payload, limit: u64, exceeded: Arc<AtomicBool>) -> reqwest::Body {
+fn stream_body(mut payload: web::Payload, limit: u64, exceeded: Arc<AtomicBool>) -> RequestBody {
     let (tx, rx) = mpsc::channel::<Result<Bytes, std::io::Error>>(8);
     actix_web::rt::spawn(async move {
         let mut total: u64 = 0;
@@ -198,10 +201,14 @@ fn stream_body(mut payload: web::Payload, limit: u64, exceeded: Arc<AtomicBool>)
             }
         }
     });
-    let stream = futures_util::stream::unfold(rx, |mut rx| async move {
-        rx.recv().await.map(|item| (item, rx))
+    let frames = futures_util::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|item| (item.map(Frame::data), rx))
     });
-    reqwest::Body::wrap_stream(stream)
+    StreamBody::new(frames).boxed_unsync()
+}
+
+fn no_body() -> RequestBody {
+    Empty::new().map_err(|never| match never {}).boxed_unsync()
 }
 
 fn has_body(req: &HttpRequest) -> bool {
@@ -215,7 +222,7 @@ fn has_body(req: &HttpRequest) -> bool {
 }
 
 /// The client a worker proxies over (one per worker thread).
-pub struct UpstreamClient(pub reqwest::Client);
+pub struct UpstreamClient(pub crate::upstream_client::UpstreamClient);
 
 pub async fn forward(
     req: HttpRequest,
@@ -313,7 +320,7 @@ fn unauthorized(message: &str) -> ApiError {
 async fn send(
     req: &HttpRequest,
     payload: web::Payload,
-    (gateway, upstream_client): (&Gateway, &reqwest::Client),
+    (gateway, upstream_client): (&Gateway, &crate::upstream_client::UpstreamClient),
     route: &Route,
     identity: &identity::Identity,
     client: Option<std::net::IpAddr>,
@@ -323,7 +330,10 @@ async fn send(
         .uri()
         .path_and_query()
         .map_or(req.path(), |pq| pq.as_str());
-    let url = route.replicas.url(path_and_query);
+    let uri = route
+        .replicas
+        .uri(path_and_query)
+        .ok_or_else(|| ApiError::bad_request("the request target is not a valid URI"))?;
     let method = reqwest::Method::from_bytes(req.method().as_str().as_bytes())
         .map_err(|_| ApiError::new(ErrorCode::MethodNotAllowed, "unsupported method"))?;
     let mut headers = upstream_headers(req, client, bearer_consumed);
@@ -331,14 +341,19 @@ async fn send(
     if let Ok(value) = reqwest::header::HeaderValue::from_str(&token) {
         headers.insert(identity::HEADER, value);
     }
-    let mut upstream = upstream_client.request(method, url).headers(headers);
     let exceeded = Arc::new(AtomicBool::new(false));
-    if has_body(req) && req.method() != Method::GET && req.method() != Method::HEAD {
-        upstream = upstream.body(stream_body(payload, route.max_body_bytes, exceeded.clone()));
-    }
+    let body = if has_body(req) && req.method() != Method::GET && req.method() != Method::HEAD {
+        stream_body(payload, route.max_body_bytes, exceeded.clone())
+    } else {
+        no_body()
+    };
+    let mut upstream = hyper::Request::new(body);
+    *upstream.method_mut() = method;
+    *upstream.uri_mut() = uri;
+    *upstream.headers_mut() = headers;
 
     let started = Instant::now();
-    let outcome = tokio::time::timeout(route.timeout, upstream.send()).await;
+    let outcome = tokio::time::timeout(route.timeout, upstream_client.request(upstream)).await;
     let elapsed = started.elapsed().as_secs_f64();
     let response = match outcome {
         Ok(Ok(response)) => response,
@@ -367,18 +382,19 @@ async fn send(
     };
     gateway.observe_upstream(&route.upstream, response.status().as_str(), elapsed);
 
-    let status =
-        StatusCode::from_u16(response.status().as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
+    let (head, body) = response.into_parts();
+    let status = StatusCode::from_u16(head.status.as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
     let mut builder = HttpResponse::build(status);
-    copy_response_headers(response.headers(), &mut builder);
+    copy_response_headers(&head.headers, &mut builder);
+    let length = body.size_hint().exact();
     // A small body of known length is read whole, and goes out with the head
     // in one write. (Not for HEAD: its Content-Length describes the GET.)
-    if let Some(len) = response.content_length()
+    if let Some(len) = length
         && len <= BUFFERED_BODY_MAX
         && req.method() != Method::HEAD
     {
-        let body = match tokio::time::timeout(route.timeout, response.bytes()).await {
-            Ok(Ok(body)) => body,
+        let body = match tokio::time::timeout(route.timeout, body.collect()).await {
+            Ok(Ok(body)) => body.to_bytes(),
             Ok(Err(e)) => {
                 tracing::warn!(upstream = %route.upstream, error = %e, "upstream body failed");
                 return Err(answered_badly(route));
@@ -387,11 +403,11 @@ async fn send(
         };
         return Ok(builder.body(body));
     }
-    if let Some(len) = response.content_length() {
+    if let Some(len) = length {
         builder.no_chunking(len);
     }
     let upstream_name = route.upstream.clone();
-    let body = response.bytes_stream().map(move |chunk| {
+    let body = body.into_data_stream().map(move |chunk| {
         chunk.map_err(|e| {
             tracing::warn!(upstream = %upstream_name, error = %e, "upstream body failed mid-stream");
             actix_web::error::ErrorBadGateway("upstream body failed")

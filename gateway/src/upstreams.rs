@@ -8,6 +8,8 @@
 //! client gets 503 and decides.
 
 use crate::config::Upstreams;
+use hyper::Uri;
+use hyper::http::uri::{Authority, Scheme};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -17,6 +19,8 @@ pub struct Replicas {
     /// Parsed once (the configuration checks they are base URLs): a request
     /// only sets its path and query on a copy.
     base_urls: Vec<reqwest::Url>,
+    /// The same bases as scheme and authority, for the proxy's requests.
+    bases: Vec<(Scheme, Authority)>,
     next: AtomicUsize,
 }
 
@@ -27,8 +31,33 @@ impl Replicas {
             base_urls: split(list)
                 .filter_map(|u| reqwest::Url::parse(u).ok())
                 .collect(),
+            bases: split(list)
+                .filter_map(|u| {
+                    let uri = u.parse::<Uri>().ok()?;
+                    Some((uri.scheme()?.clone(), uri.authority()?.clone()))
+                })
+                .collect(),
             next: AtomicUsize::new(0),
         }
+    }
+
+    fn next_index(&self, replicas: usize) -> usize {
+        match replicas {
+            0 | 1 => 0,
+            n => self.next.fetch_add(1, Ordering::Relaxed) % n,
+        }
+    }
+
+    /// `path_and_query` (as the client sent it) at the next replica, for the
+    /// proxy; `None` if it is not a valid request target.
+    pub fn uri(&self, path_and_query: &str) -> Option<Uri> {
+        let (scheme, authority) = self.bases.get(self.next_index(self.bases.len()))?;
+        Uri::builder()
+            .scheme(scheme.clone())
+            .authority(authority.clone())
+            .path_and_query(path_and_query)
+            .build()
+            .ok()
     }
 
     pub fn name(&self) -> &str {
@@ -37,10 +66,7 @@ impl Replicas {
 
     /// `path_and_query` (which starts with `/`) at the next replica.
     pub fn url(&self, path_and_query: &str) -> reqwest::Url {
-        let i = match self.base_urls.len() {
-            0 | 1 => 0,
-            n => self.next.fetch_add(1, Ordering::Relaxed) % n,
-        };
+        let i = self.next_index(self.base_urls.len());
         let mut url = self
             .base_urls
             .get(i)
@@ -110,6 +136,26 @@ mod tests {
             Replicas::new("auth", "http://a:1").url("/p").as_str(),
             "http://a:1/p"
         );
+        let uris: Vec<String> = (0..4)
+            .map(|_| replicas.uri("/x?y=1").unwrap().to_string())
+            .collect();
+        assert_eq!(
+            uris,
+            [
+                "http://a:1/x?y=1",
+                "http://b:2/x?y=1",
+                "http://a:1/x?y=1",
+                "http://b:2/x?y=1"
+            ]
+        );
+        assert_eq!(
+            Replicas::new("spaces", "https://s.internal:8443/")
+                .uri("/a%20b/c?q=%2F&r")
+                .unwrap()
+                .to_string(),
+            "https://s.internal:8443/a%20b/c?q=%2F&r"
+        );
+        assert!(Replicas::new("auth", "http://a:1").uri("/a b").is_none());
         // Query and path as sent, percent-encoding included.
         assert_eq!(
             Replicas::new("auth", "http://a:1")
