@@ -386,7 +386,16 @@ async fn send(
     let status = StatusCode::from_u16(head.status.as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
     let mut builder = HttpResponse::build(status);
     copy_response_headers(&head.headers, &mut builder);
-    let length = body.size_hint().exact();
+    // A HEAD answer has no body; its Content-Length is the GET's, and goes
+    // through as is.
+    let length = if req.method() == Method::HEAD {
+        head.headers
+            .get("content-length")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok())
+    } else {
+        body.size_hint().exact()
+    };
     // A small body of known length is read whole, and goes out with the head
     // in one write. (Not for HEAD: its Content-Length describes the GET.)
     if let Some(len) = length

@@ -183,6 +183,20 @@ async fn streams_large_bodies_both_ways() {
             .enumerate()
             .all(|(i, b)| *b == (i % 251) as u8)
     );
+
+    // HEAD: the GET's Content-Length, no body; small and large alike.
+    for size in [1000, size] {
+        let head = gw
+            .send(gw.client.head(gw.url(&format!("/echo/big?size={size}"))))
+            .await;
+        assert_eq!(head.status, 200);
+        assert_eq!(
+            head.header("content-length"),
+            Some(size.to_string().as_str()),
+            "HEAD of {size} bytes"
+        );
+        assert!(head.body.is_empty());
+    }
     gw.stop().await;
     echo.server.stop().await;
 }

@@ -24,7 +24,7 @@ impl Echo {
         let counter = web::Data::from(hits.clone());
         let spec = AppSpec::new("echo", move |cfg| {
             cfg.app_data(counter.clone())
-                .service(web::resource("/echo/big").get(big))
+                .service(web::resource("/echo/big").get(big).head(big))
                 .service(web::resource("/echo/{tail:.*}").to(echo));
         });
         Echo {
