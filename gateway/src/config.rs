@@ -1,5 +1,7 @@
 //! Gateway configuration (`GATEWAY__…`).
 
+use rustls::pki_types::CertificateDer;
+use rustls::pki_types::pem::PemObject;
 use serde::{Deserialize, Serialize};
 use service_kit::config::{CacheConfig, ConfigError, HttpConfig, LogConfig, Secret, Settings};
 
@@ -168,6 +170,10 @@ pub struct ProxyConfig {
     /// worker has its own pool).
     pub pool_max_idle_per_host: usize,
     pub pool_idle_timeout_secs: u64,
+    /// A PEM file of CA certificates trusted for `https://` upstreams besides
+    /// the system's (a cluster's private CA); empty for the system's alone.
+    #[serde(default)]
+    pub ca_file: String,
     /// Addresses or CIDR blocks of proxies in front of the gateway (a load
     /// balancer, an ingress). Only for them is `X-Forwarded-For` believed; the
     /// client is the last address in it that is not one of them.
@@ -184,8 +190,26 @@ impl Default for ProxyConfig {
             max_body_bytes: 10 * 1024 * 1024,
             pool_max_idle_per_host: 64,
             pool_idle_timeout_secs: 90,
+            ca_file: String::new(),
             trusted_proxies: Vec::new(),
         }
+    }
+}
+
+impl ProxyConfig {
+    /// The certificates of `ca_file` (none when it is not set).
+    pub fn extra_roots(&self) -> Result<Vec<CertificateDer<'static>>, ConfigError> {
+        if self.ca_file.is_empty() {
+            return Ok(Vec::new());
+        }
+        let invalid = |message: String| ConfigError::invalid("proxy.ca_file", message);
+        let roots = CertificateDer::pem_file_iter(&self.ca_file)
+            .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
+            .map_err(|e| invalid(format!("{}: {e}", self.ca_file)))?;
+        if roots.is_empty() {
+            return Err(invalid(format!("{} holds no certificate", self.ca_file)));
+        }
+        Ok(roots)
     }
 }
 
@@ -365,6 +389,7 @@ impl Settings for GatewayConfig {
             reqwest::Url::parse(&self.tokens.jwks_url)
                 .map_err(|e| ConfigError::invalid("tokens.jwks_url", e.to_string()))?;
         }
+        self.proxy.extra_roots()?;
         for (i, entry) in self.proxy.trusted_proxies.iter().enumerate() {
             crate::client_ip::parse_net(entry).ok_or_else(|| {
                 ConfigError::invalid(

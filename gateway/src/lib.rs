@@ -110,15 +110,19 @@ impl ServicePart for GatewayPart {
         service_kit::tls::ensure_provider();
         // The gateway's own calls (introspection, membership, JWKS) share one
         // client; the proxy path has its own, per worker (below).
-        let client = reqwest::Client::builder()
+        let extra_roots = config.proxy.extra_roots()?;
+        let mut builder = reqwest::Client::builder()
             .connect_timeout(Duration::from_millis(config.proxy.connect_timeout_ms))
             .pool_max_idle_per_host(config.proxy.pool_max_idle_per_host)
             .pool_idle_timeout(Duration::from_secs(config.proxy.pool_idle_timeout_secs))
             .tcp_nodelay(true)
-            .redirect(reqwest::redirect::Policy::none())
-            .build()?;
+            .redirect(reqwest::redirect::Policy::none());
+        for root in &extra_roots {
+            builder = builder.add_root_certificate(reqwest::Certificate::from_der(root)?);
+        }
+        let client = builder.build()?;
         let proxy = config.proxy.clone();
-        let spare_proxy_client = upstream_client::build(&proxy)?;
+        let spare_proxy_client = upstream_client::build(&proxy, &extra_roots)?;
         let upstream_latency: Family<UpstreamLabels, Histogram, fn() -> Histogram> =
             Family::new_with_constructor(service_kit::metrics::latency_histogram);
         let upstreams = upstreams::Pool::new(&config.upstreams);
@@ -151,7 +155,7 @@ impl ServicePart for GatewayPart {
             // request on one worker would hand its exchange to a connection
             // task on another, a thread wake-up each way. (Building a client
             // succeeded above, so this falls back only in theory.)
-            let client = upstream_client::build(&proxy).unwrap_or_else(|e| {
+            let client = upstream_client::build(&proxy, &extra_roots).unwrap_or_else(|e| {
                 tracing::warn!(error = %e, "a worker's upstream client: using a shared one");
                 spare_proxy_client.clone()
             });

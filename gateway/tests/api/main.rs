@@ -9,6 +9,7 @@ mod members;
 mod platform;
 mod rate_limits;
 mod space_keys;
+mod tls;
 mod upstream;
 
 use gateway::GatewayPart;
