@@ -339,7 +339,7 @@ impl Authenticator {
             .get(
                 self.jwks_url
                     .clone()
-                    .unwrap_or_else(|| self.auth.url("/.well-known/jwks.json").into()),
+                    .unwrap_or_else(|| self.auth.url("/.well-known/jwks.json")),
             )
             .header(identity::HEADER, token)
             .timeout(Duration::from_secs(5))

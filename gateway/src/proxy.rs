@@ -22,7 +22,7 @@ use std::time::Instant;
 use tokio::sync::mpsc;
 
 /// Headers that describe one connection, not the message (RFC 9110 §7.6.1).
-const HOP_BY_HOP: [&str; 9] = [
+pub const HOP_BY_HOP: [&str; 9] = [
     "connection",
     "keep-alive",
     "proxy-connection",
@@ -177,7 +177,7 @@ fn body_too_large(limit: u64) -> ApiError {
 
 /// Streams the client's body upstream as it arrives, refusing past `limit`.
 /// actix's payload is tied to its worker thread, so a local task feeds a channel
-/// whose receiving end reqwest can own.
+/// whose receiving end the upstream client can own.
 fn stream_body(mut payload: web::Payload, limit: u64, exceeded: Arc<AtomicBool>) -> RequestBody {
     let (tx, rx) = mpsc::channel::<Result<Bytes, std::io::Error>>(8);
     actix_web::rt::spawn(async move {
@@ -388,7 +388,8 @@ async fn send(
     copy_response_headers(&head.headers, &mut builder);
     // A HEAD answer has no body; its Content-Length is the GET's, and goes
     // through as is.
-    let length = if req.method() == Method::HEAD {
+    let is_head = req.method() == Method::HEAD;
+    let length = if is_head {
         head.headers
             .get("content-length")
             .and_then(|v| v.to_str().ok())
@@ -400,7 +401,7 @@ async fn send(
     // in one write. (Not for HEAD: its Content-Length describes the GET.)
     if let Some(len) = length
         && len <= BUFFERED_BODY_MAX
-        && req.method() != Method::HEAD
+        && !is_head
     {
         let body = match tokio::time::timeout(route.timeout, body.collect()).await {
             Ok(Ok(body)) => body.to_bytes(),

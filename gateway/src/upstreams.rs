@@ -16,10 +16,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 #[derive(Debug)]
 pub struct Replicas {
     name: String,
-    /// Parsed once (the configuration checks they are base URLs): a request
-    /// only sets its path and query on a copy.
-    base_urls: Vec<reqwest::Url>,
-    /// The same bases as scheme and authority, for the proxy's requests.
+    /// The base URLs as scheme and authority, parsed once (the configuration
+    /// checks they are base URLs): a request only adds its path and query.
     bases: Vec<(Scheme, Authority)>,
     next: AtomicUsize,
 }
@@ -28,9 +26,6 @@ impl Replicas {
     pub fn new(name: &str, list: &str) -> Replicas {
         Replicas {
             name: name.to_owned(),
-            base_urls: split(list)
-                .filter_map(|u| reqwest::Url::parse(u).ok())
-                .collect(),
             bases: split(list)
                 .filter_map(|u| {
                     let uri = u.parse::<Uri>().ok()?;
@@ -41,17 +36,14 @@ impl Replicas {
         }
     }
 
-    fn next_index(&self, replicas: usize) -> usize {
-        match replicas {
-            0 | 1 => 0,
-            n => self.next.fetch_add(1, Ordering::Relaxed) % n,
-        }
-    }
-
     /// `path_and_query` (as the client sent it) at the next replica, for the
     /// proxy; `None` if it is not a valid request target.
     pub fn uri(&self, path_and_query: &str) -> Option<Uri> {
-        let (scheme, authority) = self.bases.get(self.next_index(self.bases.len()))?;
+        let i = match self.bases.len() {
+            0 | 1 => 0,
+            n => self.next.fetch_add(1, Ordering::Relaxed) % n,
+        };
+        let (scheme, authority) = self.bases.get(i)?;
         Uri::builder()
             .scheme(scheme.clone())
             .authority(authority.clone())
@@ -64,21 +56,12 @@ impl Replicas {
         &self.name
     }
 
-    /// `path_and_query` (which starts with `/`) at the next replica.
-    pub fn url(&self, path_and_query: &str) -> reqwest::Url {
-        let i = self.next_index(self.base_urls.len());
-        let mut url = self
-            .base_urls
-            .get(i)
-            .cloned()
-            .unwrap_or_else(|| reqwest::Url::parse("http://upstream.invalid/").expect("a URL"));
-        let (path, query) = match path_and_query.split_once('?') {
-            Some((path, query)) => (path, Some(query)),
-            None => (path_and_query, None),
-        };
-        url.set_path(path);
-        url.set_query(query);
-        url
+    /// `path_and_query` (which starts with `/`) at the next replica, for the
+    /// gateway's own calls; empty (a URL reqwest refuses) if it is not valid.
+    pub fn url(&self, path_and_query: &str) -> String {
+        self.uri(path_and_query)
+            .map(|uri| uri.to_string())
+            .unwrap_or_default()
     }
 }
 
@@ -122,7 +105,7 @@ mod tests {
     #[test]
     fn replicas_take_turns() {
         let replicas = Replicas::new("booking", "http://a:1/, http://b:2");
-        let urls: Vec<String> = (0..4).map(|_| replicas.url("/x?y=1").into()).collect();
+        let urls: Vec<String> = (0..4).map(|_| replicas.url("/x?y=1")).collect();
         assert_eq!(
             urls,
             [

@@ -23,25 +23,51 @@
 
 use actix_web::http::StatusCode;
 use actix_web::http::header::{HeaderName, HeaderValue};
-use actix_web::{App, HttpRequest, HttpResponse, HttpServer, web};
+use actix_web::{App, HttpRequest, HttpResponse, HttpResponseBuilder, HttpServer, web};
+// Dropped both ways: the gateway's own list (it also drops headers named in
+// `Connection`; the bench sends none).
+use gateway::proxy::HOP_BY_HOP;
 use std::process::ExitCode;
 
 #[global_allocator]
 static ALLOCATOR: service_kit::Allocator = service_kit::Allocator;
 
-/// Dropped both ways, as the gateway drops them (it also drops headers named in
-/// `Connection`; the bench sends none).
-const HOP_BY_HOP: [&str; 9] = [
-    "connection",
-    "keep-alive",
-    "proxy-connection",
-    "proxy-authenticate",
-    "proxy-authorization",
-    "te",
-    "trailer",
-    "transfer-encoding",
-    "upgrade",
-];
+/// The client's headers to send upstream: all but hop-by-hop ones and Host,
+/// which comes from the upstream's URL, as with nginx's default.
+fn upstream_headers(req: &HttpRequest) -> reqwest::header::HeaderMap {
+    let mut headers = reqwest::header::HeaderMap::with_capacity(req.headers().len());
+    for (name, value) in req.headers() {
+        if HOP_BY_HOP.contains(&name.as_str()) || name == "host" {
+            continue;
+        }
+        if let (Ok(name), Ok(value)) = (
+            reqwest::header::HeaderName::from_bytes(name.as_str().as_bytes()),
+            reqwest::header::HeaderValue::from_bytes(value.as_bytes()),
+        ) {
+            headers.append(name, value);
+        }
+    }
+    headers
+}
+
+/// The status and headers of the upstream's answer, minus hop-by-hop ones and
+/// Content-Length (actix sets it from the body).
+fn answer_head(status: u16, headers: &reqwest::header::HeaderMap) -> HttpResponseBuilder {
+    let mut out =
+        HttpResponse::build(StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_GATEWAY));
+    for (name, value) in headers {
+        if HOP_BY_HOP.contains(&name.as_str()) || name == "content-length" {
+            continue;
+        }
+        if let (Ok(name), Ok(value)) = (
+            HeaderName::from_bytes(name.as_str().as_bytes()),
+            HeaderValue::from_bytes(value.as_bytes()),
+        ) {
+            out.append_header((name, value));
+        }
+    }
+    out
+}
 
 struct Upstream {
     client: reqwest::Client,
@@ -58,42 +84,17 @@ async fn forward(
     let Ok(method) = reqwest::Method::from_bytes(req.method().as_str().as_bytes()) else {
         return HttpResponse::MethodNotAllowed().finish();
     };
-    let mut headers = reqwest::header::HeaderMap::with_capacity(req.headers().len());
-    for (name, value) in req.headers() {
-        // Host comes from the upstream's URL, as with nginx's default.
-        if HOP_BY_HOP.contains(&name.as_str()) || name == "host" {
-            continue;
-        }
-        if let (Ok(name), Ok(value)) = (
-            reqwest::header::HeaderName::from_bytes(name.as_str().as_bytes()),
-            reqwest::header::HeaderValue::from_bytes(value.as_bytes()),
-        ) {
-            headers.append(name, value);
-        }
-    }
     let Ok(answer) = upstream
         .client
         .request(method, url)
-        .headers(headers)
+        .headers(upstream_headers(&req))
         .body(body)
         .send()
         .await
     else {
         return HttpResponse::BadGateway().finish();
     };
-    let status = StatusCode::from_u16(answer.status().as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
-    let mut out = HttpResponse::build(status);
-    for (name, value) in answer.headers() {
-        if HOP_BY_HOP.contains(&name.as_str()) || name == "content-length" {
-            continue;
-        }
-        if let (Ok(name), Ok(value)) = (
-            HeaderName::from_bytes(name.as_str().as_bytes()),
-            HeaderValue::from_bytes(value.as_bytes()),
-        ) {
-            out.append_header((name, value));
-        }
-    }
+    let mut out = answer_head(answer.status().as_u16(), answer.headers());
     match answer.bytes().await {
         Ok(bytes) => out.body(bytes),
         Err(_) => HttpResponse::BadGateway().finish(),
@@ -265,8 +266,6 @@ fn serve_hyper(listen: &str, base: String, workers: usize) -> std::io::Result<()
 
 /// actix-web in front, hyper-util's client behind (one per worker).
 mod actix_hyper {
-    use actix_web::http::StatusCode;
-    use actix_web::http::header::{HeaderName, HeaderValue};
     use actix_web::{HttpRequest, HttpResponse, web};
     use http_body_util::{BodyExt, Empty};
     use hyper_util::client::legacy::Client;
@@ -294,34 +293,15 @@ mod actix_hyper {
         let Ok(method) = hyper::Method::from_bytes(req.method().as_str().as_bytes()) else {
             return HttpResponse::MethodNotAllowed().finish();
         };
-        let mut out = hyper::Request::builder().method(method).uri(uri);
-        for (name, value) in req.headers() {
-            if super::HOP_BY_HOP.contains(&name.as_str()) || name == "host" {
-                continue;
-            }
-            out = out.header(name.as_str(), value.as_bytes());
-        }
-        let Ok(request) = out.body(Empty::new()) else {
-            return HttpResponse::BadRequest().finish();
-        };
+        let mut request = hyper::Request::new(Empty::new());
+        *request.method_mut() = method;
+        *request.uri_mut() = uri;
+        *request.headers_mut() = super::upstream_headers(&req);
         let Ok(answer) = upstream.client.request(request).await else {
             return HttpResponse::BadGateway().finish();
         };
         let (parts, body) = answer.into_parts();
-        let mut response = HttpResponse::build(
-            StatusCode::from_u16(parts.status.as_u16()).unwrap_or(StatusCode::BAD_GATEWAY),
-        );
-        for (name, value) in &parts.headers {
-            if super::HOP_BY_HOP.contains(&name.as_str()) || name == "content-length" {
-                continue;
-            }
-            if let (Ok(name), Ok(value)) = (
-                HeaderName::from_bytes(name.as_str().as_bytes()),
-                HeaderValue::from_bytes(value.as_bytes()),
-            ) {
-                response.append_header((name, value));
-            }
-        }
+        let mut response = super::answer_head(parts.status.as_u16(), &parts.headers);
         match body.collect().await {
             Ok(body) => response.body(body.to_bytes()),
             Err(_) => HttpResponse::BadGateway().finish(),
