@@ -95,8 +95,21 @@ fn classify(token: &str) -> Credential {
     }
 }
 
-pub fn credential_of(req: &HttpRequest) -> Credential {
+/// The credential of a request: its headers, and on Tuzzle routes the
+/// `?api_key=` of its query (`query_key`). A key in the query beside any
+/// credential header is ambiguous, so it is refused.
+pub fn credential_of(req: &HttpRequest, query_key: Option<&QueryKey>) -> Credential {
     let headers = req.headers();
+    if let Some(query_key) = query_key {
+        let beside = ["x-api-key", "x-org-api-key", "authorization"]
+            .iter()
+            .any(|name| headers.contains_key(*name));
+        // Tuzzle documents space keys (`sk_…`) in the query, nothing else.
+        return match &query_key.key {
+            Some(key) if !beside && key.starts_with("sk_") => Credential::SpaceKey(key.clone()),
+            _ => Credential::Invalid,
+        };
+    }
     let header_keys: Vec<Option<String>> = ["x-api-key", "x-org-api-key"]
         .iter()
         .filter_map(|name| headers.get(*name))
@@ -119,6 +132,37 @@ pub fn credential_of(req: &HttpRequest) -> Credential {
             classify(key)
         }
         _ => Credential::Invalid,
+    }
+}
+
+/// Tuzzle's `?api_key=` in a request's query, and the query without it (what
+/// is forwarded: the key never reaches a service, a log or a metric).
+#[derive(Debug)]
+pub struct QueryKey {
+    /// `None` when the parameter was repeated.
+    pub key: Option<String>,
+    pub rest: String,
+}
+
+impl QueryKey {
+    /// `None` when the query has no `api_key`.
+    pub fn of(query: &str) -> Option<QueryKey> {
+        if !query.contains("api_key") {
+            return None;
+        }
+        let mut keys = Vec::new();
+        let mut rest = form_urlencoded::Serializer::new(String::new());
+        for (name, value) in form_urlencoded::parse(query.as_bytes()) {
+            if name == "api_key" {
+                keys.push(value.trim().to_owned());
+            } else {
+                rest.append_pair(&name, &value);
+            }
+        }
+        (!keys.is_empty()).then(|| QueryKey {
+            key: (keys.len() == 1).then(|| keys.remove(0)),
+            rest: rest.finish(),
+        })
     }
 }
 

@@ -2,6 +2,7 @@
 
 use rustls::pki_types::CertificateDer;
 use rustls::pki_types::pem::PemObject;
+use service_kit::Dialect;
 use serde::{Deserialize, Serialize};
 use service_kit::config::{CacheConfig, ConfigError, HttpConfig, LogConfig, Secret, Settings};
 
@@ -234,6 +235,10 @@ pub struct RouteConfig {
     /// when anonymous). The services check their own scopes as well.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub scopes: Vec<String>,
+    /// The wire dialect of the route's family (`spaceos`, `gospace`, `tuzzle`):
+    /// the gateway's own answers on it (401, 403, 404, 413, 429, 5xx) speak it.
+    #[serde(default)]
+    pub dialect: Dialect,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -259,6 +264,7 @@ impl RouteConfig {
             timeout_ms: None,
             max_body_bytes: None,
             scopes: Vec::new(),
+            dialect: Dialect::SpaceOs,
         }
     }
 }
@@ -269,25 +275,27 @@ impl RouteConfig {
 /// pages, public booking) are `public` and their services decide per
 /// operation.
 pub fn default_routes() -> Vec<RouteConfig> {
+    use Dialect::{Gospace, SpaceOs, Tuzzle};
     use RoutePolicy::{Authenticated, Public};
     [
-        ("/api/v1/auth", "auth", Public),
-        ("/v1/auth", "auth", Public),
-        ("/v1/auth/admin", "auth", Authenticated),
-        ("/v1/auth/api-key", "auth", Authenticated),
-        ("/v1/auth/service-principals", "auth", Authenticated),
-        ("/v1/system", "auth", Authenticated),
-        ("/.well-known", "auth", Public),
-        ("/api/v1/organizations", "booking", Public),
-        ("/api/v1/space-groups", "booking", Authenticated),
-        ("/api/v1/meeting-spaces", "booking", Public),
-        ("/api/v1/bookings", "booking", Public),
-        ("/api/v1/spaces", "spaces", Authenticated),
-        ("/api/v1/upload-configs", "spaces", Authenticated),
+        ("/api/v1/auth", "auth", Public, SpaceOs),
+        ("/v1/auth", "auth", Public, Gospace),
+        ("/v1/auth/admin", "auth", Authenticated, Gospace),
+        ("/v1/auth/api-key", "auth", Authenticated, Gospace),
+        ("/v1/auth/service-principals", "auth", Authenticated, Gospace),
+        ("/v1/system", "auth", Authenticated, Gospace),
+        ("/.well-known", "auth", Public, SpaceOs),
+        ("/api/v1/organizations", "booking", Public, SpaceOs),
+        ("/api/v1/space-groups", "booking", Authenticated, SpaceOs),
+        ("/api/v1/meeting-spaces", "booking", Public, SpaceOs),
+        ("/api/v1/bookings", "booking", Public, SpaceOs),
+        ("/api/v1/spaces", "spaces", Authenticated, Tuzzle),
+        ("/api/v1/upload-configs", "spaces", Authenticated, Tuzzle),
     ]
     .into_iter()
-    .map(|(prefix, upstream, policy)| RouteConfig {
+    .map(|(prefix, upstream, policy, dialect)| RouteConfig {
         policy,
+        dialect,
         ..RouteConfig::new(prefix, upstream)
     })
     .collect()

@@ -137,6 +137,9 @@ impl ServicePart for GatewayPart {
         let gateway_lookups = authenticator.lookups();
         let auth_failures = Family::<FailureLabels, Counter>::default();
         let routes = RouteTable::new(&config, &upstreams);
+        let families = service_kit::dialect::Families::new(
+            config.routes.iter().map(|r| (r.dialect, r.prefix.as_str())),
+        );
         let published = web::Data::new(bytes::Bytes::from(
             serde_json::to_vec(&openapi::merged(&routes)).expect("the document serializes"),
         ));
@@ -172,6 +175,7 @@ impl ServicePart for GatewayPart {
                 );
         })
         .fallback(|| web::to(proxy::forward))
+        .families(families)
         .readiness(Arc::new(cache))
         .json_limit(config.http.json_limit_bytes);
         spec.metrics.registry_mut().register(

@@ -259,7 +259,10 @@ pub async fn forward(
     if declared.is_some_and(|n| n > route.max_body_bytes) {
         return Err(body_too_large(route.max_body_bytes));
     }
-    let credential = authn::credential_of(&req);
+    let query_key = (route.dialect == service_kit::Dialect::Tuzzle)
+        .then(|| authn::QueryKey::of(req.query_string()))
+        .flatten();
+    let credential = authn::credential_of(&req, query_key.as_ref());
     let bearer_consumed = credential.consumes_authorization();
     let identity = gateway
         .authenticator
@@ -304,7 +307,7 @@ pub async fn forward(
         route,
         &identity,
         client_ip,
-        bearer_consumed,
+        (bearer_consumed, query_key.as_ref().map(|k| k.rest.as_str())),
     )
     .await?;
     if let Some(decision) = &budget {
@@ -324,12 +327,21 @@ async fn send(
     route: &Route,
     identity: &identity::Identity,
     client: Option<std::net::IpAddr>,
-    bearer_consumed: bool,
+    (bearer_consumed, query_without_key): (bool, Option<&str>),
 ) -> Result<HttpResponse, ApiError> {
-    let path_and_query = req
-        .uri()
-        .path_and_query()
-        .map_or(req.path(), |pq| pq.as_str());
+    let without_key;
+    let path_and_query = match query_without_key {
+        // `?api_key=` is the credential: it goes no further than here.
+        Some("") => req.path(),
+        Some(rest) => {
+            without_key = format!("{}?{rest}", req.path());
+            without_key.as_str()
+        }
+        None => req
+            .uri()
+            .path_and_query()
+            .map_or(req.path(), |pq| pq.as_str()),
+    };
     let uri = route
         .replicas
         .uri(path_and_query)

@@ -66,15 +66,18 @@ fn whole_seconds(d: Duration) -> u64 {
     d.as_secs_f64().ceil() as u64
 }
 
-/// `X-RateLimit-Limit`, `-Remaining` and `-Reset` (seconds until the budget is
-/// full again).
+/// `X-RateLimit-Limit`, `-Remaining` and `-Reset`: the Unix time (seconds)
+/// when the budget is full again, as SpaceOS's rate-limit page shows it.
 pub fn headers(decision: &RateDecision) -> [(&'static str, String); 3] {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
     [
         ("x-ratelimit-limit", decision.limit.to_string()),
         ("x-ratelimit-remaining", decision.remaining.to_string()),
         (
             "x-ratelimit-reset",
-            whole_seconds(decision.reset_after).to_string(),
+            whole_seconds(now + decision.reset_after).to_string(),
         ),
     ]
 }

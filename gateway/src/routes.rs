@@ -16,6 +16,8 @@ pub struct Route {
     pub max_body_bytes: u64,
     /// Scopes the caller must hold (checked at the edge).
     pub scopes: Vec<identity::Scope>,
+    /// The family's wire dialect.
+    pub dialect: service_kit::Dialect,
 }
 
 #[derive(Debug, Clone)]
@@ -46,6 +48,7 @@ impl RouteTable {
                     .iter()
                     .filter_map(|s| identity::Scope::parse(s))
                     .collect(),
+                dialect: r.dialect,
             })
             .collect();
         routes.sort_by_key(|r| std::cmp::Reverse(r.prefix.len()));

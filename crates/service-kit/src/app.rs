@@ -41,6 +41,8 @@ pub struct AppSpec {
     pub guard: Option<Arc<dyn RequestGuard>>,
     /// What answers a path no resource matched (404 by default).
     pub fallback: Option<Fallback>,
+    /// The dialect of each route family (SpaceOS for all by default).
+    pub families: crate::dialect::Families,
 }
 
 /// Makes, per worker, the route for unmatched paths.
@@ -59,7 +61,15 @@ impl AppSpec {
             json_limit: 256 * 1024,
             guard: None,
             fallback: None,
+            families: Default::default(),
         }
+    }
+
+    /// Which dialect each route family speaks (a service's `families()` from
+    /// [`service_routes!`], the gateway's route table).
+    pub fn families(mut self, families: crate::dialect::Families) -> Self {
+        self.families = families;
+        self
     }
 
     pub fn readiness(mut self, check: Arc<dyn ReadinessCheck>) -> Self {
@@ -89,7 +99,7 @@ impl AppSpec {
 }
 
 /// Builds the app for one worker. Middleware order, outermost first: request id,
-/// error normalisation, metrics, the request guard.
+/// the route family's dialect, error normalisation, metrics, the request guard.
 pub fn build_app(
     spec: Arc<AppSpec>,
 ) -> App<
@@ -124,6 +134,7 @@ pub fn build_app(
         .wrap(from_fn(guard_requests))
         .wrap(from_fn(crate::metrics::middleware))
         .wrap(from_fn(normalize_errors))
+        .wrap(from_fn(crate::dialect::middleware))
         .wrap(from_fn(crate::request_id::middleware))
 }
 
@@ -269,25 +280,41 @@ async fn metrics(spec: web::Data<AppSpec>) -> HttpResponse {
 #[doc(hidden)]
 pub use actix_web as __actix_web;
 
-/// A service's route table, written once: generates `pub const ROUTES` (every
-/// `(method, path)` the service's own routes answer, which the OpenAPI tests
-/// hold the document to; health, readiness and metrics come from service-kit)
-/// and `fn register(cfg)`, which mounts them.
+/// A service's route table, written once, each route under the dialect of its
+/// family (`SpaceOs`, `Gospace`, `Tuzzle`; DESIGN §5): generates `pub const
+/// ROUTES` (every `(method, path)` the service's own routes answer, which the
+/// OpenAPI tests hold the document to; health, readiness and metrics come from
+/// service-kit), `pub const FAMILIES` (each path's dialect), `pub fn
+/// families()` for [`AppSpec::families`], and `fn register(cfg)`, which mounts
+/// the routes.
 ///
 /// ```ignore
 /// service_kit::service_routes! {
-///     "/api/v1/things" => [get => things::list, post => things::create],
+///     Tuzzle {
+///         "/api/v1/things" => [get => things::list, post => things::create],
+///     }
 /// }
 /// ```
 #[macro_export]
 macro_rules! service_routes {
-    ($($path:literal => [$($method:ident => $handler:path),+ $(,)?]),* $(,)?) => {
+    ($($dialect:ident {
+        $($path:literal => [$($method:ident => $handler:path),+ $(,)?]),* $(,)?
+    })*) => {
         /// Every `(method, path)` the service's own routes answer (health, readiness
         /// and metrics come from `service_kit`).
-        pub const ROUTES: &[(&str, &str)] = &[$($((stringify!($method), $path)),+),*];
+        pub const ROUTES: &[(&str, &str)] = &[$($($((stringify!($method), $path)),+),*),*];
+
+        /// The dialect each of the service's paths speaks.
+        pub const FAMILIES: &[($crate::Dialect, &str)] =
+            &[$($(($crate::Dialect::$dialect, $path)),*),*];
+
+        /// [`FAMILIES`], for the app.
+        pub fn families() -> $crate::dialect::Families {
+            $crate::dialect::Families::new(FAMILIES.iter().copied())
+        }
 
         fn register(cfg: &mut $crate::app::__actix_web::web::ServiceConfig) {
-            $(cfg.service($crate::app::__actix_web::web::resource($path)$(.$method($handler))+);)*
+            $($(cfg.service($crate::app::__actix_web::web::resource($path)$(.$method($handler))+);)*)*
         }
     };
 }

@@ -1,4 +1,9 @@
-//! The success envelope: `{status, success: true, message?, data, timestamp, meta?}`.
+//! The success answer, written in the dialect of the request's route family
+//! ([`crate::dialect`]): SpaceOS `{status, success: true, message?, data,
+//! timestamp, meta?}`, gospace `{success: true, data}` (lists `{success, items,
+//! next_cursor, prev_cursor, pagination: {total_results}}`), Tuzzle `{data}`
+//! (lists `{data, path, per_page, next_cursor, next_page_url, prev_cursor,
+//! prev_page_url}`).
 
 use actix_web::body::BoxBody;
 use actix_web::http::StatusCode;
@@ -6,7 +11,8 @@ use actix_web::{HttpRequest, HttpResponse, Responder};
 use serde::Serialize;
 
 /// List metadata: offset lists carry `{page, limit, total}`, cursor lists
-/// `{limit, next_cursor, has_more}`.
+/// `{limit, next_cursor, has_more}`. gospace and Tuzzle lists write the same
+/// facts in their own shapes (an offset page's neighbours as page cursors).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(untagged)]
 pub enum Meta {
@@ -21,6 +27,49 @@ pub enum Meta {
         next_cursor: Option<String>,
         has_more: bool,
     },
+}
+
+/// A list's neighbours and size, as the gospace and Tuzzle shapes name them.
+pub(crate) struct Links {
+    pub(crate) next: Option<String>,
+    pub(crate) prev: Option<String>,
+    pub(crate) total: Option<u64>,
+    pub(crate) per_page: u32,
+}
+
+impl Meta {
+    fn links(&self) -> Links {
+        match self {
+            // Offset lists are SpaceOS's (`?page=`): other dialects page with
+            // cursors, so their lists carry a `Window` instead.
+            Meta::Offset { limit, total, .. } => Links {
+                next: None,
+                prev: None,
+                total: Some(*total),
+                per_page: *limit,
+            },
+            Meta::Cursor {
+                limit, next_cursor, ..
+            } => Links {
+                next: next_cursor.clone(),
+                prev: None,
+                total: None,
+                per_page: *limit,
+            },
+        }
+    }
+}
+
+/// `path?query` with `cursor` set to `cursor` (Laravel's `next_page_url`).
+fn page_url(path: &str, query: &str, cursor: &str) -> String {
+    let mut url = form_urlencoded::Serializer::new(String::new());
+    for (name, value) in form_urlencoded::parse(query.as_bytes()) {
+        if name != "cursor" && name != "page" {
+            url.append_pair(&name, &value);
+        }
+    }
+    url.append_pair("cursor", cursor);
+    format!("{path}?{}", url.finish())
 }
 
 #[derive(Debug, Serialize)]
@@ -42,6 +91,7 @@ pub struct ApiResponse<T> {
     message: Option<String>,
     data: T,
     meta: Option<Meta>,
+    window: Option<crate::pagination::Window>,
 }
 
 impl<T: Serialize> ApiResponse<T> {
@@ -59,6 +109,7 @@ impl<T: Serialize> ApiResponse<T> {
             message: None,
             data,
             meta: None,
+            window: None,
         }
     }
 
@@ -70,6 +121,20 @@ impl<T: Serialize> ApiResponse<T> {
     pub fn meta(mut self, meta: Meta) -> Self {
         self.meta = Some(meta);
         self
+    }
+
+    /// A list paged by cursors over an offset window (gospace's lists).
+    pub fn window(mut self, window: crate::pagination::Window) -> Self {
+        self.window = Some(window);
+        self
+    }
+
+    fn links(&self) -> Option<Links> {
+        match (&self.window, &self.meta) {
+            (Some(window), _) => Some(window.links()),
+            (None, Some(meta)) => Some(meta.links()),
+            (None, None) => None,
+        }
     }
 
     pub fn status(&self) -> StatusCode {
@@ -92,8 +157,55 @@ impl<T: Serialize> ApiResponse<T> {
         }
     }
 
+    /// The body in `dialect`.
+    pub fn render(&self, dialect: crate::Dialect) -> serde_json::Result<Vec<u8>> {
+        match dialect {
+            crate::Dialect::SpaceOs => serde_json::to_vec(&self.envelope()),
+            crate::Dialect::Gospace => match self.links() {
+                None => serde_json::to_vec(&serde_json::json!({
+                    "success": true,
+                    "data": &self.data,
+                })),
+                Some(links) => {
+                    let mut body = serde_json::json!({
+                        "success": true,
+                        "items": &self.data,
+                        "next_cursor": links.next,
+                        "prev_cursor": links.prev,
+                        "pagination": {},
+                    });
+                    if let Some(total) = links.total {
+                        body["pagination"]["total_results"] = total.into();
+                    }
+                    serde_json::to_vec(&body)
+                }
+            },
+            crate::Dialect::Tuzzle => match self.links() {
+                None => serde_json::to_vec(&serde_json::json!({ "data": &self.data })),
+                Some(links) => {
+                    let context = crate::dialect::context();
+                    let (path, query) = context
+                        .as_ref()
+                        .map_or(("", ""), |c| (c.path.as_str(), c.query.as_str()));
+                    let url = |cursor: &Option<String>| {
+                        cursor.as_ref().map(|c| page_url(path, query, c))
+                    };
+                    serde_json::to_vec(&serde_json::json!({
+                        "data": &self.data,
+                        "path": path,
+                        "per_page": links.per_page,
+                        "next_cursor": links.next,
+                        "next_page_url": url(&links.next),
+                        "prev_cursor": links.prev,
+                        "prev_page_url": url(&links.prev),
+                    }))
+                }
+            },
+        }
+    }
+
     pub fn into_response(self) -> HttpResponse {
-        match serde_json::to_vec(&self.envelope()) {
+        match self.render(crate::dialect::current()) {
             Ok(body) => HttpResponse::build(self.status)
                 .content_type("application/json")
                 .body(body),

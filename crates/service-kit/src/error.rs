@@ -87,6 +87,16 @@ impl ErrorCode {
         }
     }
 
+    /// The code as gospace names it: its own words for the cases its
+    /// documentation lists, the catalog's for the others.
+    pub fn gospace(self) -> &'static str {
+        match self {
+            ErrorCode::Unauthorized => "unauthorised",
+            ErrorCode::NotFound => "resource_not_found",
+            other => other.as_str(),
+        }
+    }
+
     /// The code that best describes a bare status (used to turn framework-made error
     /// responses into envelopes).
     pub fn for_status(status: StatusCode) -> ErrorCode {
@@ -225,8 +235,13 @@ impl ApiError {
         Self::new(ErrorCode::Conflict, message)
     }
 
+    /// 429 in SpaceOS's words: `Rate limit exceeded. Try again in N seconds.`
     pub fn rate_limited(retry_after_secs: u64) -> Self {
-        Self::new(ErrorCode::RateLimited, "too many requests").with_retry_after(retry_after_secs)
+        Self::new(
+            ErrorCode::RateLimited,
+            format!("Rate limit exceeded. Try again in {retry_after_secs} seconds."),
+        )
+        .with_retry_after(retry_after_secs)
     }
 
     pub fn service_unavailable(message: impl Into<String>) -> Self {
@@ -238,23 +253,117 @@ impl ApiError {
         Self::new(ErrorCode::InternalError, "internal error").with_source(source)
     }
 
-    /// The envelope body, as sent.
+    /// The status and body written in the dialect of the request being handled.
     pub fn body(&self) -> serde_json::Value {
-        let mut body = serde_json::json!({
-            "status": self.status.as_u16(),
-            "success": false,
-            "message": self.message,
-            "error": {
-                "code": self.code,
-                "request_id": crate::request_id::current(),
-            },
-            "timestamp": crate::time::now_rfc3339(),
-        });
-        if !self.errors.is_empty() {
-            body["errors"] = serde_json::to_value(&self.errors).unwrap_or_default();
-        }
-        body
+        self.render(crate::dialect::current()).1
     }
+
+    /// The status and body of this error in `dialect` (DESIGN §5,
+    /// `proto-docs/errors.md`):
+    /// - SpaceOS: `{status, success: false, message, errors?: [{field, message}],
+    ///   error: {code, request_id}, timestamp}`; validation failures answer 400
+    ///   with the message `Validation failed`;
+    /// - gospace: `{success: false, error: {code, message, details: [{path,
+    ///   message}], request_id}}` with gospace's codes ([`ErrorCode::gospace`]);
+    /// - Tuzzle: `{message, errors?: {field: [messages]}}` with Laravel's
+    ///   messages; validation failures answer 422.
+    pub fn render(&self, dialect: crate::Dialect) -> (StatusCode, serde_json::Value) {
+        let request_id = crate::request_id::current();
+        let validation = self.code == ErrorCode::ValidationFailed;
+        match dialect {
+            crate::Dialect::SpaceOs => {
+                let status = if validation && self.status == StatusCode::UNPROCESSABLE_ENTITY {
+                    StatusCode::BAD_REQUEST
+                } else {
+                    self.status
+                };
+                let message = if validation && !self.errors.is_empty() {
+                    "Validation failed"
+                } else {
+                    self.message.as_str()
+                };
+                let mut body = serde_json::json!({
+                    "status": status.as_u16(),
+                    "success": false,
+                    "message": message,
+                    "error": {"code": self.code, "request_id": request_id},
+                    "timestamp": crate::time::now_rfc3339(),
+                });
+                if !self.errors.is_empty() {
+                    body["errors"] = serde_json::to_value(&self.errors).unwrap_or_default();
+                }
+                (status, body)
+            }
+            crate::Dialect::Gospace => {
+                let details: Vec<_> = self
+                    .errors
+                    .iter()
+                    .map(|e| serde_json::json!({"path": e.field, "message": e.message}))
+                    .collect();
+                let body = serde_json::json!({
+                    "success": false,
+                    "error": {
+                        "code": self.code.gospace(),
+                        "message": self.message,
+                        "details": details,
+                        "request_id": request_id,
+                    },
+                });
+                (self.status, body)
+            }
+            crate::Dialect::Tuzzle => {
+                let status = if validation {
+                    StatusCode::UNPROCESSABLE_ENTITY
+                } else {
+                    self.status
+                };
+                let message = match self.code {
+                    ErrorCode::Unauthorized => "Unauthenticated.",
+                    ErrorCode::Forbidden => "Forbidden.",
+                    ErrorCode::ValidationFailed if self.errors.is_empty() => self.message.as_str(),
+                    ErrorCode::ValidationFailed => match self.errors.as_slice() {
+                        // Laravel's message for one invalid field is that field's.
+                        [_one] => "",
+                        _ => "The given data was invalid.",
+                    },
+                    _ => self.message.as_str(),
+                };
+                let mut errors = serde_json::Map::new();
+                for error in &self.errors {
+                    let entry = errors
+                        .entry(error.field.clone())
+                        .or_insert_with(|| serde_json::Value::Array(Vec::new()));
+                    if let serde_json::Value::Array(list) = entry {
+                        list.push(tuzzle_message(&error.field, &error.message).into());
+                    }
+                }
+                let message = if message.is_empty() {
+                    tuzzle_message(&self.errors[0].field, &self.errors[0].message)
+                } else {
+                    message.to_owned()
+                };
+                let mut body = serde_json::json!({ "message": message });
+                if !errors.is_empty() {
+                    body["errors"] = errors.into();
+                }
+                (status, body)
+            }
+        }
+    }
+}
+
+/// A field's message as Laravel words it: `The name has already been taken.`
+/// Messages that already name their subject (start with a capital) stay as they are.
+fn tuzzle_message(field: &str, message: &str) -> String {
+    let mut sentence = if message.starts_with(|c: char| c.is_ascii_uppercase()) {
+        message.to_owned()
+    } else {
+        format!("The {field} {message}")
+    };
+    if !sentence.ends_with('.') {
+        sentence.push('.');
+    }
+    sentence
 }
 
 impl fmt::Display for ApiError {
@@ -287,14 +396,15 @@ impl ResponseError for ApiError {
                 }
             }
         }
-        let mut response = HttpResponse::build(self.status);
+        let (status, body) = self.render(crate::dialect::current());
+        let mut response = HttpResponse::build(status);
         if let Some(seconds) = self.retry_after {
             response.insert_header(("retry-after", seconds.to_string()));
         }
         for (name, value) in &self.headers {
             response.insert_header((*name, value.as_str()));
         }
-        response.json(self.body())
+        response.json(body)
     }
 }
 

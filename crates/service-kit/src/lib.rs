@@ -8,6 +8,7 @@
 pub mod app;
 pub mod cli;
 pub mod config;
+pub mod dialect;
 pub mod envelope;
 pub mod error;
 pub mod extract;
@@ -24,6 +25,7 @@ pub mod time;
 pub mod tls;
 
 pub use app::{AppSpec, ReadinessCheck, RequestGuard, build_app};
+pub use dialect::Dialect;
 pub use envelope::ApiResponse;
 pub use error::{ApiError, ErrorCode, FieldError};
 pub use extract::{Json, Query};

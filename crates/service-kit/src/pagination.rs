@@ -107,6 +107,147 @@ impl CursorPage {
     }
 }
 
+/// gospace's page sizes: `page_size` 1–500, 50 by default.
+pub const DEFAULT_PAGE_SIZE: u32 = 50;
+pub const MAX_PAGE_SIZE: u32 = 500;
+/// How deep a gospace list may be read (by `page` or by cursor).
+pub const MAX_OFFSET: u64 = 10_000_000;
+
+/// gospace's list parameters as sent: `?page_size=&page=&cursor=&sort=`.
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct ListQuery {
+    pub page_size: Option<u32>,
+    pub page: Option<u32>,
+    pub cursor: Option<String>,
+    pub sort: Option<String>,
+}
+
+/// An order of a list: `FIELD.asc` or `FIELD.desc` (ties broken by id, the
+/// same way).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Sort {
+    pub field: &'static str,
+    pub descending: bool,
+}
+
+/// A validated gospace list request: which items, in which order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ListRequest {
+    pub offset: u64,
+    pub limit: u32,
+    pub sort: Sort,
+}
+
+/// Where a page sits in its list; the answer's cursors come from it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Window {
+    pub offset: u64,
+    pub limit: u32,
+    pub total: u64,
+}
+
+impl ListQuery {
+    /// `fields` are the list's documented sort fields; `created_at.desc` is the
+    /// default order, so `created_at` must be one of them. A cursor overrides
+    /// `page`; `page_size` and `sort` are read from every request.
+    pub fn validate(&self, fields: &[&'static str]) -> Result<ListRequest, ApiError> {
+        let limit = match self.page_size.unwrap_or(DEFAULT_PAGE_SIZE) {
+            l @ 1..=MAX_PAGE_SIZE => l,
+            _ => {
+                return Err(ApiError::invalid_query(
+                    "page_size",
+                    format!("must be between 1 and {MAX_PAGE_SIZE}"),
+                ));
+            }
+        };
+        let sort = match self.sort.as_deref() {
+            None => Sort {
+                field: "created_at",
+                descending: true,
+            },
+            Some(sort) => {
+                let parsed = sort.rsplit_once('.').and_then(|(field, direction)| {
+                    let field = fields.iter().find(|f| **f == field)?;
+                    let descending = match direction {
+                        "asc" => false,
+                        "desc" => true,
+                        _ => return None,
+                    };
+                    Some(Sort { field, descending })
+                });
+                parsed.ok_or_else(|| {
+                    let allowed: Vec<_> = fields.iter().map(|f| format!("{f}.asc|desc")).collect();
+                    ApiError::invalid_query("sort", format!("must be one of {}", allowed.join(", ")))
+                })?
+            }
+        };
+        let offset = match (&self.cursor, self.page) {
+            (Some(cursor), _) => decode_window_cursor(cursor)?,
+            (None, None) => 0,
+            (None, Some(page)) if (1..=MAX_PAGE).contains(&page) => {
+                u64::from(page - 1) * u64::from(limit)
+            }
+            (None, Some(_)) => {
+                return Err(ApiError::invalid_query(
+                    "page",
+                    format!("must be between 1 and {MAX_PAGE}"),
+                ));
+            }
+        };
+        if offset > MAX_OFFSET {
+            return Err(ApiError::invalid_query("page", "is beyond the end of any list"));
+        }
+        Ok(ListRequest {
+            offset,
+            limit,
+            sort,
+        })
+    }
+}
+
+impl ListRequest {
+    pub fn window(&self, total: u64) -> Window {
+        Window {
+            offset: self.offset,
+            limit: self.limit,
+            total,
+        }
+    }
+}
+
+impl Window {
+    pub(crate) fn links(&self) -> crate::envelope::Links {
+        let end = self.offset + u64::from(self.limit);
+        crate::envelope::Links {
+            next: (end < self.total).then(|| window_cursor(end)),
+            prev: (self.offset > 0)
+                .then(|| window_cursor(self.offset.saturating_sub(u64::from(self.limit)))),
+            total: Some(self.total),
+            per_page: self.limit,
+        }
+    }
+}
+
+/// An opaque cursor for a position in a sorted list (gospace lists: the list
+/// is read by offset, so a cursor is where the next page starts).
+fn window_cursor(offset: u64) -> String {
+    URL_SAFE_NO_PAD.encode(format!("o:{offset}"))
+}
+
+fn decode_window_cursor(cursor: &str) -> Result<u64, ApiError> {
+    let invalid = || ApiError::invalid_query("cursor", "is not a valid cursor");
+    if cursor.len() > 64 {
+        return Err(invalid());
+    }
+    let bytes = URL_SAFE_NO_PAD.decode(cursor).map_err(|_| invalid())?;
+    std::str::from_utf8(&bytes)
+        .ok()
+        .and_then(|s| s.strip_prefix("o:"))
+        .and_then(|n| n.parse::<u64>().ok())
+        .filter(|n| *n <= MAX_OFFSET)
+        .ok_or_else(invalid)
+}
+
 const TAG_LEN: usize = 16;
 
 /// Cursors are opaque to clients and tamper-evident: the position is signed with a
@@ -194,6 +335,66 @@ mod tests {
             assert_eq!(err.status.as_u16(), 400);
             assert_eq!(err.errors[0].field, field);
         }
+    }
+
+    #[test]
+    fn list_query_defaults_bounds_sort_and_cursors() {
+        let fields = ["created_at", "name"];
+        let request = ListQuery::default().validate(&fields).unwrap();
+        assert_eq!(
+            request,
+            ListRequest {
+                offset: 0,
+                limit: 50,
+                sort: Sort {
+                    field: "created_at",
+                    descending: true
+                }
+            }
+        );
+        let query = |page_size, page, cursor: Option<&str>, sort: Option<&str>| ListQuery {
+            page_size,
+            page,
+            cursor: cursor.map(str::to_owned),
+            sort: sort.map(str::to_owned),
+        };
+        let request = query(Some(10), Some(3), None, Some("name.asc"))
+            .validate(&fields)
+            .unwrap();
+        assert_eq!((request.offset, request.limit), (20, 10));
+        assert_eq!(request.sort.field, "name");
+        assert!(!request.sort.descending);
+        for (q, field) in [
+            (query(Some(0), None, None, None), "page_size"),
+            (query(Some(501), None, None, None), "page_size"),
+            (query(None, Some(0), None, None), "page"),
+            (query(None, None, Some("garbage!"), None), "cursor"),
+            (query(None, None, None, Some("email.asc")), "sort"),
+            (query(None, None, None, Some("name.up")), "sort"),
+            (query(None, None, None, Some("name")), "sort"),
+        ] {
+            let err = q.validate(&fields).unwrap_err();
+            assert_eq!(err.code, crate::ErrorCode::ValidationFailed);
+            assert_eq!(err.errors[0].field, field, "{q:?}");
+        }
+        // The window's cursors lead to the neighbouring pages; a cursor
+        // overrides `page`.
+        let window = query(Some(10), Some(2), None, None)
+            .validate(&fields)
+            .unwrap()
+            .window(25);
+        let links = window.links();
+        let next = query(Some(10), Some(1), links.next.as_deref(), None)
+            .validate(&fields)
+            .unwrap();
+        assert_eq!(next.offset, 20);
+        let next_window = next.window(25);
+        assert!(next_window.links().next.is_none(), "the last page");
+        let prev = query(Some(10), None, links.prev.as_deref(), None)
+            .validate(&fields)
+            .unwrap();
+        assert_eq!(prev.offset, 0);
+        assert!(prev.window(25).links().prev.is_none(), "the first page");
     }
 
     #[test]

@@ -34,8 +34,9 @@ pub fn is_sane(id: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':'))
 }
 
+/// A new id: `req_<ULID>`, as gospace writes them.
 pub fn generate() -> String {
-    ulid::Ulid::new().to_string().to_lowercase()
+    format!("req_{}", ulid::Ulid::new())
 }
 
 /// Runs `fut` with `id` as the current request id.

@@ -324,7 +324,8 @@ pub fn resolve<'a>(doc: &'a Value, schema: &'a Value) -> &'a Value {
 }
 
 /// The subset of JSON Schema the document uses: `$ref`, `oneOf`, `type`,
-/// `enum`, `properties`/`required` (and no undocumented property), `items`.
+/// `enum`, `properties`/`required` (and no undocumented property, unless
+/// `additionalProperties` is a schema, which such properties must fit), `items`.
 pub fn check(doc: &Value, schema: &Value, value: &Value, at: &str) -> Vec<String> {
     let schema = resolve(doc, schema);
     if let Some(branches) = schema["oneOf"].as_array() {
@@ -377,11 +378,14 @@ pub fn check(doc: &Value, schema: &Value, value: &Value, at: &str) -> Vec<String
                 }
             }
             for (name, field) in fields {
-                match properties.get(name) {
-                    Some(property) => {
+                match (properties.get(name), &schema["additionalProperties"]) {
+                    (Some(property), _) => {
                         errors.extend(check(doc, property, field, &format!("{at}.{name}")))
                     }
-                    None => errors.push(format!("{at}.{name}: not documented")),
+                    (None, additional @ Value::Object(_)) => {
+                        errors.extend(check(doc, additional, field, &format!("{at}.{name}")))
+                    }
+                    (None, _) => errors.push(format!("{at}.{name}: not documented")),
                 }
             }
         }

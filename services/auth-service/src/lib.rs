@@ -117,39 +117,46 @@ impl ServicePart for AuthService {
             social: config.social.clone(),
             http,
         });
-        Ok(backing.app_spec(Self::NAME, &config, move |cfg| routes(cfg, state.clone())))
+        Ok(backing
+            .app_spec(Self::NAME, &config, move |cfg| routes(cfg, state.clone()))
+            .families(families()))
     }
 }
 
 service_kit::service_routes! {
-    "/api/v1/auth/otp/request" => [post => sign_in::otp_request],
-    "/api/v1/auth/otp/verify" => [post => sign_in::otp_verify],
-    "/v1/auth/login" => [post => sign_in::login],
-    "/v1/auth/verify" => [post => sign_in::verify],
-    "/v1/auth/login/{provider}" => [get => social::start],
-    "/v1/auth/callback/{provider}" => [get => social::callback],
-    "/v1/auth/token" => [post => tokens::token],
-    "/v1/auth/logout" => [post => logout],
-    "/v1/auth/revoke" => [post => token_management::revoke],
-    "/v1/auth/admin/users" => [get => admin::list_users, post => admin::invite],
-    "/v1/auth/admin/users/{user_id}" => [patch => admin::update_user, delete => admin::remove_user],
-    "/v1/auth/admin/roles" => [get => admin::list_roles, post => admin::create_role],
-    "/v1/auth/admin/roles/{id}" => [patch => admin::update_role, delete => admin::delete_role],
-    "/v1/auth/introspect" => [post => token_management::introspect],
-    "/v1/auth/api-key" => [post => api_keys::create, get => api_keys::list],
-    "/v1/auth/api-key/{id}" => [delete => api_keys::delete],
-    "/v1/auth/me" => [get => profile::me, patch => profile::update_me],
-    "/v1/system/workspaces" => [get => profile::workspaces, post => profile::create_workspace],
-    "/internal/api-keys/introspect" => [post => api_keys::introspect],
-    "/internal/memberships/lookup" => [post => admin::lookup_membership],
-    "/v1/auth/service-principals" => [
-        post => service_principals::create,
-        get => service_principals::list,
-    ],
-    "/v1/auth/service-principals/{id}" => [delete => service_principals::delete],
-    "/v1/auth/service-principals/{id}/rotate-secret" => [post => service_principals::rotate_secret],
-    "/.well-known/jwks.json" => [get => wellknown::jwks],
-    "/.well-known/openid-configuration" => [get => wellknown::openid_configuration],
+    SpaceOs {
+        "/api/v1/auth/otp/request" => [post => sign_in::otp_request],
+        "/api/v1/auth/otp/verify" => [post => sign_in::otp_verify],
+        // The gateway's own calls and discovery documents: the platform's envelope.
+        "/internal/api-keys/introspect" => [post => api_keys::introspect],
+        "/internal/memberships/lookup" => [post => admin::lookup_membership],
+        "/.well-known/jwks.json" => [get => wellknown::jwks],
+        "/.well-known/openid-configuration" => [get => wellknown::openid_configuration],
+    }
+    Gospace {
+        "/v1/auth/login" => [post => sign_in::login],
+        "/v1/auth/verify" => [post => sign_in::verify],
+        "/v1/auth/login/{provider}" => [get => social::start],
+        "/v1/auth/callback/{provider}" => [get => social::callback],
+        "/v1/auth/token" => [post => tokens::token],
+        "/v1/auth/logout" => [post => logout],
+        "/v1/auth/revoke" => [post => token_management::revoke],
+        "/v1/auth/admin/users" => [get => admin::list_users, post => admin::invite],
+        "/v1/auth/admin/users/{user_id}" => [patch => admin::update_user, delete => admin::remove_user],
+        "/v1/auth/admin/roles" => [get => admin::list_roles, post => admin::create_role],
+        "/v1/auth/admin/roles/{id}" => [patch => admin::update_role, delete => admin::delete_role],
+        "/v1/auth/introspect" => [post => token_management::introspect],
+        "/v1/auth/api-key" => [post => api_keys::create, get => api_keys::list],
+        "/v1/auth/api-key/{id}" => [delete => api_keys::delete],
+        "/v1/auth/me" => [get => profile::me, patch => profile::update_me],
+        "/v1/system/workspaces" => [get => profile::workspaces, post => profile::create_workspace],
+        "/v1/auth/service-principals" => [
+            post => service_principals::create,
+            get => service_principals::list,
+        ],
+        "/v1/auth/service-principals/{id}" => [delete => service_principals::delete],
+        "/v1/auth/service-principals/{id}/rotate-secret" => [post => service_principals::rotate_secret],
+    }
 }
 
 fn routes(cfg: &mut web::ServiceConfig, state: web::Data<AuthState>) {

@@ -68,10 +68,12 @@ impl ServicePart for BookingService {
             rules: config.bookings.clone(),
             spaces: Default::default(),
         });
-        Ok(backing.app_spec(Self::NAME, &config, move |cfg| {
-            cfg.app_data(state.clone());
-            register(cfg);
-        }))
+        Ok(backing
+            .app_spec(Self::NAME, &config, move |cfg| {
+                cfg.app_data(state.clone());
+                register(cfg);
+            })
+            .families(families()))
     }
 }
 
@@ -96,44 +98,46 @@ fn spawn_sweeper(db: Database, every: Duration) {
 }
 
 service_kit::service_routes! {
-    "/api/v1/organizations" => [get => organizations::list, post => organizations::create],
-    "/api/v1/organizations/by-slug/{slug}" => [get => organizations::by_slug],
-    "/api/v1/organizations/{id}" => [
-        get => organizations::get,
-        patch => organizations::update,
-        delete => organizations::delete,
-    ],
-    "/api/v1/space-groups" => [get => space_groups::list, post => space_groups::create],
-    "/api/v1/space-groups/{id}" => [
-        get => space_groups::get,
-        patch => space_groups::update,
-        delete => space_groups::delete,
-    ],
-    "/api/v1/meeting-spaces" => [get => meeting_spaces::list, post => meeting_spaces::create],
-    "/api/v1/meeting-spaces/by-slug/{slug}" => [get => meeting_spaces::by_slug],
-    "/api/v1/meeting-spaces/{id}" => [
-        get => meeting_spaces::get,
-        patch => meeting_spaces::update,
-        delete => meeting_spaces::delete,
-    ],
-    "/api/v1/meeting-spaces/{id}/business-hours" => [
-        get => meeting_spaces::get_hours,
-        put => meeting_spaces::put_hours,
-    ],
-    "/api/v1/meeting-spaces/{id}/unavailability" => [
-        get => meeting_spaces::list_unavailability,
-        post => meeting_spaces::add_unavailability,
-    ],
-    "/api/v1/meeting-spaces/{id}/unavailability/{unavailability_id}" => [
-        delete => meeting_spaces::delete_unavailability,
-    ],
-    "/api/v1/meeting-spaces/{id}/availability" => [get => availability::get],
-    "/api/v1/bookings" => [get => bookings::list, post => bookings::create],
-    "/api/v1/bookings/{id}" => [get => bookings::get, patch => bookings::update],
-    "/api/v1/bookings/{id}/confirm" => [post => bookings::confirm],
-    "/api/v1/bookings/{id}/cancel" => [patch => bookings::cancel],
-    "/api/v1/bookings/{id}/check-in" => [post => bookings::check_in],
-    "/api/v1/bookings/{id}/check-out" => [post => bookings::check_out],
+    SpaceOs {
+        "/api/v1/organizations" => [get => organizations::list, post => organizations::create],
+        "/api/v1/organizations/by-slug/{slug}" => [get => organizations::by_slug],
+        "/api/v1/organizations/{id}" => [
+            get => organizations::get,
+            patch => organizations::update,
+            delete => organizations::delete,
+        ],
+        "/api/v1/space-groups" => [get => space_groups::list, post => space_groups::create],
+        "/api/v1/space-groups/{id}" => [
+            get => space_groups::get,
+            patch => space_groups::update,
+            delete => space_groups::delete,
+        ],
+        "/api/v1/meeting-spaces" => [get => meeting_spaces::list, post => meeting_spaces::create],
+        "/api/v1/meeting-spaces/by-slug/{slug}" => [get => meeting_spaces::by_slug],
+        "/api/v1/meeting-spaces/{id}" => [
+            get => meeting_spaces::get,
+            patch => meeting_spaces::update,
+            delete => meeting_spaces::delete,
+        ],
+        "/api/v1/meeting-spaces/{id}/business-hours" => [
+            get => meeting_spaces::get_hours,
+            put => meeting_spaces::put_hours,
+        ],
+        "/api/v1/meeting-spaces/{id}/unavailability" => [
+            get => meeting_spaces::list_unavailability,
+            post => meeting_spaces::add_unavailability,
+        ],
+        "/api/v1/meeting-spaces/{id}/unavailability/{unavailability_id}" => [
+            delete => meeting_spaces::delete_unavailability,
+        ],
+        "/api/v1/meeting-spaces/{id}/availability" => [get => availability::get],
+        "/api/v1/bookings" => [get => bookings::list, post => bookings::create],
+        "/api/v1/bookings/{id}" => [get => bookings::get, patch => bookings::update],
+        "/api/v1/bookings/{id}/confirm" => [post => bookings::confirm],
+        "/api/v1/bookings/{id}/cancel" => [patch => bookings::cancel],
+        "/api/v1/bookings/{id}/check-in" => [post => bookings::check_in],
+        "/api/v1/bookings/{id}/check-out" => [post => bookings::check_out],
+    }
 }
 
 /// Method and path patterns the gateway must route as `public` (no credential

@@ -124,6 +124,7 @@ impl Modify for Conventions {
             ))),
         );
         service_kit::openapi::add_default_error_response(openapi);
+        service_kit::openapi::apply_dialects(openapi, &crate::families());
     }
 }
 

@@ -121,44 +121,49 @@ impl ServicePart for SpacesService {
         Ok(backing.app_spec(Self::NAME, &config, move |cfg| {
             cfg.app_data(state.clone());
             register(cfg);
-        }))
+        })
+        .families(families()))
     }
 }
 
 service_kit::service_routes! {
-    "/api/v1/spaces" => [
-        get => spaces::list,
-        post => spaces::create,
-        delete => spaces::delete_by_query,
-    ],
-    "/api/v1/spaces/{id}" => [
-        get => spaces::get,
-        put => spaces::update,
-        delete => spaces::delete,
-    ],
-    "/api/v1/spaces/{id}/access-control" => [
-        put => settings::set_access_control,
-        delete => settings::reset_access_control,
-    ],
-    "/api/v1/spaces/{id}/security" => [
-        put => settings::set_security,
-        delete => settings::reset_security,
-    ],
-    "/api/v1/spaces/{id}/api-keys" => [
-        post => space_keys::create,
-        get => space_keys::list,
-    ],
-    "/api/v1/spaces/{id}/api-keys/{key_id}" => [delete => space_keys::delete],
-    "/api/v1/upload-configs" => [
-        get => upload_configs::list,
-        post => upload_configs::create,
-    ],
-    "/api/v1/upload-configs/{id}" => [
-        get => upload_configs::get,
-        put => upload_configs::update,
-        delete => upload_configs::delete,
-    ],
-    "/internal/space-keys/introspect" => [post => space_keys::introspect],
+    Tuzzle {
+        "/api/v1/spaces" => [
+            get => spaces::list,
+            post => spaces::create,
+            delete => spaces::delete_by_query,
+        ],
+        "/api/v1/spaces/{id}" => [
+            get => spaces::get,
+            put => spaces::update,
+            delete => spaces::delete,
+        ],
+        "/api/v1/spaces/{id}/access-control" => [
+            put => settings::set_access_control,
+            delete => settings::reset_access_control,
+        ],
+        "/api/v1/spaces/{id}/security" => [
+            put => settings::set_security,
+            delete => settings::reset_security,
+        ],
+        "/api/v1/spaces/{id}/api-keys" => [
+            post => space_keys::create,
+            get => space_keys::list,
+        ],
+        "/api/v1/spaces/{id}/api-keys/{key_id}" => [delete => space_keys::delete],
+        "/api/v1/upload-configs" => [
+            get => upload_configs::list,
+            post => upload_configs::create,
+        ],
+        "/api/v1/upload-configs/{id}" => [
+            get => upload_configs::get,
+            put => upload_configs::update,
+            delete => upload_configs::delete,
+        ],
+    }
+    SpaceOs {
+        "/internal/space-keys/introspect" => [post => space_keys::introspect],
+    }
 }
 
 /// A failure inside a transaction: an answer for the client, or the database's.
