@@ -2,8 +2,8 @@
 
 use rustls::pki_types::CertificateDer;
 use rustls::pki_types::pem::PemObject;
-use service_kit::Dialect;
 use serde::{Deserialize, Serialize};
+use service_kit::Dialect;
 use service_kit::config::{CacheConfig, ConfigError, HttpConfig, LogConfig, Secret, Settings};
 
 /// Where each service answers: a base URL, or several comma-separated (one per
@@ -282,7 +282,12 @@ pub fn default_routes() -> Vec<RouteConfig> {
         ("/v1/auth", "auth", Public, Gospace),
         ("/v1/auth/admin", "auth", Authenticated, Gospace),
         ("/v1/auth/api-key", "auth", Authenticated, Gospace),
-        ("/v1/auth/service-principals", "auth", Authenticated, Gospace),
+        (
+            "/v1/auth/service-principals",
+            "auth",
+            Authenticated,
+            Gospace,
+        ),
         ("/v1/system", "auth", Authenticated, Gospace),
         ("/.well-known", "auth", Public, SpaceOs),
         ("/api/v1/organizations", "booking", Public, SpaceOs),

@@ -187,9 +187,8 @@ impl<T: Serialize> ApiResponse<T> {
                     let (path, query) = context
                         .as_ref()
                         .map_or(("", ""), |c| (c.path.as_str(), c.query.as_str()));
-                    let url = |cursor: &Option<String>| {
-                        cursor.as_ref().map(|c| page_url(path, query, c))
-                    };
+                    let url =
+                        |cursor: &Option<String>| cursor.as_ref().map(|c| page_url(path, query, c));
                     serde_json::to_vec(&serde_json::json!({
                         "data": &self.data,
                         "path": path,
@@ -264,5 +263,68 @@ mod tests {
             serde_json::json!({"limit": 10, "next_cursor": null, "has_more": false})
         );
         assert!(cursor.get("message").is_none());
+    }
+
+    fn rendered<T: Serialize>(
+        response: &ApiResponse<T>,
+        dialect: crate::Dialect,
+    ) -> serde_json::Value {
+        serde_json::from_slice(&response.render(dialect).unwrap()).unwrap()
+    }
+
+    #[test]
+    fn gospace_answers() {
+        let one = ApiResponse::ok(serde_json::json!({"id": "wrk_1"})).message("ignored");
+        assert_eq!(
+            rendered(&one, crate::Dialect::Gospace),
+            serde_json::json!({"success": true, "data": {"id": "wrk_1"}})
+        );
+        let request = crate::pagination::ListQuery {
+            page_size: Some(2),
+            page: Some(2),
+            ..Default::default()
+        }
+        .validate(&["created_at"])
+        .unwrap();
+        let list = ApiResponse::ok(vec![3, 4]).window(request.window(5));
+        let body = rendered(&list, crate::Dialect::Gospace);
+        assert_eq!(body["success"], true);
+        assert_eq!(body["items"], serde_json::json!([3, 4]));
+        assert_eq!(body["pagination"], serde_json::json!({"total_results": 5}));
+        assert!(body["next_cursor"].is_string() && body["prev_cursor"].is_string());
+        assert!(body.get("data").is_none());
+    }
+
+    #[tokio::test]
+    async fn tuzzle_answers() {
+        let one = ApiResponse::created(serde_json::json!({"id": "spc_1"}));
+        assert_eq!(
+            rendered(&one, crate::Dialect::Tuzzle),
+            serde_json::json!({"data": {"id": "spc_1"}})
+        );
+        let list = ApiResponse::ok(vec![1]).meta(Meta::Cursor {
+            limit: 1,
+            next_cursor: Some("abc".into()),
+            has_more: true,
+        });
+        let context = crate::dialect::Context {
+            dialect: crate::Dialect::Tuzzle,
+            path: "/api/v1/spaces".into(),
+            query: "limit=1&cursor=old&q=a%20b".into(),
+        };
+        let body =
+            crate::dialect::scope(context, async { rendered(&list, crate::Dialect::Tuzzle) }).await;
+        assert_eq!(
+            body,
+            serde_json::json!({
+                "data": [1],
+                "path": "/api/v1/spaces",
+                "per_page": 1,
+                "next_cursor": "abc",
+                "next_page_url": "/api/v1/spaces?limit=1&q=a+b&cursor=abc",
+                "prev_cursor": null,
+                "prev_page_url": null,
+            })
+        );
     }
 }

@@ -431,14 +431,88 @@ mod tests {
             FieldError::new("name", "must not be empty"),
         ]);
         let (status, body, _) = body_of(err).await;
-        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
-        assert_eq!(body["status"], 422);
+        // SpaceOS answers validation failures with 400 "Validation failed".
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+        assert_eq!(body["status"], 400);
+        assert_eq!(body["message"], "Validation failed");
         assert_eq!(body["success"], false);
         assert_eq!(body["error"]["code"], "validation_failed");
         assert_eq!(body["errors"][0]["field"], "email");
         assert_eq!(body["errors"][1]["message"], "must not be empty");
         assert!(body["timestamp"].as_str().unwrap().ends_with('Z'));
         assert!(body.get("data").is_none());
+    }
+
+    #[test]
+    fn gospace_errors_have_its_shape_and_codes() {
+        let (status, body) = ApiError::validation(vec![FieldError::new("page_size", "too big")])
+            .render(crate::Dialect::Gospace);
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+        assert_eq!(
+            body.as_object().unwrap().keys().collect::<Vec<_>>(),
+            ["error", "success"]
+        );
+        assert_eq!(body["success"], false);
+        assert_eq!(body["error"]["code"], "validation_failed");
+        assert_eq!(body["error"]["details"][0]["path"], "page_size");
+        assert_eq!(body["error"]["details"][0]["message"], "too big");
+        for (error, code) in [
+            (ApiError::unauthorized("no"), "unauthorised"),
+            (ApiError::not_found("space"), "resource_not_found"),
+            (ApiError::forbidden("no"), "forbidden"),
+            (ApiError::rate_limited(3), "rate_limited"),
+            (ApiError::internal(anyhow::anyhow!("x")), "internal_error"),
+            (ApiError::conflict("taken"), "conflict"),
+        ] {
+            let (_, body) = error.render(crate::Dialect::Gospace);
+            assert_eq!(body["error"]["code"], code);
+            assert_eq!(body["error"]["details"], serde_json::json!([]));
+        }
+    }
+
+    #[test]
+    fn tuzzle_errors_are_laravels() {
+        let (status, body) = ApiError::validation(vec![
+            FieldError::new("name", "field is required"),
+            FieldError::new("space", "field is required"),
+            FieldError::new("name", "must be a string"),
+        ])
+        .render(crate::Dialect::Tuzzle);
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+        assert_eq!(
+            body,
+            serde_json::json!({
+                "message": "The given data was invalid.",
+                "errors": {
+                    "name": ["The name field is required.", "The name must be a string."],
+                    "space": ["The space field is required."],
+                },
+            })
+        );
+        let (status, body) =
+            ApiError::validation(vec![FieldError::new("name", "has already been taken.")])
+                .render(crate::Dialect::Tuzzle);
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+        assert_eq!(body["message"], "The name has already been taken.");
+        assert_eq!(
+            body["errors"]["name"][0],
+            "The name has already been taken."
+        );
+        // A bad query parameter is a validation failure too: 422.
+        let (status, _) =
+            ApiError::invalid_query("limit", "too big").render(crate::Dialect::Tuzzle);
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+        assert_eq!(
+            ApiError::unauthorized("bad token").render(crate::Dialect::Tuzzle),
+            (
+                StatusCode::UNAUTHORIZED,
+                serde_json::json!({"message": "Unauthenticated."})
+            )
+        );
+        assert_eq!(
+            ApiError::forbidden("no").render(crate::Dialect::Tuzzle).1,
+            serde_json::json!({"message": "Forbidden."})
+        );
     }
 
     #[actix_web::test]
@@ -455,6 +529,10 @@ mod tests {
     async fn rate_limited_sets_retry_after() {
         let (status, body, retry) = body_of(ApiError::rate_limited(7)).await;
         assert_eq!(status, StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(
+            body["message"],
+            "Rate limit exceeded. Try again in 7 seconds."
+        );
         assert_eq!(body["error"]["code"], "rate_limited");
         assert_eq!(retry.as_deref(), Some("7"));
     }

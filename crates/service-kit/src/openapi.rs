@@ -197,10 +197,7 @@ pub fn add_default_error_response(openapi: &mut utoipa::openapi::OpenApi) {
 /// `Error` response), and here the operations of gospace and Tuzzle paths get
 /// their own shapes of the same data (`GospaceEnvelope_T`, `TuzzleList_T`, …),
 /// and validation failures their dialect's status (SpaceOS 400, Tuzzle 422).
-pub fn apply_dialects(
-    openapi: &mut utoipa::openapi::OpenApi,
-    families: &crate::dialect::Families,
-) {
+pub fn apply_dialects(openapi: &mut utoipa::openapi::OpenApi, families: &crate::dialect::Families) {
     let Ok(mut doc) = serde_json::to_value(&*openapi) else {
         return;
     };

@@ -177,7 +177,10 @@ impl ListQuery {
                 });
                 parsed.ok_or_else(|| {
                     let allowed: Vec<_> = fields.iter().map(|f| format!("{f}.asc|desc")).collect();
-                    ApiError::invalid_query("sort", format!("must be one of {}", allowed.join(", ")))
+                    ApiError::invalid_query(
+                        "sort",
+                        format!("must be one of {}", allowed.join(", ")),
+                    )
                 })?
             }
         };
@@ -195,7 +198,10 @@ impl ListQuery {
             }
         };
         if offset > MAX_OFFSET {
-            return Err(ApiError::invalid_query("page", "is beyond the end of any list"));
+            return Err(ApiError::invalid_query(
+                "page",
+                "is beyond the end of any list",
+            ));
         }
         Ok(ListRequest {
             offset,

@@ -400,6 +400,9 @@ impl TestResponse {
                 assert_eq!(body["error"]["code"], code, "{body}");
                 assert!(body["message"].is_string(), "{body}");
                 assert!(body["timestamp"].is_string(), "{body}");
+                if body["errors"].is_array() && code == "validation_failed" {
+                    assert_eq!(body["message"], "Validation failed", "{body}");
+                }
             }
             service_kit::Dialect::Gospace => {
                 let catalog = service_kit::ErrorCode::ALL

@@ -3,6 +3,7 @@
 
 mod api_keys;
 mod authn;
+mod dialects;
 mod hygiene;
 mod interop;
 mod members;
@@ -107,7 +108,10 @@ async fn proxies_to_each_service_body(kind: DbKind) {
         // Paths no service serves: the 404 comes from the service behind the
         // prefix, which saw the request id the gateway forwarded.
         let body = response.assert_error(404, "not_found");
-        assert_eq!(body["error"]["request_id"], request_id.as_str(), "{path}");
+        // SpaceOS and gospace bodies repeat the id; Tuzzle's carry none.
+        if response.dialect() != service_kit::Dialect::Tuzzle {
+            assert_eq!(body["error"]["request_id"], request_id.as_str(), "{path}");
+        }
         assert_eq!(response.header("x-request-id"), Some(request_id.as_str()));
         let metrics = service.get("/metrics").await;
         let text = String::from_utf8_lossy(&metrics.body);

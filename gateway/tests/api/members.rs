@@ -31,7 +31,7 @@ async fn a_removed_member_is_refused_within_a_second() {
                 .bearer_auth(&owner_token),
         )
         .await;
-    let workspace = workspaces.json()["data"][0]["id"]
+    let workspace = workspaces.json()["items"][0]["id"]
         .as_str()
         .unwrap()
         .to_owned();
@@ -110,7 +110,7 @@ async fn x_workspace_key_selects_a_workspace_the_user_belongs_to() {
                 .bearer_auth(&owner_token),
         )
         .await;
-    let workspace = workspaces.json()["data"][0]["id"]
+    let workspace = workspaces.json()["items"][0]["id"]
         .as_str()
         .unwrap()
         .to_owned();

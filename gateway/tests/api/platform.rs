@@ -58,6 +58,11 @@ impl Platform {
             c.upstreams.spaces = spaces_base;
             // One bus: revocations published by auth-service reach this gateway.
             c.cache = cache_config;
+            // The echo behind a Tuzzle route too (what a Tuzzle route forwards).
+            c.routes.push(gateway::config::RouteConfig {
+                dialect: service_kit::Dialect::Tuzzle,
+                ..gateway::config::RouteConfig::new("/echo/tuzzle", "booking")
+            });
         })
         .await;
         Platform {

@@ -145,7 +145,7 @@ async fn booking_validation_on(kind: DbKind) {
         )
         .await;
     let field_of = |r: &testkit::TestResponse| {
-        r.assert_error(422, "validation_failed")["errors"][0]["field"].clone()
+        r.assert_error(400, "validation_failed")["errors"][0]["field"].clone()
     };
     let mut body = TestBooking::booking(&space, at(2, 11, 0), at(2, 10, 0));
     assert_eq!(
@@ -178,7 +178,7 @@ async fn booking_validation_on(kind: DbKind) {
     body["organizer_name"] = json!("");
     let both = t.post("/api/v1/bookings", body.clone()).await;
     assert_eq!(
-        both.assert_error(422, "validation_failed")["errors"]
+        both.assert_error(400, "validation_failed")["errors"]
             .as_array()
             .unwrap()
             .len(),
@@ -340,7 +340,7 @@ async fn state_machine_on(kind: DbKind) {
         json!({"end_time": rfc(at(2, 14, 0))}),
     )
     .await
-    .assert_error(422, "validation_failed");
+    .assert_error(400, "validation_failed");
 
     // Cancel with a reason; cancelled is final.
     let cancelled = t
@@ -366,10 +366,10 @@ async fn state_machine_on(kind: DbKind) {
     let plain = id_of(&t.book(&space, at(3, 10, 0), at(3, 11, 0)).await);
     t.patch(&path(&plain, "cancel"), json!({"reason": "no_show"}))
         .await
-        .assert_error(422, "validation_failed");
+        .assert_error(400, "validation_failed");
     t.patch(&path(&plain, "cancel"), json!({"reason": "bored"}))
         .await
-        .assert_error(422, "validation_failed");
+        .assert_error(400, "validation_failed");
     let bare = t
         .server
         .send(t.request_as(&t.owner, Method::PATCH, &path(&plain, "cancel")))
@@ -479,7 +479,7 @@ async fn idempotency_on(kind: DbKind) {
     other["notes"] = json!("different");
     let misuse = send("k-1", other).await;
     assert_eq!(
-        misuse.assert_error(422, "validation_failed")["errors"][0]["field"],
+        misuse.assert_error(400, "validation_failed")["errors"][0]["field"],
         "Idempotency-Key"
     );
     // Keys belong to a workspace: another workspace's same key is its own.
@@ -504,7 +504,7 @@ async fn idempotency_on(kind: DbKind) {
     assert_eq!(fixed.status, 201);
     send("", body.clone())
         .await
-        .assert_error(422, "validation_failed");
+        .assert_error(400, "validation_failed");
 
     // Concurrent duplicates make one booking.
     let body = TestBooking::booking(&space, at(3, 10, 0), at(3, 11, 0));

@@ -162,7 +162,7 @@ async fn latest_version_on(kind: DbKind) {
     );
     book(&t.owner, hours(3, 10, 2))
         .await
-        .assert_error(422, "validation_failed");
+        .assert_error(400, "validation_failed");
     // Looser: allowed, although the other replica last read the stricter rule.
     assert_eq!(
         t.patch(&space_path, json!({"max_duration": 240}))
@@ -184,7 +184,7 @@ async fn latest_version_on(kind: DbKind) {
     assert_eq!(put.status, 200, "{}", put.json());
     book(&t.owner, hours(5, 7, 1))
         .await
-        .assert_error(422, "validation_failed");
+        .assert_error(400, "validation_failed");
     assert_eq!(book(&t.owner, hours(5, 9, 1)).await.status, 201);
 
     // An unavailability period.
@@ -197,7 +197,7 @@ async fn latest_version_on(kind: DbKind) {
     assert_eq!(added.status, 201, "{}", added.json());
     book(&t.owner, hours(6, 12, 1))
         .await
-        .assert_error(422, "validation_failed");
+        .assert_error(400, "validation_failed");
 
     // The organization's time zone: 01:00 UTC is 10:00 in Tokyo, 10:00 UTC is 19:00.
     let moved = t
@@ -209,7 +209,7 @@ async fn latest_version_on(kind: DbKind) {
     assert_eq!(moved.status, 200, "{}", moved.json());
     book(&t.owner, hours(7, 10, 1))
         .await
-        .assert_error(422, "validation_failed");
+        .assert_error(400, "validation_failed");
     assert_eq!(book(&t.owner, hours(7, 1, 1)).await.status, 201);
 
     // Public booking, off and then on.

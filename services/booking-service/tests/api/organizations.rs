@@ -91,7 +91,7 @@ async fn organization_validation_on(kind: DbKind) {
             json!({"name": "", "slug": "Not Valid", "timezone": "Mars/Olympus"}),
         )
         .await;
-    let body = bad.assert_error(422, "validation_failed");
+    let body = bad.assert_error(400, "validation_failed");
     let fields: Vec<_> = body["errors"]
         .as_array()
         .unwrap()
@@ -101,7 +101,7 @@ async fn organization_validation_on(kind: DbKind) {
     assert_eq!(fields, ["name", "slug", "timezone"]);
     t.post("/api/v1/organizations", json!({"name": "A", "slug": "a"}))
         .await
-        .assert_error(422, "validation_failed");
+        .assert_error(400, "validation_failed");
     let settings = t
         .post(
             "/api/v1/organizations",
@@ -109,7 +109,7 @@ async fn organization_validation_on(kind: DbKind) {
         )
         .await;
     assert_eq!(
-        settings.assert_error(422, "validation_failed")["errors"][0]["field"],
+        settings.assert_error(400, "validation_failed")["errors"][0]["field"],
         "settings"
     );
 
@@ -149,7 +149,7 @@ async fn organization_validation_on(kind: DbKind) {
             json!({"name": "A\0B", "slug": slug("nul"), "timezone": "UTC"}),
         )
         .await;
-    nul.assert_error(422, "validation_failed");
+    nul.assert_error(400, "validation_failed");
     for path in [
         "/api/v1/organizations/by-slug/a%00b",
         "/api/v1/meeting-spaces/by-slug/a%00b",
@@ -172,7 +172,7 @@ async fn organization_validation_on(kind: DbKind) {
     ] {
         t.post("/api/v1/meeting-spaces", body)
             .await
-            .assert_error(422, "validation_failed");
+            .assert_error(400, "validation_failed");
     }
     t.post(
         "/api/v1/meeting-spaces",
@@ -398,13 +398,13 @@ async fn space_group_lifecycle_on(kind: DbKind) {
         json!({"space_group_id": group, "organization_id": other_org, "name": "Room", "slug": slug("room")}),
     )
     .await
-    .assert_error(422, "validation_failed");
+    .assert_error(400, "validation_failed");
     t.post(
         "/api/v1/space-groups",
         json!({"organization_id": org, "name": "X", "timezone": "Nowhere/City"}),
     )
     .await
-    .assert_error(422, "validation_failed");
+    .assert_error(400, "validation_failed");
 
     // Deleting the group deletes its spaces.
     let space_id = space.json()["data"]["id"].as_str().unwrap().to_owned();

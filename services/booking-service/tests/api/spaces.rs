@@ -65,7 +65,7 @@ async fn space_lifecycle_on(kind: DbKind) {
             json!({"booking_increment": 7, "min_duration": 0}),
         )
         .await;
-    let body = bad.assert_error(422, "validation_failed");
+    let body = bad.assert_error(400, "validation_failed");
     let fields: Vec<_> = body["errors"]
         .as_array()
         .unwrap()
@@ -81,13 +81,13 @@ async fn space_lifecycle_on(kind: DbKind) {
         json!({"organization_id": org, "name": "R", "slug": slug("r"), "min_duration": 60, "max_duration": 30}),
     )
     .await
-    .assert_error(422, "validation_failed");
+    .assert_error(400, "validation_failed");
     t.post(
         "/api/v1/meeting-spaces",
         json!({"name": "R", "slug": slug("r")}),
     )
     .await
-    .assert_error(422, "validation_failed");
+    .assert_error(400, "validation_failed");
     t.post(
         "/api/v1/meeting-spaces",
         json!({"organization_id": org, "name": "R", "slug": s}),
@@ -227,12 +227,12 @@ async fn business_hours_on(kind: DbKind) {
     assert_eq!(t.book(&space, at(3, 9, 0), at(3, 10, 0)).await.status, 201);
     let early = t.book(&space, at(3, 8, 0), at(3, 9, 0)).await;
     assert_eq!(
-        early.assert_error(422, "validation_failed")["errors"][0]["field"],
+        early.assert_error(400, "validation_failed")["errors"][0]["field"],
         "start_time"
     );
     t.book(&space, at(3, 16, 30), at(3, 17, 30))
         .await
-        .assert_error(422, "validation_failed");
+        .assert_error(400, "validation_failed");
 
     for bad in [
         json!({"hours": [{"weekday": "monday", "open": "17:00", "close": "09:00"}]}),
@@ -243,7 +243,7 @@ async fn business_hours_on(kind: DbKind) {
         let r = t
             .call(&t.owner, Method::PUT, &path, Some(bad.clone()))
             .await;
-        r.assert_error(422, "validation_failed");
+        r.assert_error(400, "validation_failed");
     }
 
     // Unavailability blocks new bookings.
@@ -256,7 +256,7 @@ async fn business_hours_on(kind: DbKind) {
     assert_eq!(t.get(&ua_path).await.json()["meta"]["total"], 1);
     let blocked = t.book(&space, at(4, 13, 0), at(4, 14, 0)).await;
     assert!(
-        blocked.assert_error(422, "validation_failed")["errors"][0]["message"]
+        blocked.assert_error(400, "validation_failed")["errors"][0]["message"]
             .as_str()
             .unwrap()
             .contains("unavailable")
@@ -267,7 +267,7 @@ async fn business_hours_on(kind: DbKind) {
         json!({"start_time": rfc(at(4, 14, 0)), "end_time": rfc(at(4, 12, 0))}),
     )
     .await
-    .assert_error(422, "validation_failed");
+    .assert_error(400, "validation_failed");
     let del = t
         .call(&t.owner, Method::DELETE, &format!("{ua_path}/{ua}"), None)
         .await;
