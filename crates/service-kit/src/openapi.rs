@@ -271,8 +271,12 @@ fn translate_refs(
         Value::Object(map) => {
             for (key, value) in map.iter_mut() {
                 if key == "$ref" {
-                    if let Some(name) = value.as_str().and_then(|r| r.strip_prefix(SCHEMAS))
-                        && let Some(renamed) = translate(doc, dialect, &name.to_owned(), made)
+                    let target = value
+                        .as_str()
+                        .and_then(|r| r.strip_prefix(SCHEMAS))
+                        .map(str::to_owned);
+                    if let Some(name) = target
+                        && let Some(renamed) = translate(doc, dialect, &name, made)
                     {
                         *value = format!("{SCHEMAS}{renamed}").into();
                     }

@@ -11,12 +11,13 @@ use crate::input;
 use crate::meeting_spaces::{self, Hours, MAX_BUFFER_MINUTES, MAX_DURATION_MINUTES};
 use crate::openapi::{Envelope, ErrorEnvelope};
 use crate::schema::bookings;
+use crate::tenancy::Caller;
 use crate::{BookingState, Failure};
 use actix_web::web;
 use chrono::{DateTime, Datelike, Duration, LocalResult, NaiveDate, NaiveDateTime, TimeZone, Utc};
 use chrono_tz::Tz;
 use diesel::prelude::*;
-use identity::{Identity, Scope};
+use identity::Scope;
 use serde::{Deserialize, Serialize};
 use service_kit::ids::prefix;
 use service_kit::{ApiError, ApiResponse, Query};
@@ -298,7 +299,7 @@ fn parse_date(field: &str, value: &str) -> Result<NaiveDate, ApiError> {
     )
 )]
 pub async fn get(
-    identity: Identity,
+    identity: Caller,
     path: web::Path<String>,
     query: Query<AvailabilityQuery>,
     state: web::Data<BookingState>,

@@ -18,6 +18,7 @@ use crate::meeting_spaces::{
 };
 use crate::openapi::{Envelope, ErrorEnvelope, ListEnvelope};
 use crate::schema::bookings;
+use crate::tenancy::Caller;
 use crate::{BookingState, Failure, workspace_with};
 use actix_web::{HttpRequest, HttpResponse, web};
 use cache::Quota;
@@ -448,14 +449,22 @@ fn check_details(b: &NewBooking, now: DateTime<Utc>) -> Result<Details, ApiError
 )]
 pub async fn create(
     req: HttpRequest,
-    identity: Identity,
+    identity: Caller,
     body: Json<NewBooking>,
     state: web::Data<BookingState>,
 ) -> Result<HttpResponse, ApiError> {
     let workspace = if identity.is_anonymous() {
         None
     } else {
-        Some(workspace_with(&identity, &Scope::BOOKINGS_WRITE)?)
+        Some(
+            identity
+                .workspace_for(
+                    &state,
+                    &Scope::BOOKINGS_WRITE,
+                    ("meeting_space_id", Some(&body.meeting_space_id)),
+                )
+                .await?,
+        )
     };
     let body = body.into_inner();
     let details = check_details(&body, Utc::now())?;
@@ -663,11 +672,11 @@ pub struct BookingFilter {
     )
 )]
 pub async fn list(
-    identity: Identity,
+    identity: Caller,
     query: Query<BookingFilter>,
     state: web::Data<BookingState>,
 ) -> Result<ApiResponse<Vec<BookingView>>, ApiError> {
-    let workspace = workspace_with(&identity, &Scope::BOOKINGS_READ)?;
+    let workspace = identity.list_workspace(&Scope::BOOKINGS_READ)?;
     let f = query.into_inner();
     let page = OffsetQuery {
         page: f.page,
@@ -704,9 +713,10 @@ pub async fn list(
         .db
         .run(move |conn| {
             let filtered = || {
-                let mut q = bookings::table
-                    .filter(bookings::workspace_id.eq(workspace.clone()))
-                    .into_boxed();
+                let mut q = bookings::table.into_boxed();
+                if let Some(w) = &workspace {
+                    q = q.filter(bookings::workspace_id.eq(w.clone()));
+                }
                 if let Some(v) = &f.organization_id {
                     q = q.filter(bookings::organization_id.eq(v.clone()));
                 }
@@ -754,7 +764,7 @@ pub async fn list(
     )
 )]
 pub async fn get(
-    identity: Identity,
+    identity: Caller,
     path: web::Path<String>,
     state: web::Data<BookingState>,
 ) -> Result<ApiResponse<BookingView>, ApiError> {
@@ -803,7 +813,7 @@ pub struct BookingChange {
     )
 )]
 pub async fn update(
-    identity: Identity,
+    identity: Caller,
     path: web::Path<String>,
     body: Json<BookingChange>,
     state: web::Data<BookingState>,
@@ -1091,7 +1101,7 @@ pub struct Cancellation {
     )
 )]
 pub async fn cancel(
-    identity: Identity,
+    identity: Caller,
     path: web::Path<String>,
     body: web::Bytes,
     state: web::Data<BookingState>,

@@ -13,6 +13,7 @@ pub mod openapi;
 mod organizations;
 pub mod schema;
 mod space_groups;
+mod tenancy;
 
 use actix_web::web;
 use bootstrap::Backing;

@@ -6,12 +6,13 @@ use crate::openapi::{Envelope, ErrorEnvelope, ListEnvelope, NoData};
 use crate::schema::{
     bookings, business_hours, meeting_spaces, organizations, space_groups, unavailability,
 };
+use crate::tenancy::Caller;
 use crate::{BookingState, Failure, organizations as orgs, space_groups as groups, workspace_with};
 use actix_web::web;
 use chrono::{DateTime, NaiveDateTime, Utc};
 use chrono_tz::Tz;
 use diesel::prelude::*;
-use identity::{Identity, Scope};
+use identity::Scope;
 use serde::{Deserialize, Serialize};
 use service_kit::ids::{self, prefix};
 use service_kit::pagination::OffsetQuery;
@@ -98,12 +99,14 @@ pub fn load(conn: &mut DbConnection, workspace: Option<&str>, id: &str) -> Resul
 }
 
 /// The spaces `ids` of `workspace`, in the order of `ids`, in one query.
+/// The spaces `ids`, in that order; of `workspace` only, or of any (`None`,
+/// a caller spanning workspaces).
 fn load_many(
     conn: &mut DbConnection,
-    workspace: &str,
+    workspace: Option<&str>,
     ids: &[String],
 ) -> Result<Vec<Space>, Failure> {
-    let rows: Vec<(SpaceRow, String, Option<String>)> = meeting_spaces::table
+    let mut query = meeting_spaces::table
         .inner_join(organizations::table)
         .left_join(
             space_groups::table.on(space_groups::id
@@ -111,13 +114,16 @@ fn load_many(
                 .eq(meeting_spaces::space_group_id)),
         )
         .filter(meeting_spaces::id.eq_any(ids))
-        .filter(meeting_spaces::workspace_id.eq(workspace))
         .select((
             SpaceRow::as_select(),
             organizations::timezone,
             space_groups::timezone.nullable(),
         ))
-        .load(conn)?;
+        .into_boxed();
+    if let Some(workspace) = workspace {
+        query = query.filter(meeting_spaces::workspace_id.eq(workspace));
+    }
+    let rows: Vec<(SpaceRow, String, Option<String>)> = query.load(conn)?;
     let mut by_id: HashMap<String, Space> = rows
         .into_iter()
         .map(|(row, org_tz, group_tz)| (row.id.clone(), with_zone(row, org_tz, group_tz)))
@@ -338,11 +344,11 @@ pub struct SpaceFilter {
     )
 )]
 pub async fn list(
-    identity: Identity,
+    identity: Caller,
     query: Query<SpaceFilter>,
     state: web::Data<BookingState>,
 ) -> Result<ApiResponse<Vec<MeetingSpaceView>>, ApiError> {
-    let workspace = workspace_with(&identity, &Scope::ORGANIZATIONS_READ)?;
+    let workspace = identity.list_workspace(&Scope::ORGANIZATIONS_READ)?;
     let f = query.into_inner();
     let page = OffsetQuery {
         page: f.page,
@@ -397,9 +403,10 @@ pub async fn list(
         .db
         .run(move |conn| {
             let filtered = || {
-                let mut q = meeting_spaces::table
-                    .filter(meeting_spaces::workspace_id.eq(workspace.clone()))
-                    .into_boxed();
+                let mut q = meeting_spaces::table.into_boxed();
+                if let Some(w) = &workspace {
+                    q = q.filter(meeting_spaces::workspace_id.eq(w.clone()));
+                }
                 if let Some(v) = &f.organization_id {
                     q = q.filter(meeting_spaces::organization_id.eq(v.clone()));
                 }
@@ -437,7 +444,7 @@ pub async fn list(
                 .limit(i64::from(page.limit))
                 .offset(page.offset())
                 .load(conn)?;
-            let spaces = load_many(conn, &workspace, &ids)?
+            let spaces = load_many(conn, workspace.as_deref(), &ids)?
                 .into_iter()
                 .map(MeetingSpaceView::from)
                 .collect::<Vec<_>>();
@@ -460,7 +467,7 @@ pub async fn list(
     )
 )]
 pub async fn get(
-    identity: Identity,
+    identity: Caller,
     path: web::Path<String>,
     state: web::Data<BookingState>,
 ) -> Result<ApiResponse<MeetingSpaceView>, ApiError> {
@@ -570,11 +577,22 @@ pub struct NewMeetingSpace {
 )]
 pub async fn create(
     req: actix_web::HttpRequest,
-    identity: Identity,
+    identity: Caller,
     body: Json<NewMeetingSpace>,
     state: web::Data<BookingState>,
 ) -> Result<actix_web::HttpResponse, ApiError> {
-    let workspace = workspace_with(&identity, &Scope::ORGANIZATIONS_WRITE)?;
+    let workspace = identity
+        .workspace_for(
+            &state,
+            &Scope::ORGANIZATIONS_WRITE,
+            (
+                "organization_id",
+                body.organization_id
+                    .as_deref()
+                    .or(body.space_group_id.as_deref()),
+            ),
+        )
+        .await?;
     let body = body.into_inner();
     let key = crate::idempotency::Claim::from_request(&req, &workspace, &body)?;
     let mut p = Problems::new();
@@ -706,7 +724,7 @@ pub struct MeetingSpaceChange {
     )
 )]
 pub async fn update(
-    identity: Identity,
+    identity: Caller,
     path: web::Path<String>,
     body: Json<MeetingSpaceChange>,
     state: web::Data<BookingState>,
@@ -794,7 +812,7 @@ pub async fn update(
     )
 )]
 pub async fn delete(
-    identity: Identity,
+    identity: Caller,
     path: web::Path<String>,
     state: web::Data<BookingState>,
 ) -> Result<ApiResponse<()>, ApiError> {
@@ -995,7 +1013,7 @@ fn hours_view(hours: &Hours) -> BusinessHours {
     )
 )]
 pub async fn get_hours(
-    identity: Identity,
+    identity: Caller,
     path: web::Path<String>,
     state: web::Data<BookingState>,
 ) -> Result<ApiResponse<BusinessHours>, ApiError> {
@@ -1030,7 +1048,7 @@ pub async fn get_hours(
     )
 )]
 pub async fn put_hours(
-    identity: Identity,
+    identity: Caller,
     path: web::Path<String>,
     body: Json<BusinessHours>,
     state: web::Data<BookingState>,
@@ -1214,7 +1232,7 @@ pub struct NewUnavailability {
 )]
 pub async fn add_unavailability(
     req: actix_web::HttpRequest,
-    identity: Identity,
+    identity: Caller,
     path: web::Path<String>,
     body: Json<NewUnavailability>,
     state: web::Data<BookingState>,
@@ -1276,7 +1294,7 @@ pub async fn add_unavailability(
     )
 )]
 pub async fn list_unavailability(
-    identity: Identity,
+    identity: Caller,
     path: web::Path<String>,
     query: Query<OffsetQuery>,
     state: web::Data<BookingState>,
@@ -1320,7 +1338,7 @@ pub async fn list_unavailability(
     )
 )]
 pub async fn delete_unavailability(
-    identity: Identity,
+    identity: Caller,
     path: web::Path<(String, String)>,
     state: web::Data<BookingState>,
 ) -> Result<ApiResponse<()>, ApiError> {

@@ -6,11 +6,12 @@
 use crate::input::{self, MAX_NAME, Problems};
 use crate::openapi::{Envelope, ErrorEnvelope, ListEnvelope, NoData, PageParams};
 use crate::schema::{meeting_spaces, organizations};
+use crate::tenancy::Caller;
 use crate::{BookingState, Failure, workspace_with};
 use actix_web::web;
 use chrono::{NaiveDateTime, Utc};
 use diesel::prelude::*;
-use identity::{Identity, Scope};
+use identity::Scope;
 use serde::{Deserialize, Serialize};
 use service_kit::ids::{self, prefix};
 use service_kit::pagination::OffsetQuery;
@@ -31,6 +32,7 @@ pub(crate) struct OrganizationRow {
     pub settings: String,
     pub created_at: NaiveDateTime,
     pub updated_at: NaiveDateTime,
+    pub logo: Option<String>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -45,6 +47,9 @@ pub struct OrganizationView {
     /// Free-form settings object.
     #[schema(value_type = Object)]
     settings: serde_json::Value,
+    /// The organization's logo: an absolute `https://` (or `http://`) URL.
+    #[schema(required = true)]
+    logo: Option<String>,
     #[schema(format = DateTime)]
     created_at: String,
     #[schema(format = DateTime)]
@@ -58,6 +63,8 @@ pub struct PublicOrganizationView {
     name: String,
     slug: String,
     timezone: String,
+    #[schema(required = true)]
+    logo: Option<String>,
 }
 
 impl From<OrganizationRow> for OrganizationView {
@@ -68,6 +75,7 @@ impl From<OrganizationRow> for OrganizationView {
             name: r.name,
             slug: r.slug,
             timezone: r.timezone,
+            logo: r.logo,
             created_at: input::wire_time(r.created_at),
             updated_at: input::wire_time(r.updated_at),
         }
@@ -127,21 +135,24 @@ fn check_settings(problems: &mut Problems, settings: &serde_json::Value) -> Stri
     )
 )]
 pub async fn list(
-    identity: Identity,
+    identity: Caller,
     query: Query<OffsetQuery>,
     state: web::Data<BookingState>,
 ) -> Result<ApiResponse<Vec<OrganizationView>>, ApiError> {
-    let workspace = workspace_with(&identity, &Scope::ORGANIZATIONS_READ)?;
+    let workspace = identity.list_workspace(&Scope::ORGANIZATIONS_READ)?;
     let page = query.validate()?;
     let (rows, total) = state
         .db
         .run(move |conn| {
-            let total: i64 = organizations::table
-                .filter(organizations::workspace_id.eq(&workspace))
-                .count()
-                .get_result(conn)?;
-            let rows = organizations::table
-                .filter(organizations::workspace_id.eq(&workspace))
+            let filtered = || {
+                let mut q = organizations::table.into_boxed();
+                if let Some(w) = &workspace {
+                    q = q.filter(organizations::workspace_id.eq(w.clone()));
+                }
+                q
+            };
+            let total: i64 = filtered().count().get_result(conn)?;
+            let rows = filtered()
                 .order((organizations::created_at.asc(), organizations::id.asc()))
                 .select(OrganizationRow::as_select())
                 .limit(i64::from(page.limit))
@@ -167,7 +178,7 @@ pub async fn list(
     )
 )]
 pub async fn get(
-    identity: Identity,
+    identity: Caller,
     path: web::Path<String>,
     state: web::Data<BookingState>,
 ) -> Result<ApiResponse<OrganizationView>, ApiError> {
@@ -218,6 +229,7 @@ pub async fn by_slug(
         name: row.name,
         slug: row.slug,
         timezone: row.timezone,
+        logo: row.logo,
     }))
 }
 
@@ -232,6 +244,9 @@ pub struct NewOrganization {
     #[serde(default)]
     #[schema(value_type = Option<Object>)]
     settings: Option<serde_json::Value>,
+    /// An absolute `https://` (or `http://`) URL, at most 2048 characters.
+    #[serde(default)]
+    logo: Option<String>,
 }
 
 /// Create an organization
@@ -252,7 +267,7 @@ pub struct NewOrganization {
 )]
 pub async fn create(
     req: actix_web::HttpRequest,
-    identity: Identity,
+    identity: Caller,
     body: Json<NewOrganization>,
     state: web::Data<BookingState>,
 ) -> Result<actix_web::HttpResponse, ApiError> {
@@ -267,6 +282,9 @@ pub async fn create(
         &mut problems,
         body.settings.as_ref().unwrap_or(&serde_json::json!({})),
     );
+    if let Some(logo) = &body.logo {
+        check_logo(&mut problems, logo);
+    }
     problems.finish()?;
     crate::idempotency::respond(&state.db, key, move |conn| {
         let now = Utc::now().naive_utc();
@@ -279,6 +297,7 @@ pub async fn create(
                 organizations::slug.eq(&body.slug),
                 organizations::timezone.eq(&body.timezone),
                 organizations::settings.eq(&settings),
+                organizations::logo.eq(&body.logo),
                 organizations::created_at.eq(now),
                 organizations::updated_at.eq(now),
             ))
@@ -299,6 +318,32 @@ pub struct OrganizationChange {
     /// Replaces the settings object.
     #[schema(value_type = Option<Object>)]
     settings: Option<serde_json::Value>,
+    /// A new logo URL; `null` removes it.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<String>, nullable)]
+    logo: Option<Option<String>>,
+}
+
+/// A field that was sent, `null` or not (an absent one stays `None`).
+fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Option<String>>, D::Error> {
+    Option::<String>::deserialize(d).map(Some)
+}
+
+fn check_logo(problems: &mut Problems, logo: &str) {
+    let scheme_ok = logo.starts_with("https://") || logo.starts_with("http://");
+    let host_ok = logo
+        .split_once("://")
+        .is_some_and(|(_, rest)| !rest.is_empty() && !rest.starts_with('/'));
+    if !scheme_ok
+        || !host_ok
+        || logo.len() > 2048
+        || logo.chars().any(|c| c.is_whitespace() || c.is_control())
+    {
+        problems.add(
+            "logo",
+            "must be an absolute http(s) URL of at most 2048 characters",
+        );
+    }
 }
 
 /// Change an organization
@@ -318,7 +363,7 @@ pub struct OrganizationChange {
     )
 )]
 pub async fn update(
-    identity: Identity,
+    identity: Caller,
     path: web::Path<String>,
     body: Json<OrganizationChange>,
     state: web::Data<BookingState>,
@@ -339,6 +384,9 @@ pub async fn update(
         .settings
         .as_ref()
         .map(|s| check_settings(&mut problems, s));
+    if let Some(Some(logo)) = &change.logo {
+        check_logo(&mut problems, logo);
+    }
     problems.finish()?;
     let row = state
         .db
@@ -349,6 +397,7 @@ pub async fn update(
                     organizations::name.eq(name.unwrap_or(current.name)),
                     organizations::timezone.eq(change.timezone.unwrap_or(current.timezone)),
                     organizations::settings.eq(settings.unwrap_or(current.settings)),
+                    organizations::logo.eq(change.logo.unwrap_or(current.logo)),
                     organizations::updated_at.eq(Utc::now().naive_utc()),
                 ))
                 .execute(conn)?;
@@ -378,7 +427,7 @@ pub async fn update(
     )
 )]
 pub async fn delete(
-    identity: Identity,
+    identity: Caller,
     path: web::Path<String>,
     state: web::Data<BookingState>,
 ) -> Result<ApiResponse<()>, ApiError> {

@@ -10,6 +10,7 @@ diesel::table! {
         settings -> Text,
         created_at -> Timestamp,
         updated_at -> Timestamp,
+        logo -> Nullable<Text>,
     }
 }
 

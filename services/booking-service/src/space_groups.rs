@@ -4,11 +4,12 @@
 use crate::input::{self, MAX_ADDRESS, MAX_NAME, Problems};
 use crate::openapi::{Envelope, ErrorEnvelope, ListEnvelope, NoData};
 use crate::schema::{meeting_spaces, space_groups};
+use crate::tenancy::Caller;
 use crate::{BookingState, Failure, organizations, workspace_with};
 use actix_web::web;
 use chrono::{NaiveDateTime, Utc};
 use diesel::prelude::*;
-use identity::{Identity, Scope};
+use identity::Scope;
 use serde::{Deserialize, Serialize};
 use service_kit::ids::{self, prefix};
 use service_kit::pagination::OffsetQuery;
@@ -98,11 +99,11 @@ pub struct GroupFilter {
     )
 )]
 pub async fn list(
-    identity: Identity,
+    identity: Caller,
     query: Query<GroupFilter>,
     state: web::Data<BookingState>,
 ) -> Result<ApiResponse<Vec<SpaceGroupView>>, ApiError> {
-    let workspace = workspace_with(&identity, &Scope::ORGANIZATIONS_READ)?;
+    let workspace = identity.list_workspace(&Scope::ORGANIZATIONS_READ)?;
     let filter = query.into_inner();
     let page = OffsetQuery {
         page: filter.page,
@@ -114,9 +115,10 @@ pub async fn list(
         .db
         .run(move |conn| {
             let filtered = || {
-                let mut q = space_groups::table
-                    .filter(space_groups::workspace_id.eq(workspace.clone()))
-                    .into_boxed();
+                let mut q = space_groups::table.into_boxed();
+                if let Some(w) = &workspace {
+                    q = q.filter(space_groups::workspace_id.eq(w.clone()));
+                }
                 if let Some(org) = &filter.organization_id {
                     q = q.filter(space_groups::organization_id.eq(org.clone()));
                 }
@@ -149,7 +151,7 @@ pub async fn list(
     )
 )]
 pub async fn get(
-    identity: Identity,
+    identity: Caller,
     path: web::Path<String>,
     state: web::Data<BookingState>,
 ) -> Result<ApiResponse<SpaceGroupView>, ApiError> {
@@ -192,11 +194,17 @@ pub struct NewSpaceGroup {
 )]
 pub async fn create(
     req: actix_web::HttpRequest,
-    identity: Identity,
+    identity: Caller,
     body: Json<NewSpaceGroup>,
     state: web::Data<BookingState>,
 ) -> Result<actix_web::HttpResponse, ApiError> {
-    let workspace = workspace_with(&identity, &Scope::ORGANIZATIONS_WRITE)?;
+    let workspace = identity
+        .workspace_for(
+            &state,
+            &Scope::ORGANIZATIONS_WRITE,
+            ("organization_id", Some(&body.organization_id)),
+        )
+        .await?;
     let body = body.into_inner();
     let key = crate::idempotency::Claim::from_request(&req, &workspace, &body)?;
     let mut problems = Problems::new();
@@ -256,7 +264,7 @@ pub struct SpaceGroupChange {
     )
 )]
 pub async fn update(
-    identity: Identity,
+    identity: Caller,
     path: web::Path<String>,
     body: Json<SpaceGroupChange>,
     state: web::Data<BookingState>,
@@ -314,7 +322,7 @@ pub async fn update(
     )
 )]
 pub async fn delete(
-    identity: Identity,
+    identity: Caller,
     path: web::Path<String>,
     state: web::Data<BookingState>,
 ) -> Result<ApiResponse<()>, ApiError> {

@@ -12,6 +12,7 @@ mod helpers;
 mod openapi;
 mod organizations;
 mod spaces;
+mod tenancy;
 
 testkit::service_part_tests!(
     BookingService,
