@@ -416,15 +416,9 @@ async fn sign_in_through_the_gateway_then_revoke() {
 
 #[tokio::test]
 async fn system_keys_see_every_workspace_and_only_their_digest_is_configured() {
-    use sha2::Digest;
     let key = format!("sys_{}", "k3y".repeat(12));
     let other = format!("sys_{}", "0".repeat(40));
-    let hex = |k: &str| -> String {
-        sha2::Sha256::digest(k.as_bytes())
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect()
-    };
+    let hex = crate::system_key_digest;
     let digests = format!("{},{}", hex(&other), hex(&key));
     let s = stack(move |c| c.system_keys.sha256 = digests).await;
     let with_key = |key: &str| {

@@ -16,14 +16,6 @@ use testkit::TestResponse;
 
 const SYSTEM_KEY: &str = "sys_dddddddddddddddddddddddddddddddddddddddd";
 
-fn sha256_hex(text: &str) -> String {
-    use sha2::Digest;
-    sha2::Sha256::digest(text.as_bytes())
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
-}
-
 /// Asserts the error answer's status, code and dialect, and that the body has
 /// exactly the dialect's documented top-level fields.
 fn assert_family(response: &TestResponse, dialect: Dialect, status: u16, code: &str) {
@@ -86,7 +78,7 @@ async fn the_gateways_own_answers_speak_each_familys_dialect() {
     ];
     let gw = gateway_with(&echo.server.base, |c| {
         c.rate_limits.per_ip_per_minute = 2;
-        c.system_keys.sha256 = sha256_hex(SYSTEM_KEY);
+        c.system_keys.sha256 = crate::system_key_digest(SYSTEM_KEY);
         // Nothing listens there: the dead upstream.
         c.upstreams.spaces = "http://127.0.0.1:9".into();
         for (name, dialect) in families {

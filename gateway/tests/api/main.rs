@@ -8,6 +8,7 @@ mod hygiene;
 mod interop;
 mod members;
 mod platform;
+mod products;
 mod rate_limits;
 mod space_keys;
 mod tls;
@@ -21,6 +22,15 @@ use std::time::{Duration, Instant};
 use testkit::part::{start_part, start_part_with};
 use testkit::{CacheKind, DbKind, TestCache, TestDatabase, TestServer, db_test};
 use upstream::{Echo, fnv1a};
+
+/// What `system_keys.sha256` holds for `key`: its SHA-256, in hex.
+fn system_key_digest(key: &str) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(key.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
 
 /// A gateway whose `booking` upstream is `upstream_url` and which routes `/echo` there.
 async fn gateway_with(upstream_url: &str, tweak: impl FnOnce(&mut GatewayConfig)) -> TestServer {
@@ -62,13 +72,7 @@ async fn proxies_to_each_service_body(kind: DbKind) {
     config.identity.signing_key = Secret::new(testkit::identity::private_pem());
     // An operator key: the spaces prefixes turn anonymous callers away at the edge.
     let system_key = format!("sys_{}", "s".repeat(40));
-    config.system_keys.sha256 = {
-        use sha2::Digest;
-        sha2::Sha256::digest(system_key.as_bytes())
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect()
-    };
+    config.system_keys.sha256 = system_key_digest(&system_key);
     let http = config.http.clone();
     let gw = TestServer::start_with(GatewayPart::build(config).await.unwrap(), &http);
     gw.get("/api/v1/spaces")

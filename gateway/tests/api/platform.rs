@@ -14,9 +14,13 @@ pub struct Platform {
     pub sink: mail::sink::SmtpSink,
     pub auth: TestServer,
     _spaces: TestServer,
+    _booking: Option<(TestServer, TestDatabase)>,
     _db: TestDatabase,
     _spaces_db: TestDatabase,
 }
+
+/// The operator key of [`Platform::with_booking`]'s gateway.
+pub const SYSTEM_KEY: &str = "sys_pppppppppppppppppppppppppppppppppppppppp";
 
 impl Platform {
     pub async fn start() -> Platform {
@@ -26,6 +30,16 @@ impl Platform {
     /// With the cache (and so the revocation bus) on `kind`: Redis is how
     /// several gateways and services share it in production.
     pub async fn start_on(kind: CacheKind) -> Platform {
+        Self::start_parts(kind, false).await
+    }
+
+    /// Every service: booking-service stands behind `booking` (so `/echo` is
+    /// not served), and the gateway knows [`SYSTEM_KEY`].
+    pub async fn with_booking() -> Platform {
+        Self::start_parts(CacheKind::Memory, true).await
+    }
+
+    async fn start_parts(kind: CacheKind, with_booking: bool) -> Platform {
         let sink = mail::sink::SmtpSink::start().await;
         let cache = TestCache::new(kind);
         let db = TestDatabase::new(DbKind::Sqlite);
@@ -49,6 +63,16 @@ impl Platform {
             },
         )
         .await;
+        let booking = if with_booking {
+            let db = TestDatabase::new(DbKind::Sqlite);
+            let server =
+                testkit::part::start_part::<booking_service::BookingService>(Some(&db), &cache)
+                    .await;
+            Some((server, db))
+        } else {
+            None
+        };
+        let booking_base = booking.as_ref().map(|(server, _)| server.base.clone());
         let echo = Echo::start();
         let auth_base = auth.base.clone();
         let spaces_base = spaces.base.clone();
@@ -63,6 +87,10 @@ impl Platform {
                 dialect: service_kit::Dialect::Tuzzle,
                 ..gateway::config::RouteConfig::new("/echo/tuzzle", "booking")
             });
+            if let Some(base) = booking_base {
+                c.upstreams.booking = base;
+                c.system_keys.sha256 = crate::system_key_digest(SYSTEM_KEY);
+            }
         })
         .await;
         Platform {
@@ -71,6 +99,7 @@ impl Platform {
             sink,
             auth,
             _spaces: spaces,
+            _booking: booking,
             _db: db,
             _spaces_db: spaces_db,
         }

@@ -1,0 +1,289 @@
+//! Each product's documented examples, replayed through the gateway request
+//! for request against the real services, every answer parsed with that
+//! product's documented shape (DESIGN §5, `proto-docs/errors.md`).
+
+use crate::platform::{Platform, SYSTEM_KEY};
+use chrono::{Duration, Utc};
+use serde_json::{Value, json};
+use std::collections::BTreeSet;
+use testkit::TestResponse;
+
+/// The sorted top-level keys of an answer.
+fn keys(body: &Value) -> Vec<String> {
+    let mut keys: Vec<String> = body.as_object().unwrap().keys().cloned().collect();
+    keys.sort_unstable();
+    keys
+}
+
+/// A SpaceOS success answer (`{status, success: true, message?, data,
+/// timestamp, meta?}`) with `status`; returns it.
+fn spaceos(response: &TestResponse, status: u16) -> Value {
+    let body = response.json();
+    assert_eq!(response.status, status, "{body}");
+    assert_eq!(body["status"], status, "{body}");
+    assert_eq!(body["success"], true, "{body}");
+    assert!(body["timestamp"].as_str().unwrap().ends_with('Z'), "{body}");
+    for key in keys(&body) {
+        assert!(
+            ["data", "message", "meta", "status", "success", "timestamp"].contains(&key.as_str()),
+            "{key} in {body}"
+        );
+    }
+    if let Some(meta) = body.get("meta") {
+        assert_eq!(keys(meta), ["limit", "page", "total"], "{body}");
+    }
+    body
+}
+
+#[tokio::test]
+async fn spaceos_examples_work_verbatim_through_the_gateway() {
+    let platform = Platform::with_booking().await;
+    let gw = &platform.gw;
+    // Quickstart, step 2: a one-time code for a JWT.
+    let signed_in = platform.sign_in("your-email@example.com").await;
+    let token = signed_in["access_token"].as_str().unwrap().to_owned();
+    let bearer = |method: reqwest::Method, path: &str| {
+        gw.client.request(method, gw.url(path)).bearer_auth(&token)
+    };
+
+    // Step 3: list organizations (none yet), then one to book in.
+    let listed = gw
+        .send(bearer(reqwest::Method::GET, "/api/v1/organizations"))
+        .await;
+    let body = spaceos(&listed, 200);
+    assert_eq!(body["data"], json!([]));
+    assert_eq!(body["meta"], json!({"page": 1, "limit": 20, "total": 0}));
+    // The rate-limit headers of the rate-limit page: a user token's budget,
+    // and the Unix time it is full again.
+    assert_eq!(listed.header("x-ratelimit-limit"), Some("500"));
+    assert_eq!(listed.header("x-ratelimit-remaining"), Some("499"));
+    let reset: i64 = listed.header("x-ratelimit-reset").unwrap().parse().unwrap();
+    assert!((Utc::now().timestamp()..=Utc::now().timestamp() + 61).contains(&reset));
+    let org = spaceos(
+        &gw.send(
+            bearer(reqwest::Method::POST, "/api/v1/organizations").json(&json!({
+                "name": "My Workspace",
+                "slug": "my-workspace",
+                "timezone": "America/New_York",
+                "logo": "https://cdn.example.com/my-workspace.png",
+            })),
+        )
+        .await,
+        201,
+    )["data"]
+        .clone();
+    let org_id = org["id"].as_str().unwrap().to_owned();
+    assert_eq!(org["logo"], "https://cdn.example.com/my-workspace.png");
+
+    // Spaces page: a space group and a meeting space, the documented bodies.
+    let group = spaceos(
+        &gw.send(
+            bearer(reqwest::Method::POST, "/api/v1/space-groups")
+                .header("Content-Type", "application/json")
+                .body(format!(
+                    r#"{{
+"organization_id": "{org_id}",
+"name": "Downtown Office - Floor 3",
+"timezone": "America/New_York",
+"address": "123 Main St, New York, NY 10001"
+}}"#
+                )),
+        )
+        .await,
+        201,
+    )["data"]
+        .clone();
+    let group_id = group["id"].as_str().unwrap();
+    let space = spaceos(
+        &gw.send(
+            bearer(reqwest::Method::POST, "/api/v1/meeting-spaces")
+                .header("Content-Type", "application/json")
+                .body(format!(
+                    r#"{{
+"space_group_id": "{group_id}",
+"name": "Conference Room A",
+"slug": "conference-room-a",
+"capacity": 8,
+"description": "8-person conference room with AV equipment",
+"amenities": ["projector", "whiteboard", "video_conferencing"],
+"booking_increment": 30
+}}"#
+                )),
+        )
+        .await,
+        201,
+    )["data"]
+        .clone();
+    let space_id = space["id"].as_str().unwrap().to_owned();
+    let spaces = spaceos(
+        &gw.send(bearer(
+            reqwest::Method::GET,
+            &format!("/api/v1/meeting-spaces?organization_id={org_id}"),
+        ))
+        .await,
+        200,
+    );
+    assert_eq!(spaces["data"][0]["id"], space_id.as_str());
+    let public = gw
+        .get("/api/v1/meeting-spaces/by-slug/conference-room-a")
+        .await;
+    assert_eq!(spaceos(&public, 200)["data"]["id"], space_id.as_str());
+    let day = (Utc::now() + Duration::days(2)).date_naive();
+    spaceos(
+        &gw.send(bearer(
+            reqwest::Method::GET,
+            &format!("/api/v1/meeting-spaces/{space_id}/availability?date={day}"),
+        ))
+        .await,
+        200,
+    );
+
+    // Bookings page: the documented body (with times to come). Anonymous
+    // bookings are for spaces that allow public booking; this one is booked
+    // with the token.
+    let start = format!("{day}T15:00:00Z");
+    let end = format!("{day}T16:00:00Z");
+    let booked = gw
+        .send(
+            bearer(reqwest::Method::POST, "/api/v1/bookings")
+                .header("Content-Type", "application/json")
+                .body(format!(
+                    r#"{{
+"meeting_space_id": "{space_id}",
+"start_time": "{start}",
+"end_time": "{end}",
+"organizer_name": "John Doe",
+"organizer_email": "john@example.com",
+"notes": "Team standup meeting"
+}}"#
+                )),
+        )
+        .await;
+    let booking = spaceos(&booked, 201)["data"].clone();
+    let booking_id = booking["id"].as_str().unwrap().to_owned();
+    let listed = spaceos(
+        &gw.send(bearer(
+            reqwest::Method::GET,
+            &format!("/api/v1/bookings?organization_id={org_id}&meeting_space_id={space_id}"),
+        ))
+        .await,
+        200,
+    );
+    assert_eq!(listed["data"][0]["id"], booking_id.as_str());
+    spaceos(
+        &gw.send(bearer(
+            reqwest::Method::GET,
+            &format!("/api/v1/bookings/{booking_id}"),
+        ))
+        .await,
+        200,
+    );
+
+    // The error page's validation example: 400, "Validation failed", the
+    // field named.
+    let past = gw
+        .send(
+            bearer(reqwest::Method::POST, "/api/v1/bookings").json(&json!({
+                "meeting_space_id": space_id,
+                "start_time": "2025-01-15T10:00:00Z",
+                "end_time": "2025-01-15T11:00:00Z",
+                "organizer_name": "John Doe",
+                "organizer_email": "john@example.com",
+            })),
+        )
+        .await;
+    let refused = past.assert_error(400, "validation_failed");
+    assert_eq!(refused["message"], "Validation failed");
+    assert_eq!(refused["errors"][0]["field"], "start_time");
+    assert_eq!(
+        keys(&refused),
+        [
+            "error",
+            "errors",
+            "message",
+            "status",
+            "success",
+            "timestamp"
+        ]
+    );
+    // A double booking is a 409 conflict.
+    gw.send(
+        bearer(reqwest::Method::POST, "/api/v1/bookings").json(&json!({
+            "meeting_space_id": space_id,
+            "start_time": start,
+            "end_time": end,
+            "organizer_name": "Jane Doe",
+            "organizer_email": "jane@example.com",
+        })),
+    )
+    .await
+    .assert_error(409, "conflict");
+
+    // The quickstart's system key, with no workspace header: lists span the
+    // workspaces, a named resource is reached in its own.
+    let system = |path: &str| gw.client.get(gw.url(path)).header("x-api-key", SYSTEM_KEY);
+    let all = spaceos(&gw.send(system("/api/v1/organizations")).await, 200);
+    assert_eq!(all["data"][0]["id"], org_id.as_str());
+    let bookings = spaceos(
+        &gw.send(system(&format!(
+            "/api/v1/bookings?organization_id={org_id}"
+        )))
+        .await,
+        200,
+    );
+    assert_eq!(bookings["meta"]["total"], 1);
+    spaceos(
+        &gw.send(system(&format!("/api/v1/bookings/{booking_id}")))
+            .await,
+        200,
+    );
+
+    // Cancel, as the page shows it (no body).
+    let cancelled = spaceos(
+        &gw.send(bearer(
+            reqwest::Method::PATCH,
+            &format!("/api/v1/bookings/{booking_id}/cancel"),
+        ))
+        .await,
+        200,
+    );
+    assert_eq!(cancelled["data"]["status"], "cancelled");
+
+    // A page walk over more organizations than one page: each exactly once.
+    let mut made = BTreeSet::from([org_id.clone()]);
+    for i in 0..4 {
+        let created = gw
+            .send(
+                bearer(reqwest::Method::POST, "/api/v1/organizations").json(&json!({
+                    "name": format!("Org {i}"), "slug": format!("org-walk-{i}"), "timezone": "UTC",
+                })),
+            )
+            .await;
+        made.insert(
+            spaceos(&created, 201)["data"]["id"]
+                .as_str()
+                .unwrap()
+                .to_owned(),
+        );
+    }
+    let mut seen = Vec::new();
+    for page in 1..=3 {
+        let body = spaceos(
+            &gw.send(bearer(
+                reqwest::Method::GET,
+                &format!("/api/v1/organizations?page={page}&limit=2"),
+            ))
+            .await,
+            200,
+        );
+        seen.extend(
+            body["data"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|o| o["id"].as_str().unwrap().to_owned()),
+        );
+    }
+    assert_eq!(seen.len(), 5);
+    assert_eq!(seen.into_iter().collect::<BTreeSet<_>>(), made);
+}
