@@ -1,10 +1,20 @@
-//! Scopes are `resource:action` strings from one catalog shared by all services.
+//! Scopes are `resource:action` strings. One catalog is shared by all services
+//! ([`CATALOG`]); a deployment may add more ([`Catalog::with_extra`], auth-service's
+//! `scopes.extra`).
+//!
+//! Who checks what: auth-service, which issues every credential, grants only
+//! scopes of its [`Catalog`]. Everyone else carries scopes as they were issued:
+//! [`Scope::parse`] accepts any well-formed `resource:action`, so that a scope a
+//! deployment added passes through the gateway's tokens and identity tokens
+//! unchanged, and a service that does not know it simply never requires it.
 
 use serde::{Deserialize, Serialize};
+use std::borrow::Cow;
 use std::collections::BTreeSet;
 use std::fmt;
 
-/// Every scope the platform knows, with what it allows.
+/// Every scope the platform itself knows, with what it allows: Spaceport's own,
+/// then gospace's documented ones (`data:*`, `agents:*`).
 pub const CATALOG: &[(&str, &str)] = &[
     ("workspace:read", "read the workspace and its settings"),
     ("workspace:admin", "change workspace settings"),
@@ -15,7 +25,7 @@ pub const CATALOG: &[(&str, &str)] = &[
     ),
     (
         "keys:admin",
-        "create and revoke workspace API keys and service principals",
+        "manage every workspace API key and service principal (without it, a caller manages only the API keys they created)",
     ),
     (
         "organizations:read",
@@ -38,55 +48,114 @@ pub const CATALOG: &[(&str, &str)] = &[
         "spaces:write",
         "create and change content spaces, upload configs and space API keys",
     ),
+    (
+        "data:read",
+        "gospace: read the workspace's data sources and records",
+    ),
+    (
+        "data:write",
+        "gospace: write the workspace's data sources and records",
+    ),
+    (
+        "agents:read",
+        "gospace: read agents, blueprints and their runs",
+    ),
+    ("agents:run", "gospace: run agents"),
 ];
 
-/// A scope from the catalog.
+/// The longest scope accepted, `resource:action` together.
+pub const MAX_SCOPE_LEN: usize = 100;
+
+/// A scope: a well-formed `resource:action` (lowercase letters, digits, `_` and
+/// `-` on each side of one colon). Whether a deployment grants it is its
+/// [`Catalog`]'s to say.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct Scope(&'static str);
+pub struct Scope(Cow<'static, str>);
 
 impl Scope {
-    pub const WORKSPACE_READ: Scope = Scope("workspace:read");
-    pub const WORKSPACE_ADMIN: Scope = Scope("workspace:admin");
-    pub const USERS_READ: Scope = Scope("users:read");
-    pub const USERS_ADMIN: Scope = Scope("users:admin");
-    pub const KEYS_ADMIN: Scope = Scope("keys:admin");
-    pub const ORGANIZATIONS_READ: Scope = Scope("organizations:read");
-    pub const ORGANIZATIONS_WRITE: Scope = Scope("organizations:write");
-    pub const BOOKINGS_READ: Scope = Scope("bookings:read");
-    pub const BOOKINGS_WRITE: Scope = Scope("bookings:write");
-    pub const SPACES_READ: Scope = Scope("spaces:read");
-    pub const SPACES_WRITE: Scope = Scope("spaces:write");
+    pub const WORKSPACE_READ: Scope = Scope(Cow::Borrowed("workspace:read"));
+    pub const WORKSPACE_ADMIN: Scope = Scope(Cow::Borrowed("workspace:admin"));
+    pub const USERS_READ: Scope = Scope(Cow::Borrowed("users:read"));
+    pub const USERS_ADMIN: Scope = Scope(Cow::Borrowed("users:admin"));
+    pub const KEYS_ADMIN: Scope = Scope(Cow::Borrowed("keys:admin"));
+    pub const ORGANIZATIONS_READ: Scope = Scope(Cow::Borrowed("organizations:read"));
+    pub const ORGANIZATIONS_WRITE: Scope = Scope(Cow::Borrowed("organizations:write"));
+    pub const BOOKINGS_READ: Scope = Scope(Cow::Borrowed("bookings:read"));
+    pub const BOOKINGS_WRITE: Scope = Scope(Cow::Borrowed("bookings:write"));
+    pub const SPACES_READ: Scope = Scope(Cow::Borrowed("spaces:read"));
+    pub const SPACES_WRITE: Scope = Scope(Cow::Borrowed("spaces:write"));
+    pub const DATA_READ: Scope = Scope(Cow::Borrowed("data:read"));
+    pub const DATA_WRITE: Scope = Scope(Cow::Borrowed("data:write"));
+    pub const AGENTS_READ: Scope = Scope(Cow::Borrowed("agents:read"));
+    pub const AGENTS_RUN: Scope = Scope(Cow::Borrowed("agents:run"));
 
-    /// The catalog entry for `name`, if there is one.
+    /// `name` as a scope, if it is a well-formed `resource:action`; catalog or not.
     pub fn parse(name: &str) -> Option<Scope> {
+        if let Some(known) = Self::builtin(name) {
+            return Some(known);
+        }
+        well_formed(name).then(|| Scope(Cow::Owned(name.to_owned())))
+    }
+
+    /// The entry of the built-in [`CATALOG`] for `name`, if there is one.
+    pub fn builtin(name: &str) -> Option<Scope> {
         CATALOG
             .iter()
             .find(|(n, _)| *n == name)
-            .map(|(n, _)| Scope(n))
+            .map(|(n, _)| Scope(Cow::Borrowed(n)))
     }
 
-    pub fn as_str(&self) -> &'static str {
-        self.0
+    pub fn is_builtin(&self) -> bool {
+        CATALOG.iter().any(|(n, _)| *n == self.as_str())
     }
 
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// `workspace` of `workspace:read`.
+    pub fn resource(&self) -> &str {
+        self.0.split_once(':').map_or("", |(r, _)| r)
+    }
+
+    /// `read` of `workspace:read`.
+    pub fn action(&self) -> &str {
+        self.0.split_once(':').map_or("", |(_, a)| a)
+    }
+
+    /// The built-in catalog's scopes.
     pub fn all() -> impl Iterator<Item = Scope> {
-        CATALOG.iter().map(|(n, _)| Scope(n))
+        CATALOG.iter().map(|(n, _)| Scope(Cow::Borrowed(n)))
     }
+}
+
+fn well_formed(name: &str) -> bool {
+    let part = |p: &str| {
+        !p.is_empty()
+            && p.bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-')
+    };
+    name.len() <= MAX_SCOPE_LEN
+        && name
+            .split_once(':')
+            .is_some_and(|(resource, action)| part(resource) && part(action))
 }
 
 impl fmt::Display for Scope {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.0)
+        f.write_str(&self.0)
     }
 }
 
-/// A scope name outside the catalog.
+/// A scope name that is not a well-formed `resource:action`.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("unknown scope `{0}`")]
-pub struct UnknownScope(pub String);
+#[error(
+    "malformed scope `{0}` (expected resource:action in lowercase letters, digits, `_` or `-`)"
+)]
+pub struct MalformedScope(pub String);
 
-/// A set of catalog scopes. On the wire: a space-separated string (RFC 6749 §3.3)
-/// or a list of strings.
+/// A set of scopes. On the wire: a space-separated string (RFC 6749 §3.3) or a
+/// list of strings.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
 pub struct ScopeSet(BTreeSet<Scope>);
 
@@ -95,19 +164,22 @@ impl ScopeSet {
         ScopeSet(BTreeSet::new())
     }
 
+    /// The built-in catalog (a deployment's own may hold more: [`Catalog::all`]).
     pub fn all() -> Self {
         ScopeSet(Scope::all().collect())
     }
 
-    /// Parses a space-separated list; any unknown name is an error.
-    pub fn parse(text: &str) -> Result<Self, UnknownScope> {
+    /// Parses a space-separated list; any malformed name is an error.
+    pub fn parse(text: &str) -> Result<Self, MalformedScope> {
         Self::from_names(text.split_ascii_whitespace())
     }
 
-    pub fn from_names<'a>(names: impl IntoIterator<Item = &'a str>) -> Result<Self, UnknownScope> {
+    pub fn from_names<'a>(
+        names: impl IntoIterator<Item = &'a str>,
+    ) -> Result<Self, MalformedScope> {
         names
             .into_iter()
-            .map(|n| Scope::parse(n).ok_or_else(|| UnknownScope(n.to_owned())))
+            .map(|n| Scope::parse(n).ok_or_else(|| MalformedScope(n.to_owned())))
             .collect::<Result<BTreeSet<_>, _>>()
             .map(ScopeSet)
     }
@@ -124,15 +196,28 @@ impl ScopeSet {
         ScopeSet(self.0.intersection(&other.0).cloned().collect())
     }
 
+    pub fn union(&self, other: &ScopeSet) -> ScopeSet {
+        ScopeSet(self.0.union(&other.0).cloned().collect())
+    }
+
+    /// The scopes of `self` that `other` lacks.
+    pub fn difference(&self, other: &ScopeSet) -> ScopeSet {
+        ScopeSet(self.0.difference(&other.0).cloned().collect())
+    }
+
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.len()
     }
 
     pub fn iter(&self) -> impl Iterator<Item = &Scope> {
         self.0.iter()
     }
 
-    pub fn names(&self) -> Vec<&'static str> {
+    pub fn names(&self) -> Vec<&str> {
         self.0.iter().map(Scope::as_str).collect()
     }
 }
@@ -171,19 +256,90 @@ impl<'de> Deserialize<'de> for ScopeSet {
     }
 }
 
+/// The scopes a deployment grants: the built-in [`CATALOG`] and the extra ones
+/// its configuration names.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Catalog {
+    extra: ScopeSet,
+}
+
+impl Catalog {
+    /// The built-in catalog alone.
+    pub fn builtin() -> Catalog {
+        Catalog::default()
+    }
+
+    /// The built-in catalog and `extra` (built-in names among them change nothing).
+    pub fn with_extra<'a>(
+        extra: impl IntoIterator<Item = &'a str>,
+    ) -> Result<Catalog, MalformedScope> {
+        let extra = ScopeSet::from_names(extra)?;
+        Ok(Catalog {
+            extra: extra.iter().filter(|s| !s.is_builtin()).cloned().collect(),
+        })
+    }
+
+    /// The configured scopes beyond the built-in catalog.
+    pub fn extra(&self) -> &ScopeSet {
+        &self.extra
+    }
+
+    pub fn contains(&self, scope: &Scope) -> bool {
+        scope.is_builtin() || self.extra.contains(scope)
+    }
+
+    /// Every scope of the deployment (what owners and admins hold).
+    pub fn all(&self) -> ScopeSet {
+        ScopeSet::all().union(&self.extra)
+    }
+
+    /// Every `…:read` scope of the deployment.
+    pub fn reads(&self) -> ScopeSet {
+        self.all()
+            .iter()
+            .filter(|s| s.action() == "read")
+            .cloned()
+            .collect()
+    }
+
+    /// The scopes of `set` the deployment does not grant.
+    pub fn unknown(&self, set: &ScopeSet) -> ScopeSet {
+        set.iter().filter(|s| !self.contains(s)).cloned().collect()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn parses_space_separated_and_refuses_unknown() {
+    fn parses_space_separated_and_refuses_malformed() {
         let set = ScopeSet::parse("bookings:read  spaces:write bookings:read").unwrap();
         assert_eq!(set.names(), vec!["bookings:read", "spaces:write"]);
         assert_eq!(set.to_string(), "bookings:read spaces:write");
-        assert_eq!(
-            ScopeSet::parse("workspace:read data:read").unwrap_err(),
-            UnknownScope("data:read".into())
-        );
+        // gospace's documented exchange.
+        let gospace = ScopeSet::parse("workspace:read data:read agents:run").unwrap();
+        assert!(gospace.iter().all(Scope::is_builtin));
+        assert!(gospace.contains(&Scope::AGENTS_RUN));
+        // Well-formed scopes outside the catalog are carried, not refused.
+        let extra = ScopeSet::parse("reports:read").unwrap();
+        assert!(!extra.iter().next().unwrap().is_builtin());
+        for malformed in [
+            "root",
+            "a:b:c",
+            ":read",
+            "data:",
+            "Data:Read",
+            "data read",
+            "data:réad",
+            &format!("{}:read", "a".repeat(MAX_SCOPE_LEN)),
+        ] {
+            assert_eq!(
+                ScopeSet::from_names([malformed]).unwrap_err(),
+                MalformedScope(malformed.into()),
+                "{malformed}"
+            );
+        }
         assert!(ScopeSet::parse("").unwrap().is_empty());
     }
 
@@ -201,5 +357,53 @@ mod tests {
             r#"["bookings:read","spaces:read"]"#
         );
         assert!(serde_json::from_str::<ScopeSet>(r#"["root"]"#).is_err());
+        // A scope a deployment added survives a round trip (identity tokens).
+        let carried: ScopeSet = serde_json::from_str(r#"["reports:read"]"#).unwrap();
+        assert_eq!(
+            serde_json::to_string(&carried).unwrap(),
+            r#"["reports:read"]"#
+        );
+    }
+
+    #[test]
+    fn the_catalog_is_well_formed_and_unique() {
+        let names: BTreeSet<&str> = CATALOG.iter().map(|(n, _)| *n).collect();
+        assert_eq!(names.len(), CATALOG.len());
+        for (name, meaning) in CATALOG {
+            assert!(well_formed(name), "{name}");
+            assert!(!meaning.is_empty());
+            assert_eq!(Scope::parse(name), Scope::builtin(name));
+        }
+        for gospace in ["data:read", "data:write", "agents:read", "agents:run"] {
+            assert!(Scope::builtin(gospace).is_some(), "{gospace}");
+        }
+    }
+
+    #[test]
+    fn a_deployment_catalog_adds_its_extra_scopes() {
+        let builtin = Catalog::builtin();
+        let reports = Scope::parse("reports:read").unwrap();
+        assert!(!builtin.contains(&reports));
+        assert_eq!(builtin.all(), ScopeSet::all());
+
+        let catalog = Catalog::with_extra(["reports:read", "reports:export", "data:read"]).unwrap();
+        assert!(catalog.contains(&reports));
+        assert!(catalog.contains(&Scope::DATA_READ));
+        assert_eq!(
+            catalog.extra().names(),
+            vec!["reports:export", "reports:read"]
+        );
+        assert!(ScopeSet::all().is_subset(&catalog.all()));
+        assert_eq!(catalog.all().len(), CATALOG.len() + 2);
+        assert!(catalog.reads().contains(&reports));
+        assert!(catalog.reads().contains(&Scope::WORKSPACE_READ));
+        assert!(!catalog.reads().contains(&Scope::BOOKINGS_WRITE));
+        assert!(catalog.reads().iter().all(|s| s.action() == "read"));
+        let asked = ScopeSet::parse("reports:read billing:read bookings:read").unwrap();
+        assert_eq!(catalog.unknown(&asked).names(), vec!["billing:read"]);
+        assert_eq!(
+            Catalog::with_extra(["Reports"]).unwrap_err(),
+            MalformedScope("Reports".into())
+        );
     }
 }

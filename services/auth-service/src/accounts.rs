@@ -3,6 +3,7 @@
 use crate::schema::{memberships, roles, users, workspaces};
 use chrono::{NaiveDateTime, Utc};
 use diesel::prelude::*;
+use identity::scopes::Catalog;
 use identity::{Scope, ScopeSet};
 use serde::Serialize;
 use service_kit::ids::{self, prefix};
@@ -38,20 +39,18 @@ impl Role {
         }
     }
 
-    /// Owners and admins hold every scope (owners alone may transfer ownership,
-    /// which is not a scope); members read and book; viewers read.
-    pub fn scopes(self) -> ScopeSet {
-        let read = [
-            Scope::WORKSPACE_READ,
-            Scope::USERS_READ,
-            Scope::ORGANIZATIONS_READ,
-            Scope::BOOKINGS_READ,
-            Scope::SPACES_READ,
-        ];
+    pub const ALL: [Role; 4] = [Role::Owner, Role::Admin, Role::Member, Role::Viewer];
+
+    /// Owners and admins hold every scope of the deployment, its extra ones
+    /// too (owners alone may transfer ownership, which is not a scope); members
+    /// read and book; viewers read. "Read" is every `…:read` scope.
+    pub fn scopes(self, catalog: &Catalog) -> ScopeSet {
         match self {
-            Role::Owner | Role::Admin => ScopeSet::all(),
-            Role::Member => read.into_iter().chain([Scope::BOOKINGS_WRITE]).collect(),
-            Role::Viewer => read.into_iter().collect(),
+            Role::Owner | Role::Admin => catalog.all(),
+            Role::Member => catalog
+                .reads()
+                .union(&[Scope::BOOKINGS_WRITE].into_iter().collect()),
+            Role::Viewer => catalog.reads(),
         }
     }
 }
@@ -152,12 +151,24 @@ pub struct Granted {
     pub role: String,
     /// What a person reads: the built-in name, or the custom role's name.
     pub role_name: String,
-    scopes: ScopeSet,
+    grants: Grants,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Grants {
+    BuiltIn(Role),
+    Custom(ScopeSet),
 }
 
 impl Granted {
-    pub fn scopes(&self) -> ScopeSet {
-        self.scopes.clone()
+    /// What the role grants in a deployment with `catalog`: a custom role's
+    /// scopes that the deployment no longer knows (an extra scope taken out of
+    /// the configuration) are not granted.
+    pub fn scopes(&self, catalog: &Catalog) -> ScopeSet {
+        match &self.grants {
+            Grants::BuiltIn(role) => role.scopes(catalog),
+            Grants::Custom(scopes) => scopes.intersection(&catalog.all()),
+        }
     }
 
     pub fn is_owner(&self) -> bool {
@@ -176,7 +187,7 @@ pub fn resolve_role(
         return Ok(Some(Granted {
             role: role.to_owned(),
             role_name: role.to_owned(),
-            scopes: builtin.scopes(),
+            grants: Grants::BuiltIn(builtin),
         }));
     }
     let custom = roles::table
@@ -188,7 +199,7 @@ pub fn resolve_role(
     Ok(custom.map(|(name, scopes)| Granted {
         role: role.to_owned(),
         role_name: name,
-        scopes: ScopeSet::parse(&scopes).unwrap_or_default(),
+        grants: Grants::Custom(ScopeSet::parse(&scopes).unwrap_or_default()),
     }))
 }
 
@@ -274,11 +285,46 @@ mod tests {
 
     #[test]
     fn role_scopes_nest() {
-        assert!(Role::Viewer.scopes().is_subset(&Role::Member.scopes()));
-        assert!(Role::Member.scopes().is_subset(&Role::Admin.scopes()));
-        assert_eq!(Role::Owner.scopes(), ScopeSet::all());
-        assert!(Role::Member.scopes().contains(&Scope::BOOKINGS_WRITE));
-        assert!(!Role::Viewer.scopes().contains(&Scope::BOOKINGS_WRITE));
-        assert!(!Role::Member.scopes().contains(&Scope::KEYS_ADMIN));
+        let catalog = Catalog::builtin();
+        let scopes = |role: Role| role.scopes(&catalog);
+        assert!(scopes(Role::Viewer).is_subset(&scopes(Role::Member)));
+        assert!(scopes(Role::Member).is_subset(&scopes(Role::Admin)));
+        assert_eq!(scopes(Role::Owner), ScopeSet::all());
+        assert_eq!(scopes(Role::Admin), ScopeSet::all());
+        assert!(scopes(Role::Member).contains(&Scope::BOOKINGS_WRITE));
+        assert!(!scopes(Role::Viewer).contains(&Scope::BOOKINGS_WRITE));
+        assert!(!scopes(Role::Member).contains(&Scope::KEYS_ADMIN));
+        // Members and viewers read what is readable, gospace's data too.
+        for role in [Role::Member, Role::Viewer] {
+            assert!(scopes(role).contains(&Scope::WORKSPACE_READ));
+            assert!(scopes(role).contains(&Scope::DATA_READ));
+            assert!(!scopes(role).contains(&Scope::AGENTS_RUN));
+        }
+    }
+
+    #[test]
+    fn owners_and_admins_hold_the_extra_scopes() {
+        let catalog = Catalog::with_extra(["reports:read", "reports:export"]).unwrap();
+        let read = Scope::parse("reports:read").unwrap();
+        let export = Scope::parse("reports:export").unwrap();
+        for role in [Role::Owner, Role::Admin] {
+            assert_eq!(role.scopes(&catalog), catalog.all());
+            assert!(role.scopes(&catalog).contains(&export));
+        }
+        for role in [Role::Member, Role::Viewer] {
+            assert!(role.scopes(&catalog).contains(&read));
+            assert!(!role.scopes(&catalog).contains(&export));
+        }
+        // A custom role keeps only what the deployment still grants.
+        let custom = Granted {
+            role: "rol_1".into(),
+            role_name: "reporter".into(),
+            grants: Grants::Custom(ScopeSet::parse("reports:read bookings:read").unwrap()),
+        };
+        assert_eq!(custom.scopes(&catalog).len(), 2);
+        assert_eq!(
+            custom.scopes(&Catalog::builtin()).names(),
+            vec!["bookings:read"]
+        );
     }
 }

@@ -9,23 +9,30 @@
 
 use crate::AuthState;
 use crate::accounts::{self, Granted, Role, normalize_email};
+use crate::lists::{self, Backend, sorted};
 use crate::openapi::{
-    Envelope, ErrorEnvelope, ListEnvelope, NoData, PageParams, Scopes, ScopesInput,
+    Envelope, ErrorEnvelope, ListEnvelope, ListParams, NoData, Scopes, ScopesInput,
 };
 use crate::schema::{memberships, roles, users};
 use actix_web::web;
 use chrono::{NaiveDateTime, Utc};
 use diesel::prelude::*;
 use identity::revocation::Revocation;
+use identity::scopes::Catalog;
 use identity::{Identity, PrincipalType, Scope, ScopeSet};
 use serde::{Deserialize, Serialize};
 use service_kit::ids::{self, prefix};
-use service_kit::pagination::OffsetQuery;
+use service_kit::pagination::ListQuery;
 use service_kit::{ApiError, ApiResponse, FieldError, Json, Query};
 use store::{DbConnection, StoreError};
 use utoipa::ToSchema;
 
 const MAX_NAME: usize = 100;
+/// The fields `GET /v1/auth/admin/users` sorts by (`created_at` and
+/// `updated_at` are the membership's).
+pub const MEMBER_SORT_FIELDS: &[&str] = &["created_at", "updated_at", "email", "name"];
+/// The fields `GET /v1/auth/admin/roles` sorts custom roles by.
+pub const ROLE_SORT_FIELDS: &[&str] = &["created_at", "updated_at", "name"];
 
 fn reader(identity: &Identity) -> Result<String, ApiError> {
     identity.require_scope(&Scope::USERS_READ)?;
@@ -76,11 +83,12 @@ impl From<Refusal> for ApiError {
 /// Whether the caller may hand out `granted`.
 fn may_grant(
     conn: &mut DbConnection,
+    catalog: &Catalog,
     caller: &Identity,
     workspace: &str,
     granted: &Granted,
 ) -> Result<(), Refusal> {
-    if !granted.scopes().is_subset(&caller.scopes) {
+    if !granted.scopes(catalog).is_subset(&caller.scopes) {
         return Err(Refusal::Forbidden(
             "you cannot grant scopes you do not hold".into(),
         ));
@@ -155,8 +163,12 @@ pub struct MemberView {
     role_name: String,
     #[schema(value_type = MemberStatus)]
     status: String,
+    /// When the membership began (what `sort=created_at` orders by).
     #[schema(format = DateTime)]
     joined_at: String,
+    /// When the membership's role or status last changed.
+    #[schema(format = DateTime)]
+    updated_at: String,
 }
 
 fn member(
@@ -175,23 +187,29 @@ fn member(
             memberships::role,
             memberships::status,
             memberships::created_at,
+            memberships::updated_at,
         ))
-        .first::<(String, String, String, String, String, NaiveDateTime)>(conn)
+        .first::<MemberRow>(conn)
         .optional()?;
     row.map(|r| view(conn, workspace, r)).transpose()
 }
 
+/// A membership as lists read it: the person (id, email, name), role, status,
+/// and when the membership began and last changed.
+type MemberRow = (
+    String,
+    String,
+    String,
+    String,
+    String,
+    NaiveDateTime,
+    NaiveDateTime,
+);
+
 fn view(
     conn: &mut DbConnection,
     workspace: &str,
-    (user_id, email, name, role, status, joined): (
-        String,
-        String,
-        String,
-        String,
-        String,
-        NaiveDateTime,
-    ),
+    (user_id, email, name, role, status, joined, updated): MemberRow,
 ) -> Result<MemberView, StoreError> {
     let role_name = accounts::resolve_role(conn, workspace, &role)?
         .map_or_else(|| role.clone(), |g| g.role_name);
@@ -203,33 +221,35 @@ fn view(
         role_name,
         status,
         joined_at: service_kit::time::format_rfc3339(joined.and_utc()),
+        updated_at: service_kit::time::format_rfc3339(updated.and_utc()),
     })
 }
 
 /// List the workspace's members
 ///
-/// Oldest membership first. Needs `users:read`.
+/// Needs `users:read`.
 #[utoipa::path(
     get,
     path = "/v1/auth/admin/users",
     operation_id = "list_members",
     tag = "admin",
-    params(PageParams),
+    params(ListParams),
     security(("bearer_token" = ["users:read"]), ("api_key" = ["users:read"]), ("org_api_key" = ["users:read"])),
     responses(
-        (status = 200, description = "A page of members; `meta` is `{page, limit, total}`.", body = ListEnvelope<Vec<MemberView>>),
-        (status = 400, description = "A bad `page` or `limit`.", body = ErrorEnvelope),
+        (status = 200, description = "A page of members.", body = ListEnvelope<Vec<MemberView>>),
+        (status = 400, description = "A bad `page_size`, `page`, `cursor` or `sort`.", body = ErrorEnvelope),
         (status = 401, description = "No credential.", body = ErrorEnvelope),
         (status = 403, description = "Without `users:read`, or no workspace selected.", body = ErrorEnvelope),
     )
 )]
 pub async fn list_users(
     identity: Identity,
-    query: Query<OffsetQuery>,
+    query: Query<ListQuery>,
     state: web::Data<AuthState>,
 ) -> Result<ApiResponse<Vec<MemberView>>, ApiError> {
     let workspace = reader(&identity)?;
-    let page = query.validate()?;
+    let request = query.validate(MEMBER_SORT_FIELDS)?;
+    let (limit, offset) = lists::bounds(&request);
     let (rows, total) = state
         .db
         .run(move |conn| {
@@ -237,21 +257,28 @@ pub async fn list_users(
                 .filter(memberships::workspace_id.eq(&workspace))
                 .count()
                 .get_result(conn)?;
-            let rows = memberships::table
+            let members = memberships::table
                 .inner_join(users::table)
-                .filter(memberships::workspace_id.eq(&workspace))
-                .order((memberships::created_at.asc(), users::id.asc()))
-                .select((
-                    users::id,
-                    users::email,
-                    users::name,
-                    memberships::role,
-                    memberships::status,
-                    memberships::created_at,
-                ))
-                .limit(i64::from(page.limit))
-                .offset(page.offset())
-                .load::<(String, String, String, String, String, NaiveDateTime)>(conn)?;
+                .filter(memberships::workspace_id.eq(workspace.clone()))
+                .into_boxed::<Backend>();
+            let rows = sorted!(members, request.sort, users::id, {
+                "created_at" => memberships::created_at,
+                "updated_at" => memberships::updated_at,
+                "email" => users::email,
+                "name" => users::name,
+            })
+            .select((
+                users::id,
+                users::email,
+                users::name,
+                memberships::role,
+                memberships::status,
+                memberships::created_at,
+                memberships::updated_at,
+            ))
+            .limit(limit)
+            .offset(offset)
+            .load::<MemberRow>(conn)?;
             let views = rows
                 .into_iter()
                 .map(|r| view(conn, &workspace, r))
@@ -259,7 +286,7 @@ pub async fn list_users(
             Ok::<_, StoreError>((views, total))
         })
         .await?;
-    Ok(ApiResponse::ok(rows).meta(page.meta(total as u64)))
+    Ok(ApiResponse::ok(rows).window(request.window(total.unsigned_abs())))
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -305,12 +332,13 @@ pub async fn invite(
             "must be a valid email address",
         )])
     })?;
+    let catalog = state.scopes.clone();
     let added = state
         .db
         .transaction(move |conn| {
             let granted = accounts::resolve_role(conn, &workspace, &role)?
                 .ok_or_else(|| Refusal::Invalid("role", "no such role in this workspace".into()))?;
-            may_grant(conn, &identity, &workspace, &granted)?;
+            may_grant(conn, &catalog, &identity, &workspace, &granted)?;
             let (user, _) = accounts::find_or_create_user(conn, &email)?;
             if member(conn, &workspace, &user.id)?.is_some() {
                 return Err(Refusal::Conflict("already a member".into()));
@@ -382,6 +410,7 @@ pub async fn update_user(
         )]));
     }
     let (ws, uid) = (workspace.clone(), user_id.clone());
+    let catalog = state.scopes.clone();
     let updated = state
         .db
         .transaction(move |conn| {
@@ -391,7 +420,7 @@ pub async fn update_user(
                     let granted = accounts::resolve_role(conn, &ws, r)?.ok_or_else(|| {
                         Refusal::Invalid("role", "no such role in this workspace".into())
                     })?;
-                    may_grant(conn, &identity, &ws, &granted)?;
+                    may_grant(conn, &catalog, &identity, &ws, &granted)?;
                     granted.role
                 }
                 None => current.role.clone(),
@@ -496,56 +525,133 @@ pub struct RoleView {
     scopes: ScopeSet,
     /// `owner`, `admin`, `member` and `viewer` are built in and cannot change.
     built_in: bool,
+    /// Null for a built-in role.
+    #[schema(format = DateTime, required = true)]
+    created_at: Option<String>,
+    /// Null for a built-in role.
+    #[schema(format = DateTime, required = true)]
+    updated_at: Option<String>,
 }
+
+#[derive(Queryable, Debug)]
+struct StoredRole {
+    id: String,
+    name: String,
+    scopes: String,
+    created_at: NaiveDateTime,
+    updated_at: NaiveDateTime,
+}
+
+impl RoleView {
+    fn built_in(role: Role, catalog: &Catalog) -> RoleView {
+        RoleView {
+            id: role.as_str().into(),
+            name: role.as_str().into(),
+            scopes: role.scopes(catalog),
+            built_in: true,
+            created_at: None,
+            updated_at: None,
+        }
+    }
+
+    fn custom(role: StoredRole) -> RoleView {
+        let time = |t: NaiveDateTime| Some(service_kit::time::format_rfc3339(t.and_utc()));
+        RoleView {
+            id: role.id,
+            name: role.name,
+            scopes: ScopeSet::parse(&role.scopes).unwrap_or_default(),
+            built_in: false,
+            created_at: time(role.created_at),
+            updated_at: time(role.updated_at),
+        }
+    }
+}
+
+/// The columns of [`StoredRole`].
+type RoleColumns = (
+    roles::id,
+    roles::name,
+    roles::scopes,
+    roles::created_at,
+    roles::updated_at,
+);
+
+const ROLE_COLUMNS: RoleColumns = (
+    roles::id,
+    roles::name,
+    roles::scopes,
+    roles::created_at,
+    roles::updated_at,
+);
 
 /// List the workspace's roles
 ///
-/// The built-in roles, then the custom ones, oldest first. Not paginated.
-/// Needs `users:read`.
+/// The four built-in roles (`owner`, `admin`, `member`, `viewer`, which have
+/// no creation time) come first, then the workspace's custom roles in `sort`
+/// order. Needs `users:read`.
 #[utoipa::path(
     get,
     path = "/v1/auth/admin/roles",
     operation_id = "list_roles",
     tag = "admin",
+    params(ListParams),
     security(("bearer_token" = ["users:read"]), ("api_key" = ["users:read"]), ("org_api_key" = ["users:read"])),
     responses(
-        (status = 200, description = "Every role; no `meta`.", body = Envelope<Vec<RoleView>>),
+        (status = 200, description = "A page of roles.", body = ListEnvelope<Vec<RoleView>>),
+        (status = 400, description = "A bad `page_size`, `page`, `cursor` or `sort`.", body = ErrorEnvelope),
         (status = 401, description = "No credential.", body = ErrorEnvelope),
         (status = 403, description = "Without `users:read`, or no workspace selected.", body = ErrorEnvelope),
     )
 )]
 pub async fn list_roles(
     identity: Identity,
+    query: Query<ListQuery>,
     state: web::Data<AuthState>,
 ) -> Result<ApiResponse<Vec<RoleView>>, ApiError> {
     let workspace = reader(&identity)?;
-    let mut views: Vec<RoleView> = [Role::Owner, Role::Admin, Role::Member, Role::Viewer]
+    let request = query.validate(ROLE_SORT_FIELDS)?;
+    // The window over [built-in roles…, custom roles…]: the built-in ones it
+    // covers, then the custom ones from where they start.
+    let built_ins = Role::ALL.len() as u64;
+    let start = request.offset;
+    let end = start + u64::from(request.limit);
+    let mut views: Vec<RoleView> = Role::ALL
         .into_iter()
-        .map(|r| RoleView {
-            id: r.as_str().into(),
-            name: r.as_str().into(),
-            scopes: r.scopes(),
-            built_in: true,
-        })
+        .skip(start.min(built_ins) as usize)
+        .take((end.min(built_ins) - start.min(built_ins)) as usize)
+        .map(|r| RoleView::built_in(r, &state.scopes))
         .collect();
-    let custom = state
+    let custom_limit = i64::from(request.limit) - views.len() as i64;
+    let custom_offset = i64::try_from(start.saturating_sub(built_ins)).unwrap_or(i64::MAX);
+    let (custom, count) = state
         .db
         .run(move |conn| {
-            roles::table
+            let count: i64 = roles::table
                 .filter(roles::workspace_id.eq(&workspace))
-                .order((roles::created_at.asc(), roles::id.asc()))
-                .select((roles::id, roles::name, roles::scopes))
-                .load::<(String, String, String)>(conn)
-                .map_err(StoreError::from)
+                .count()
+                .get_result(conn)?;
+            let custom = if custom_limit > 0 {
+                let in_workspace = roles::table
+                    .filter(roles::workspace_id.eq(workspace.clone()))
+                    .into_boxed::<Backend>();
+                sorted!(in_workspace, request.sort, roles::id, {
+                    "created_at" => roles::created_at,
+                    "updated_at" => roles::updated_at,
+                    "name" => roles::name,
+                })
+                .select(ROLE_COLUMNS)
+                .limit(custom_limit)
+                .offset(custom_offset)
+                .load::<StoredRole>(conn)?
+            } else {
+                Vec::new()
+            };
+            Ok::<_, StoreError>((custom, count))
         })
         .await?;
-    views.extend(custom.into_iter().map(|(id, name, scopes)| RoleView {
-        id,
-        name,
-        scopes: ScopeSet::parse(&scopes).unwrap_or_default(),
-        built_in: false,
-    }));
-    Ok(ApiResponse::ok(views))
+    views.extend(custom.into_iter().map(RoleView::custom));
+    let total = built_ins + count.unsigned_abs();
+    Ok(ApiResponse::ok(views).window(request.window(total)))
 }
 
 /// Creating needs `name` (a missing one is refused as empty); a change may
@@ -562,6 +668,7 @@ pub struct RoleInput {
 }
 
 fn check_role_input(
+    catalog: &Catalog,
     identity: &Identity,
     name: Option<&str>,
     scopes: Option<&ScopeSet>,
@@ -577,13 +684,22 @@ fn check_role_input(
             errors.push(FieldError::new("name", "is the name of a built-in role"));
         }
     }
-    if let Some(scopes) = scopes
-        && !scopes.is_subset(&identity.scopes)
-    {
-        errors.push(FieldError::new(
-            "scopes",
-            "may only include scopes you hold",
-        ));
+    if let Some(scopes) = scopes {
+        let unknown = catalog.unknown(scopes);
+        if !unknown.is_empty() {
+            errors.push(FieldError::new(
+                "scopes",
+                format!("not granted by this deployment: {unknown}"),
+            ));
+        } else if !scopes.is_subset(&identity.scopes) {
+            errors.push(FieldError::new(
+                "scopes",
+                format!(
+                    "may only include scopes you hold (not {})",
+                    scopes.difference(&identity.scopes)
+                ),
+            ));
+        }
     }
     if errors.is_empty() {
         Ok(())
@@ -607,7 +723,7 @@ fn check_role_input(
         (status = 401, description = "No credential.", body = ErrorEnvelope),
         (status = 403, description = "Without `users:admin`, or no workspace selected.", body = ErrorEnvelope),
         (status = 409, description = "A role with this name exists (`errors[].field` = `name`).", body = ErrorEnvelope),
-        (status = 422, description = "A bad `name`, unknown scopes, or scopes the caller lacks.", body = ErrorEnvelope),
+        (status = 422, description = "A bad `name`, scopes the deployment does not grant, or scopes the caller lacks.", body = ErrorEnvelope),
     )
 )]
 pub async fn create_role(
@@ -619,10 +735,11 @@ pub async fn create_role(
     let RoleInput { name, scopes } = body.into_inner();
     let name = name.map(|n| n.trim().to_owned()).unwrap_or_default();
     let scopes = scopes.unwrap_or_default();
-    check_role_input(&identity, Some(&name), Some(&scopes))?;
+    check_role_input(&state.scopes, &identity, Some(&name), Some(&scopes))?;
     let id = ids::new_id(prefix::ROLE);
     let now = Utc::now().naive_utc();
     let (row_id, row_name, row_scopes) = (id.clone(), name.clone(), scopes.to_string());
+    let row_scopes_view = row_scopes.clone();
     state
         .db
         .run(move |conn| {
@@ -646,12 +763,13 @@ pub async fn create_role(
             }
             other => other.into(),
         })?;
-    Ok(ApiResponse::created(RoleView {
+    Ok(ApiResponse::created(RoleView::custom(StoredRole {
         id,
         name,
-        scopes,
-        built_in: false,
-    }))
+        scopes: row_scopes_view,
+        created_at: now,
+        updated_at: now,
+    })))
 }
 
 fn built_in_refusal(id: &str) -> Option<ApiError> {
@@ -675,7 +793,7 @@ fn built_in_refusal(id: &str) -> Option<ApiError> {
         (status = 403, description = "Without `users:admin`, or no workspace selected.", body = ErrorEnvelope),
         (status = 404, description = "No such custom role in this workspace.", body = ErrorEnvelope),
         (status = 409, description = "A built-in role, or the name is taken.", body = ErrorEnvelope),
-        (status = 422, description = "A bad `name`, unknown scopes, or scopes the caller lacks.", body = ErrorEnvelope),
+        (status = 422, description = "A bad `name`, scopes the deployment does not grant, or scopes the caller lacks.", body = ErrorEnvelope),
     )
 )]
 pub async fn update_role(
@@ -691,33 +809,31 @@ pub async fn update_role(
     }
     let RoleInput { name, scopes } = body.into_inner();
     let name = name.map(|n| n.trim().to_owned());
-    check_role_input(&identity, name.as_deref(), scopes.as_ref())?;
+    check_role_input(&state.scopes, &identity, name.as_deref(), scopes.as_ref())?;
     let updated = state
         .db
         .transaction(move |conn| {
-            let (current_name, current_scopes) = roles::table
+            let current = roles::table
                 .filter(roles::id.eq(&id))
                 .filter(roles::workspace_id.eq(&workspace))
-                .select((roles::name, roles::scopes))
-                .first::<(String, String)>(conn)
+                .select(ROLE_COLUMNS)
+                .first::<StoredRole>(conn)
                 .optional()?
                 .ok_or(Refusal::NotFound("role"))?;
-            let name = name.unwrap_or(current_name);
-            let scopes =
-                scopes.unwrap_or_else(|| ScopeSet::parse(&current_scopes).unwrap_or_default());
+            let changed = StoredRole {
+                name: name.unwrap_or(current.name),
+                scopes: scopes.map_or(current.scopes, |s| s.to_string()),
+                updated_at: Utc::now().naive_utc(),
+                ..current
+            };
             diesel::update(roles::table.find(&id))
                 .set((
-                    roles::name.eq(&name),
-                    roles::scopes.eq(scopes.to_string()),
-                    roles::updated_at.eq(Utc::now().naive_utc()),
+                    roles::name.eq(&changed.name),
+                    roles::scopes.eq(&changed.scopes),
+                    roles::updated_at.eq(changed.updated_at),
                 ))
                 .execute(conn)?;
-            Ok::<_, Refusal>(RoleView {
-                id,
-                name,
-                scopes,
-                built_in: false,
-            })
+            Ok::<_, Refusal>(RoleView::custom(changed))
         })
         .await?;
     Ok(ApiResponse::ok(updated))
@@ -835,7 +951,7 @@ pub async fn lookup_membership(
         Some(granted) => MembershipAnswer {
             member: true,
             role: Some(granted.role.clone()),
-            scopes: Some(granted.scopes()),
+            scopes: Some(granted.scopes(&state.scopes)),
         },
         None => MembershipAnswer {
             member: false,

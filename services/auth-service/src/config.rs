@@ -121,6 +121,25 @@ pub struct TokenConfig {
     pub key_publish_lead_secs: u64,
 }
 
+/// `scopes.*`: scopes this deployment grants beyond the built-in catalog
+/// (`identity::scopes::CATALOG`).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScopesConfig {
+    /// Each a `resource:action` (lowercase letters, digits, `_`, `-`). Owners
+    /// and admins hold them; members and viewers hold those ending in `:read`.
+    #[serde(default)]
+    pub extra: Vec<String>,
+}
+
+impl ScopesConfig {
+    /// The deployment's catalog: the built-in one and [`Self::extra`].
+    pub fn catalog(&self) -> Result<identity::scopes::Catalog, ConfigError> {
+        identity::scopes::Catalog::with_extra(self.extra.iter().map(String::as_str))
+            .map_err(|e| ConfigError::invalid("scopes.extra", e.to_string()))
+    }
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AuthConfig {
@@ -135,6 +154,9 @@ pub struct AuthConfig {
     pub api_keys: ApiKeyConfig,
     pub magic_links: MagicLinkConfig,
     pub social: SocialConfig,
+    /// An empty section vanishes from the defaults layer: hence the default.
+    #[serde(default)]
+    pub scopes: ScopesConfig,
     pub mail: mail::MailConfig,
 }
 
@@ -176,6 +198,7 @@ impl AuthConfig {
                 allowed_redirect_uris: Vec::new(),
             },
             social: SocialConfig::default(),
+            scopes: ScopesConfig::default(),
             mail: mail::MailConfig::default(),
         }
     }
@@ -286,6 +309,26 @@ impl AuthConfig {
                 return Err(ConfigError::invalid(key, "must be at least 1"));
             }
         }
+        self.scopes.catalog()?;
         self.mail.validate()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn extra_scopes_are_checked_and_named() {
+        let mut config = AuthConfig::defaults();
+        config.scopes.extra = vec!["reports:read".into(), "reports:export".into()];
+        config.check_sections().unwrap();
+        let catalog = config.scopes.catalog().unwrap();
+        assert!(catalog.contains(&identity::Scope::parse("reports:export").unwrap()));
+        for bad in ["Reports:read", "reports", "reports:read:all", ""] {
+            config.scopes.extra = vec!["reports:read".into(), bad.into()];
+            let err = config.check_sections().unwrap_err().to_string();
+            assert!(err.contains("scopes.extra"), "{bad}: {err}");
+        }
     }
 }

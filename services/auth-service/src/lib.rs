@@ -7,6 +7,7 @@ pub mod accounts;
 mod admin;
 mod api_keys;
 pub mod config;
+mod lists;
 pub mod openapi;
 mod profile;
 pub mod schema;
@@ -55,6 +56,8 @@ pub struct AuthState {
     pub api_keys: ApiKeyConfig,
     pub magic_links: MagicLinkConfig,
     pub social: SocialConfig,
+    /// The scopes this deployment grants: the built-in catalog and `scopes.extra`.
+    pub scopes: identity::scopes::Catalog,
     /// For calls to sign-in providers.
     pub http: reqwest::Client,
 }
@@ -115,6 +118,7 @@ impl ServicePart for AuthService {
             api_keys: config.api_keys.clone(),
             magic_links: config.magic_links.clone(),
             social: config.social.clone(),
+            scopes: config.scopes.catalog()?,
             http,
         });
         Ok(backing

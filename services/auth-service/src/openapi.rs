@@ -14,14 +14,15 @@ use crate::{
 };
 use service_kit::envelope::Meta;
 pub(crate) use service_kit::openapi::{
-    Envelope, ErrorEnvelope, ListEnvelope, NoData, PageParams, always_false, always_true, constant,
+    Envelope, ErrorEnvelope, ListEnvelope, NoData, always_false, always_true, constant,
 };
 use service_kit::{ErrorCode, FieldError};
 use std::borrow::Cow;
+use utoipa::openapi::path::{ParameterBuilder, ParameterIn};
 use utoipa::openapi::schema::{ArrayBuilder, ObjectBuilder, OneOfBuilder, Type};
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
-use utoipa::openapi::{Object, Ref, RefOr, Schema, ServerBuilder};
-use utoipa::{Modify, OpenApi, PartialSchema, ToSchema};
+use utoipa::openapi::{Object, Ref, RefOr, Required, Schema, ServerBuilder};
+use utoipa::{IntoParams, Modify, OpenApi, PartialSchema, ToSchema};
 
 /// The document, as committed under `proto-docs/`.
 pub fn document() -> utoipa::openapi::OpenApi {
@@ -41,19 +42,29 @@ credential (see the security schemes), applies rate limits \
 `Retry-After`), and signs an identity token for auth-service, which refuses \
 requests that did not come through it.
 
-Every JSON answer is an envelope: `{status, success: true, message?, data, \
-timestamp, meta?}`, or on failure `{status, success: false, message, \
-errors?, error: {code, request_id}, timestamp}`. The OAuth endpoints \
-(`/v1/auth/token`, `/v1/auth/revoke`, `/v1/auth/introspect`) answer in RFC \
-6749, 7009 and 7662 form instead, so that stock OAuth2 clients work. \
-Timestamps are RFC 3339, UTC, with milliseconds; ids look like \
-`<prefix>_<ULID>`. Another workspace's resources answer 404, never 403.
+Each route family answers in its product's dialect. The gospace routes \
+(`/v1/*`): `{success: true, data}`; lists `{success, items, next_cursor, \
+prev_cursor, pagination: {total_results}}`, paged with `page_size` (1-500, \
+default 50), `page`, `cursor` (opaque, overrides `page`) and `sort` \
+(`FIELD.asc|desc`, `created_at.desc` by default); failures `{success: false, \
+error: {code, message, details: [{path, message}], request_id}}` with \
+gospace's codes (`unauthorised`, `forbidden`, `validation_failed`, \
+`resource_not_found`, `rate_limited`, `internal_error`; the catalog's for \
+other cases). The SpaceOS routes (`/api/v1/auth/otp/*`) and the platform's own \
+(`/internal/*`): `{status, success: true, message?, data, timestamp}`, or on \
+failure `{status, success: false, message, errors?: [{field, message}], \
+error: {code, request_id}, timestamp}` (invalid input: 400 `Validation \
+failed`). The OAuth endpoints (`/v1/auth/token`, `/v1/auth/revoke`, \
+`/v1/auth/introspect`) answer in RFC 6749, 7009 and 7662 form instead, so that \
+stock OAuth2 clients work (a JSON refresh at `/v1/auth/token` answers in the \
+gospace envelope). Timestamps are RFC 3339, UTC, with milliseconds; ids look \
+like `<prefix>_<ULID>`. Another workspace's resources answer 404, never 403.
 
 Every response carries `x-request-id` (a sane incoming one is reused), which \
 error bodies repeat as `error.request_id`. Malformed JSON (400 \
 `invalid_json`), a wrong content type (415), an oversize body (413), an unknown \
-route (404) or method (405) answer in the error envelope on every endpoint, as \
-do the gateway's own refusals (401, 403, 429, 502, 503, 504).";
+route (404) or method (405) answer in the route family's error shape on every \
+endpoint, as do the gateway's own refusals (401, 403, 429, 502, 503, 504).";
 
 #[derive(OpenApi)]
 #[openapi(
@@ -179,6 +190,18 @@ impl Modify for Conventions {
         for (name, scheme) in schemes {
             components.add_security_scheme(name, scheme);
         }
+        for (path, fields) in SORTED_LISTS {
+            if let Some(list) = openapi
+                .paths
+                .paths
+                .get_mut(path)
+                .and_then(|item| item.get.as_mut())
+            {
+                list.parameters
+                    .get_or_insert_with(Vec::new)
+                    .push(sort_parameter(fields).into());
+            }
+        }
         for (path, item) in openapi.paths.paths.iter_mut() {
             let internal = path.starts_with("/internal/");
             if internal {
@@ -195,8 +218,68 @@ impl Modify for Conventions {
     }
 }
 
-/// One scope of the catalog (`identity::scopes::CATALOG`).
+/// `?page_size=&page=&cursor=` of the gospace lists; each list's `sort` is
+/// added from [`SORTED_LISTS`]. The bounds are `service_kit::pagination`'s
+/// (`DEFAULT_PAGE_SIZE`, `MAX_PAGE_SIZE`, `MAX_PAGE`; the API tests hold them
+/// equal).
+#[derive(IntoParams)]
+#[into_params(parameter_in = Query)]
+#[allow(dead_code)] // described, never built: `ListQuery` reads them
+pub(crate) struct ListParams {
+    /// Items per page.
+    #[param(minimum = 1, maximum = 500, default = 50)]
+    page_size: Option<u32>,
+    /// The page to start at (1-based), for a first request; `cursor`
+    /// overrides it.
+    #[param(minimum = 1, maximum = 100000, default = 1)]
+    page: Option<u32>,
+    /// `next_cursor` or `prev_cursor` of an earlier answer, as it was sent:
+    /// cursors are opaque.
+    cursor: Option<String>,
+}
+
+/// Every gospace list and the fields it sorts by (the handlers validate
+/// `sort` against the same constants).
+pub const SORTED_LISTS: [(&str, &[&str]); 5] = [
+    ("/v1/system/workspaces", profile::SORT_FIELDS),
+    ("/v1/auth/admin/users", admin::MEMBER_SORT_FIELDS),
+    ("/v1/auth/admin/roles", admin::ROLE_SORT_FIELDS),
+    ("/v1/auth/api-key", api_keys::SORT_FIELDS),
+    (
+        "/v1/auth/service-principals",
+        service_principals::SORT_FIELDS,
+    ),
+];
+
+/// `?sort=FIELD.asc|desc` of a list sorted by `fields`.
+fn sort_parameter(fields: &[&str]) -> utoipa::openapi::path::Parameter {
+    let values: Vec<String> = fields
+        .iter()
+        .flat_map(|f| [format!("{f}.asc"), format!("{f}.desc")])
+        .collect();
+    ParameterBuilder::new()
+        .name("sort")
+        .parameter_in(ParameterIn::Query)
+        .required(Required::False)
+        .description(Some(
+            "The order: a field and a direction; ties are broken by id, the same way. \
+             Any other value is refused (400 `validation_failed`).",
+        ))
+        .schema(Some(
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .enum_values(Some(values))
+                .default(Some(serde_json::json!("created_at.desc"))),
+        ))
+        .build()
+}
+
+/// A scope, `resource:action`: the built-in catalog
+/// (`identity::scopes::CATALOG`) and those a deployment adds (`scopes.extra`).
 pub(crate) struct Scope;
+
+/// What `identity::Scope::parse` accepts.
+pub const SCOPE_PATTERN: &str = "^[a-z0-9_-]+:[a-z0-9_-]+$";
 
 impl PartialSchema for Scope {
     fn schema() -> RefOr<Schema> {
@@ -208,9 +291,13 @@ impl PartialSchema for Scope {
             .join("\n");
         ObjectBuilder::new()
             .schema_type(Type::String)
-            .enum_values(Some(catalog.iter().map(|(name, _)| *name)))
+            .pattern(Some(SCOPE_PATTERN))
+            .max_length(Some(identity::scopes::MAX_SCOPE_LEN))
+            .examples(catalog.iter().map(|(name, _)| *name))
             .description(Some(format!(
-                "A scope, `resource:action`; one catalog for every service:\n\n{meanings}"
+                "A scope, `resource:action`; one catalog for every service:\n\n{meanings}\n\n\
+                 A deployment may grant more (auth-service's `scopes.extra`); \
+                 `/.well-known/openid-configuration` lists its `scopes_supported`."
             )))
             .into()
     }
@@ -258,8 +345,8 @@ impl PartialSchema for ScopesInput {
             )
             .item(ArrayBuilder::new().items(Ref::from_schema_name(Scope::name())))
             .description(Some(
-                "Scopes, as a list or a space-separated string; unknown scopes are refused \
-                 (422) and repeats ignored.",
+                "Scopes, as a list or a space-separated string; scopes the deployment does \
+                 not grant are refused (422) and repeats ignored.",
             ))
             .into()
     }

@@ -3,7 +3,8 @@
 
 use crate::AuthState;
 use crate::accounts::{self, Role};
-use crate::openapi::{Envelope, ErrorEnvelope, ListEnvelope, PageParams};
+use crate::lists::{self, Backend, sorted};
+use crate::openapi::{Envelope, ErrorEnvelope, ListEnvelope, ListParams};
 use crate::schema::{memberships, users, workspaces};
 use actix_web::web;
 use chrono::{NaiveDateTime, Utc};
@@ -11,12 +12,14 @@ use diesel::prelude::*;
 use identity::{Identity, PrincipalType, ScopeSet};
 use serde::Serialize;
 use service_kit::ids::{self, prefix};
-use service_kit::pagination::OffsetQuery;
+use service_kit::pagination::ListQuery;
 use service_kit::{ApiError, ApiResponse, FieldError, Json, Query};
 use store::StoreError;
 use utoipa::ToSchema;
 
 const MAX_NAME: usize = 100;
+/// The fields `GET /v1/system/workspaces` sorts by.
+pub const SORT_FIELDS: &[&str] = &["created_at", "updated_at", "name"];
 /// Fields a client may see but never change.
 const READ_ONLY: [&str; 6] = [
     "id",
@@ -191,46 +194,49 @@ pub struct WorkspaceView {
     role: Option<String>,
     #[schema(format = DateTime)]
     created_at: String,
+    #[schema(format = DateTime)]
+    updated_at: String,
 }
 
-fn view(
-    id: String,
-    name: String,
-    role: Option<String>,
-    created_at: NaiveDateTime,
-) -> WorkspaceView {
+/// A workspace as its list reads it: id, name, the caller's role, created and
+/// updated.
+type WorkspaceRow = (String, String, Option<String>, NaiveDateTime, NaiveDateTime);
+
+fn view((id, name, role, created_at, updated_at): WorkspaceRow) -> WorkspaceView {
     WorkspaceView {
         id,
         name,
         role,
         created_at: service_kit::time::format_rfc3339(created_at.and_utc()),
+        updated_at: service_kit::time::format_rfc3339(updated_at.and_utc()),
     }
 }
 
 /// The caller's workspaces
 ///
-/// People see the workspaces they are active members of, oldest first; a key
-/// or service token sees its own; the operator's system key sees them all.
+/// People see the workspaces they are active members of; a key or service
+/// token sees its own; the operator's system key sees them all.
 #[utoipa::path(
     get,
     path = "/v1/system/workspaces",
     operation_id = "list_workspaces",
     tag = "workspaces",
-    params(PageParams),
+    params(ListParams),
     security(("bearer_token" = []), ("api_key" = []), ("org_api_key" = [])),
     responses(
-        (status = 200, description = "A page of workspaces; `meta` is `{page, limit, total}`.", body = ListEnvelope<Vec<WorkspaceView>>),
-        (status = 400, description = "A bad `page` or `limit`.", body = ErrorEnvelope),
+        (status = 200, description = "A page of workspaces.", body = ListEnvelope<Vec<WorkspaceView>>),
+        (status = 400, description = "A bad `page_size`, `page`, `cursor` or `sort`.", body = ErrorEnvelope),
         (status = 401, description = "No credential.", body = ErrorEnvelope),
         (status = 403, description = "A key or service token without a workspace.", body = ErrorEnvelope),
     )
 )]
 pub async fn workspaces(
     identity: Identity,
-    query: Query<OffsetQuery>,
+    query: Query<ListQuery>,
     state: web::Data<AuthState>,
 ) -> Result<ApiResponse<Vec<WorkspaceView>>, ApiError> {
-    let page = query.validate()?;
+    let request = query.validate(SORT_FIELDS)?;
+    let (limit, offset) = lists::bounds(&request);
     let (rows, total) = match identity.principal_type {
         PrincipalType::Anonymous => return Err(ApiError::unauthorized("authentication required")),
         PrincipalType::User => {
@@ -238,68 +244,75 @@ pub async fn workspaces(
             state
                 .db
                 .run(move |conn| {
-                    let mine = memberships::table
-                        .inner_join(workspaces::table)
-                        .filter(memberships::user_id.eq(&user_id))
-                        .filter(memberships::status.eq("active"));
-                    let total: i64 = mine.count().get_result(conn)?;
-                    let rows = mine
-                        .order((workspaces::created_at.asc(), workspaces::id.asc()))
-                        .select((
-                            workspaces::id,
-                            workspaces::name,
-                            memberships::role.nullable(),
-                            workspaces::created_at,
-                        ))
-                        .limit(i64::from(page.limit))
-                        .offset(page.offset())
-                        .load::<(String, String, Option<String>, NaiveDateTime)>(conn)?;
+                    let mine = || {
+                        memberships::table
+                            .inner_join(workspaces::table)
+                            .filter(memberships::user_id.eq(user_id.clone()))
+                            .filter(memberships::status.eq("active"))
+                            .into_boxed::<Backend>()
+                    };
+                    let total: i64 = mine().count().get_result(conn)?;
+                    let rows = sorted!(mine(), request.sort, workspaces::id, {
+                        "created_at" => workspaces::created_at,
+                        "updated_at" => workspaces::updated_at,
+                        "name" => workspaces::name,
+                    })
+                    .select((
+                        workspaces::id,
+                        workspaces::name,
+                        memberships::role.nullable(),
+                        workspaces::created_at,
+                        workspaces::updated_at,
+                    ))
+                    .limit(limit)
+                    .offset(offset)
+                    .load::<WorkspaceRow>(conn)?;
                     Ok::<_, StoreError>((rows, total))
                 })
                 .await?
         }
-        // The operator's system key sees every workspace.
-        PrincipalType::System => {
+        // The operator's system key sees every workspace; keys and service
+        // tokens see their own.
+        principal_type => {
+            let only = match principal_type {
+                PrincipalType::System => None,
+                _ => Some(identity.require_workspace()?.to_owned()),
+            };
             state
                 .db
                 .run(move |conn| {
-                    let total: i64 = workspaces::table.count().get_result(conn)?;
-                    let rows = workspaces::table
-                        .order((workspaces::created_at.asc(), workspaces::id.asc()))
-                        .select((workspaces::id, workspaces::name, workspaces::created_at))
-                        .limit(i64::from(page.limit))
-                        .offset(page.offset())
-                        .load::<(String, String, NaiveDateTime)>(conn)?
-                        .into_iter()
-                        .map(|(id, name, at)| (id, name, None, at))
-                        .collect::<Vec<_>>();
-                    Ok::<_, StoreError>((rows, total))
-                })
-                .await?
-        }
-        _ => {
-            let workspace_id = identity.require_workspace()?.to_owned();
-            state
-                .db
-                .run(move |conn| {
-                    let rows = workspaces::table
-                        .filter(workspaces::id.eq(&workspace_id))
-                        .select((workspaces::id, workspaces::name, workspaces::created_at))
-                        .load::<(String, String, NaiveDateTime)>(conn)?
-                        .into_iter()
-                        .map(|(id, name, at)| (id, name, None, at))
-                        .collect::<Vec<_>>();
-                    let total = rows.len() as i64;
+                    let visible = || {
+                        let mut q = workspaces::table.into_boxed::<Backend>();
+                        if let Some(id) = &only {
+                            q = q.filter(workspaces::id.eq(id.clone()));
+                        }
+                        q
+                    };
+                    let total: i64 = visible().count().get_result(conn)?;
+                    let rows = sorted!(visible(), request.sort, workspaces::id, {
+                        "created_at" => workspaces::created_at,
+                        "updated_at" => workspaces::updated_at,
+                        "name" => workspaces::name,
+                    })
+                    .select((
+                        workspaces::id,
+                        workspaces::name,
+                        workspaces::created_at,
+                        workspaces::updated_at,
+                    ))
+                    .limit(limit)
+                    .offset(offset)
+                    .load::<(String, String, NaiveDateTime, NaiveDateTime)>(conn)?
+                    .into_iter()
+                    .map(|(id, name, created, updated)| (id, name, None, created, updated))
+                    .collect::<Vec<_>>();
                     Ok::<_, StoreError>((rows, total))
                 })
                 .await?
         }
     };
-    let views = rows
-        .into_iter()
-        .map(|(id, name, role, at)| view(id, name, role, at))
-        .collect();
-    Ok(ApiResponse::ok(views).meta(page.meta(total as u64)))
+    let views = rows.into_iter().map(view).collect();
+    Ok(ApiResponse::ok(views).window(request.window(total.unsigned_abs())))
 }
 
 #[derive(Debug, serde::Deserialize, ToSchema)]
@@ -366,10 +379,11 @@ pub async fn create_workspace(
                 .map_err(StoreError::from)
         })
         .await?;
-    Ok(ApiResponse::created(view(
+    Ok(ApiResponse::created(view((
         id,
         name,
         Some("owner".into()),
         now,
-    )))
+        now,
+    ))))
 }

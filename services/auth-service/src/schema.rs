@@ -98,6 +98,7 @@ diesel::table! {
         created_at -> Timestamp,
         expires_at -> Nullable<Timestamp>,
         last_used_at -> Nullable<Timestamp>,
+        organization_id -> Nullable<Text>,
     }
 }
 

@@ -5,8 +5,9 @@
 //! `POST /v1/auth/service-principals/{id}/rotate-secret`.
 
 use crate::AuthState;
+use crate::lists::{self, Backend, sorted};
 use crate::openapi::{
-    Envelope, ErrorEnvelope, ListEnvelope, NoData, PageParams, Scopes, ScopesInput,
+    Envelope, ErrorEnvelope, ListEnvelope, ListParams, NoData, Scopes, ScopesInput,
 };
 use crate::schema::service_principals;
 use crate::secrets::{hashes_match, random_credential};
@@ -18,7 +19,7 @@ use identity::revocation::Revocation;
 use identity::{Identity, Scope, ScopeSet};
 use serde::{Deserialize, Serialize};
 use service_kit::ids::{self, prefix};
-use service_kit::pagination::OffsetQuery;
+use service_kit::pagination::ListQuery;
 use service_kit::time::rfc3339;
 use service_kit::{ApiError, ApiResponse, FieldError, Json, Query};
 use store::StoreError;
@@ -26,6 +27,8 @@ use utoipa::ToSchema;
 
 const SECRET_PREFIX: &str = "sps_";
 const MAX_NAME: usize = 100;
+/// The fields `GET /v1/auth/service-principals` sorts by.
+pub const SORT_FIELDS: &[&str] = &["created_at", "name", "secret_rotated_at"];
 
 #[derive(Queryable, Insertable, Debug, Clone)]
 #[diesel(table_name = service_principals)]
@@ -107,9 +110,9 @@ fn keys_admin(identity: &Identity) -> Result<String, ApiError> {
     responses(
         (status = 201, description = "The new principal, with `client_secret`.", body = Envelope<PrincipalView>),
         (status = 401, description = "No credential.", body = ErrorEnvelope),
-        (status = 403, description = "Without `keys:admin`, or no workspace selected.", body = ErrorEnvelope),
+        (status = 403, description = "Without `keys:admin`, no workspace selected, or a key bound to an organization.", body = ErrorEnvelope),
         (status = 409, description = "A principal with this name exists (`errors[].field` = `name`).", body = ErrorEnvelope),
-        (status = 422, description = "A bad `name`, no scopes, unknown scopes or scopes the caller lacks.", body = ErrorEnvelope),
+        (status = 422, description = "A bad `name`, no scopes, scopes the deployment does not grant or scopes the caller lacks.", body = ErrorEnvelope),
     )
 )]
 pub async fn create(
@@ -127,17 +130,36 @@ pub async fn create(
             format!("must be 1 to {MAX_NAME} characters"),
         ));
     }
+    let unknown = state.scopes.unknown(&scopes);
     if scopes.is_empty() {
         errors.push(FieldError::new("scopes", "at least one scope is needed"));
+    } else if !unknown.is_empty() {
+        errors.push(FieldError::new(
+            "scopes",
+            format!("not granted by this deployment: {unknown}"),
+        ));
     } else if !scopes.is_subset(&identity.scopes) {
         // A principal never holds a scope its creator lacks.
         errors.push(FieldError::new(
             "scopes",
-            "may only include scopes you hold",
+            format!(
+                "may only include scopes you hold (not {})",
+                scopes.difference(&identity.scopes)
+            ),
         ));
     }
     if !errors.is_empty() {
         return Err(ApiError::validation(errors));
+    }
+    // A principal's tokens reach the whole workspace: a key bound to one
+    // organization cannot make one.
+    if crate::api_keys::caller_binding(&state, &identity)
+        .await?
+        .is_some()
+    {
+        return Err(ApiError::forbidden(
+            "a key bound to an organization cannot create service principals",
+        ));
     }
     let secret = random_credential(SECRET_PREFIX);
     let now = Utc::now().naive_utc();
@@ -176,42 +198,46 @@ pub async fn create(
 
 /// List the workspace's service principals
 ///
-/// Oldest first, without secrets. Needs `keys:admin`.
+/// Without secrets. Needs `keys:admin`.
 #[utoipa::path(
     get,
     path = "/v1/auth/service-principals",
     operation_id = "list_service_principals",
     tag = "service-principals",
-    params(PageParams),
+    params(ListParams),
     security(("bearer_token" = ["keys:admin"]), ("api_key" = ["keys:admin"]), ("org_api_key" = ["keys:admin"])),
     responses(
-        (status = 200, description = "A page of principals; `meta` is `{page, limit, total}`.", body = ListEnvelope<Vec<PrincipalView>>),
-        (status = 400, description = "A bad `page` or `limit`.", body = ErrorEnvelope),
+        (status = 200, description = "A page of principals.", body = ListEnvelope<Vec<PrincipalView>>),
+        (status = 400, description = "A bad `page_size`, `page`, `cursor` or `sort`.", body = ErrorEnvelope),
         (status = 401, description = "No credential.", body = ErrorEnvelope),
         (status = 403, description = "Without `keys:admin`, or no workspace selected.", body = ErrorEnvelope),
     )
 )]
 pub async fn list(
     identity: Identity,
-    query: Query<OffsetQuery>,
+    query: Query<ListQuery>,
     state: web::Data<AuthState>,
 ) -> Result<ApiResponse<Vec<PrincipalView>>, ApiError> {
     let workspace_id = keys_admin(&identity)?;
-    let page = query.validate()?;
+    let request = query.validate(SORT_FIELDS)?;
+    let (limit, offset) = lists::bounds(&request);
     let (rows, total) = state
         .db
         .run(move |conn| {
-            let in_workspace = service_principals::table
-                .filter(service_principals::workspace_id.eq(&workspace_id));
-            let total: i64 = in_workspace.count().get_result(conn)?;
-            let rows = in_workspace
-                .order((
-                    service_principals::created_at.asc(),
-                    service_principals::id.asc(),
-                ))
-                .limit(i64::from(page.limit))
-                .offset(page.offset())
-                .load::<Principal>(conn)?;
+            let in_workspace = || {
+                service_principals::table
+                    .filter(service_principals::workspace_id.eq(workspace_id.clone()))
+                    .into_boxed::<Backend>()
+            };
+            let total: i64 = in_workspace().count().get_result(conn)?;
+            let rows = sorted!(in_workspace(), request.sort, service_principals::id, {
+                "created_at" => service_principals::created_at,
+                "name" => service_principals::name,
+                "secret_rotated_at" => service_principals::secret_rotated_at,
+            })
+            .limit(limit)
+            .offset(offset)
+            .load::<Principal>(conn)?;
             Ok::<_, StoreError>((rows, total))
         })
         .await?;
@@ -219,7 +245,7 @@ pub async fn list(
         .into_iter()
         .map(|p| PrincipalView::of(p, None))
         .collect();
-    Ok(ApiResponse::ok(views).meta(page.meta(total as u64)))
+    Ok(ApiResponse::ok(views).window(request.window(total.unsigned_abs())))
 }
 
 /// Loads a principal of the caller's workspace; another workspace's id is 404.

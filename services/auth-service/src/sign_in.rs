@@ -16,6 +16,7 @@ use actix_web::{HttpRequest, web};
 use cache::Quota;
 use chrono::{NaiveDateTime, Utc};
 use diesel::prelude::*;
+use identity::scopes::Catalog;
 use identity::{PrincipalType, ScopeSet};
 use serde::{Deserialize, Serialize};
 use service_kit::{ApiError, ApiResponse, FieldError, Json};
@@ -80,6 +81,8 @@ pub struct Requested {
 pub struct UserView {
     /// `usr_…`
     id: String,
+    /// The same as `id`, as gospace's answers name it (`user.user_id`).
+    user_id: String,
     #[schema(format = Email)]
     email: String,
     /// Empty until the person sets it.
@@ -299,6 +302,7 @@ enum Check {
 /// workspace. Runs inside the caller's transaction.
 pub(crate) fn open_session(
     conn: &mut store::DbConnection,
+    catalog: &Catalog,
     email: &str,
     refresh_ttl: chrono::Duration,
 ) -> Result<SignedInParts, StoreError> {
@@ -306,7 +310,7 @@ pub(crate) fn open_session(
     let membership = accounts::default_membership(conn, &user.id)?;
     let scopes = membership
         .as_ref()
-        .map(|(_, role)| role.scopes())
+        .map(|(_, role)| role.scopes(catalog))
         .unwrap_or_default();
     let issued = sessions::start(
         conn,
@@ -331,7 +335,7 @@ pub(crate) fn signed_in(
         client_id: "spaceport".into(),
         workspace_id: membership.as_ref().map(|(w, _)| w.clone()),
         scopes: membership
-            .map(|(_, role)| role.scopes())
+            .map(|(_, role)| role.scopes(&state.scopes))
             .unwrap_or_else(ScopeSet::empty),
         session_id: Some(issued.family_id.clone()),
     };
@@ -342,7 +346,8 @@ pub(crate) fn signed_in(
         token_type: "Bearer",
         expires_in,
         user: UserView {
-            id: user.id,
+            id: user.id.clone(),
+            user_id: user.id,
             email: user.email,
             name: user.name,
         },
@@ -372,6 +377,7 @@ async fn complete(state: &AuthState, proof: Proof) -> Result<ApiResponse<SignedI
         Proof::Link { token } => state.secrets.credential_hash(token),
     };
     let refresh_ttl = state.refresh_ttl();
+    let catalog = state.scopes.clone();
     let check = state
         .db
         .transaction(move |conn| {
@@ -432,6 +438,7 @@ async fn complete(state: &AuthState, proof: Proof) -> Result<ApiResponse<SignedI
             }
             Ok::<_, StoreError>(Check::Right(Box::new(open_session(
                 conn,
+                &catalog,
                 &email,
                 refresh_ttl,
             )?)))

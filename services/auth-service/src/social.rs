@@ -197,9 +197,10 @@ pub async fn callback(
 
     let email = verified_email(&state, provider, &config, &code, &pending.verifier).await?;
     let refresh_ttl = state.refresh_ttl();
+    let catalog = state.scopes.clone();
     let (user, membership, issued) = state
         .db
-        .transaction(move |conn| open_session(conn, &email, refresh_ttl))
+        .transaction(move |conn| open_session(conn, &catalog, &email, refresh_ttl))
         .await?;
     Ok(signed_in(&state, user, membership, issued))
 }

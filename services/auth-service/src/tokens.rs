@@ -449,7 +449,10 @@ fn client_credentials(
             "workspace_id is not the client's workspace",
         ));
     }
-    let granted = ScopeSet::parse(&principal.scopes).unwrap_or_default();
+    // Scopes the deployment stopped granting are not honoured.
+    let granted = ScopeSet::parse(&principal.scopes)
+        .unwrap_or_default()
+        .intersection(&state.scopes.all());
     let scopes = match scope.map(str::trim).filter(|s| !s.is_empty()) {
         None => granted,
         Some(requested) => {
@@ -493,6 +496,7 @@ async fn refresh(
     json: bool,
 ) -> Result<HttpResponse, OAuthError> {
     let ttl = state.refresh_ttl();
+    let catalog = state.scopes.clone();
     let outcome = state
         .db
         .transaction(move |conn| {
@@ -505,7 +509,7 @@ async fn refresh(
                         None => None,
                     };
                     match role {
-                        Some(role) => Some((workspace.clone(), role.scopes().to_string())),
+                        Some(role) => Some((workspace.clone(), role.scopes(&catalog).to_string())),
                         None => return Ok((Refreshed::NotMember, None)),
                     }
                 }
@@ -527,7 +531,7 @@ async fn refresh(
                 .map(|(w, _)| w)
                 .or(session.workspace_id.as_ref())
             {
-                Some(w) => accounts::role_in(conn, &user.id, w)?.map(|r| r.scopes()),
+                Some(w) => accounts::role_in(conn, &user.id, w)?.map(|r| r.scopes(&catalog)),
                 None => Some(ScopeSet::empty()),
             };
             Ok::<_, StoreError>((Refreshed::Ok, Some((session, issued, user, allowed))))

@@ -55,7 +55,7 @@ pub async fn openid_configuration(state: web::Data<AuthState>) -> HttpResponse {
             "grant_types_supported": ["client_credentials", "refresh_token"],
             "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
             "id_token_signing_alg_values_supported": ["EdDSA"],
-            "scopes_supported": identity::scopes::CATALOG.iter().map(|(name, _)| *name).collect::<Vec<_>>(),
+            "scopes_supported": state.scopes.all(),
             "response_types_supported": [],
             "subject_types_supported": ["public"],
         }))

@@ -58,12 +58,12 @@ async fn members(kind: DbKind) {
     )
     .await
     .assert_error(422, "validation_failed");
-    assert_eq!(bad_role["errors"][0]["field"], "role");
+    assert_eq!(bad_role["error"]["details"][0]["path"], "role");
 
     let listed = call(&auth, &owner, Method::GET, "/v1/auth/admin/users", None)
         .await
         .json();
-    assert_eq!(listed["meta"]["total"], 2);
+    assert_eq!(listed["pagination"]["total_results"], 2);
 
     // Bob signs in and can move his session into the workspace, as a member.
     let session = auth.sign_in("bob@example.com").await;
@@ -233,7 +233,7 @@ async fn owners(kind: DbKind) {
     let theirs = call(&auth, &other, Method::GET, "/v1/auth/admin/users", None)
         .await
         .json();
-    assert_eq!(theirs["meta"]["total"], 1);
+    assert_eq!(theirs["pagination"]["total_results"], 1);
 }
 
 db_test!(custom_roles, custom_roles_body);
@@ -255,7 +255,7 @@ async fn custom_roles_body(kind: DbKind) {
         .await
         .json();
     assert_eq!(
-        roles["data"].as_array().unwrap().len(),
+        roles["items"].as_array().unwrap().len(),
         5,
         "four built-in and one custom"
     );
@@ -310,7 +310,7 @@ async fn custom_roles_body(kind: DbKind) {
     )
     .await
     .assert_error(422, "validation_failed");
-    assert_eq!(clash["errors"][0]["field"], "name");
+    assert_eq!(clash["error"]["details"][0]["path"], "name");
     call(
         &auth,
         &owner,
@@ -411,4 +411,111 @@ async fn lookup(
         Some(serde_json::json!({"user_id": user, "workspace_id": workspace})),
     )
     .await
+}
+
+db_test!(member_and_role_lists_page_and_sort, admin_paging);
+async fn admin_paging(kind: DbKind) {
+    let auth = TestAuth::start(kind).await;
+    let owner = auth.owner("owner@example.com").await;
+    for email in ["dora@example.com", "bob@example.com", "carl@example.com"] {
+        call(
+            &auth,
+            &owner,
+            Method::POST,
+            "/v1/auth/admin/users",
+            Some(serde_json::json!({"email": email, "role": "viewer"})),
+        )
+        .await;
+    }
+    let emails = |body: &serde_json::Value| -> Vec<String> {
+        body["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| m["email"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    let by_email = call(
+        &auth,
+        &owner,
+        Method::GET,
+        "/v1/auth/admin/users?sort=email.desc",
+        None,
+    )
+    .await
+    .json();
+    assert_eq!(
+        emails(&by_email),
+        [
+            "owner@example.com",
+            "dora@example.com",
+            "carl@example.com",
+            "bob@example.com"
+        ]
+    );
+    let pages = crate::profile::walk(&auth, &owner, "/v1/auth/admin/users?page_size=3").await;
+    assert_eq!(pages.len(), 2);
+    let mut walked: Vec<String> = pages.iter().flat_map(emails).collect();
+    assert_eq!(walked[0], "carl@example.com", "the newest member first");
+    walked.sort();
+    walked.dedup();
+    assert_eq!(walked.len(), 4);
+
+    // Roles: the four built-in ones first, then the custom ones in `sort` order.
+    for name in ["zeta", "eta", "theta"] {
+        let created = call(
+            &auth,
+            &owner,
+            Method::POST,
+            "/v1/auth/admin/roles",
+            Some(serde_json::json!({"name": name, "scopes": "bookings:read"})),
+        )
+        .await;
+        assert_eq!(created.status, 201, "{:?}", created.json());
+        assert!(created.json()["data"]["created_at"].is_string());
+    }
+    let pages = crate::profile::walk(
+        &auth,
+        &owner,
+        "/v1/auth/admin/roles?page_size=3&sort=name.asc",
+    )
+    .await;
+    let names: Vec<&str> = pages
+        .iter()
+        .flat_map(|p| p["items"].as_array().unwrap())
+        .map(|r| r["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        names,
+        ["owner", "admin", "member", "viewer", "eta", "theta", "zeta"]
+    );
+    assert_eq!(pages.len(), 3);
+    assert!(pages.iter().all(|p| p["pagination"]["total_results"] == 7));
+    let newest = call(
+        &auth,
+        &owner,
+        Method::GET,
+        "/v1/auth/admin/roles?page=2&page_size=4",
+        None,
+    )
+    .await
+    .json();
+    let names: Vec<&str> = newest["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["theta", "eta", "zeta"], "custom roles newest first");
+    assert!(newest["next_cursor"].is_null());
+    assert!(newest["prev_cursor"].is_string());
+    call(
+        &auth,
+        &owner,
+        Method::GET,
+        "/v1/auth/admin/roles?sort=scopes.asc",
+        None,
+    )
+    .await
+    .assert_error(400, "validation_failed");
 }

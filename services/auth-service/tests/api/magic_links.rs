@@ -50,6 +50,12 @@ async fn sign_in_by_link(kind: DbKind) {
     assert_eq!(signed_in.status, 200, "{:?}", signed_in.json());
     let data = signed_in.json()["data"].clone();
     assert_eq!(data["user"]["email"], "link@example.com");
+    // As gospace's refresh answer names the person.
+    assert_eq!(data["user"]["user_id"], data["user"]["id"]);
+    assert!(service_kit::ids::is_valid(
+        "usr",
+        data["user"]["user_id"].as_str().unwrap()
+    ));
     auth.claims(data["access_token"].as_str().unwrap()).await;
 
     // One challenge, one use: neither the link nor the code works again.
@@ -125,7 +131,7 @@ async fn bad_input(kind: DbKind) {
             )
             .await
             .assert_error(422, "validation_failed");
-        assert_eq!(r["errors"][0]["field"], "redirect_uri", "{evil}");
+        assert_eq!(r["error"]["details"][0]["path"], "redirect_uri", "{evil}");
     }
     assert!(
         auth.sink.messages().is_empty(),

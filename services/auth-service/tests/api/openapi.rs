@@ -6,7 +6,7 @@
 
 use crate::helpers::TestAuth;
 use testkit::DbKind;
-use testkit::openapi::{Document, assert_response};
+use testkit::openapi::{Document, assert_conforms, assert_response};
 use testkit::reqwest::Method;
 
 fn document() -> Document {
@@ -50,7 +50,92 @@ fn shared_schemas_follow_the_code() {
             total: 0,
         },
     );
-    doc.assert_paging_bounds("get", "/v1/auth/api-key");
+    // The gospace shapes of the same answers, as the writers write them.
+    let doc = doc.json;
+    let request = service_kit::pagination::ListQuery {
+        page_size: Some(2),
+        page: Some(2),
+        ..Default::default()
+    }
+    .validate(&["created_at"])
+    .unwrap();
+    let page = service_kit::ApiResponse::ok(Vec::<u8>::new()).window(request.window(5));
+    let written = page.render(service_kit::Dialect::Gospace).unwrap();
+    let written: serde_json::Value = serde_json::from_slice(&written).unwrap();
+    assert!(written["next_cursor"].is_string() && written["prev_cursor"].is_string());
+    assert_conforms(&doc, "GospaceListEnvelope_Vec_KeyView", &written);
+    let (status, refused) = service_kit::ApiError::invalid_query("sort", "must be one of …")
+        .render(service_kit::Dialect::Gospace);
+    assert_eq!(status, 400);
+    assert_conforms(&doc, "GospaceErrorEnvelope", &refused);
+}
+
+/// Every gospace list takes `page_size`, `page`, `cursor` and `sort`, with the
+/// code's bounds and the list's own sort fields.
+#[test]
+fn gospace_lists_document_their_paging() {
+    use service_kit::pagination::{DEFAULT_PAGE_SIZE, MAX_PAGE, MAX_PAGE_SIZE};
+    let doc = document().json;
+    for (path, fields) in auth_service::openapi::SORTED_LISTS {
+        let params = doc["paths"][path]["get"]["parameters"]
+            .as_array()
+            .unwrap_or_else(|| panic!("{path} has no parameters"));
+        let param = |name: &str| {
+            params
+                .iter()
+                .find(|p| p["name"] == name && p["in"] == "query")
+                .map(|p| p["schema"].clone())
+                .unwrap_or_else(|| panic!("{path} lacks ?{name}"))
+        };
+        let size = param("page_size");
+        assert_eq!(size["maximum"], MAX_PAGE_SIZE, "{path}");
+        assert_eq!(size["minimum"], 1, "{path}");
+        assert_eq!(size["default"], DEFAULT_PAGE_SIZE, "{path}");
+        assert_eq!(param("page")["maximum"], MAX_PAGE, "{path}");
+        assert_eq!(param("cursor")["type"], "string", "{path}");
+        let sort = param("sort");
+        assert_eq!(sort["default"], "created_at.desc", "{path}");
+        let documented: Vec<&str> = sort["enum"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_str().unwrap())
+            .collect();
+        let expected: Vec<String> = fields
+            .iter()
+            .flat_map(|f| [format!("{f}.asc"), format!("{f}.desc")])
+            .collect();
+        assert_eq!(documented, expected, "{path}");
+        assert!(fields.contains(&"created_at"), "{path}: the default order");
+        // Each documented value is one the code accepts, and nothing else is.
+        for value in &expected {
+            service_kit::pagination::ListQuery {
+                sort: Some(value.clone()),
+                ..Default::default()
+            }
+            .validate(fields)
+            .unwrap_or_else(|e| panic!("{path} {value}: {e}"));
+        }
+        let response = &doc["paths"][path]["get"]["responses"]["200"]["content"]["application/json"]
+            ["schema"]["$ref"];
+        assert!(
+            response.as_str().unwrap().contains("GospaceListEnvelope_"),
+            "{path}: {response}"
+        );
+    }
+    // Every list of the service is one of them.
+    for (method, path) in auth_service::ROUTES {
+        let answer = &doc["paths"][path][method]["responses"]["200"]["content"]["application/json"]
+            ["schema"]["$ref"];
+        if answer.as_str().is_some_and(|r| r.contains("ListEnvelope_")) {
+            assert!(
+                auth_service::openapi::SORTED_LISTS
+                    .iter()
+                    .any(|(listed, _)| listed == path),
+                "{method} {path} is a list without gospace paging"
+            );
+        }
+    }
 }
 
 #[test]
@@ -61,7 +146,8 @@ fn the_checker_notices_differences() {
 #[test]
 fn the_scope_catalog_and_internal_routes() {
     let doc = document().json;
-    let scopes: std::collections::BTreeSet<&str> = doc["components"]["schemas"]["Scope"]["enum"]
+    let schema = &doc["components"]["schemas"]["Scope"];
+    let scopes: std::collections::BTreeSet<&str> = schema["examples"]
         .as_array()
         .unwrap()
         .iter()
@@ -70,10 +156,48 @@ fn the_scope_catalog_and_internal_routes() {
     let catalog: std::collections::BTreeSet<&str> =
         identity::scopes::CATALOG.iter().map(|(n, _)| *n).collect();
     assert_eq!(scopes, catalog);
+    let description = schema["description"].as_str().unwrap();
+    for (name, meaning) in identity::scopes::CATALOG {
+        assert!(
+            description.contains(&format!("`{name}`: {meaning}")),
+            "{name}"
+        );
+    }
+    // The documented pattern is what `Scope::parse` accepts (a deployment
+    // may grant scopes beyond the catalog).
+    assert_eq!(schema["pattern"], auth_service::openapi::SCOPE_PATTERN);
+    assert_eq!(schema["maxLength"], identity::scopes::MAX_SCOPE_LEN);
+    for (name, fits) in [
+        ("reports:read", true),
+        ("agents:run", true),
+        ("a_b-1:c_d-2", true),
+        ("Reports:read", false),
+        ("reports", false),
+        ("a:b:c", false),
+        (":read", false),
+    ] {
+        assert_eq!(identity::Scope::parse(name).is_some(), fits, "{name}");
+        assert_eq!(matches_scope_pattern(name), fits, "{name}");
+    }
     assert_eq!(
         doc["paths"]["/internal/api-keys/introspect"]["post"]["x-internal"],
         true
     );
+}
+
+/// `^[a-z0-9_-]+:[a-z0-9_-]+$`, without a regex engine.
+fn matches_scope_pattern(name: &str) -> bool {
+    assert_eq!(
+        auth_service::openapi::SCOPE_PATTERN,
+        "^[a-z0-9_-]+:[a-z0-9_-]+$"
+    );
+    let part = |p: &str| {
+        !p.is_empty()
+            && p.bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-')
+    };
+    name.split_once(':')
+        .is_some_and(|(resource, action)| part(resource) && part(action))
 }
 
 /// Real answers of the endpoints whose shapes are described by hand.
@@ -206,6 +330,29 @@ async fn answers_match_the_document() {
         .send(as_owner(Method::GET, "/v1/auth/api-key"))
         .await;
     assert_response(&doc, "get", "/v1/auth/api-key", &listed);
+    // gospace's documented call: no body at all.
+    let bare = auth
+        .server
+        .send(as_owner(Method::POST, "/v1/auth/api-key"))
+        .await;
+    assert_eq!(bare.status, 201);
+    assert_response(&doc, "post", "/v1/auth/api-key", &bare);
+    // Pages with neighbours, and refused paging, in the gospace shapes.
+    for (query, status) in [
+        ("?page_size=1&page=2", 200),
+        ("?sort=name.asc", 200),
+        ("?sort=colour.asc", 400),
+        ("?page_size=501", 400),
+    ] {
+        for (path, _) in auth_service::openapi::SORTED_LISTS {
+            let answer = auth
+                .server
+                .send(as_owner(Method::GET, &format!("{path}{query}")))
+                .await;
+            assert_eq!(answer.status, status, "{path}{query}");
+            assert_response(&doc, "get", path, &answer);
+        }
+    }
     for presented in [
         key.json()["data"]["api_key"].clone(),
         serde_json::json!("nope"),

@@ -24,6 +24,12 @@ async fn sign_in_flow(kind: DbKind) {
     assert_eq!(data["token_type"], "Bearer");
     assert_eq!(data["expires_in"], 3600);
     assert_eq!(data["user"]["email"], "ops@example.com");
+    // As gospace's refresh answer names the person.
+    assert_eq!(data["user"]["user_id"], data["user"]["id"]);
+    assert!(service_kit::ids::is_valid(
+        "usr",
+        data["user"]["user_id"].as_str().unwrap()
+    ));
     let user_id = data["user"]["id"].as_str().unwrap().to_owned();
     assert!(service_kit::ids::is_valid("usr", &user_id), "{user_id}");
     assert!(data["refresh_token"].as_str().unwrap().starts_with("rt_"));
@@ -141,13 +147,15 @@ async fn failure_budget(kind: DbKind) {
         .assert_error(429, "rate_limited");
 }
 
-db_test!(bad_input_is_422, bad_input);
+// SpaceOS answers invalid input with 400 `Validation failed` and the fields.
+db_test!(bad_input_is_400, bad_input);
 async fn bad_input(kind: DbKind) {
     let auth = TestAuth::start(kind).await;
     let r = auth
         .request_code("not-an-email")
         .await
-        .assert_error(422, "validation_failed");
+        .assert_error(400, "validation_failed");
+    assert_eq!(r["message"], "Validation failed");
     assert_eq!(r["errors"][0]["field"], "email");
     let r = auth
         .post_json(
@@ -155,19 +163,19 @@ async fn bad_input(kind: DbKind) {
             serde_json::json!({"mail": "a@example.com"}),
         )
         .await
-        .assert_error(422, "validation_failed");
+        .assert_error(400, "validation_failed");
     assert_eq!(r["errors"][0]["field"], "mail");
     let r = auth
         .verify("a@example.com", "12345")
         .await
-        .assert_error(422, "validation_failed");
+        .assert_error(400, "validation_failed");
     assert_eq!(r["errors"][0]["field"], "otp");
     auth.verify("a@example.com", "12a456")
         .await
-        .assert_error(422, "validation_failed");
+        .assert_error(400, "validation_failed");
     // An address with a header injection attempt never reaches the mailer.
     auth.request_code("a@example.com\r\nBcc: x@evil.test")
         .await
-        .assert_error(422, "validation_failed");
+        .assert_error(400, "validation_failed");
     assert!(auth.sink.messages().is_empty());
 }

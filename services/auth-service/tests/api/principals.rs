@@ -103,9 +103,9 @@ async fn round_trip(kind: DbKind) {
         .await;
     assert_eq!(listed.status, 200);
     let body = listed.json();
-    assert_eq!(body["meta"]["total"], 1);
-    assert_eq!(body["data"][0]["client_id"], client_id.as_str());
-    assert!(body["data"][0].get("client_secret").is_none());
+    assert_eq!(body["pagination"]["total_results"], 1);
+    assert_eq!(body["items"][0]["client_id"], client_id.as_str());
+    assert!(body["items"][0].get("client_secret").is_none());
     assert!(!String::from_utf8_lossy(&listed.body).contains(&secret));
 }
 
@@ -195,11 +195,11 @@ async fn management(kind: DbKind) {
     let beyond = create(&auth, &limited_admin, "x", "bookings:write")
         .await
         .assert_error(422, "validation_failed");
-    assert_eq!(beyond["errors"][0]["field"], "scopes");
+    assert_eq!(beyond["error"]["details"][0]["path"], "scopes");
     let bad = create(&auth, &owner, "  ", "")
         .await
         .assert_error(422, "validation_failed");
-    assert_eq!(bad["errors"].as_array().unwrap().len(), 2);
+    assert_eq!(bad["error"]["details"].as_array().unwrap().len(), 2);
     create(&auth, &owner, "sync", "no:such")
         .await
         .assert_error(422, "validation_failed");
@@ -216,7 +216,7 @@ async fn management(kind: DbKind) {
         .server
         .send(auth.request_as(&other, Method::GET, "/v1/auth/service-principals"))
         .await;
-    assert_eq!(theirs.json()["meta"]["total"], 0);
+    assert_eq!(theirs.json()["pagination"]["total_results"], 0);
     let path = format!("/v1/auth/service-principals/{id}");
     auth.server
         .send(auth.request_as(&other, Method::DELETE, &path))
@@ -277,4 +277,121 @@ async fn management(kind: DbKind) {
         Revocation::from_bytes(&published),
         Some(Revocation::Session { id })
     );
+}
+
+db_test!(
+    the_documented_service_principal_exchange_works_verbatim,
+    documented_exchange
+);
+async fn documented_exchange(kind: DbKind) {
+    let auth = TestAuth::start(kind).await;
+    let owner = auth.owner("owner@example.com").await;
+    let created = create(
+        &auth,
+        &owner,
+        "agent runner",
+        "workspace:read data:read agents:run",
+    )
+    .await;
+    assert_eq!(created.status, 201, "{:?}", created.json());
+    let data = created.json()["data"].clone();
+    // api-reference/authentication, request for request.
+    let token = auth
+        .post_json(
+            "/v1/auth/token",
+            serde_json::json!({
+                "client_id": data["client_id"],
+                "client_secret": data["client_secret"],
+                "workspace_id": owner.workspace_id,
+                "scope": "workspace:read data:read agents:run"
+            }),
+        )
+        .await;
+    assert_eq!(token.status, 200, "{:?}", token.json());
+    let body = token.json();
+    assert_eq!(body["token_type"], "Bearer");
+    assert_eq!(body["expires_in"], 3600);
+    let claims = auth.claims(body["access_token"].as_str().unwrap()).await;
+    assert_eq!(
+        claims.scopes(),
+        ScopeSet::parse("workspace:read data:read agents:run").unwrap()
+    );
+    assert!(claims.scopes().contains(&Scope::AGENTS_RUN));
+}
+
+db_test!(extra_scopes_come_from_the_configuration, extra_scopes);
+async fn extra_scopes(kind: DbKind) {
+    let auth = TestAuth::start_with(kind, |c| {
+        c.scopes.extra = vec!["reports:read".into(), "reports:export".into()];
+    })
+    .await;
+    let read = Scope::parse("reports:read").unwrap();
+    let export = Scope::parse("reports:export").unwrap();
+    // Owners hold them (and the access token carries them).
+    let owner = auth.owner("owner@example.com").await;
+    assert!(owner.scopes.contains(&read) && owner.scopes.contains(&export));
+    assert!(owner.scopes.contains(&Scope::DATA_WRITE));
+    let discovery = auth
+        .server
+        .get("/.well-known/openid-configuration")
+        .await
+        .json();
+    let supported = discovery["scopes_supported"].as_array().unwrap();
+    assert!(supported.contains(&serde_json::json!("reports:export")));
+    assert!(supported.contains(&serde_json::json!("agents:run")));
+
+    // Principals may be given them, and exchange them.
+    let created = create(&auth, &owner, "reports", "reports:export agents:run").await;
+    assert_eq!(created.status, 201, "{:?}", created.json());
+    let data = created.json()["data"].clone();
+    let token = auth
+        .post_json(
+            "/v1/auth/token",
+            serde_json::json!({
+                "client_id": data["client_id"],
+                "client_secret": data["client_secret"],
+                "scope": "reports:export",
+            }),
+        )
+        .await;
+    assert_eq!(token.status, 200, "{:?}", token.json());
+    let claims = auth
+        .claims(token.json()["access_token"].as_str().unwrap())
+        .await;
+    assert_eq!(claims.scopes(), [export.clone()].into_iter().collect());
+    // Still nothing outside the deployment's catalog.
+    create(&auth, &owner, "other", "billing:read")
+        .await
+        .assert_error(422, "validation_failed");
+
+    // Admins hold them all; members and viewers the readable ones.
+    for (role, holds_export) in [("admin", true), ("member", false), ("viewer", false)] {
+        let email = format!("{role}@example.com");
+        let invited = auth
+            .server
+            .send(
+                auth.request_as(&owner, Method::POST, "/v1/auth/admin/users")
+                    .json(&serde_json::json!({"email": email, "role": role})),
+            )
+            .await;
+        assert_eq!(invited.status, 201, "{:?}", invited.json());
+        let looked_up = auth
+            .server
+            .send(
+                auth.request_as(
+                    &identity::Identity::gateway(),
+                    Method::POST,
+                    "/internal/memberships/lookup",
+                )
+                .json(&serde_json::json!({
+                    "user_id": invited.json()["data"]["user_id"],
+                    "workspace_id": owner.workspace_id,
+                })),
+            )
+            .await
+            .json();
+        let scopes: ScopeSet = serde_json::from_value(looked_up["data"]["scopes"].clone()).unwrap();
+        assert!(scopes.contains(&read), "{role}");
+        assert_eq!(scopes.contains(&export), holds_export, "{role}");
+    }
 }

@@ -35,12 +35,12 @@ async fn profile(kind: DbKind) {
     let read_only = patch(serde_json::json!({"email": "x@example.com"}))
         .await
         .assert_error(422, "validation_failed");
-    assert_eq!(read_only["errors"][0]["field"], "email");
-    assert_eq!(read_only["errors"][0]["message"], "is read-only");
+    assert_eq!(read_only["error"]["details"][0]["path"], "email");
+    assert_eq!(read_only["error"]["details"][0]["message"], "is read-only");
     let unknown = patch(serde_json::json!({"nickname": "x"}))
         .await
         .assert_error(422, "validation_failed");
-    assert_eq!(unknown["errors"][0]["field"], "nickname");
+    assert_eq!(unknown["error"]["details"][0]["path"], "nickname");
     patch(serde_json::json!({"name": 5}))
         .await
         .assert_error(422, "validation_failed");
@@ -90,17 +90,21 @@ async fn workspaces(kind: DbKind) {
 
     let listed = auth
         .server
-        .send(auth.request_as(&owner, Method::GET, "/v1/system/workspaces?limit=1"))
+        .send(auth.request_as(&owner, Method::GET, "/v1/system/workspaces?page_size=1"))
         .await;
     let body = listed.json();
-    assert_eq!(body["meta"]["total"], 2);
-    assert_eq!(body["data"].as_array().unwrap().len(), 1);
+    assert_eq!(body["pagination"]["total_results"], 2);
+    assert_eq!(body["items"].as_array().unwrap().len(), 1);
     let page2 = auth
         .server
-        .send(auth.request_as(&owner, Method::GET, "/v1/system/workspaces?limit=1&page=2"))
+        .send(auth.request_as(
+            &owner,
+            Method::GET,
+            "/v1/system/workspaces?page_size=1&page=2&sort=created_at.asc",
+        ))
         .await
         .json();
-    assert_eq!(page2["data"][0]["id"], acme.as_str());
+    assert_eq!(page2["items"][0]["id"], acme.as_str());
 
     // Someone else does not see it.
     let theirs = auth
@@ -108,8 +112,8 @@ async fn workspaces(kind: DbKind) {
         .send(auth.request_as(&other, Method::GET, "/v1/system/workspaces"))
         .await
         .json();
-    assert_eq!(theirs["meta"]["total"], 1);
-    assert_ne!(theirs["data"][0]["id"], acme.as_str());
+    assert_eq!(theirs["pagination"]["total_results"], 1);
+    assert_ne!(theirs["items"][0]["id"], acme.as_str());
 
     // A key sees its own workspace only.
     let key = Identity {
@@ -123,12 +127,12 @@ async fn workspaces(kind: DbKind) {
         .send(auth.request_as(&key, Method::GET, "/v1/system/workspaces"))
         .await
         .json();
-    assert_eq!(seen["meta"]["total"], 1);
+    assert_eq!(seen["pagination"]["total_results"], 1);
     assert_eq!(
-        seen["data"][0]["id"],
+        seen["items"][0]["id"],
         owner.workspace_id.clone().unwrap().as_str()
     );
-    assert!(seen["data"][0].get("role").is_none());
+    assert!(seen["items"][0].get("role").is_none());
 
     auth.server
         .send(
@@ -155,11 +159,11 @@ async fn workspaces(kind: DbKind) {
     };
     let everything = auth
         .server
-        .send(auth.request_as(&system, Method::GET, "/v1/system/workspaces?limit=100"))
+        .send(auth.request_as(&system, Method::GET, "/v1/system/workspaces?page_size=100"))
         .await
         .json();
     assert_eq!(
-        everything["meta"]["total"], 3,
+        everything["pagination"]["total_results"], 3,
         "two personal workspaces and Acme"
     );
 }
@@ -236,4 +240,98 @@ async fn switch_workspace(kind: DbKind) {
         .claims(next.json()["data"]["access_token"].as_str().unwrap())
         .await;
     assert_eq!(next_claims.wrk.as_deref(), Some(acme.as_str()));
+}
+
+/// Follows `next_cursor` from `first` to the end; every page's items.
+pub(crate) async fn walk(auth: &TestAuth, who: &Identity, first: &str) -> Vec<serde_json::Value> {
+    let (path, _) = first.split_once('?').unwrap_or((first, ""));
+    let mut pages = Vec::new();
+    let mut next = first.to_owned();
+    loop {
+        let page = auth
+            .server
+            .send(auth.request_as(who, Method::GET, &next))
+            .await;
+        assert_eq!(page.status, 200, "{next}: {:?}", page.json());
+        let body = page.json();
+        let cursor = body["next_cursor"].as_str().map(str::to_owned);
+        pages.push(body);
+        match cursor {
+            // The cursor carries the position; page_size and sort are sent again.
+            Some(cursor) => {
+                let query = first.split_once('?').map_or("", |(_, q)| q);
+                next = format!("{path}?{query}&cursor={cursor}");
+            }
+            None => return pages,
+        }
+        assert!(pages.len() < 100, "the walk ends");
+    }
+}
+
+db_test!(workspace_lists_page_and_sort, workspace_paging);
+async fn workspace_paging(kind: DbKind) {
+    let auth = TestAuth::start(kind).await;
+    let owner = auth.owner("me@example.com").await;
+    for name in ["Delta", "Bravo", "Echo", "Alpha"] {
+        let created = auth
+            .server
+            .send(
+                auth.request_as(&owner, Method::POST, "/v1/system/workspaces")
+                    .json(&serde_json::json!({ "name": name })),
+            )
+            .await;
+        assert_eq!(created.status, 201);
+    }
+    // gospace's first documented call, page by page.
+    let pages = walk(
+        &auth,
+        &owner,
+        "/v1/system/workspaces?page_size=2&sort=name.asc",
+    )
+    .await;
+    assert_eq!(pages.len(), 3);
+    let names: Vec<&str> = pages
+        .iter()
+        .flat_map(|p| p["items"].as_array().unwrap())
+        .map(|w| w["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "Alpha",
+            "Bravo",
+            "Delta",
+            "Echo",
+            "me@example.com's workspace"
+        ]
+    );
+    for page in &pages {
+        assert_eq!(page["success"], true);
+        assert_eq!(page["pagination"]["total_results"], 5);
+        assert!(page.get("data").is_none() && page.get("meta").is_none());
+    }
+    // Newest first by default; `updated_at` sorts too.
+    let newest = auth
+        .server
+        .send(auth.request_as(&owner, Method::GET, "/v1/system/workspaces?page_size=1"))
+        .await
+        .json();
+    assert_eq!(newest["items"][0]["name"], "Alpha");
+    assert!(newest["items"][0]["updated_at"].is_string());
+    let by_update = walk(
+        &auth,
+        &owner,
+        "/v1/system/workspaces?sort=updated_at.asc&page_size=4",
+    )
+    .await;
+    assert_eq!(
+        by_update[0]["items"][0]["name"], "me@example.com's workspace",
+        "the personal workspace was made first"
+    );
+    let refused = auth
+        .server
+        .send(auth.request_as(&owner, Method::GET, "/v1/system/workspaces?sort=role.asc"))
+        .await
+        .assert_error(400, "validation_failed");
+    assert_eq!(refused["error"]["details"][0]["path"], "sort");
 }

@@ -175,6 +175,12 @@ async fn google(kind: DbKind) {
     assert_eq!(signed_in.status, 200, "{:?}", signed_in.json());
     let data = signed_in.json()["data"].clone();
     assert_eq!(data["user"]["email"], "person@example.com");
+    // As gospace's refresh answer names the person.
+    assert_eq!(data["user"]["user_id"], data["user"]["id"]);
+    assert!(service_kit::ids::is_valid(
+        "usr",
+        data["user"]["user_id"].as_str().unwrap()
+    ));
     auth.claims(data["access_token"].as_str().unwrap()).await;
 
     // The state is single use.
