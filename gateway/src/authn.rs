@@ -191,6 +191,9 @@ struct KeyInfo {
     /// Space keys only.
     #[serde(default)]
     space_id: Option<String>,
+    /// Workspace API keys bound to one organization only.
+    #[serde(default)]
+    organization_id: Option<String>,
     #[serde(default)]
     scopes: Option<ScopeSet>,
     #[serde(default)]
@@ -304,6 +307,7 @@ impl Authenticator {
                     workspace_id: claims.wrk,
                     scopes,
                     space_id: None,
+                    organization_id: None,
                 })
             }
         }
@@ -416,6 +420,7 @@ impl Authenticator {
             workspace_id: Some(workspace_id),
             scopes: info.scopes.unwrap_or_default(),
             space_id: None,
+            organization_id: info.organization_id,
         })
     }
 
@@ -442,6 +447,7 @@ impl Authenticator {
                 .into_iter()
                 .collect(),
             space_id: Some(space_id),
+            organization_id: None,
         })
     }
 
@@ -475,6 +481,7 @@ impl Authenticator {
             workspace_id: None,
             scopes: ScopeSet::all(),
             space_id: None,
+            organization_id: None,
         })
     }
 

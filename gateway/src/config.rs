@@ -453,7 +453,7 @@ impl Settings for GatewayConfig {
                 ));
             }
             for scope in &route.scopes {
-                if identity::Scope::parse(scope).is_none() {
+                if identity::Scope::builtin(scope).is_none() {
                     return Err(ConfigError::invalid(
                         &format!("{key}.scopes"),
                         format!("unknown scope `{scope}`"),

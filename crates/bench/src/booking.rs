@@ -199,6 +199,7 @@ pub async fn run(options: &Options) -> Result<BookingReport> {
             workspace_id: Some(workspace.clone()),
             scopes: ScopeSet::all(),
             space_id: None,
+            organization_id: None,
         },
     });
 

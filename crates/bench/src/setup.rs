@@ -27,6 +27,7 @@ impl Session {
             workspace_id: self.claims.wrk.clone(),
             scopes: ScopeSet::all(),
             space_id: None,
+            organization_id: None,
         }
     }
 }

@@ -230,6 +230,7 @@ fn member(workspace: &str) -> Identity {
         workspace_id: Some(workspace.to_owned()),
         scopes: ScopeSet::parse("spaces:read spaces:write").expect("catalog scopes"),
         space_id: None,
+        organization_id: None,
     }
 }
 

@@ -36,7 +36,7 @@ pub struct AccessClaims {
 
 impl AccessClaims {
     pub fn scopes(&self) -> ScopeSet {
-        // Scopes outside today's catalog are dropped rather than failing the token.
+        // Malformed scopes are dropped rather than failing the token.
         ScopeSet::from_names(
             self.scope
                 .split_ascii_whitespace()

@@ -49,6 +49,9 @@ pub struct Identity {
     pub scopes: ScopeSet,
     /// For space keys: the one space the key belongs to.
     pub space_id: Option<String>,
+    /// For workspace API keys bound to one SpaceOS organization: the only
+    /// organization the key reaches.
+    pub organization_id: Option<String>,
 }
 
 impl Identity {
@@ -59,6 +62,7 @@ impl Identity {
             workspace_id: None,
             scopes: ScopeSet::empty(),
             space_id: None,
+            organization_id: None,
         }
     }
 
@@ -70,6 +74,7 @@ impl Identity {
             workspace_id: None,
             scopes: ScopeSet::empty(),
             space_id: None,
+            organization_id: None,
         }
     }
 
@@ -115,6 +120,8 @@ struct Claims {
     scp: ScopeSet,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     spc: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    org: Option<String>,
     iat: u64,
     exp: u64,
     jti: String,
@@ -182,6 +189,7 @@ impl IdentitySigner {
             wrk: identity.workspace_id.clone(),
             scp: identity.scopes.clone(),
             spc: identity.space_id.clone(),
+            org: identity.organization_id.clone(),
             iat,
             exp,
             jti: ulid::Ulid::new().to_string(),
@@ -281,6 +289,7 @@ impl IdentityVerifier {
             workspace_id: claims.wrk,
             scopes: claims.scp,
             space_id: claims.spc,
+            organization_id: claims.org,
         };
         Ok((identity, claims.exp))
     }
@@ -299,6 +308,7 @@ mod tests {
             workspace_id: Some("wrk_1".into()),
             scopes: ScopeSet::parse("bookings:read bookings:write").unwrap(),
             space_id: None,
+            organization_id: None,
         }
     }
 

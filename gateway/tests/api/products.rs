@@ -287,3 +287,58 @@ async fn spaceos_examples_work_verbatim_through_the_gateway() {
     assert_eq!(seen.len(), 5);
     assert_eq!(seen.into_iter().collect::<BTreeSet<_>>(), made);
 }
+
+/// A workspace API key bound to one organization at creation (gospace's key
+/// API, SpaceOS's `x-org-api-key`): through the gateway it reaches that
+/// organization only.
+#[tokio::test]
+async fn organization_bound_keys_reach_their_organization_only() {
+    let platform = Platform::with_booking().await;
+    let gw = &platform.gw;
+    let signed_in = platform.sign_in("org-keys@example.com").await;
+    let token = signed_in["access_token"].as_str().unwrap().to_owned();
+    let bearer = |method: reqwest::Method, path: &str| {
+        gw.client.request(method, gw.url(path)).bearer_auth(&token)
+    };
+    let mut orgs = Vec::new();
+    for slug in ["bound-org", "other-org"] {
+        let created = gw
+            .send(
+                bearer(reqwest::Method::POST, "/api/v1/organizations").json(&json!({
+                    "name": slug, "slug": slug, "timezone": "UTC",
+                })),
+            )
+            .await;
+        orgs.push(
+            spaceos(&created, 201)["data"]["id"]
+                .as_str()
+                .unwrap()
+                .to_owned(),
+        );
+    }
+    let minted = gw
+        .send(
+            bearer(reqwest::Method::POST, "/v1/auth/api-key").json(&json!({
+                "name": "front desk", "organization_id": orgs[0],
+            })),
+        )
+        .await;
+    assert_eq!(minted.status, 201, "{:?}", minted.json());
+    let key = minted.json()["data"]["api_key"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    for header in ["x-org-api-key", "x-api-key"] {
+        let with_key = |path: &str| gw.client.get(gw.url(path)).header(header, &key);
+        let own = gw
+            .send(with_key(&format!("/api/v1/organizations/{}", orgs[0])))
+            .await;
+        assert_eq!(spaceos(&own, 200)["data"]["id"], orgs[0].as_str());
+        gw.send(with_key(&format!("/api/v1/organizations/{}", orgs[1])))
+            .await
+            .assert_error(404, "not_found");
+        let listed = spaceos(&gw.send(with_key("/api/v1/organizations")).await, 200);
+        assert_eq!(listed["meta"]["total"], 1, "{listed}");
+        assert_eq!(listed["data"][0]["id"], orgs[0].as_str());
+    }
+}

@@ -349,7 +349,8 @@ pub async fn list(
     state: web::Data<BookingState>,
 ) -> Result<ApiResponse<Vec<MeetingSpaceView>>, ApiError> {
     let workspace = identity.list_workspace(&Scope::ORGANIZATIONS_READ)?;
-    let f = query.into_inner();
+    let mut f = query.into_inner();
+    f.organization_id = identity.list_organization(f.organization_id.as_deref())?;
     let page = OffsetQuery {
         page: f.page,
         limit: f.limit,

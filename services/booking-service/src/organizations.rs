@@ -140,6 +140,7 @@ pub async fn list(
     state: web::Data<BookingState>,
 ) -> Result<ApiResponse<Vec<OrganizationView>>, ApiError> {
     let workspace = identity.list_workspace(&Scope::ORGANIZATIONS_READ)?;
+    let only = identity.list_organization(None)?;
     let page = query.validate()?;
     let (rows, total) = state
         .db
@@ -148,6 +149,9 @@ pub async fn list(
                 let mut q = organizations::table.into_boxed();
                 if let Some(w) = &workspace {
                     q = q.filter(organizations::workspace_id.eq(w.clone()));
+                }
+                if let Some(id) = &only {
+                    q = q.filter(organizations::id.eq(id.clone()));
                 }
                 q
             };
@@ -272,6 +276,11 @@ pub async fn create(
     state: web::Data<BookingState>,
 ) -> Result<actix_web::HttpResponse, ApiError> {
     let workspace = workspace_with(&identity, &Scope::ORGANIZATIONS_WRITE)?;
+    if identity.organization_id.is_some() {
+        return Err(ApiError::forbidden(
+            "a key bound to an organization cannot create organizations",
+        ));
+    }
     let body = body.into_inner();
     let key = crate::idempotency::Claim::from_request(&req, &workspace, &body)?;
     let mut problems = Problems::new();

@@ -104,7 +104,8 @@ pub async fn list(
     state: web::Data<BookingState>,
 ) -> Result<ApiResponse<Vec<SpaceGroupView>>, ApiError> {
     let workspace = identity.list_workspace(&Scope::ORGANIZATIONS_READ)?;
-    let filter = query.into_inner();
+    let mut filter = query.into_inner();
+    filter.organization_id = identity.list_organization(filter.organization_id.as_deref())?;
     let page = OffsetQuery {
         page: filter.page,
         limit: filter.limit,

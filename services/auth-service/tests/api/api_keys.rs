@@ -197,6 +197,7 @@ async fn scopes_and_expiry(kind: DbKind) {
         principal_type: identity::PrincipalType::SpaceKey,
         principal_id: "spk_1".into(),
         space_id: Some("spc_1".into()),
+        organization_id: None,
         ..owner.clone()
     };
     create(&space_key, serde_json::json!({}))

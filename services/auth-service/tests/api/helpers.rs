@@ -143,6 +143,7 @@ impl TestAuth {
             workspace_id: claims.wrk.clone(),
             scopes: claims.scopes(),
             space_id: None,
+            organization_id: None,
         }
     }
 

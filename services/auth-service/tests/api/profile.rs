@@ -156,6 +156,7 @@ async fn workspaces(kind: DbKind) {
         workspace_id: None,
         scopes: ScopeSet::all(),
         space_id: None,
+        organization_id: None,
     };
     let everything = auth
         .server
@@ -182,6 +183,7 @@ async fn switch_workspace(kind: DbKind) {
         workspace_id: claims.wrk.clone(),
         scopes: claims.scopes(),
         space_id: None,
+        organization_id: None,
     };
     let acme = auth
         .server

@@ -29,6 +29,7 @@ pub fn member(workspace: &str) -> Identity {
         )
         .unwrap(),
         space_id: None,
+        organization_id: None,
     }
 }
 

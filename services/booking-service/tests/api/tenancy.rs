@@ -18,6 +18,7 @@ fn system() -> Identity {
         workspace_id: None,
         scopes: ScopeSet::all(),
         space_id: None,
+        organization_id: None,
     }
 }
 
@@ -267,4 +268,126 @@ async fn pages_walk_every_item_once_on(kind: DbKind) {
     assert_eq!(seen.into_iter().collect::<BTreeSet<_>>(), made);
     let past = app.get("/api/v1/organizations?page=4&limit=2").await.json();
     assert_eq!(past["data"], json!([]));
+}
+
+db_test!(
+    an_organization_bound_key_reaches_its_organization_only,
+    bound_key_on
+);
+async fn bound_key_on(kind: DbKind) {
+    let app = TestBooking::start(kind).await;
+    let workspace = app.owner.workspace_id.clone().unwrap();
+    let ours = app.org().await;
+    let theirs = app.org().await;
+    let our_space = app.space(&ours, json!({})).await;
+    let their_space = app.space(&theirs, json!({})).await;
+    let our_booking = app
+        .book(&our_space, at(2, 10, 0), at(2, 11, 0))
+        .await
+        .json()["data"]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let their_booking = app
+        .book(&their_space, at(2, 10, 0), at(2, 11, 0))
+        .await
+        .json()["data"]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    // What the gateway sends for a workspace API key bound to `ours`.
+    let key = Identity {
+        principal_id: "apk_1".into(),
+        principal_type: PrincipalType::ApiKey,
+        workspace_id: Some(workspace),
+        scopes: ScopeSet::parse(
+            "organizations:read organizations:write bookings:read bookings:write",
+        )
+        .unwrap(),
+        space_id: None,
+        organization_id: Some(ours.clone()),
+    };
+    let get = |path: String| {
+        let (app, key) = (&app, &key);
+        async move { app.call(key, Method::GET, &path, None).await }
+    };
+    // Its own organization's resources, and nothing of the other's.
+    for path in [
+        format!("/api/v1/organizations/{ours}"),
+        format!("/api/v1/meeting-spaces/{our_space}"),
+        format!("/api/v1/bookings/{our_booking}"),
+    ] {
+        assert_eq!(get(path.clone()).await.status, 200, "{path}");
+    }
+    for path in [
+        format!("/api/v1/organizations/{theirs}"),
+        format!("/api/v1/meeting-spaces/{their_space}"),
+        format!("/api/v1/meeting-spaces/{their_space}/availability?date=2030-01-01"),
+        format!("/api/v1/bookings/{their_booking}"),
+        format!("/api/v1/bookings?organization_id={theirs}"),
+    ] {
+        get(path.clone()).await.assert_error(404, "not_found");
+    }
+    app.call(
+        &key,
+        Method::PATCH,
+        &format!("/api/v1/bookings/{their_booking}/cancel"),
+        None,
+    )
+    .await
+    .assert_error(404, "not_found");
+    // Lists show its organization's only.
+    let orgs = get("/api/v1/organizations".into()).await.json();
+    assert_eq!(ids(&orgs), [ours.clone()].into());
+    let spaces = get("/api/v1/meeting-spaces".into()).await.json();
+    assert_eq!(ids(&spaces), [our_space.clone()].into());
+    let bookings = get("/api/v1/bookings".into()).await.json();
+    assert_eq!(ids(&bookings), [our_booking].into());
+    // It creates within its organization only, and no organizations.
+    let made = app
+        .call(
+            &key,
+            Method::POST,
+            "/api/v1/meeting-spaces",
+            Some(json!({"organization_id": ours, "name": "Ours", "slug": slug("ours")})),
+        )
+        .await;
+    assert_eq!(made.status, 201, "{}", made.json());
+    app.call(
+        &key,
+        Method::POST,
+        "/api/v1/meeting-spaces",
+        Some(json!({"organization_id": theirs, "name": "Theirs", "slug": slug("theirs")})),
+    )
+    .await
+    .assert_error(404, "not_found");
+    app.call(
+        &key,
+        Method::POST,
+        "/api/v1/bookings",
+        Some(TestBooking::booking(
+            &their_space,
+            at(3, 10, 0),
+            at(3, 11, 0),
+        )),
+    )
+    .await
+    .assert_error(404, "not_found");
+    let booked = app
+        .call(
+            &key,
+            Method::POST,
+            "/api/v1/bookings",
+            Some(TestBooking::booking(&our_space, at(3, 10, 0), at(3, 11, 0))),
+        )
+        .await;
+    assert_eq!(booked.status, 201, "{}", booked.json());
+    app.call(
+        &key,
+        Method::POST,
+        "/api/v1/organizations",
+        Some(json!({"name": "New", "slug": slug("new"), "timezone": "UTC"})),
+    )
+    .await
+    .assert_error(403, "forbidden");
 }
