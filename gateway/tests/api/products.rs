@@ -342,3 +342,232 @@ async fn organization_bound_keys_reach_their_organization_only() {
         assert_eq!(listed["data"][0]["id"], orgs[0].as_str());
     }
 }
+
+/// A gospace success answer: `{success: true, data}`; returns `data`.
+fn gospace(response: &TestResponse, status: u16) -> Value {
+    let body = response.json();
+    assert_eq!(response.status, status, "{body}");
+    assert_eq!(keys(&body), ["data", "success"], "{body}");
+    assert_eq!(body["success"], true);
+    body["data"].clone()
+}
+
+/// A gospace list: `{success, items, next_cursor, prev_cursor, pagination:
+/// {total_results}}`; returns it.
+fn gospace_list(response: &TestResponse) -> Value {
+    let body = response.json();
+    assert_eq!(response.status, 200, "{body}");
+    assert_eq!(
+        keys(&body),
+        [
+            "items",
+            "next_cursor",
+            "pagination",
+            "prev_cursor",
+            "success"
+        ],
+        "{body}"
+    );
+    assert!(body["items"].is_array());
+    assert!(body["pagination"]["total_results"].is_u64(), "{body}");
+    body
+}
+
+/// A gospace error: `{success: false, error: {code, message, details,
+/// request_id}}` with gospace's `code`.
+fn gospace_error(response: &TestResponse, status: u16, code: &str) -> Value {
+    let body = response.json();
+    assert_eq!(response.status, status, "{body}");
+    assert_eq!(keys(&body), ["error", "success"], "{body}");
+    assert_eq!(body["success"], false);
+    assert_eq!(
+        keys(&body["error"]),
+        ["code", "details", "message", "request_id"],
+        "{body}"
+    );
+    assert_eq!(body["error"]["code"], code, "{body}");
+    assert_eq!(
+        body["error"]["request_id"],
+        response.header("x-request-id").unwrap()
+    );
+    body["error"].clone()
+}
+
+#[tokio::test]
+async fn gospace_examples_work_verbatim_through_the_gateway() {
+    let platform = Platform::with_booking().await;
+    let gw = &platform.gw;
+    let signed_in = platform.sign_in("ops@example.com").await;
+    let refresh_token = signed_in["refresh_token"].as_str().unwrap();
+
+    // Interactive sessions: the JSON refresh, answered in the envelope.
+    let refreshed = gw
+        .send(
+            gw.client
+                .post(gw.url("/v1/auth/token"))
+                .header("Content-Type", "application/json")
+                .body(format!(r#"{{ "refresh_token": "{refresh_token}" }}"#)),
+        )
+        .await;
+    let session = gospace(&refreshed, 200);
+    assert_eq!(session["user"]["email"], "ops@example.com");
+    assert!(
+        session["user"]["user_id"]
+            .as_str()
+            .unwrap()
+            .starts_with("usr_")
+    );
+    let token = session["access_token"].as_str().unwrap().to_owned();
+    let bearer = |method: reqwest::Method, path: &str| {
+        gw.client.request(method, gw.url(path)).bearer_auth(&token)
+    };
+
+    // The first documented call.
+    let workspaces = gospace_list(
+        &gw.send(bearer(reqwest::Method::GET, "/v1/system/workspaces"))
+            .await,
+    );
+    assert_eq!(workspaces["pagination"]["total_results"], 1);
+    let workspace_id = workspaces["items"][0]["id"].as_str().unwrap().to_owned();
+
+    // API keys: created with a bearer token and no body, then used.
+    let created = gospace(
+        &gw.send(
+            bearer(reqwest::Method::POST, "/v1/auth/api-key")
+                .header("Content-Type", "application/json"),
+        )
+        .await,
+        201,
+    );
+    let api_key = created["api_key"].as_str().unwrap().to_owned();
+    assert!(api_key.starts_with("key_"), "{created}");
+    let with_key = gospace_list(
+        &gw.send(
+            gw.client
+                .get(gw.url("/v1/system/workspaces"))
+                .header("x-api-key", &api_key),
+        )
+        .await,
+    );
+    assert_eq!(with_key["items"][0]["id"], workspace_id.as_str());
+
+    // Service principals: the documented exchange, word for word.
+    let principal = gospace(
+        &gw.send(
+            bearer(reqwest::Method::POST, "/v1/auth/service-principals").json(&json!({
+                "name": "agents", "scopes": "workspace:read data:read agents:run",
+            })),
+        )
+        .await,
+        201,
+    );
+    let client_id = principal["client_id"].as_str().unwrap();
+    let client_secret = principal["client_secret"].as_str().unwrap();
+    let exchanged = gw
+        .send(
+            gw.client
+                .post(gw.url("/v1/auth/token"))
+                .header("Content-Type", "application/json")
+                .body(format!(
+                    r#"{{
+  "client_id": "{client_id}",
+  "client_secret": "{client_secret}",
+  "workspace_id": "{workspace_id}",
+  "scope": "workspace:read data:read agents:run"
+}}"#
+                )),
+        )
+        .await;
+    let answer = exchanged.json();
+    assert_eq!(exchanged.status, 200, "{answer}");
+    assert_eq!(answer["token_type"], "Bearer");
+    assert_eq!(answer["expires_in"], 3600);
+    assert_eq!(answer["scope"], "agents:run data:read workspace:read");
+    let service_token = answer["access_token"].as_str().unwrap();
+    let as_service = gospace_list(
+        &gw.send(
+            gw.client
+                .get(gw.url("/v1/system/workspaces"))
+                .bearer_auth(service_token),
+        )
+        .await,
+    );
+    assert_eq!(as_service["items"][0]["id"], workspace_id.as_str());
+
+    // A cursor walk over more keys than a page: each exactly once.
+    let mut made = BTreeSet::new();
+    for i in 0..4 {
+        gospace(
+            &gw.send(
+                bearer(reqwest::Method::POST, "/v1/auth/api-key")
+                    .json(&json!({"name": format!("key {i}")})),
+            )
+            .await,
+            201,
+        );
+    }
+    let mut seen = Vec::new();
+    let mut path = "/v1/auth/api-key?page_size=2".to_owned();
+    loop {
+        let page = gospace_list(&gw.send(bearer(reqwest::Method::GET, &path)).await);
+        assert_eq!(page["pagination"]["total_results"], 5);
+        for item in page["items"].as_array().unwrap() {
+            seen.push(item["id"].as_str().unwrap().to_owned());
+            made.insert(item["id"].as_str().unwrap().to_owned());
+        }
+        match page["next_cursor"].as_str() {
+            Some(cursor) => path = format!("/v1/auth/api-key?page_size=2&cursor={cursor}"),
+            None => break,
+        }
+    }
+    assert_eq!(seen.len(), 5, "{seen:?}");
+    assert_eq!(made.len(), 5, "every key once: {seen:?}");
+
+    // Errors, as gospace clients branch on them.
+    gospace_error(
+        &gw.send(
+            gw.client
+                .get(gw.url("/v1/system/workspaces"))
+                .bearer_auth("not-a-token"),
+        )
+        .await,
+        401,
+        "unauthorised",
+    );
+    gospace_error(&gw.get("/v1/auth/api-key").await, 401, "unauthorised");
+    gospace_error(
+        &gw.send(bearer(
+            reqwest::Method::DELETE,
+            "/v1/auth/api-key/apk_01J0X0M7KNG7KQZ4XQY4J6V6P4",
+        ))
+        .await,
+        404,
+        "resource_not_found",
+    );
+    let invalid = gospace_error(
+        &gw.send(bearer(
+            reqwest::Method::GET,
+            "/v1/auth/api-key?page_size=501",
+        ))
+        .await,
+        400,
+        "validation_failed",
+    );
+    assert_eq!(invalid["details"][0]["path"], "page_size");
+    let sorted = gospace_error(
+        &gw.send(bearer(
+            reqwest::Method::GET,
+            "/v1/system/workspaces?sort=colour.asc",
+        ))
+        .await,
+        400,
+        "validation_failed",
+    );
+    assert_eq!(sorted["details"][0]["path"], "sort");
+    gospace_error(
+        &gw.send(bearer(reqwest::Method::GET, "/v1/no-such-service"))
+            .await,
+        404,
+        "resource_not_found",
+    );
+}
