@@ -1,9 +1,16 @@
 //! Who may reach which spaces. Workspace credentials (people, service
 //! principals, workspace API keys) reach every space of their workspace; a
-//! space key reaches its own space only; the operator's system key reaches
-//! every workspace, or the one it selected. Reads need `spaces:read`, changes
-//! `spaces:write`. Whatever is out of reach answers 404, as if it did not exist.
+//! space key reaches its own space only, an account key every space of its
+//! workspace; the operator's system key reaches every workspace, or the one it
+//! selected. Reads need `spaces:read`, changes `spaces:write`. Whatever is out
+//! of reach answers 404, as if it did not exist.
+//!
+//! The gateway describes both kinds of `sk_` key the same way (a space key,
+//! with the space it was minted for); which kind a key is, spaces-service
+//! itself knows ([`crate::space_keys::kind_of`]).
 
+use crate::SpacesState;
+use crate::space_keys::{self, KeyType};
 use identity::{Identity, PrincipalType, Scope};
 use service_kit::ApiError;
 
@@ -60,13 +67,28 @@ impl Reach {
     }
 }
 
-/// What a request may touch, given the scope its action needs: 401 for an
-/// anonymous caller, 403 without the scope or without a workspace.
-pub fn reach(identity: &Identity, scope: &Scope) -> Result<Reach, ApiError> {
+/// Who is asking, as far as spaces are concerned.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Caller {
+    pub reach: Reach,
+    /// The kind of `sk_` key the credential is, if it is one.
+    pub key: Option<KeyType>,
+    /// A workspace admin (or the operator): holds `keys:admin`, and is no
+    /// space API key.
+    pub admin: bool,
+}
+
+/// What a request may touch, given the scope its action needs and, for a
+/// space API key, which kind it is: 401 for an anonymous caller, 403 without
+/// the scope or without a workspace.
+pub fn reach(identity: &Identity, scope: &Scope, key: Option<KeyType>) -> Result<Reach, ApiError> {
     identity.require_scope(scope)?;
     match identity.principal_type {
-        PrincipalType::SpaceKey => match (&identity.workspace_id, &identity.space_id) {
-            (Some(workspace_id), Some(space_id)) => Ok(Reach::Space {
+        PrincipalType::SpaceKey => match (&identity.workspace_id, &identity.space_id, key) {
+            (Some(workspace_id), _, Some(KeyType::Account)) => {
+                Ok(Reach::Workspace(workspace_id.clone()))
+            }
+            (Some(workspace_id), Some(space_id), _) => Ok(Reach::Space {
                 workspace_id: workspace_id.clone(),
                 space_id: space_id.clone(),
             }),
@@ -85,12 +107,33 @@ pub fn reach(identity: &Identity, scope: &Scope) -> Result<Reach, ApiError> {
     }
 }
 
-pub fn readable(identity: &Identity) -> Result<Reach, ApiError> {
-    reach(identity, &Scope::SPACES_READ)
+/// The caller, with the scope its action needs. A space API key's kind is
+/// looked up (in memory after the first time); a key that no longer exists
+/// is refused (401).
+pub async fn caller(
+    state: &SpacesState,
+    identity: &Identity,
+    scope: &Scope,
+) -> Result<Caller, ApiError> {
+    // The scope first: an anonymous caller costs no look-up.
+    identity.require_scope(scope)?;
+    let key = match identity.principal_type {
+        PrincipalType::SpaceKey => Some(space_keys::kind_of(state, identity).await?),
+        _ => None,
+    };
+    Ok(Caller {
+        reach: reach(identity, scope, key)?,
+        key,
+        admin: key.is_none() && identity.scopes.contains(&Scope::KEYS_ADMIN),
+    })
 }
 
-pub fn writable(identity: &Identity) -> Result<Reach, ApiError> {
-    reach(identity, &Scope::SPACES_WRITE)
+pub async fn readable(state: &SpacesState, identity: &Identity) -> Result<Reach, ApiError> {
+    Ok(caller(state, identity, &Scope::SPACES_READ).await?.reach)
+}
+
+pub async fn writable(state: &SpacesState, identity: &Identity) -> Result<Reach, ApiError> {
+    Ok(caller(state, identity, &Scope::SPACES_WRITE).await?.reach)
 }
 
 #[cfg(test)]
@@ -105,27 +148,36 @@ mod tests {
             workspace_id: workspace.map(str::to_owned),
             scopes: ScopeSet::parse("spaces:read spaces:write").unwrap(),
             space_id: space.map(str::to_owned),
+            organization_id: None,
         }
+    }
+
+    fn readable(identity: &Identity, key: Option<KeyType>) -> Result<Reach, ApiError> {
+        reach(identity, &Scope::SPACES_READ, key)
     }
 
     #[test]
     fn reach_by_credential() {
-        let user = readable(&who(PrincipalType::User, Some("wrk_a"), None)).unwrap();
+        let user = readable(&who(PrincipalType::User, Some("wrk_a"), None), None).unwrap();
         assert!(user.covers("wrk_a", "spc_1") && !user.covers("wrk_b", "spc_1"));
-        let key = readable(&who(PrincipalType::SpaceKey, Some("wrk_a"), Some("spc_1"))).unwrap();
+        let sk = who(PrincipalType::SpaceKey, Some("wrk_a"), Some("spc_1"));
+        let key = readable(&sk, Some(KeyType::Space)).unwrap();
         assert!(key.covers("wrk_a", "spc_1") && !key.covers("wrk_a", "spc_2"));
         assert!(key.workspace_for_new_spaces().is_err());
-        let system = readable(&who(PrincipalType::System, None, None)).unwrap();
+        let account = readable(&sk, Some(KeyType::Account)).unwrap();
+        assert!(account.covers("wrk_a", "spc_2") && !account.covers("wrk_b", "spc_1"));
+        assert_eq!(account.workspace_for_new_spaces().unwrap(), "wrk_a");
+        let system = readable(&who(PrincipalType::System, None, None), None).unwrap();
         assert!(system.covers("wrk_z", "spc_9"));
         assert_eq!(
-            readable(&who(PrincipalType::User, None, None))
+            readable(&who(PrincipalType::User, None, None), None)
                 .unwrap_err()
                 .status
                 .as_u16(),
             403
         );
         assert_eq!(
-            readable(&Identity::anonymous())
+            readable(&Identity::anonymous(), None)
                 .unwrap_err()
                 .status
                 .as_u16(),
@@ -133,7 +185,13 @@ mod tests {
         );
         let mut reader = who(PrincipalType::ApiKey, Some("wrk_a"), None);
         reader.scopes = ScopeSet::parse("spaces:read").unwrap();
-        assert!(readable(&reader).is_ok());
-        assert_eq!(writable(&reader).unwrap_err().status.as_u16(), 403);
+        assert!(readable(&reader, None).is_ok());
+        assert_eq!(
+            reach(&reader, &Scope::SPACES_WRITE, None)
+                .unwrap_err()
+                .status
+                .as_u16(),
+            403
+        );
     }
 }

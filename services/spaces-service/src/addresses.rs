@@ -1,5 +1,6 @@
 //! Checks of the addresses a space names: its custom domain and its webhook
-//! URL, and the watermark image's URL.
+//! URL, the watermark image's URL, and the referrers its unsigned uploads
+//! may come from.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use url::{Host, Url};
@@ -30,6 +31,29 @@ pub fn hostname(raw: &str) -> Result<String, &'static str> {
         Ok(name)
     } else {
         Err("must be a hostname such as media.example.com")
+    }
+}
+
+/// A referrer an unsigned upload may come from, lowercased: a domain
+/// (`example.com`, or `localhost`), all its subdomains (`*.example.com`), with
+/// an optional port (`localhost:3000`).
+pub fn referrer_pattern(raw: &str) -> Result<String, &'static str> {
+    const MESSAGE: &str =
+        "must be a domain such as example.com or *.example.com, with an optional port";
+    let pattern = raw.trim().to_ascii_lowercase();
+    let (host, port) = match pattern.rsplit_once(':') {
+        Some((host, port)) => (host, Some(port)),
+        None => (pattern.as_str(), None),
+    };
+    if port.is_some_and(|p| p.parse::<u16>().map_or(true, |p| p == 0) || p.starts_with('0')) {
+        return Err(MESSAGE);
+    }
+    let domain = host.strip_prefix("*.").unwrap_or(host);
+    let valid = domain == "localhost" || hostname(domain).is_ok();
+    if valid && !(host.starts_with("*.") && domain == "localhost") {
+        Ok(pattern)
+    } else {
+        Err(MESSAGE)
     }
 }
 
@@ -133,6 +157,34 @@ mod tests {
             &format!("{}com", "a.".repeat(127)),
         ] {
             assert!(hostname(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn referrer_patterns() {
+        for (raw, pattern) in [
+            ("Example.com", "example.com"),
+            (" *.example.com ", "*.example.com"),
+            ("localhost:3000", "localhost:3000"),
+            ("app.example.com:8443", "app.example.com:8443"),
+        ] {
+            assert_eq!(referrer_pattern(raw).unwrap(), pattern);
+        }
+        for bad in [
+            "",
+            "*",
+            "*.",
+            "*.com.",
+            "https://example.com",
+            "example.com/path",
+            "*.localhost",
+            "ex*ample.com",
+            "example.com:0",
+            "example.com:99999",
+            "example.com:",
+            "10.0.0.1",
+        ] {
+            assert!(referrer_pattern(bad).is_err(), "{bad}");
         }
     }
 

@@ -1,30 +1,110 @@
 //! spaces-service: content spaces, access control, security settings, upload configs and space API keys.
 //!
 //! A library (`SpacesService` builds the app, testable in-process or on port 0) and a thin
-//! binary. The surface is Tuzzle's spaces admin API; `proto-docs/spaces-service.openapi.json`
-//! documents every endpoint.
+//! binary. The surface is Tuzzle's spaces admin API, in Tuzzle's wire dialect (declared
+//! once, in the route table below: `{data}`, Laravel cursor lists, `{message, errors}`
+//! with 422 for invalid input); `proto-docs/spaces-service.openapi.json` documents every
+//! endpoint.
 //!
 //! Decisions the Tuzzle reference leaves open:
 //! - Who reaches what ([`access`]): workspace credentials reach every space of their
-//!   workspace; a space key (`sk_…`) reaches its own space only. It may read and change
-//!   that space, its settings, configs and keys (and delete it), but cannot create
-//!   spaces or mint keys (403): a key minting keys would outlive its own revocation.
-//!   Anything out of reach answers 404.
+//!   workspace. A space key (`sk_…`, type `space`) reaches its own space only: it may
+//!   read and change that space, its settings, configs and space keys (and delete it),
+//!   but cannot create spaces or mint keys (403). An account key (type `account`)
+//!   reaches every space of its workspace and may create spaces and mint space keys,
+//!   never account keys; only a workspace admin (`keys:admin`, not a key) mints or
+//!   revokes account keys: a key minting keys as broad as itself would outlive its own
+//!   revocation. Anything out of reach answers 404. The gateway describes both types
+//!   alike (introspection names the space a key was minted for); spaces-service looks
+//!   the type up by the key's id, and refuses (401) a key that is gone.
 //! - Names are unique per workspace by their lowercase form (`name_key`, folded by the
-//!   service so both databases agree); handles (six lowercase letters or digits) and
-//!   custom domains are unique across the platform. The database holds all three, and
+//!   service so both databases agree); a name already taken is a validation error on
+//!   `name` (422, `The name has already been taken.`), for spaces and upload configs.
+//!   Handles (six lowercase letters or digits) and custom domains are unique across the
+//!   platform (a taken custom domain is a 409). The database holds all of these, and
 //!   that a space's active upload config is one of its own and cannot be deleted.
-//! - `PUT` on a space requires `name` and keeps absent fields; `null` clears the
-//!   nullable ones. `PUT` on access control, security and upload configs changes the
-//!   fields named; `DELETE` on access control and security restores the defaults.
+//! - Unknown body fields are ignored (as Laravel does); the documented ones are checked,
+//!   each failure named by its field. Required fields answer `The … field is required.`
+//! - `PUT` on a space, access control, security and upload configs changes the fields
+//!   named (`{"webhook_url": …}` alone is a whole request); absent fields keep their
+//!   value, `null` clears the nullable ones. `DELETE` on access control and security
+//!   restores the defaults. `DELETE /api/v1/spaces` takes the id as `?id=` or in a JSON
+//!   body `{"id": …}`.
 //! - `folder_mode` is `dynamic` (uploads create the folders they name) or `fixed`.
-//! - Upload configs: `max_file_size` (bytes, up to 5 GiB), `allowed_formats` (file
-//!   extensions), `signed_uploads` and `unsigned_uploads` (at least one). New spaces get
-//!   `starter` (images up to 10 MiB, signed uploads), active.
+//! - Upload configs ([`upload_configs`]) have Tuzzle's shape; what a request leaves out
+//!   takes Tuzzle's defaults (any format but executables and server scripts, up to
+//!   50 MB, delivered publicly). `allow_unsigned` needs `unsigned_restrictions`. Lists
+//!   leave `config` out. New spaces get `starter` (images up to 10 MiB, signed
+//!   uploads), active. Configs stored in the earlier shape were migrated without loss.
 //! - Space keys are stored as HMAC-SHA256 under a key derived from `secret.key`, looked
-//!   up by that hash. Introspection answers from memory once a key was read
-//!   (`introspection.cache_ttl_secs`), and every replica evicts a key as its revocation
-//!   arrives on the cache bus. `last_used_at` is written at most once a minute per key.
+//!   up by that hash. Clients know a key by an integer id, never reused; introspection,
+//!   revocations and identities name it by its internal `spk_…` id. Introspection
+//!   answers from memory once a key was read (`introspection.cache_ttl_secs`), and every
+//!   replica evicts a key as its revocation arrives on the cache bus. `last_used_at` is
+//!   written at most once a minute per key.
+
+/// A string enum whose unknown values are refused with the values it knows.
+/// (Its schema is written here: the derive does not see renames made by a
+/// macro.)
+macro_rules! words {
+    ($(#[doc = $doc:literal])* $name:ident {
+        $($(#[doc = $vdoc:literal])* $variant:ident = $text:literal),+ $(,)?
+    }) => {
+        $(#[doc = $doc])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+        pub enum $name {
+            $($(#[doc = $vdoc])* #[serde(rename = $text)] $variant),+
+        }
+
+        #[allow(dead_code)] // not every such enum is written back as text
+        impl $name {
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $($name::$variant => $text),+
+                }
+            }
+
+            pub(crate) fn parse(text: &str) -> Option<$name> {
+                match text {
+                    $($text => Some($name::$variant),)+
+                    _ => None,
+                }
+            }
+        }
+
+        impl<'de> serde::Deserialize<'de> for $name {
+            fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                let text = <String as serde::Deserialize>::deserialize(d)?;
+                $name::parse(&text).ok_or_else(|| {
+                    serde::de::Error::custom(format!(
+                        "must be one of {}",
+                        [$($text),+].join(", ")
+                    ))
+                })
+            }
+        }
+
+        impl utoipa::PartialSchema for $name {
+            fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::Schema> {
+                let description = concat!(
+                    $($doc, "\n",)*
+                    $("\n- `", $text, "`:", $($vdoc,)*)+
+                );
+                utoipa::openapi::schema::ObjectBuilder::new()
+                    .schema_type(utoipa::openapi::schema::Type::String)
+                    .enum_values(Some([$($text),+]))
+                    .description(Some(description.trim()))
+                    .into()
+            }
+        }
+
+        impl utoipa::ToSchema for $name {
+            fn name() -> std::borrow::Cow<'static, str> {
+                std::borrow::Cow::Borrowed(stringify!($name))
+            }
+        }
+    };
+}
 
 pub mod access;
 pub mod addresses;
@@ -118,11 +198,12 @@ impl ServicePart for SpacesService {
             keys,
             allow_private_webhooks: config.webhooks.allow_private_targets,
         });
-        Ok(backing.app_spec(Self::NAME, &config, move |cfg| {
-            cfg.app_data(state.clone());
-            register(cfg);
-        })
-        .families(families()))
+        Ok(backing
+            .app_spec(Self::NAME, &config, move |cfg| {
+                cfg.app_data(state.clone());
+                register(cfg);
+            })
+            .families(families()))
     }
 }
 
@@ -155,6 +236,8 @@ service_kit::service_routes! {
             get => upload_configs::list,
             post => upload_configs::create,
         ],
+        // Before `{id}`, which would take `all` for an id.
+        "/api/v1/upload-configs/all" => [get => upload_configs::list_all],
         "/api/v1/upload-configs/{id}" => [
             get => upload_configs::get,
             put => upload_configs::update,
@@ -192,24 +275,20 @@ impl From<diesel::result::Error> for Fail {
     }
 }
 
-/// What each named constraint means to a client.
-const CONSTRAINTS: &[(&str, &str)] = &[
-    (
-        "spaces_name_unique",
-        "a space with this name already exists in the workspace",
-    ),
-    ("spaces_handle_unique", "the handle is taken"),
+/// What each named constraint means to a client: a name already taken is a
+/// validation error on `name` (as Laravel's `unique` rule makes it), the
+/// others conflicts that say which rule was broken.
+const CONSTRAINTS: &[(&str, Option<&str>)] = &[
+    ("spaces_name_unique", None),
+    ("spaces_handle_unique", Some("the handle is taken")),
     (
         "spaces_custom_domain_unique",
-        "the custom domain is used by another space",
+        Some("the custom domain is used by another space"),
     ),
-    (
-        "upload_configs_name_unique",
-        "an upload config with this name already exists in the space",
-    ),
+    ("upload_configs_name_unique", None),
     (
         "spaces_active_upload_config_fk",
-        "the active upload config cannot be deleted",
+        Some("the active upload config cannot be deleted"),
     ),
 ];
 
@@ -223,7 +302,8 @@ impl From<Fail> for ApiError {
                     .and_then(|c| CONSTRAINTS.iter().find(|(name, _)| *name == c))
                     .map(|(_, meaning)| *meaning);
                 match meaning {
-                    Some(message) => ApiError::conflict(message).with_source(e),
+                    Some(None) => spaces::name_taken_error(),
+                    Some(Some(message)) => ApiError::conflict(message).with_source(e),
                     None => e.into(),
                 }
             }

@@ -8,7 +8,7 @@
 use crate::{settings, space_keys, spaces, upload_configs};
 use service_kit::envelope::Meta;
 pub(crate) use service_kit::openapi::{
-    CursorParams, Envelope, ErrorEnvelope, ListEnvelope, NoData, constant,
+    CursorParams, Envelope, ErrorEnvelope, ListEnvelope, NoData,
 };
 use service_kit::{ErrorCode, FieldError};
 use utoipa::openapi::ServerBuilder;
@@ -36,23 +36,28 @@ credential (see the security schemes), applies rate limits \
 requests that did not come through it.
 
 Workspace credentials (access tokens, workspace API keys) reach every space \
-of their workspace; a space API key (`sk_…`) reaches its own space only and \
-cannot create spaces or keys. Reading needs `spaces:read`, changing \
-`spaces:write`. Another workspace's (or, for a space key, another space's) \
-resources answer 404, never 403.
+of their workspace. Space API keys (`sk_…`) are of two types: a `space` key \
+reaches its own space only and cannot create spaces or keys; an `account` key \
+(minted by a workspace admin, `keys:admin`) reaches every space of its \
+workspace and may create spaces and mint space keys. Reading needs \
+`spaces:read`, changing `spaces:write`. Another workspace's (or, for a space \
+key, another space's) resources answer 404, never 403.
 
-Every JSON answer is an envelope: `{status, success: true, message?, data, \
-timestamp, meta?}`, or on failure `{status, success: false, message, \
-errors?, error: {code, request_id}, timestamp}`. Lists are cursor-paginated, \
-oldest first: `meta {limit, next_cursor, has_more}`; pass `next_cursor` back \
-as `?cursor=`. Timestamps are RFC 3339, UTC, with milliseconds; ids look like \
-`<prefix>_<ULID>`.
+Answers are Tuzzle's (Laravel's): `{data}`; lists, cursor-paginated and \
+oldest first, `{data, path, per_page, next_cursor, next_page_url, \
+prev_cursor, prev_page_url}` (pass `next_cursor` back as `?cursor=`, with \
+`?limit=`); failures `{message}`, and for invalid input 422 `{message, \
+errors: {field: [sentences]}}` (`The given data was invalid.` when several \
+fields are named). A name already taken is such a 422 (`The name has already \
+been taken.`); 401 says `Unauthenticated.`, 403 `Forbidden.`. Unknown body \
+fields are ignored. Timestamps are RFC 3339, UTC, with milliseconds; ids look \
+like `<prefix>_<ULID>`, but for space API keys, whose ids are integers.
 
-Every response carries `x-request-id` (a sane incoming one is reused), which \
-error bodies repeat as `error.request_id`. Malformed JSON (400 \
-`invalid_json`), a wrong content type (415), an oversize body (413), an unknown \
-route (404) or method (405) answer in the error envelope on every endpoint, as \
-do the gateway's own refusals (401, 403, 429, 502, 503, 504).";
+Every response carries `x-request-id` (a sane incoming one is reused). \
+Malformed JSON (400), a wrong content type (415), an oversize body (413), an \
+unknown route (404) or method (405) answer in the error shape on every \
+endpoint, as do the gateway's own refusals (401, 403, 429, 502, 503, 504). \
+`/internal/*` answers in the platform's own envelope.";
 
 #[derive(OpenApi)]
 #[openapi(
@@ -73,6 +78,7 @@ do the gateway's own refusals (401, 403, 429, 502, 503, 504).";
         space_keys::list,
         space_keys::delete,
         upload_configs::list,
+        upload_configs::list_all,
         upload_configs::create,
         upload_configs::get,
         upload_configs::update,
@@ -104,11 +110,13 @@ impl Modify for Conventions {
                     HttpBuilder::new()
                         .scheme(HttpAuthScheme::Bearer)
                         .description(Some(
-                            "A space API key (`sk_…`, the Tuzzle form), an access token of a \
-                             person or a service principal (an EdDSA JWT the gateway verifies \
-                             against auth-service's JWKS), or a workspace API key (`key_…`). \
-                             Scopes named on an operation must be held by the credential; a \
-                             space key holds `spaces:read` and `spaces:write` for its space. \
+                            "A space API key (`sk_…`, the Tuzzle form; the gateway also takes \
+                             it as `?api_key=`), an access token of a person or a service \
+                             principal (an EdDSA JWT the gateway verifies against \
+                             auth-service's JWKS), or a workspace API key (`key_…`). Scopes \
+                             named on an operation must be held by the credential; a space \
+                             key holds `spaces:read` and `spaces:write` for its space (an \
+                             account key for every space of its workspace). \
                              `x-workspace-key: <workspace id>` selects the workspace when the \
                              credential names none.",
                         ))

@@ -27,7 +27,12 @@ diesel::table! {
         workspace_id -> Text,
         name -> Text,
         name_key -> Text,
+        description -> Nullable<Text>,
+        is_signed -> Bool,
+        allow_unsigned -> Bool,
+        delivery_type -> Text,
         config -> Text,
+        unsigned_restrictions -> Nullable<Text>,
         created_at -> Timestamp,
         updated_at -> Timestamp,
     }
@@ -36,6 +41,8 @@ diesel::table! {
 diesel::table! {
     space_api_keys (id) {
         id -> Text,
+        number -> BigInt,
+        kind -> Text,
         space_id -> Text,
         workspace_id -> Text,
         name -> Text,

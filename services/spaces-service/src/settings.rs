@@ -101,21 +101,18 @@ stored_json!(AccessControl);
 stored_json!(Security);
 
 #[derive(Debug, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
 pub struct AccessControlPatch {
     requires_auth: Option<bool>,
     public_read: Option<bool>,
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
 pub struct AccessControlUpdate {
     /// The fields to change; the others keep their value.
     access_control: Option<AccessControlPatch>,
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
 pub struct WatermarkPatch {
     enabled: Option<bool>,
     /// An `https` URL; `null` clears it (only while not enabled).
@@ -129,13 +126,11 @@ pub struct WatermarkPatch {
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
 pub struct SecurityPatch {
     watermark: Option<WatermarkPatch>,
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
 pub struct SecurityUpdate {
     /// The fields to change; the others keep their value.
     security: Option<SecurityPatch>,
@@ -148,7 +143,7 @@ async fn change_settings(
     state: web::Data<SpacesState>,
     change: impl FnOnce(&mut AccessControl, &mut Security) -> Result<(), ApiError> + Send + 'static,
 ) -> Result<ApiResponse<SpaceView>, ApiError> {
-    let reach = access::writable(&identity)?;
+    let reach = access::writable(&state, &identity).await?;
     let row = state
         .db
         .transaction(move |conn| {
@@ -175,7 +170,7 @@ async fn change_settings(
 
 /// Set access control
 ///
-/// Changes the fields named; unknown fields are refused. Needs `spaces:write`.
+/// Changes the fields named; unknown fields are ignored. Needs `spaces:write`.
 #[utoipa::path(
     put,
     path = "/api/v1/spaces/{id}/access-control",
@@ -189,7 +184,7 @@ async fn change_settings(
         (status = 401, description = "No credential.", body = ErrorEnvelope),
         (status = 403, description = "Without `spaces:write`, or no workspace selected.", body = ErrorEnvelope),
         (status = 404, description = "No such space within the credential's reach.", body = ErrorEnvelope),
-        (status = 422, description = "An unknown or mistyped field.", body = ErrorEnvelope),
+        (status = 422, description = "A mistyped field.", body = ErrorEnvelope),
     )
 )]
 pub async fn set_access_control(
@@ -285,7 +280,7 @@ fn apply_watermark(watermark: &mut Watermark, patch: WatermarkPatch) -> Result<(
 
 /// Set security settings
 ///
-/// Changes the watermark fields named; unknown fields are refused. Needs `spaces:write`.
+/// Changes the watermark fields named; unknown fields are ignored. Needs `spaces:write`.
 #[utoipa::path(
     put,
     path = "/api/v1/spaces/{id}/security",
@@ -299,7 +294,7 @@ fn apply_watermark(watermark: &mut Watermark, patch: WatermarkPatch) -> Result<(
         (status = 401, description = "No credential.", body = ErrorEnvelope),
         (status = 403, description = "Without `spaces:write`, or no workspace selected.", body = ErrorEnvelope),
         (status = 404, description = "No such space within the credential's reach.", body = ErrorEnvelope),
-        (status = 422, description = "A bad position, opacity or URL, an enabled watermark without a URL, or an unknown field.", body = ErrorEnvelope),
+        (status = 422, description = "A bad position, opacity or URL, or an enabled watermark without a URL.", body = ErrorEnvelope),
     )
 )]
 pub async fn set_security(

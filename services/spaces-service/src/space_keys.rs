@@ -6,9 +6,15 @@
 //! hash is stored, and looked up by. Introspections are answered from memory
 //! once a key has been read (revocations evict it at once, on the cache bus),
 //! and `last_used_at` is written at most once a minute per key.
+//!
+//! Clients know a key by Tuzzle's integer id (`number`); introspection,
+//! revocations and the identities the gateway signs name it by its internal
+//! `spk_…` id. A key is of type `space` (its own space) or `account` (every
+//! space of the workspace; it may create spaces and mint space keys). Both are
+//! minted for a space, and deleted with it.
 
-use crate::access;
-use crate::openapi::{CursorParams, Envelope, ErrorEnvelope, ListEnvelope, NoData, constant};
+use crate::access::{self, Caller};
+use crate::openapi::{CursorParams, Envelope, ErrorEnvelope, ListEnvelope, NoData};
 use crate::schema::space_api_keys;
 use crate::spaces::{check_name, find};
 use crate::{Backend, Fail, SpacesState, cursor_time, now, rfc3339};
@@ -17,7 +23,7 @@ use chrono::{DateTime, NaiveDateTime, Utc};
 use diesel::prelude::*;
 use identity::credentials::{display_prefix, is_space_key, new_space_key};
 use identity::revocation::{self, Revocation};
-use identity::{Identity, PrincipalType};
+use identity::{Identity, PrincipalType, Scope};
 use serde::{Deserialize, Serialize};
 use service_kit::ids::{self, prefix};
 use service_kit::pagination::{CursorPosition, CursorQuery};
@@ -33,10 +39,43 @@ const LAST_USED_GRANULARITY: Duration = Duration::from_secs(60);
 /// Keys remembered per replica; beyond it the memory starts afresh.
 const CACHE_CAPACITY: usize = 100_000;
 
-#[derive(Queryable, Selectable, Insertable, Debug, Clone)]
+words! {
+    /// What a space API key reaches.
+    KeyType {
+        /// Its own space.
+        Space = "space",
+        /// Every space of its workspace; it may create spaces and mint space keys.
+        Account = "account",
+    }
+}
+
+#[derive(Queryable, Selectable, Debug, Clone)]
 #[diesel(table_name = space_api_keys)]
 struct StoredKey {
     id: String,
+    number: i64,
+    kind: String,
+    space_id: String,
+    workspace_id: String,
+    name: String,
+    prefix: String,
+    created_at: NaiveDateTime,
+    expires_at: Option<NaiveDateTime>,
+    last_used_at: Option<NaiveDateTime>,
+}
+
+impl StoredKey {
+    fn kind(&self) -> KeyType {
+        KeyType::parse(&self.kind).unwrap_or(KeyType::Space)
+    }
+}
+
+/// A key as minted (`number` is the database's).
+#[derive(Insertable, Debug, Clone)]
+#[diesel(table_name = space_api_keys)]
+struct NewKeyRow {
+    id: String,
+    kind: String,
     space_id: String,
     workspace_id: String,
     name: String,
@@ -45,23 +84,36 @@ struct StoredKey {
     created_by: String,
     created_at: NaiveDateTime,
     expires_at: Option<NaiveDateTime>,
-    last_used_at: Option<NaiveDateTime>,
 }
 
-/// What introspection needs of a key.
+/// What introspection, and a request made with a key, need of it.
 #[derive(Debug, Clone)]
 struct KnownKey {
     id: String,
+    kind: KeyType,
     space_id: String,
     workspace_id: String,
     expires_at: Option<NaiveDateTime>,
 }
 
-/// Keys this replica has read, by hash, for a bounded time; and when it last
-/// recorded each key's use.
+impl From<StoredKey> for KnownKey {
+    fn from(k: StoredKey) -> KnownKey {
+        KnownKey {
+            kind: k.kind(),
+            id: k.id,
+            space_id: k.space_id,
+            workspace_id: k.workspace_id,
+            expires_at: k.expires_at,
+        }
+    }
+}
+
+/// Keys this replica has read, by hash and by id, for a bounded time; and
+/// when it last recorded each key's use.
 pub struct KeyCache {
     ttl: Duration,
     entries: RwLock<HashMap<String, (KnownKey, Instant)>>,
+    by_id: RwLock<HashMap<String, (KnownKey, Instant)>>,
     used: Mutex<HashMap<String, Instant>>,
 }
 
@@ -70,6 +122,7 @@ impl KeyCache {
         KeyCache {
             ttl,
             entries: RwLock::new(HashMap::new()),
+            by_id: RwLock::new(HashMap::new()),
             used: Mutex::new(HashMap::new()),
         }
     }
@@ -90,10 +143,29 @@ impl KeyCache {
         entries.insert(hash, (key, Instant::now()));
     }
 
+    fn get_by_id(&self, id: &str) -> Option<KnownKey> {
+        let by_id = self.by_id.read().unwrap_or_else(|e| e.into_inner());
+        by_id
+            .get(id)
+            .filter(|(_, read)| read.elapsed() < self.ttl)
+            .map(|(key, _)| key.clone())
+    }
+
+    fn put_by_id(&self, key: KnownKey) {
+        let mut by_id = self.by_id.write().unwrap_or_else(|e| e.into_inner());
+        if by_id.len() >= CACHE_CAPACITY {
+            by_id.clear();
+        }
+        by_id.insert(key.id.clone(), (key, Instant::now()));
+    }
+
     /// Forgets the key with id `id`.
     pub fn evict(&self, id: &str) {
         let mut entries = self.entries.write().unwrap_or_else(|e| e.into_inner());
         entries.retain(|_, (key, _)| key.id != id);
+        drop(entries);
+        let mut by_id = self.by_id.write().unwrap_or_else(|e| e.into_inner());
+        by_id.remove(id);
     }
 
     /// Whether this replica should record a use of key `id` now (at most once
@@ -131,13 +203,11 @@ impl KeyCache {
 /// A space key as lists show it.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct SpaceKeyView {
-    /// `spk_…`
-    id: String,
+    /// The key's id: an integer, as Tuzzle's.
+    id: i64,
     name: String,
-    /// Always `space`.
     #[serde(rename = "type")]
-    #[schema(schema_with = space_type)]
-    kind: &'static str,
+    kind: KeyType,
     /// `spc_…`
     space_id: String,
     /// The key's visible beginning, to recognise it by.
@@ -157,27 +227,25 @@ pub struct SpaceKeyView {
 /// A new space key, with the key itself: the only time it is shown.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct NewSpaceKeyView {
-    /// `spk_…`
-    id: String,
+    /// The key's id: an integer, as Tuzzle's.
+    id: i64,
     name: String,
     /// `sk_…`: only in this answer; only its hash is kept.
     key: String,
-    /// Always `space`.
     #[serde(rename = "type")]
-    #[schema(schema_with = space_type)]
-    kind: &'static str,
-    /// `spc_…`
+    kind: KeyType,
+    /// `spc_…`: the space it was minted for (an account key reaches the
+    /// workspace's other spaces too).
     space_id: String,
     is_active: bool,
+    /// Null: not used yet.
+    #[schema(format = DateTime, required = true)]
+    last_used_at: Option<String>,
     /// Never, when null.
     #[schema(format = DateTime, required = true)]
     expires_at: Option<String>,
     #[schema(format = DateTime)]
     created_at: String,
-}
-
-fn space_type() -> utoipa::openapi::Object {
-    constant("space")
 }
 
 fn is_active(expires_at: Option<NaiveDateTime>) -> bool {
@@ -188,9 +256,9 @@ impl From<StoredKey> for SpaceKeyView {
     fn from(k: StoredKey) -> SpaceKeyView {
         SpaceKeyView {
             is_active: is_active(k.expires_at),
-            id: k.id,
+            kind: k.kind(),
+            id: k.number,
             name: k.name,
-            kind: "space",
             space_id: k.space_id,
             prefix: k.prefix,
             expires_at: k.expires_at.map(rfc3339),
@@ -201,21 +269,62 @@ impl From<StoredKey> for SpaceKeyView {
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
 pub struct NewSpaceKey {
-    /// 1 to 100 characters (trimmed).
-    name: String,
+    /// Required: 1 to 100 characters (trimmed).
+    #[schema(value_type = String, required = true)]
+    name: Option<String>,
+    /// `space` (default): this space only. `account`: every space of the
+    /// workspace, and it may create spaces and mint space keys; only a
+    /// workspace admin (`keys:admin`) may mint one.
+    #[serde(rename = "type")]
+    kind: Option<KeyType>,
     /// RFC 3339 with an offset, in the future; default: never expires.
     #[serde(default)]
     #[schema(value_type = Option<String>, format = DateTime)]
     expires_at: Option<String>,
 }
 
+/// Account keys are a workspace admin's to mint and revoke.
+fn admin_only(caller: &Caller) -> Result<(), ApiError> {
+    if caller.admin {
+        Ok(())
+    } else {
+        Err(ApiError::forbidden(
+            "only a workspace admin (keys:admin) may manage account API keys",
+        ))
+    }
+}
+
+/// Whether `caller` may mint a key of type `kind`: a space key mints none, an
+/// account key space keys only, and account keys are a workspace admin's. A
+/// key minting keys as broad as itself would outlive its own revocation.
+fn may_mint(caller: &Caller, kind: KeyType) -> Result<(), ApiError> {
+    match (caller.key, kind) {
+        (Some(KeyType::Space), _) => Err(ApiError::forbidden(
+            "a space API key cannot create API keys",
+        )),
+        (_, KeyType::Account) => admin_only(caller),
+        (_, KeyType::Space) => Ok(()),
+    }
+}
+
+/// Whether `caller` may revoke a key of type `kind`: space keys, whoever
+/// reaches their space (a space key itself included); account keys, a
+/// workspace admin.
+fn may_revoke(caller: &Caller, kind: KeyType) -> Result<(), ApiError> {
+    match kind {
+        KeyType::Account => admin_only(caller),
+        KeyType::Space => Ok(()),
+    }
+}
+
 /// Create a space API key
 ///
-/// The key is shown once, in this answer. It reads and manages this space
-/// only (`spaces:read`, `spaces:write`). Needs `spaces:write` and a workspace
-/// credential: a space key cannot mint keys.
+/// The key is shown once, in this answer. A `space` key reads and manages
+/// this space only; an `account` key every space of the workspace (minted by a
+/// workspace admin only). Needs `spaces:write` and a workspace credential or
+/// an account key: a space key cannot mint keys, an account key only space
+/// keys.
 #[utoipa::path(
     post,
     path = "/api/v1/spaces/{id}/api-keys",
@@ -227,9 +336,9 @@ pub struct NewSpaceKey {
     responses(
         (status = 201, description = "The new key, with `key`.", body = Envelope<NewSpaceKeyView>),
         (status = 401, description = "No credential.", body = ErrorEnvelope),
-        (status = 403, description = "Without `spaces:write`, with a space key, or no workspace selected.", body = ErrorEnvelope),
+        (status = 403, description = "Without `spaces:write`, with a space key, no workspace selected, or an account key asked for without being a workspace admin.", body = ErrorEnvelope),
         (status = 404, description = "No such space within the credential's reach.", body = ErrorEnvelope),
-        (status = 422, description = "A bad `name`, or `expires_at` not an RFC 3339 time in the future.", body = ErrorEnvelope),
+        (status = 422, description = "A bad `name` or `type`, or `expires_at` not an RFC 3339 time in the future.", body = ErrorEnvelope),
     )
 )]
 pub async fn create(
@@ -238,11 +347,22 @@ pub async fn create(
     body: Json<NewSpaceKey>,
     state: web::Data<SpacesState>,
 ) -> Result<ApiResponse<NewSpaceKeyView>, ApiError> {
-    let reach = access::writable(&identity)?;
+    let caller = access::caller(&state, &identity, &Scope::SPACES_WRITE).await?;
     let space_id = path.into_inner();
-    let NewSpaceKey { name, expires_at } = body.into_inner();
+    let NewSpaceKey {
+        name,
+        kind,
+        expires_at,
+    } = body.into_inner();
+    let kind = kind.unwrap_or(KeyType::Space);
     let mut errors = Vec::new();
-    let name = check_name(&name, "name", &mut errors);
+    let name = match name {
+        Some(name) => check_name(&name, "name", &mut errors),
+        None => {
+            errors.push(FieldError::new("name", "field is required"));
+            String::new()
+        }
+    };
     let expires_at = match expires_at.map(|raw| DateTime::parse_from_rfc3339(raw.trim())) {
         None => None,
         Some(Ok(t)) if t.with_timezone(&Utc) > Utc::now() => {
@@ -261,8 +381,9 @@ pub async fn create(
         }
     };
     let key = new_space_key();
-    let stored = StoredKey {
+    let row = NewKeyRow {
         id: ids::new_id(prefix::SPACE_API_KEY),
+        kind: kind.as_str().into(),
         space_id: String::new(),
         workspace_id: String::new(),
         name,
@@ -274,40 +395,39 @@ pub async fn create(
         expires_at: expires_at
             .and_then(|t| DateTime::from_timestamp_millis(t.and_utc().timestamp_millis()))
             .map(|t| t.naive_utc()),
-        last_used_at: None,
     };
-    let minted_by_space_key = identity.principal_type == PrincipalType::SpaceKey;
     let stored = state
         .db
         .transaction(move |conn| {
-            let space = find(conn, &reach, &space_id)?;
-            if minted_by_space_key {
-                return Err(Fail::Api(ApiError::forbidden(
-                    "a space API key cannot create API keys",
-                )));
-            }
+            let space = find(conn, &caller.reach, &space_id)?;
+            may_mint(&caller, kind)?;
             if !errors.is_empty() {
                 return Err(Fail::Api(ApiError::validation(errors)));
             }
-            let stored = StoredKey {
+            let row = NewKeyRow {
                 space_id: space.id,
                 workspace_id: space.workspace_id,
-                ..stored
+                ..row
             };
             diesel::insert_into(space_api_keys::table)
-                .values(&stored)
+                .values(&row)
                 .execute(conn)?;
+            let stored: StoredKey = space_api_keys::table
+                .find(&row.id)
+                .select(StoredKey::as_select())
+                .first(conn)?;
             Ok::<_, Fail>(stored)
         })
         .await
         .map_err(ApiError::from)?;
     Ok(ApiResponse::created(NewSpaceKeyView {
         is_active: true,
-        id: stored.id,
+        kind: stored.kind(),
+        id: stored.number,
         name: stored.name,
         key,
-        kind: "space",
         space_id: stored.space_id,
+        last_used_at: None,
         expires_at: stored.expires_at.map(rfc3339),
         created_at: rfc3339(stored.created_at),
     }))
@@ -324,7 +444,7 @@ pub async fn create(
     params(("id" = String, Path, description = "The space's id (`spc_…`)."), CursorParams),
     security(("bearer_token" = ["spaces:read"]), ("api_key" = ["spaces:read"])),
     responses(
-        (status = 200, description = "A page of keys; `meta` is `{limit, next_cursor, has_more}`.", body = ListEnvelope<Vec<SpaceKeyView>>),
+        (status = 200, description = "A page of keys; `next_cursor` leads to the next one.", body = ListEnvelope<Vec<SpaceKeyView>>),
         (status = 400, description = "A bad `cursor` or `limit`.", body = ErrorEnvelope),
         (status = 401, description = "No credential.", body = ErrorEnvelope),
         (status = 403, description = "Without `spaces:read`, or no workspace selected.", body = ErrorEnvelope),
@@ -337,7 +457,7 @@ pub async fn list(
     query: Query<CursorQuery>,
     state: web::Data<SpacesState>,
 ) -> Result<ApiResponse<Vec<SpaceKeyView>>, ApiError> {
-    let reach = access::readable(&identity)?;
+    let reach = access::readable(&state, &identity).await?;
     let space_id = path.into_inner();
     let page = state.cursors.validate(&query)?;
     let after = match &page.after {
@@ -389,7 +509,8 @@ pub async fn list(
 /// Revoke a space API key
 ///
 /// It stops working at every gateway within a second. A space key may revoke
-/// its space's keys, itself included. Needs `spaces:write`.
+/// its space's space keys, itself included; account keys are revoked by
+/// whoever may mint them (a workspace admin). Needs `spaces:write`.
 #[utoipa::path(
     delete,
     path = "/api/v1/spaces/{id}/api-keys/{key_id}",
@@ -397,13 +518,13 @@ pub async fn list(
     tag = "space-api-keys",
     params(
         ("id" = String, Path, description = "The space's id (`spc_…`)."),
-        ("key_id" = String, Path, description = "The key's id (`spk_…`)."),
+        ("key_id" = i64, Path, description = "The key's id (an integer)."),
     ),
     security(("bearer_token" = ["spaces:write"]), ("api_key" = ["spaces:write"])),
     responses(
-        (status = 200, description = "Revoked (message `API key revoked`).", body = Envelope<NoData>),
+        (status = 200, description = "Revoked; `data` is null.", body = Envelope<NoData>),
         (status = 401, description = "No credential.", body = ErrorEnvelope),
-        (status = 403, description = "Without `spaces:write`, or no workspace selected.", body = ErrorEnvelope),
+        (status = 403, description = "Without `spaces:write`, no workspace selected, or an account key without being a workspace admin.", body = ErrorEnvelope),
         (status = 404, description = "No such space within reach, or no such key in it.", body = ErrorEnvelope),
     )
 )]
@@ -412,33 +533,69 @@ pub async fn delete(
     path: web::Path<(String, String)>,
     state: web::Data<SpacesState>,
 ) -> Result<ApiResponse<()>, ApiError> {
-    let reach = access::writable(&identity)?;
+    let caller = access::caller(&state, &identity, &Scope::SPACES_WRITE).await?;
     let (space_id, key_id) = path.into_inner();
-    let target = key_id.clone();
-    state
+    let number = key_id.parse::<i64>().ok().filter(|n| *n > 0);
+    let revoked = state
         .db
         .transaction(move |conn| {
-            let space = find(conn, &reach, &space_id)?;
-            let deleted = if ids::is_valid(prefix::SPACE_API_KEY, &target) {
-                diesel::delete(
-                    space_api_keys::table
-                        .filter(space_api_keys::id.eq(&target))
-                        .filter(space_api_keys::space_id.eq(&space.id))
-                        .filter(space_api_keys::workspace_id.eq(&space.workspace_id)),
-                )
-                .execute(conn)?
-            } else {
-                0
-            };
-            if deleted == 0 {
-                return Err(Fail::Api(ApiError::not_found("API key")));
-            }
-            Ok(())
+            let space = find(conn, &caller.reach, &space_id)?;
+            let missing = || Fail::Api(ApiError::not_found("API key"));
+            let number = number.ok_or_else(missing)?;
+            let target = space_api_keys::table
+                .filter(space_api_keys::number.eq(number))
+                .filter(space_api_keys::space_id.eq(&space.id))
+                .filter(space_api_keys::workspace_id.eq(&space.workspace_id))
+                .select(StoredKey::as_select())
+                .first(conn)
+                .optional()?
+                .ok_or_else(missing)?;
+            may_revoke(&caller, target.kind())?;
+            diesel::delete(space_api_keys::table.find(&target.id)).execute(conn)?;
+            Ok::<_, Fail>(target.id)
         })
         .await
         .map_err(ApiError::from)?;
-    state.revoke_space_keys(vec![key_id]).await;
+    state.revoke_space_keys(vec![revoked]).await;
     Ok(ApiResponse::ok(()).message("API key revoked"))
+}
+
+/// The kind of the `sk_` key a request was made with, checked against what
+/// the gateway said of it: 401 when the key is gone (revoked, or deleted with
+/// its space) or expired.
+pub(crate) async fn kind_of(state: &SpacesState, identity: &Identity) -> Result<KeyType, ApiError> {
+    let id = identity.principal_id.clone();
+    let known = match state.keys.get_by_id(&id) {
+        Some(known) => Some(known),
+        None => {
+            let found = state
+                .db
+                .run(move |conn| {
+                    space_api_keys::table
+                        .find(&id)
+                        .select(StoredKey::as_select())
+                        .first(conn)
+                        .optional()
+                        .map_err(StoreError::from)
+                })
+                .await?
+                .map(KnownKey::from);
+            if let Some(known) = &found {
+                state.keys.put_by_id(known.clone());
+            }
+            found
+        }
+    };
+    match known {
+        Some(key)
+            if is_active(key.expires_at)
+                && identity.workspace_id.as_deref() == Some(key.workspace_id.as_str())
+                && identity.space_id.as_deref() == Some(key.space_id.as_str()) =>
+        {
+            Ok(key.kind)
+        }
+        _ => Err(ApiError::unauthorized("the API key is no longer valid")),
+    }
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -531,12 +688,7 @@ pub async fn introspect(
                         .map_err(StoreError::from)
                 })
                 .await?
-                .map(|k| KnownKey {
-                    id: k.id,
-                    space_id: k.space_id,
-                    workspace_id: k.workspace_id,
-                    expires_at: k.expires_at,
-                });
+                .map(KnownKey::from);
             if let Some(known) = &found {
                 state.keys.put(hash, known.clone());
             }

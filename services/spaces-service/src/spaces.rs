@@ -4,9 +4,9 @@ use crate::access::{self, Reach};
 use crate::openapi::{CursorParams, Envelope, ErrorEnvelope, ListEnvelope, NoData};
 use crate::schema::{space_api_keys, spaces, upload_configs};
 use crate::settings::{AccessControl, Security};
-use crate::upload_configs::{STARTER, UploadSettings};
+use crate::upload_configs::ConfigRow;
 use crate::{Backend, Fail, SpacesState, cursor_time, handles, now, plain_text, rfc3339};
-use actix_web::web;
+use actix_web::{HttpRequest, web};
 use chrono::NaiveDateTime;
 use diesel::prelude::*;
 use identity::Identity;
@@ -158,7 +158,11 @@ pub(crate) fn name_key(name: &str) -> String {
     name.to_lowercase()
 }
 
-fn check_description(raw: Option<String>, errors: &mut Vec<FieldError>) -> Option<String> {
+/// A description as stored: trimmed, at most 1000 characters; empty is none.
+pub(crate) fn check_description(
+    raw: Option<String>,
+    errors: &mut Vec<FieldError>,
+) -> Option<String> {
     let description = raw.map(|d| d.trim().to_owned()).filter(|d| !d.is_empty());
     if let Some(d) = &description {
         if d.chars().count() > MAX_DESCRIPTION {
@@ -192,17 +196,18 @@ fn name_taken(
     Ok(query.count().get_result::<i64>(conn)? > 0)
 }
 
-fn name_conflict() -> Fail {
-    Fail::Api(ApiError::conflict(
-        "a space with this name already exists in the workspace",
-    ))
+/// A name another of its kind already has: a validation error, as Laravel's
+/// `unique` rule makes it (`The name has already been taken.`).
+pub(crate) fn name_taken_error() -> ApiError {
+    ApiError::validation(vec![FieldError::new("name", "has already been taken.")])
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
 pub struct NewSpace {
-    /// 1 to 100 characters (trimmed), unique within the workspace regardless of case.
-    name: String,
+    /// Required: 1 to 100 characters (trimmed), unique within the workspace
+    /// regardless of case.
+    #[schema(value_type = String, required = true)]
+    name: Option<String>,
     /// At most 1000 characters.
     #[serde(default)]
     description: Option<String>,
@@ -211,8 +216,8 @@ pub struct NewSpace {
 /// Create a space
 ///
 /// Generates the space's handle and its `starter` upload config, which is made
-/// active. Needs `spaces:write` and a workspace credential (a space key cannot
-/// create spaces).
+/// active. Needs `spaces:write` and a workspace credential or an account key
+/// (a space key cannot create spaces).
 #[utoipa::path(
     post,
     path = "/api/v1/spaces",
@@ -224,8 +229,7 @@ pub struct NewSpace {
         (status = 201, description = "The new space.", body = Envelope<SpaceView>),
         (status = 401, description = "No credential.", body = ErrorEnvelope),
         (status = 403, description = "Without `spaces:write`, with a space key, or no workspace selected.", body = ErrorEnvelope),
-        (status = 409, description = "The workspace has a space of that name.", body = ErrorEnvelope),
-        (status = 422, description = "A bad `name` or `description`.", body = ErrorEnvelope),
+        (status = 422, description = "A bad `name` or `description`, or a name the workspace's spaces have already taken.", body = ErrorEnvelope),
     )
 )]
 pub async fn create(
@@ -233,10 +237,18 @@ pub async fn create(
     body: Json<NewSpace>,
     state: web::Data<SpacesState>,
 ) -> Result<ApiResponse<SpaceView>, ApiError> {
-    let workspace_id = access::writable(&identity)?.workspace_for_new_spaces()?;
+    let workspace_id = access::writable(&state, &identity)
+        .await?
+        .workspace_for_new_spaces()?;
     let NewSpace { name, description } = body.into_inner();
     let mut errors = Vec::new();
-    let name = check_name(&name, "name", &mut errors);
+    let name = match name {
+        Some(name) => check_name(&name, "name", &mut errors),
+        None => {
+            errors.push(FieldError::new("name", "field is required"));
+            String::new()
+        }
+    };
     let description = check_description(description, &mut errors);
     if !errors.is_empty() {
         return Err(ApiError::validation(errors));
@@ -281,7 +293,7 @@ pub(crate) fn insert_space(
 ) -> Result<SpaceRow, Fail> {
     let key = name_key(&name);
     if name_taken(conn, &workspace_id, &key, None)? {
-        return Err(name_conflict());
+        return Err(Fail::Api(name_taken_error()));
     }
     let handle = handles::pick_free(conn, handles)?.ok_or_else(|| {
         Fail::Api(ApiError::service_unavailable("no free handle; try again").with_retry_after(1))
@@ -307,23 +319,14 @@ pub(crate) fn insert_space(
     diesel::insert_into(spaces::table)
         .values(&row)
         .execute(conn)?;
-    let config_id = ids::new_id(prefix::UPLOAD_CONFIG);
+    let starter = ConfigRow::starter(row.id.clone(), workspace_id);
     diesel::insert_into(upload_configs::table)
-        .values((
-            upload_configs::id.eq(&config_id),
-            upload_configs::space_id.eq(&row.id),
-            upload_configs::workspace_id.eq(&workspace_id),
-            upload_configs::name.eq(STARTER),
-            upload_configs::name_key.eq(STARTER),
-            upload_configs::config.eq(UploadSettings::starter().to_stored()),
-            upload_configs::created_at.eq(at),
-            upload_configs::updated_at.eq(at),
-        ))
+        .values(&starter)
         .execute(conn)?;
     diesel::update(spaces::table.find(&row.id))
-        .set(spaces::active_upload_config_id.eq(&config_id))
+        .set(spaces::active_upload_config_id.eq(starter.id()))
         .execute(conn)?;
-    row.active_upload_config_id = Some(config_id);
+    row.active_upload_config_id = Some(starter.id().to_owned());
     Ok(row)
 }
 
@@ -339,7 +342,7 @@ pub(crate) fn insert_space(
     params(CursorParams),
     security(("bearer_token" = ["spaces:read"]), ("api_key" = ["spaces:read"])),
     responses(
-        (status = 200, description = "A page of spaces; `meta` is `{limit, next_cursor, has_more}`.", body = ListEnvelope<Vec<SpaceView>>),
+        (status = 200, description = "A page of spaces; `next_cursor` leads to the next one.", body = ListEnvelope<Vec<SpaceView>>),
         (status = 400, description = "A bad `cursor` or `limit`.", body = ErrorEnvelope),
         (status = 401, description = "No credential.", body = ErrorEnvelope),
         (status = 403, description = "Without `spaces:read`, or no workspace selected.", body = ErrorEnvelope),
@@ -350,7 +353,7 @@ pub async fn list(
     query: Query<CursorQuery>,
     state: web::Data<SpacesState>,
 ) -> Result<ApiResponse<Vec<SpaceView>>, ApiError> {
-    let reach = access::readable(&identity)?;
+    let reach = access::readable(&state, &identity).await?;
     let page = state.cursors.validate(&query)?;
     let after = match &page.after {
         Some(p) => Some((cursor_time(p.created_at_ms)?, p.id.clone())),
@@ -419,7 +422,7 @@ pub async fn get(
     path: web::Path<String>,
     state: web::Data<SpacesState>,
 ) -> Result<ApiResponse<SpaceView>, ApiError> {
-    let reach = access::readable(&identity)?;
+    let reach = access::readable(&state, &identity).await?;
     let id = path.into_inner();
     let row = state.db.run(move |conn| find(conn, &reach, &id)).await?;
     Ok(ApiResponse::ok(row.into()))
@@ -435,10 +438,11 @@ where
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
 pub struct SpaceUpdate {
     /// 1 to 100 characters (trimmed), unique within the workspace regardless of case.
-    name: String,
+    #[serde(default, deserialize_with = "nullable")]
+    #[schema(value_type = String, required = false)]
+    name: Option<Option<String>>,
     /// At most 1000 characters; `null` clears it. Absent fields keep their value.
     #[serde(default, deserialize_with = "nullable")]
     #[schema(value_type = Option<String>, nullable)]
@@ -460,7 +464,9 @@ pub struct SpaceUpdate {
 
 /// Update a space
 ///
-/// `name` is required; other fields absent keep their value. Needs `spaces:write`.
+/// Changes the fields named (`{"webhook_url": …}` alone is a whole request);
+/// absent fields keep their value, `null` clears the nullable ones. Needs
+/// `spaces:write`.
 #[utoipa::path(
     put,
     path = "/api/v1/spaces/{id}",
@@ -474,8 +480,8 @@ pub struct SpaceUpdate {
         (status = 401, description = "No credential.", body = ErrorEnvelope),
         (status = 403, description = "Without `spaces:write`, or no workspace selected.", body = ErrorEnvelope),
         (status = 404, description = "No such space within the credential's reach.", body = ErrorEnvelope),
-        (status = 409, description = "Another space of the workspace has the name, or another space the custom domain.", body = ErrorEnvelope),
-        (status = 422, description = "A bad field; `errors` names each.", body = ErrorEnvelope),
+        (status = 409, description = "Another space uses the custom domain.", body = ErrorEnvelope),
+        (status = 422, description = "A bad field, or a name another space of the workspace has taken; `errors` names each.", body = ErrorEnvelope),
     )
 )]
 pub async fn update(
@@ -484,11 +490,18 @@ pub async fn update(
     body: Json<SpaceUpdate>,
     state: web::Data<SpacesState>,
 ) -> Result<ApiResponse<SpaceView>, ApiError> {
-    let reach = access::writable(&identity)?;
+    let reach = access::writable(&state, &identity).await?;
     let id = path.into_inner();
     let update = body.into_inner();
     let mut errors = Vec::new();
-    let name = check_name(&update.name, "name", &mut errors);
+    let name = match update.name {
+        None => None,
+        Some(None) => {
+            errors.push(FieldError::new("name", "field is required"));
+            None
+        }
+        Some(Some(name)) => Some(check_name(&name, "name", &mut errors)),
+    };
     let description = update
         .description
         .map(|d| check_description(d, &mut errors));
@@ -531,9 +544,13 @@ pub async fn update(
         .db
         .transaction(move |conn| {
             let mut row = find(conn, &reach, &id)?;
-            let key = name_key(&name);
-            if name_taken(conn, &row.workspace_id, &key, Some(&row.id))? {
-                return Err(name_conflict());
+            if let Some(name) = name {
+                let key = name_key(&name);
+                if name_taken(conn, &row.workspace_id, &key, Some(&row.id))? {
+                    return Err(Fail::Api(name_taken_error()));
+                }
+                row.name = name;
+                row.name_key = key;
             }
             if let Some(Some(domain)) = &custom_domain {
                 let used: i64 = spaces::table
@@ -561,8 +578,6 @@ pub async fn update(
                 }
                 row.active_upload_config_id = Some(config.clone());
             }
-            row.name = name;
-            row.name_key = key;
             if let Some(d) = description {
                 row.description = d;
             }
@@ -652,7 +667,7 @@ async fn remove(state: &SpacesState, reach: Reach, id: String) -> Result<(), Api
     params(("id" = String, Path, description = "The space's id (`spc_…`).")),
     security(("bearer_token" = ["spaces:write"]), ("api_key" = ["spaces:write"])),
     responses(
-        (status = 200, description = "Deleted (message `space deleted`).", body = Envelope<NoData>),
+        (status = 200, description = "Deleted; `data` is null.", body = Envelope<NoData>),
         (status = 401, description = "No credential.", body = ErrorEnvelope),
         (status = 403, description = "Without `spaces:write`, or no workspace selected.", body = ErrorEnvelope),
         (status = 404, description = "No such space within the credential's reach.", body = ErrorEnvelope),
@@ -663,7 +678,7 @@ pub async fn delete(
     path: web::Path<String>,
     state: web::Data<SpacesState>,
 ) -> Result<ApiResponse<()>, ApiError> {
-    let reach = access::writable(&identity)?;
+    let reach = access::writable(&state, &identity).await?;
     remove(&state, reach, path.into_inner()).await?;
     Ok(ApiResponse::ok(()).message("space deleted"))
 }
@@ -673,36 +688,70 @@ pub struct DeleteQuery {
     id: Option<String>,
 }
 
-/// Delete a space (by query)
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct DeleteBody {
+    /// The space's id (`spc_…`), when not given as `?id=`.
+    id: Option<String>,
+}
+
+/// Whether the request came without a body (a `DELETE` usually does).
+fn bodiless(req: &HttpRequest) -> bool {
+    let headers = req.headers();
+    !headers.contains_key("transfer-encoding")
+        && headers
+            .get("content-length")
+            .is_none_or(|length| length.as_bytes() == b"0")
+}
+
+/// Delete a space (by query or body)
 ///
-/// The Tuzzle form of `DELETE /api/v1/spaces/{id}`: the same, with the id as
-/// `?id=`. Needs `spaces:write`.
+/// The Tuzzle forms of `DELETE /api/v1/spaces/{id}`: the same, with the id as
+/// `?id=` or in a JSON body `{"id": …}` (as Tuzzle's SDK sends it); when both
+/// name one, they must agree. Needs `spaces:write`.
 #[utoipa::path(
     delete,
     path = "/api/v1/spaces",
     operation_id = "delete_space_by_query",
     tag = "spaces",
-    params(("id" = String, Query, description = "The space's id (`spc_…`).")),
+    params(("id" = Option<String>, Query, description = "The space's id (`spc_…`), unless the body names it.")),
+    request_body(content = Option<DeleteBody>, description = "Optional: `{\"id\": …}` instead of `?id=`."),
     security(("bearer_token" = ["spaces:write"]), ("api_key" = ["spaces:write"])),
     responses(
-        (status = 200, description = "Deleted (message `space deleted`).", body = Envelope<NoData>),
+        (status = 200, description = "Deleted; `data` is null.", body = Envelope<NoData>),
         (status = 401, description = "No credential.", body = ErrorEnvelope),
         (status = 403, description = "Without `spaces:write`, or no workspace selected.", body = ErrorEnvelope),
         (status = 404, description = "No such space within the credential's reach.", body = ErrorEnvelope),
-        (status = 422, description = "No `id`.", body = ErrorEnvelope),
+        (status = 422, description = "No `id`, or two that differ.", body = ErrorEnvelope),
     )
 )]
 pub async fn delete_by_query(
     identity: Identity,
+    req: HttpRequest,
     query: Query<DeleteQuery>,
+    body: Result<Json<Option<DeleteBody>>, ApiError>,
     state: web::Data<SpacesState>,
 ) -> Result<ApiResponse<()>, ApiError> {
-    let reach = access::writable(&identity)?;
-    let Some(id) = query.into_inner().id.filter(|id| !id.trim().is_empty()) else {
-        return Err(ApiError::validation(vec![FieldError::new(
-            "id",
-            "the space's id is required",
-        )]));
+    let reach = access::writable(&state, &identity).await?;
+    let from_body = match body {
+        Ok(body) => body.into_inner().and_then(|b| b.id),
+        Err(_) if bodiless(&req) => None,
+        Err(e) => return Err(e),
+    };
+    let given = |id: Option<String>| id.filter(|id| !id.trim().is_empty());
+    let id = match (given(query.into_inner().id), given(from_body)) {
+        (Some(a), Some(b)) if a != b => {
+            return Err(ApiError::validation(vec![FieldError::new(
+                "id",
+                "must be the same in the query and the body",
+            )]));
+        }
+        (Some(id), _) | (None, Some(id)) => id,
+        (None, None) => {
+            return Err(ApiError::validation(vec![FieldError::new(
+                "id",
+                "field is required",
+            )]));
+        }
     };
     remove(&state, reach, id).await?;
     Ok(ApiResponse::ok(()).message("space deleted"))

@@ -1,154 +1,138 @@
-//! Upload configs: what a space accepts for upload. `GET|POST
-//! /api/v1/upload-configs`, `GET|PUT|DELETE /api/v1/upload-configs/{id}`.
-//! Every space has one active config (`active_upload_config_id`), which
-//! cannot be deleted while active.
+//! Upload configs: what a space accepts for upload, in Tuzzle's shape.
+//! `GET|POST /api/v1/upload-configs`, `GET /api/v1/upload-configs/all`,
+//! `GET|PUT|DELETE /api/v1/upload-configs/{id}`. Every space has one active
+//! config (`active_upload_config_id`), which cannot be deleted while active.
+//!
+//! A config is `{name, description, space_id, is_signed, allow_unsigned,
+//! delivery_type, config: {storage, validation, transformations, metadata,
+//! notifications}, unsigned_restrictions}`. The top-level fields have columns;
+//! `config` and `unsigned_restrictions` are stored as JSON, and what a stored
+//! document leaves out reads as its default.
+
+mod document;
 
 use crate::access::{self, Reach};
 use crate::openapi::{CursorParams, Envelope, ErrorEnvelope, ListEnvelope, NoData};
 use crate::schema::{spaces, upload_configs};
-use crate::spaces::{check_name, name_key};
+use crate::spaces::{check_name, name_key, name_taken_error, nullable};
 use crate::{Backend, Fail, SpacesState, cursor_time, now, rfc3339};
 use actix_web::web;
 use chrono::NaiveDateTime;
 use diesel::prelude::*;
+use document::{
+    DeliveryType, Fields, Patch, Rules, UnsignedRestrictions, UnsignedRestrictionsInput,
+    UploadSettings, UploadSettingsPatch,
+};
 use identity::Identity;
 use serde::{Deserialize, Serialize};
 use service_kit::ids::{self, prefix};
-use service_kit::pagination::{CursorPosition, CursorQuery};
+use service_kit::pagination::{CursorPage, CursorPosition, CursorQuery};
 use service_kit::{ApiError, ApiResponse, FieldError, Json, Query};
 use store::{DbConnection, StoreError};
 use utoipa::ToSchema;
 
 /// The config every new space starts with, active.
 pub const STARTER: &str = "starter";
-/// 5 GiB.
-pub const MAX_FILE_SIZE: u64 = 5 * 1024 * 1024 * 1024;
-const MAX_FORMATS: usize = 50;
-const MAX_FORMAT_LEN: usize = 16;
-
-#[derive(Queryable, Selectable, Debug, Clone)]
+#[derive(Queryable, Selectable, Insertable, Debug, Clone)]
 #[diesel(table_name = upload_configs)]
 pub(crate) struct ConfigRow {
     id: String,
     space_id: String,
     workspace_id: String,
     name: String,
+    name_key: String,
+    description: Option<String>,
+    is_signed: bool,
+    allow_unsigned: bool,
+    delivery_type: String,
     config: String,
+    unsigned_restrictions: Option<String>,
     created_at: NaiveDateTime,
     updated_at: NaiveDateTime,
 }
 
-/// What uploads a config accepts.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
-pub struct UploadSettings {
-    /// Largest accepted file, in bytes: 1 to 5 GiB.
-    #[schema(minimum = 1, maximum = 5368709120_u64)]
-    pub max_file_size: u64,
-    /// File formats accepted, as lowercase extensions (`jpg`, `png`, `mp4`, …):
-    /// 1 to 50 of them, each 1 to 16 letters or digits.
-    pub allowed_formats: Vec<String>,
-    /// Uploads signed by the platform (the client got a signature from a
-    /// server holding a key) are accepted.
-    pub signed_uploads: bool,
-    /// Uploads without a signature (straight from browsers) are accepted.
-    pub unsigned_uploads: bool,
-}
+impl ConfigRow {
+    fn new(space_id: String, workspace_id: String, name: String, fields: &Fields) -> ConfigRow {
+        let at = now();
+        let mut row = ConfigRow {
+            id: ids::new_id(prefix::UPLOAD_CONFIG),
+            space_id,
+            workspace_id,
+            name_key: name_key(&name),
+            name,
+            description: None,
+            is_signed: false,
+            allow_unsigned: false,
+            delivery_type: String::new(),
+            config: String::new(),
+            unsigned_restrictions: None,
+            created_at: at,
+            updated_at: at,
+        };
+        row.set(fields);
+        row
+    }
 
-impl UploadSettings {
-    /// The `starter` config: images up to 10 MiB, signed uploads only.
-    pub fn starter() -> UploadSettings {
-        UploadSettings {
-            max_file_size: 10 * 1024 * 1024,
-            allowed_formats: ["jpg", "jpeg", "png", "gif", "webp"]
-                .map(String::from)
-                .to_vec(),
-            signed_uploads: true,
-            unsigned_uploads: false,
+    /// The `starter` config of a new space.
+    pub(crate) fn starter(space_id: String, workspace_id: String) -> ConfigRow {
+        ConfigRow::new(space_id, workspace_id, STARTER.into(), &Fields::starter())
+    }
+
+    pub(crate) fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// What the service wrote always reads back; a document it did not write
+    /// reads as the defaults of what it leaves out.
+    fn fields(&self) -> Fields {
+        Fields {
+            description: self.description.clone(),
+            is_signed: self.is_signed,
+            allow_unsigned: self.allow_unsigned,
+            delivery_type: DeliveryType::parse(&self.delivery_type).unwrap_or(DeliveryType::Upload),
+            config: serde_json::from_str(&self.config).unwrap_or_default(),
+            unsigned_restrictions: self
+                .unsigned_restrictions
+                .as_deref()
+                .and_then(|text| serde_json::from_str(text).ok()),
         }
     }
 
-    fn stored(text: &str) -> UploadSettings {
-        serde_json::from_str(text).unwrap_or_else(|_| UploadSettings::starter())
+    fn set(&mut self, fields: &Fields) {
+        self.description = fields.description.clone();
+        self.is_signed = fields.is_signed;
+        self.allow_unsigned = fields.allow_unsigned;
+        self.delivery_type = fields.delivery_type.as_str().into();
+        self.config = serde_json::to_string(&fields.config).expect("settings serialize");
+        self.unsigned_restrictions = fields
+            .unsigned_restrictions
+            .as_ref()
+            .map(|r| serde_json::to_string(r).expect("restrictions serialize"));
     }
-
-    pub(crate) fn to_stored(&self) -> String {
-        serde_json::to_string(self).expect("settings serialize")
-    }
-
-    /// Applies `patch`, then checks the whole.
-    fn patched(mut self, patch: UploadSettingsPatch, errors: &mut Vec<FieldError>) -> Self {
-        if let Some(size) = patch.max_file_size {
-            if (1..=MAX_FILE_SIZE).contains(&size) {
-                self.max_file_size = size;
-            } else {
-                errors.push(FieldError::new(
-                    "config.max_file_size",
-                    format!("must be between 1 and {MAX_FILE_SIZE} bytes"),
-                ));
-            }
-        }
-        if let Some(formats) = patch.allowed_formats {
-            let mut normalized: Vec<String> = Vec::new();
-            for (i, format) in formats.iter().enumerate() {
-                let format = format.trim().trim_start_matches('.').to_ascii_lowercase();
-                if format.is_empty()
-                    || format.len() > MAX_FORMAT_LEN
-                    || !format.bytes().all(|b| b.is_ascii_alphanumeric())
-                {
-                    errors.push(FieldError::new(
-                        format!("config.allowed_formats[{i}]"),
-                        format!(
-                            "must be a file extension of 1 to {MAX_FORMAT_LEN} letters or digits"
-                        ),
-                    ));
-                } else if !normalized.contains(&format) {
-                    normalized.push(format);
-                }
-            }
-            if formats.is_empty() || formats.len() > MAX_FORMATS {
-                errors.push(FieldError::new(
-                    "config.allowed_formats",
-                    format!("must list 1 to {MAX_FORMATS} formats"),
-                ));
-            }
-            self.allowed_formats = normalized;
-        }
-        if let Some(v) = patch.signed_uploads {
-            self.signed_uploads = v;
-        }
-        if let Some(v) = patch.unsigned_uploads {
-            self.unsigned_uploads = v;
-        }
-        if !self.signed_uploads && !self.unsigned_uploads {
-            errors.push(FieldError::new(
-                "config",
-                "signed_uploads or unsigned_uploads must be true",
-            ));
-        }
-        self
-    }
-}
-
-/// Fields of [`UploadSettings`]; absent ones keep their value (on creation:
-/// the `starter` values).
-#[derive(Debug, Default, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct UploadSettingsPatch {
-    #[schema(minimum = 1, maximum = 5368709120_u64)]
-    max_file_size: Option<u64>,
-    allowed_formats: Option<Vec<String>>,
-    signed_uploads: Option<bool>,
-    unsigned_uploads: Option<bool>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct UploadConfigView {
     /// `upc_…`
     id: String,
+    name: String,
+    #[schema(required = true)]
+    description: Option<String>,
     /// `spc_…`
     space_id: String,
-    name: String,
-    config: UploadSettings,
+    /// Uploads are signed: made with a credential or a signed URL.
+    is_signed: bool,
+    /// Unsigned uploads (no credential) are accepted, within
+    /// `unsigned_restrictions`.
+    allow_unsigned: bool,
+    delivery_type: DeliveryType,
+    /// Present whenever `allow_unsigned` is.
+    #[schema(required = true)]
+    unsigned_restrictions: Option<UnsignedRestrictions>,
+    /// Only in answers about one config: lists leave it out.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    config: Option<UploadSettings>,
     /// The space's active config.
     is_active: bool,
     #[schema(format = DateTime)]
@@ -157,13 +141,28 @@ pub struct UploadConfigView {
     updated_at: String,
 }
 
-fn view(row: ConfigRow, active: Option<&str>) -> UploadConfigView {
+/// How much of a config an answer shows.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Detail {
+    /// One config: with `config`.
+    Full,
+    /// A list: without.
+    Summary,
+}
+
+fn view(row: ConfigRow, active: bool, detail: Detail) -> UploadConfigView {
+    let fields = row.fields();
     UploadConfigView {
-        is_active: active == Some(row.id.as_str()),
-        config: UploadSettings::stored(&row.config),
         id: row.id,
-        space_id: row.space_id,
         name: row.name,
+        description: fields.description,
+        space_id: row.space_id,
+        is_signed: fields.is_signed,
+        allow_unsigned: fields.allow_unsigned,
+        delivery_type: fields.delivery_type,
+        unsigned_restrictions: fields.unsigned_restrictions,
+        config: (detail == Detail::Full).then_some(fields.config),
+        is_active: active,
         created_at: rfc3339(row.created_at),
         updated_at: rfc3339(row.updated_at),
     }
@@ -217,12 +216,6 @@ fn name_taken(
     Ok(query.count().get_result::<i64>(conn)? > 0)
 }
 
-fn name_conflict() -> Fail {
-    Fail::Api(ApiError::conflict(
-        "an upload config with this name already exists in the space",
-    ))
-}
-
 #[derive(Debug, Deserialize)]
 pub struct ListQuery {
     space_id: Option<String>,
@@ -239,36 +232,14 @@ pub(crate) struct SpaceFilter {
     space_id: Option<String>,
 }
 
-/// List upload configs
-///
-/// Oldest first, of one space or of every space within reach. Needs `spaces:read`.
-#[utoipa::path(
-    get,
-    path = "/api/v1/upload-configs",
-    operation_id = "list_upload_configs",
-    tag = "upload-configs",
-    params(SpaceFilter, CursorParams),
-    security(("bearer_token" = ["spaces:read"]), ("api_key" = ["spaces:read"])),
-    responses(
-        (status = 200, description = "A page of configs; `meta` is `{limit, next_cursor, has_more}`.", body = ListEnvelope<Vec<UploadConfigView>>),
-        (status = 400, description = "A bad `cursor` or `limit`.", body = ErrorEnvelope),
-        (status = 401, description = "No credential.", body = ErrorEnvelope),
-        (status = 403, description = "Without `spaces:read`, or no workspace selected.", body = ErrorEnvelope),
-        (status = 404, description = "`space_id` names no space within reach.", body = ErrorEnvelope),
-    )
-)]
-pub async fn list(
-    identity: Identity,
-    query: Query<ListQuery>,
-    state: web::Data<SpacesState>,
+/// A page of the configs within `reach` (of `space_id` only, if named),
+/// oldest first, without their `config`.
+async fn list_page(
+    state: &SpacesState,
+    reach: Reach,
+    space_id: Option<String>,
+    page: CursorPage,
 ) -> Result<ApiResponse<Vec<UploadConfigView>>, ApiError> {
-    let reach = access::readable(&identity)?;
-    let ListQuery {
-        space_id,
-        cursor,
-        limit,
-    } = query.into_inner();
-    let page = state.cursors.validate(&CursorQuery { cursor, limit })?;
     let after = match &page.after {
         Some(p) => Some((cursor_time(p.created_at_ms)?, p.id.clone())),
         None => None,
@@ -303,6 +274,7 @@ pub async fn list(
                 .select(ConfigRow::as_select())
                 .load(conn)?;
             let mut space_ids: Vec<&str> = rows.iter().map(|r| r.space_id.as_str()).collect();
+            space_ids.sort_unstable();
             space_ids.dedup();
             let actives: Vec<Option<String>> = spaces::table
                 .filter(spaces::id.eq_any(space_ids))
@@ -322,29 +294,105 @@ pub async fn list(
         .into_iter()
         .map(|row| {
             let active = actives.iter().flatten().any(|a| *a == row.id);
-            let id = row.id.clone();
-            view(row, active.then_some(id.as_str()))
+            view(row, active, Detail::Summary)
         })
         .collect();
     Ok(ApiResponse::ok(views).meta(page.meta(&state.cursors, has_more, last.as_ref())))
 }
 
+/// List upload configs
+///
+/// Oldest first, of one space or of every space within reach; without their
+/// `config` (read one config for it). Needs `spaces:read`.
+#[utoipa::path(
+    get,
+    path = "/api/v1/upload-configs",
+    operation_id = "list_upload_configs",
+    tag = "upload-configs",
+    params(SpaceFilter, CursorParams),
+    security(("bearer_token" = ["spaces:read"]), ("api_key" = ["spaces:read"])),
+    responses(
+        (status = 200, description = "A page of configs, without `config`.", body = ListEnvelope<Vec<UploadConfigView>>),
+        (status = 400, description = "A bad `cursor` or `limit`.", body = ErrorEnvelope),
+        (status = 401, description = "No credential.", body = ErrorEnvelope),
+        (status = 403, description = "Without `spaces:read`, or no workspace selected.", body = ErrorEnvelope),
+        (status = 404, description = "`space_id` names no space within reach.", body = ErrorEnvelope),
+    )
+)]
+pub async fn list(
+    identity: Identity,
+    query: Query<ListQuery>,
+    state: web::Data<SpacesState>,
+) -> Result<ApiResponse<Vec<UploadConfigView>>, ApiError> {
+    let reach = access::readable(&state, &identity).await?;
+    let ListQuery {
+        space_id,
+        cursor,
+        limit,
+    } = query.into_inner();
+    let page = state.cursors.validate(&CursorQuery { cursor, limit })?;
+    list_page(&state, reach, space_id, page).await
+}
+
+/// List every upload config
+///
+/// Of every space the credential reaches, oldest first, without their
+/// `config`. Needs `spaces:read`.
+#[utoipa::path(
+    get,
+    path = "/api/v1/upload-configs/all",
+    operation_id = "list_all_upload_configs",
+    tag = "upload-configs",
+    params(CursorParams),
+    security(("bearer_token" = ["spaces:read"]), ("api_key" = ["spaces:read"])),
+    responses(
+        (status = 200, description = "A page of configs, without `config`.", body = ListEnvelope<Vec<UploadConfigView>>),
+        (status = 400, description = "A bad `cursor` or `limit`.", body = ErrorEnvelope),
+        (status = 401, description = "No credential.", body = ErrorEnvelope),
+        (status = 403, description = "Without `spaces:read`, or no workspace selected.", body = ErrorEnvelope),
+    )
+)]
+pub async fn list_all(
+    identity: Identity,
+    query: Query<CursorQuery>,
+    state: web::Data<SpacesState>,
+) -> Result<ApiResponse<Vec<UploadConfigView>>, ApiError> {
+    let reach = access::readable(&state, &identity).await?;
+    let page = state.cursors.validate(&query)?;
+    list_page(&state, reach, None, page).await
+}
+
 #[derive(Debug, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
 pub struct NewUploadConfig {
-    /// The space (`spc_…`).
-    space_id: String,
-    /// 1 to 100 characters (trimmed), unique within the space regardless of case.
-    name: String,
-    /// Absent fields take the `starter` values.
-    #[serde(default)]
-    config: UploadSettingsPatch,
+    /// Required: the space (`spc_…`).
+    #[schema(value_type = String, required = true)]
+    space_id: Option<String>,
+    /// Required: 1 to 100 characters (trimmed), unique within the space
+    /// regardless of case.
+    #[schema(value_type = String, required = true)]
+    name: Option<String>,
+    /// At most 1000 characters.
+    #[serde(default, deserialize_with = "nullable")]
+    #[schema(value_type = Option<String>, nullable)]
+    description: Option<Option<String>>,
+    /// Default `false`.
+    is_signed: Option<bool>,
+    /// Default `false`; `true` needs `unsigned_restrictions`.
+    allow_unsigned: Option<bool>,
+    /// Default `upload`.
+    delivery_type: Option<DeliveryType>,
+    /// Sections and fields left out take their defaults.
+    config: Option<UploadSettingsPatch>,
+    #[serde(default, deserialize_with = "nullable")]
+    #[schema(value_type = Option<UnsignedRestrictionsInput>, nullable)]
+    unsigned_restrictions: Option<Option<UnsignedRestrictionsInput>>,
 }
 
 /// Create an upload config
 ///
 /// For a space within reach; it is not active until the space names it in
-/// `active_upload_config_id`. Needs `spaces:write`.
+/// `active_upload_config_id`. Fields left out take Tuzzle's defaults (any safe
+/// format up to 50 MB, delivered publicly). Needs `spaces:write`.
 #[utoipa::path(
     post,
     path = "/api/v1/upload-configs",
@@ -357,8 +405,7 @@ pub struct NewUploadConfig {
         (status = 401, description = "No credential.", body = ErrorEnvelope),
         (status = 403, description = "Without `spaces:write`, or no workspace selected.", body = ErrorEnvelope),
         (status = 404, description = "`space_id` names no space within reach.", body = ErrorEnvelope),
-        (status = 409, description = "The space has a config of that name.", body = ErrorEnvelope),
-        (status = 422, description = "A bad field; `errors` names each.", body = ErrorEnvelope),
+        (status = 422, description = "A bad field, or a name the space's configs have already taken; `errors` names each.", body = ErrorEnvelope),
     )
 )]
 pub async fn create(
@@ -366,58 +413,57 @@ pub async fn create(
     body: Json<NewUploadConfig>,
     state: web::Data<SpacesState>,
 ) -> Result<ApiResponse<UploadConfigView>, ApiError> {
-    let reach = access::writable(&identity)?;
-    let NewUploadConfig {
-        space_id,
-        name,
-        config,
-    } = body.into_inner();
+    let reach = access::writable(&state, &identity).await?;
+    let body = body.into_inner();
     let mut errors = Vec::new();
-    let name = check_name(&name, "name", &mut errors);
-    let settings = UploadSettings::starter().patched(config, &mut errors);
+    let space_id = body.space_id.filter(|s| !s.trim().is_empty());
+    if space_id.is_none() {
+        errors.push(FieldError::new("space_id", "field is required"));
+    }
+    let name = match body.name {
+        Some(name) => check_name(&name, "name", &mut errors),
+        None => {
+            errors.push(FieldError::new("name", "field is required"));
+            String::new()
+        }
+    };
+    let patch = Patch {
+        description: body.description,
+        is_signed: body.is_signed,
+        allow_unsigned: body.allow_unsigned,
+        delivery_type: body.delivery_type,
+        config: body.config,
+        unsigned_restrictions: body.unsigned_restrictions,
+    };
+    let rules = Rules {
+        allow_private_webhooks: state.allow_private_webhooks,
+    };
+    let fields = Fields::default().patched(patch, rules, &mut errors);
     if !errors.is_empty() {
         return Err(ApiError::validation(errors));
     }
+    let space_id = space_id.unwrap_or_default();
     let row = state
         .db
         .transaction(move |conn| {
-            let space = crate::spaces::find(conn, &reach, &space_id)?;
-            let key = name_key(&name);
-            if name_taken(conn, &space.id, &key, None)? {
-                return Err(name_conflict());
+            let space = crate::spaces::find(conn, &reach, space_id.trim())?;
+            if name_taken(conn, &space.id, &name_key(&name), None)? {
+                return Err(Fail::Api(name_taken_error()));
             }
-            let at = now();
-            let row = ConfigRow {
-                id: ids::new_id(prefix::UPLOAD_CONFIG),
-                space_id: space.id,
-                workspace_id: space.workspace_id,
-                name,
-                config: settings.to_stored(),
-                created_at: at,
-                updated_at: at,
-            };
+            let row = ConfigRow::new(space.id, space.workspace_id, name, &fields);
             diesel::insert_into(upload_configs::table)
-                .values((
-                    upload_configs::id.eq(&row.id),
-                    upload_configs::space_id.eq(&row.space_id),
-                    upload_configs::workspace_id.eq(&row.workspace_id),
-                    upload_configs::name.eq(&row.name),
-                    upload_configs::name_key.eq(&key),
-                    upload_configs::config.eq(&row.config),
-                    upload_configs::created_at.eq(at),
-                    upload_configs::updated_at.eq(at),
-                ))
+                .values(&row)
                 .execute(conn)?;
             Ok::<_, Fail>(row)
         })
         .await
         .map_err(ApiError::from)?;
-    Ok(ApiResponse::created(view(row, None)))
+    Ok(ApiResponse::created(view(row, false, Detail::Full)))
 }
 
 /// Get an upload config
 ///
-/// Needs `spaces:read`.
+/// With its `config`. Needs `spaces:read`.
 #[utoipa::path(
     get,
     path = "/api/v1/upload-configs/{id}",
@@ -437,7 +483,7 @@ pub async fn get(
     path: web::Path<String>,
     state: web::Data<SpacesState>,
 ) -> Result<ApiResponse<UploadConfigView>, ApiError> {
-    let reach = access::readable(&identity)?;
+    let reach = access::readable(&state, &identity).await?;
     let id = path.into_inner();
     let (row, active) = state
         .db
@@ -448,21 +494,36 @@ pub async fn get(
         })
         .await
         .map_err(ApiError::from)?;
-    Ok(ApiResponse::ok(view(row, active.as_deref())))
+    let active = active.as_deref() == Some(row.id.as_str());
+    Ok(ApiResponse::ok(view(row, active, Detail::Full)))
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
 pub struct UploadConfigUpdate {
     /// 1 to 100 characters (trimmed), unique within the space regardless of case.
-    name: Option<String>,
-    /// The fields to change; the others keep their value.
+    #[serde(default, deserialize_with = "nullable")]
+    #[schema(value_type = String, required = false)]
+    name: Option<Option<String>>,
+    /// At most 1000 characters; null clears it.
+    #[serde(default, deserialize_with = "nullable")]
+    #[schema(value_type = Option<String>, nullable)]
+    description: Option<Option<String>>,
+    is_signed: Option<bool>,
+    /// `true` needs `unsigned_restrictions`.
+    allow_unsigned: Option<bool>,
+    delivery_type: Option<DeliveryType>,
+    /// The sections and fields to change; the others keep their value.
     config: Option<UploadSettingsPatch>,
+    /// Replaces the restrictions; null clears them (while `allow_unsigned`
+    /// is false).
+    #[serde(default, deserialize_with = "nullable")]
+    #[schema(value_type = Option<UnsignedRestrictionsInput>, nullable)]
+    unsigned_restrictions: Option<Option<UnsignedRestrictionsInput>>,
 }
 
 /// Update an upload config
 ///
-/// Changes the fields named. Needs `spaces:write`.
+/// Changes the fields named; the others keep their value. Needs `spaces:write`.
 #[utoipa::path(
     put,
     path = "/api/v1/upload-configs/{id}",
@@ -476,8 +537,7 @@ pub struct UploadConfigUpdate {
         (status = 401, description = "No credential.", body = ErrorEnvelope),
         (status = 403, description = "Without `spaces:write`, or no workspace selected.", body = ErrorEnvelope),
         (status = 404, description = "No such config within the credential's reach.", body = ErrorEnvelope),
-        (status = 409, description = "The space has another config of that name.", body = ErrorEnvelope),
-        (status = 422, description = "A bad field; `errors` names each.", body = ErrorEnvelope),
+        (status = 422, description = "A bad field, or a name another of the space's configs has taken; `errors` names each.", body = ErrorEnvelope),
     )
 )]
 pub async fn update(
@@ -486,37 +546,60 @@ pub async fn update(
     body: Json<UploadConfigUpdate>,
     state: web::Data<SpacesState>,
 ) -> Result<ApiResponse<UploadConfigView>, ApiError> {
-    let reach = access::writable(&identity)?;
+    let reach = access::writable(&state, &identity).await?;
     let id = path.into_inner();
-    let UploadConfigUpdate { name, config } = body.into_inner();
+    let body = body.into_inner();
     let mut errors = Vec::new();
-    let name = name.map(|n| check_name(&n, "name", &mut errors));
+    let name = match body.name {
+        None => None,
+        Some(None) => {
+            errors.push(FieldError::new("name", "field is required"));
+            None
+        }
+        Some(Some(name)) => Some(check_name(&name, "name", &mut errors)),
+    };
     if !errors.is_empty() {
         return Err(ApiError::validation(errors));
     }
+    let patch = Patch {
+        description: body.description,
+        is_signed: body.is_signed,
+        allow_unsigned: body.allow_unsigned,
+        delivery_type: body.delivery_type,
+        config: body.config,
+        unsigned_restrictions: body.unsigned_restrictions,
+    };
+    let rules = Rules {
+        allow_private_webhooks: state.allow_private_webhooks,
+    };
     let (row, active) = state
         .db
         .transaction(move |conn| {
             let mut row = find(conn, &reach, &id)?;
             let mut errors = Vec::new();
-            let settings = UploadSettings::stored(&row.config)
-                .patched(config.unwrap_or_default(), &mut errors);
+            let fields = row.fields().patched(patch, rules, &mut errors);
             if !errors.is_empty() {
                 return Err(Fail::Api(ApiError::validation(errors)));
             }
             if let Some(name) = name {
                 if name_taken(conn, &row.space_id, &name_key(&name), Some(&row.id))? {
-                    return Err(name_conflict());
+                    return Err(Fail::Api(name_taken_error()));
                 }
+                row.name_key = name_key(&name);
                 row.name = name;
             }
-            row.config = settings.to_stored();
+            row.set(&fields);
             row.updated_at = now();
             diesel::update(upload_configs::table.find(&row.id))
                 .set((
                     upload_configs::name.eq(&row.name),
-                    upload_configs::name_key.eq(name_key(&row.name)),
+                    upload_configs::name_key.eq(&row.name_key),
+                    upload_configs::description.eq(&row.description),
+                    upload_configs::is_signed.eq(row.is_signed),
+                    upload_configs::allow_unsigned.eq(row.allow_unsigned),
+                    upload_configs::delivery_type.eq(&row.delivery_type),
                     upload_configs::config.eq(&row.config),
+                    upload_configs::unsigned_restrictions.eq(&row.unsigned_restrictions),
                     upload_configs::updated_at.eq(row.updated_at),
                 ))
                 .execute(conn)?;
@@ -525,7 +608,8 @@ pub async fn update(
         })
         .await
         .map_err(ApiError::from)?;
-    Ok(ApiResponse::ok(view(row, active.as_deref())))
+    let active = active.as_deref() == Some(row.id.as_str());
+    Ok(ApiResponse::ok(view(row, active, Detail::Full)))
 }
 
 /// Delete an upload config
@@ -540,7 +624,7 @@ pub async fn update(
     params(("id" = String, Path, description = "The config's id (`upc_…`).")),
     security(("bearer_token" = ["spaces:write"]), ("api_key" = ["spaces:write"])),
     responses(
-        (status = 200, description = "Deleted (message `upload config deleted`).", body = Envelope<NoData>),
+        (status = 200, description = "Deleted; `data` is null.", body = Envelope<NoData>),
         (status = 401, description = "No credential.", body = ErrorEnvelope),
         (status = 403, description = "Without `spaces:write`, or no workspace selected.", body = ErrorEnvelope),
         (status = 404, description = "No such config within the credential's reach.", body = ErrorEnvelope),
@@ -552,7 +636,7 @@ pub async fn delete(
     path: web::Path<String>,
     state: web::Data<SpacesState>,
 ) -> Result<ApiResponse<()>, ApiError> {
-    let reach = access::writable(&identity)?;
+    let reach = access::writable(&state, &identity).await?;
     let id = path.into_inner();
     state
         .db
@@ -569,4 +653,28 @@ pub async fn delete(
         .await
         .map_err(ApiError::from)?;
     Ok(ApiResponse::ok(()).message("upload config deleted"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::document::{Storage, Transformations};
+    use super::*;
+
+    #[test]
+    fn stored_documents_read_back_and_gaps_read_as_defaults() {
+        let mut row = ConfigRow::starter("spc_1".into(), "wrk_1".into());
+        assert_eq!(row.fields(), Fields::starter());
+        // What the migration writes: the validation section only.
+        row.config = r#"{"validation":{"max_file_size":7,"allowed_formats":"mp4,mov"}}"#.into();
+        let fields = row.fields();
+        assert_eq!(fields.config.validation.max_file_size, 7);
+        assert_eq!(
+            fields.config.validation.allowed_formats.as_deref(),
+            Some("mp4,mov")
+        );
+        assert_eq!(fields.config.storage, Storage::default());
+        assert_eq!(fields.config.transformations, Transformations::default());
+        row.config = "not json".into();
+        assert_eq!(row.fields().config, UploadSettings::default());
+    }
 }

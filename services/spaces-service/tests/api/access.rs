@@ -1,7 +1,8 @@
 //! Who reaches what: workspaces are sealed from each other (404), scopes gate
-//! reading and changing, a space key reaches its own space only.
+//! reading and changing, a space key reaches its own space only, an account
+//! key every space of its workspace.
 
-use crate::helpers::{TestSpaces, member, new_workspace, space_key, with_scopes};
+use crate::helpers::{TestSpaces, admin, member, new_workspace, with_scopes};
 use identity::{Identity, PrincipalType};
 use serde_json::json;
 use testkit::reqwest::Method;
@@ -16,7 +17,7 @@ async fn tenant_isolation(kind: DbKind) {
     let id = space["id"].as_str().unwrap();
     let config = space["active_upload_config_id"].as_str().unwrap();
     let key = app.mint_key(&me, id, "ci").await;
-    let key_id = key["id"].as_str().unwrap();
+    let key_id = key["id"].as_i64().unwrap();
     let attempts: Vec<(Method, String, Option<serde_json::Value>)> = vec![
         (Method::GET, format!("/api/v1/spaces/{id}"), None),
         (
@@ -172,7 +173,7 @@ async fn space_key_reach(kind: DbKind) {
     let own_id = own["id"].as_str().unwrap();
     let sibling_id = sibling["id"].as_str().unwrap();
     let key = app.mint_key(&me, own_id, "production").await;
-    let sk = space_key(&key, &workspace);
+    let sk = app.as_key(&key).await;
 
     // Lists show the own space only.
     let listed = app.get(&sk, "/api/v1/spaces").await;
@@ -264,4 +265,111 @@ async fn space_key_reach(kind: DbKind) {
             .status,
         200
     );
+}
+
+db_test!(
+    an_account_key_reaches_every_space_of_its_workspace,
+    account_key_reach
+);
+async fn account_key_reach(kind: DbKind) {
+    let app = TestSpaces::start(kind).await;
+    let workspace = new_workspace();
+    let boss = admin(&workspace);
+    let me = member(&workspace);
+    let stranger = member(&new_workspace());
+    let home = app.create_space(&me, "Home").await;
+    let sibling = app.create_space(&me, "Sibling").await;
+    let foreign = app.create_space(&stranger, "Foreign").await;
+    let home_id = home["id"].as_str().unwrap();
+    let sibling_id = sibling["id"].as_str().unwrap();
+    let keys = format!("/api/v1/spaces/{home_id}/api-keys");
+    let account = json!({"name": "deploys", "type": "account"});
+
+    // Only a workspace admin mints account keys.
+    app.post(&me, &keys, account.clone())
+        .await
+        .assert_error(403, "forbidden");
+    let minted = app.post(&boss, &keys, account.clone()).await;
+    assert_eq!(minted.status, 201, "{}", minted.json());
+    let key = minted.json()["data"].clone();
+    assert_eq!(key["type"], "account");
+    assert_eq!(key["space_id"], home_id);
+    // The gateway describes it as any `sk_` key: the space it was minted for.
+    let seen = app.introspect(key["key"].as_str().unwrap()).await;
+    assert_eq!(seen["space_id"], home_id);
+    let ak = app.as_key(&key).await;
+
+    // Every space of the workspace, none of another.
+    let listed = app.get(&ak, "/api/v1/spaces").await.json()["data"].clone();
+    let ids: Vec<_> = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["id"].clone())
+        .collect();
+    assert_eq!(ids, [json!(home_id), json!(sibling_id)]);
+    assert_eq!(
+        app.get(&ak, &format!("/api/v1/spaces/{sibling_id}"))
+            .await
+            .status,
+        200
+    );
+    let configs = app.get(&ak, "/api/v1/upload-configs/all").await.json()["data"].clone();
+    assert_eq!(configs.as_array().unwrap().len(), 2);
+    let foreign_id = foreign["id"].as_str().unwrap();
+    app.get(&ak, &format!("/api/v1/spaces/{foreign_id}"))
+        .await
+        .assert_error(404, "not_found");
+    app.post(
+        &ak,
+        &format!("/api/v1/spaces/{foreign_id}/api-keys"),
+        json!({"name": "x"}),
+    )
+    .await
+    .assert_error(404, "not_found");
+
+    // It creates spaces and mints space keys, never account keys.
+    let made = app
+        .post(&ak, "/api/v1/spaces", json!({"name": "Made by a key"}))
+        .await;
+    assert_eq!(made.status, 201, "{}", made.json());
+    let space_key = app
+        .post(
+            &ak,
+            &format!("/api/v1/spaces/{sibling_id}/api-keys"),
+            json!({"name": "sibling"}),
+        )
+        .await;
+    assert_eq!(space_key.status, 201, "{}", space_key.json());
+    assert_eq!(space_key.json()["data"]["type"], "space");
+    app.post(&ak, &keys, account.clone())
+        .await
+        .assert_error(403, "forbidden");
+    // A space key mints no keys at all, least of all account keys.
+    let sk = app.as_key(&space_key.json()["data"]).await;
+    for body in [account.clone(), json!({"name": "more"})] {
+        app.post(&sk, &format!("/api/v1/spaces/{sibling_id}/api-keys"), body)
+            .await
+            .assert_error(403, "forbidden");
+    }
+    app.post(&sk, "/api/v1/spaces", json!({"name": "Nope"}))
+        .await
+        .assert_error(403, "forbidden");
+    // Unknown types are refused.
+    assert_eq!(
+        crate::helpers::fields(
+            &app.post(&boss, &keys, json!({"name": "x", "type": "global"}))
+                .await
+        ),
+        ["type"]
+    );
+
+    // Revoking an account key takes an admin; then the key is refused.
+    let path = format!("{keys}/{}", key["id"]);
+    app.delete(&me, &path).await.assert_error(403, "forbidden");
+    app.delete(&sk, &path).await.assert_error(404, "not_found");
+    assert_eq!(app.delete(&boss, &path).await.status, 200);
+    app.get(&ak, "/api/v1/spaces")
+        .await
+        .assert_error(401, "unauthorized");
 }

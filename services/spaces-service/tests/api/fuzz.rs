@@ -1,5 +1,6 @@
 //! Property: no request body (nor id, nor query) yields a 5xx; every answer
-//! is the envelope. On SQLite and PostgreSQL.
+//! is in its family's shape (Tuzzle's `{data}` / `{message, errors?}`, the
+//! internal route's SpaceOS envelope). On SQLite and PostgreSQL.
 
 use crate::helpers::{TestSpaces, member, new_workspace};
 use identity::Identity;
@@ -17,7 +18,13 @@ fn field_name() -> impl Strategy<Value = String> {
             "active_upload_config_id", "access_control", "requires_auth", "public_read",
             "security", "watermark", "url", "position", "opacity", "space_id", "config",
             "max_file_size", "allowed_formats", "signed_uploads", "unsigned_uploads",
-            "expires_at", "key", "handle", "id",
+            "expires_at", "key", "handle", "id", "type", "is_signed", "allow_unsigned",
+            "delivery_type", "unsigned_restrictions", "allowed_referrers", "require_https",
+            "max_uploads_per_hour", "storage", "folder", "generate_filename", "unique_filename",
+            "validation", "min_image_width", "max_image_width", "min_image_height",
+            "max_image_height", "transformations", "upload_quality", "upload_format",
+            "progressive", "strip_metadata", "eager", "width", "height", "crop", "metadata",
+            "tags", "auto_tagging", "notifications",
         ])
         .prop_map(str::to_owned),
         1 => "[a-z_]{1,12}",
@@ -36,7 +43,10 @@ fn text() -> impl Strategy<Value = String> {
             "https://169.254.169.254/", "media.example.com", "localhost", "north", "center",
             "dynamic", "fixed", "jpg", "spc_01HQ0000000000000000000000", "upc_nope",
             "2999-01-01T00:00:00Z", "2001-01-01T00:00:00Z", "not a time", "sk_abc",
-            "\u{202e}evil", "💥", "'; DROP TABLE spaces; --",
+            "\u{202e}evil", "💥", "'; DROP TABLE spaces; --", "account", "space", "upload",
+            "private", "authenticated", "auto", "original", "webp", "thumb", "jpg,png,webp",
+            "jpg,,php", "a/../b", "*.example.com", "products/images", "9223372036854775808",
+            "-1", "1",
         ])
         .prop_map(str::to_owned),
         1 => (0usize..3000).prop_map(|n| "x".repeat(n)),
@@ -89,7 +99,7 @@ type Probe = (Method, String, Option<Value>, bool);
 
 fn probes(space: &str, config: &str, key_id: &str) -> impl Strategy<Value = Probe> {
     let (space, config, key_id) = (space.to_owned(), config.to_owned(), key_id.to_owned());
-    (0usize..14, body(), text(), any::<bool>()).prop_map(move |(which, body, raw_id, real_id)| {
+    (0usize..17, body(), text(), any::<bool>()).prop_map(move |(which, body, raw_id, real_id)| {
         let id = if real_id {
             space.clone()
         } else {
@@ -178,6 +188,19 @@ fn probes(space: &str, config: &str, key_id: &str) -> impl Strategy<Value = Prob
                 None,
                 false,
             ),
+            13 => (
+                Method::GET,
+                format!("/api/v1/upload-configs/all?cursor={q}&limit={q}"),
+                None,
+                false,
+            ),
+            14 => (Method::DELETE, "/api/v1/spaces".into(), Some(body), false),
+            15 => (
+                Method::PUT,
+                format!("/api/v1/upload-configs/{upc}"),
+                Some(json!({ "config": body })),
+                false,
+            ),
             _ => (
                 Method::GET,
                 format!("/api/v1/upload-configs/{upc}"),
@@ -207,7 +230,7 @@ fn no_input_yields_a_server_error(kind: DbKind) {
                 .as_str()
                 .unwrap()
                 .to_owned(),
-            key["id"].as_str().unwrap().to_owned(),
+            key["id"].to_string(),
         )
     });
     // Which statuses the probes met: the property means little unless they
@@ -237,9 +260,26 @@ fn no_input_yields_a_server_error(kind: DbKind) {
                     answer.status,
                     String::from_utf8_lossy(&answer.body)
                 );
-                let envelope: Value = serde_json::from_slice(&answer.body)
+                let body: Value = serde_json::from_slice(&answer.body)
                     .map_err(|e| TestCaseError::fail(format!("not JSON: {e}")))?;
-                prop_assert_eq!(envelope["success"].as_bool(), Some(answer.status < 400));
+                if path.starts_with("/internal/") {
+                    prop_assert_eq!(body["success"].as_bool(), Some(answer.status < 400));
+                } else if answer.status < 400 {
+                    prop_assert!(body.get("data").is_some(), "{}", body);
+                    prop_assert!(body.get("success").is_none(), "{}", body);
+                } else {
+                    prop_assert!(body["message"].is_string(), "{}", body);
+                    prop_assert!(body.get("success").is_none(), "{}", body);
+                    if let Some(errors) = body.get("errors") {
+                        prop_assert!(
+                            errors.as_object().is_some_and(|e| e.values().all(|m| m
+                                .as_array()
+                                .is_some_and(|m| m.iter().all(Value::is_string)))),
+                            "{}",
+                            body
+                        );
+                    }
+                }
                 seen.lock().unwrap().insert(answer.status);
                 Ok(())
             },

@@ -115,6 +115,13 @@ impl TestSpaces {
         created.json()["data"].clone()
     }
 
+    /// The identity the gateway sends for a request made with the space key
+    /// `key` (the `data` of its creation), built from what introspection told
+    /// it, as the gateway builds it.
+    pub async fn as_key(&self, key: &Value) -> Identity {
+        as_gateway_sees(&self.introspect(key["key"].as_str().unwrap()).await)
+    }
+
     /// What the gateway learns about `key`.
     pub async fn introspect(&self, key: &str) -> Value {
         let seen = self
@@ -138,6 +145,16 @@ pub fn member(workspace: &str) -> Identity {
     with_scopes(PrincipalType::User, workspace, "spaces:read spaces:write")
 }
 
+/// A workspace admin: a person of `workspace` with the spaces scopes and
+/// `keys:admin`.
+pub fn admin(workspace: &str) -> Identity {
+    with_scopes(
+        PrincipalType::User,
+        workspace,
+        "spaces:read spaces:write keys:admin",
+    )
+}
+
 pub fn with_scopes(kind: PrincipalType, workspace: &str, scopes: &str) -> Identity {
     Identity {
         principal_id: ids::new_id(prefix::USER),
@@ -145,31 +162,58 @@ pub fn with_scopes(kind: PrincipalType, workspace: &str, scopes: &str) -> Identi
         workspace_id: Some(workspace.to_owned()),
         scopes: ScopeSet::parse(scopes).unwrap(),
         space_id: None,
+        organization_id: None,
     }
 }
 
-/// The identity the gateway sends for a request made with the space key
-/// `key` (the `data` of its creation), as introspection describes it.
-pub fn space_key(key: &Value, workspace: &str) -> Identity {
+/// The identity the gateway sends for `Authorization: Bearer sk_…`, built
+/// from what introspection told it (principal: the key's internal id; the
+/// space it was minted for; what a space key may do).
+pub fn as_gateway_sees(introspection: &Value) -> Identity {
+    assert_eq!(introspection["active"], true, "{introspection}");
     Identity {
-        principal_id: key["id"].as_str().unwrap().to_owned(),
+        principal_id: introspection["key_id"].as_str().unwrap().to_owned(),
         principal_type: PrincipalType::SpaceKey,
-        workspace_id: Some(workspace.to_owned()),
+        workspace_id: Some(introspection["workspace_id"].as_str().unwrap().to_owned()),
         scopes: ScopeSet::parse("spaces:read spaces:write").unwrap(),
-        space_id: Some(key["space_id"].as_str().unwrap().to_owned()),
+        space_id: Some(introspection["space_id"].as_str().unwrap().to_owned()),
+        organization_id: None,
     }
 }
 
-/// The `field`s a 422 answer names.
+/// The fields a 422 answer names (Tuzzle's `errors` map, in key order),
+/// after checking its shape: every field has one or more sentences, and the
+/// `message` is the one field's first sentence, or "The given data was
+/// invalid." when several fields are named.
 pub fn fields(response: &TestResponse) -> Vec<String> {
     let body = response.assert_error(422, "validation_failed");
-    body["errors"]
-        .as_array()
-        .unwrap_or_else(|| panic!("no errors in {body}"))
-        .iter()
-        .map(|e| {
-            assert!(e["message"].as_str().is_some_and(|m| !m.is_empty()), "{e}");
-            e["field"].as_str().unwrap().to_owned()
-        })
-        .collect()
+    let errors = body["errors"]
+        .as_object()
+        .unwrap_or_else(|| panic!("no errors in {body}"));
+    for (field, messages) in errors {
+        let messages = messages
+            .as_array()
+            .unwrap_or_else(|| panic!("{field}: not a list in {body}"));
+        assert!(!messages.is_empty(), "{body}");
+        for message in messages {
+            let message = message.as_str().unwrap_or_default();
+            assert!(
+                message.starts_with("The ") && message.ends_with('.'),
+                "{field}: {message:?} in {body}"
+            );
+        }
+    }
+    let expected = match errors.values().next() {
+        Some(first) if errors.len() == 1 => first[0].clone(),
+        _ => Value::from("The given data was invalid."),
+    };
+    assert_eq!(body["message"], expected, "{body}");
+    errors.keys().cloned().collect()
+}
+
+/// `fields` sorted, as the `errors` map orders them.
+pub fn sorted<const N: usize>(fields: [&str; N]) -> Vec<String> {
+    let mut fields = fields.map(str::to_owned).to_vec();
+    fields.sort();
+    fields
 }

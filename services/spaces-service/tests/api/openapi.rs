@@ -5,7 +5,7 @@
 //! `SPACEPORT_UPDATE_OPENAPI=1 cargo test -p spaces-service --test api openapi`
 //! rewrites the committed file.
 
-use crate::helpers::{TestSpaces, member, new_workspace, space_key};
+use crate::helpers::{TestSpaces, admin, member, new_workspace};
 use identity::Identity;
 use serde_json::json;
 use testkit::DbKind;
@@ -180,7 +180,7 @@ async fn answers_fit_the_document() {
         .await;
     assert_response(&doc, "post", "/api/v1/spaces/{id}/api-keys", &minted);
     let key = minted.json()["data"].clone();
-    let sk = space_key(&key, &workspace);
+    let sk = app.as_key(&key).await;
     let forbidden = app.post(&sk, &keys, json!({"name": "more"})).await;
     assert_response(&doc, "post", "/api/v1/spaces/{id}/api-keys", &forbidden);
     for secret in [key["key"].clone(), json!("nope")] {
@@ -203,7 +203,19 @@ async fn answers_fit_the_document() {
         "/api/v1/spaces/{id}/api-keys",
         &app.get(&me, &keys).await,
     );
-    let key_path = format!("{keys}/{}", key["id"].as_str().unwrap());
+    let account = app
+        .post(
+            &admin(&workspace),
+            &keys,
+            json!({"name": "account", "type": "account"}),
+        )
+        .await;
+    assert_response(&doc, "post", "/api/v1/spaces/{id}/api-keys", &account);
+    let invalid_key = app
+        .post(&me, &keys, json!({"name": "x", "type": "x"}))
+        .await;
+    assert_response(&doc, "post", "/api/v1/spaces/{id}/api-keys", &invalid_key);
+    let key_path = format!("{keys}/{}", key["id"]);
     assert_response(
         &doc,
         "delete",
@@ -233,6 +245,40 @@ async fn answers_fit_the_document() {
         )
         .await;
     assert_response(&doc, "get", "/api/v1/upload-configs", &listed);
+    for path in [
+        "/api/v1/upload-configs/all?limit=1",
+        "/api/v1/upload-configs/all?limit=0",
+    ] {
+        assert_response(
+            &doc,
+            "get",
+            "/api/v1/upload-configs/all",
+            &app.get(&me, path).await,
+        );
+    }
+    let full = app
+        .post(
+            &me,
+            "/api/v1/upload-configs",
+            json!({"space_id": id, "name": "full", "description": "All of it", "is_signed": true,
+                   "allow_unsigned": true, "delivery_type": "authenticated",
+                   "config": {"storage": {"folder": "a/b"},
+                              "validation": {"allowed_formats": "jpg", "min_image_width": 10, "max_image_width": 20},
+                              "transformations": {"upload_quality": 75, "eager": [{"width": 5, "height": 5, "crop": "fill"}]},
+                              "metadata": {"tags": ["t"], "auto_tagging": true},
+                              "notifications": {"webhook_url": "https://h.example.com/u"}},
+                   "unsigned_restrictions": {"allowed_referrers": ["*.example.com"], "require_https": true, "max_uploads_per_hour": 5}}),
+        )
+        .await;
+    assert_response(&doc, "post", "/api/v1/upload-configs", &full);
+    let refused = app
+        .post(
+            &me,
+            "/api/v1/upload-configs",
+            json!({"space_id": id, "name": "full"}),
+        )
+        .await;
+    assert_response(&doc, "post", "/api/v1/upload-configs", &refused);
     let config_path = format!("/api/v1/upload-configs/{config}");
     assert_response(
         &doc,
@@ -264,6 +310,20 @@ async fn answers_fit_the_document() {
 
     let missing = app.delete(&me, "/api/v1/spaces").await;
     assert_response(&doc, "delete", "/api/v1/spaces", &missing);
+    let partial = app
+        .put(&me, &space_path, json!({"webhook_url": null}))
+        .await;
+    assert_response(&doc, "put", "/api/v1/spaces/{id}", &partial);
+    let second = app.create_space(&me, "By body").await;
+    let by_body = app
+        .call(
+            &me,
+            testkit::reqwest::Method::DELETE,
+            "/api/v1/spaces",
+            Some(json!({"id": second["id"]})),
+        )
+        .await;
+    assert_response(&doc, "delete", "/api/v1/spaces", &by_body);
     let gone = app.delete(&me, &format!("/api/v1/spaces?id={id}")).await;
     assert_response(&doc, "delete", "/api/v1/spaces", &gone);
     assert_response(

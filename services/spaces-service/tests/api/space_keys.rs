@@ -37,13 +37,15 @@ async fn lifecycle(kind: DbKind) {
     assert_eq!(created.status, 201, "{}", created.json());
     let data = created.json()["data"].clone();
     let key = data["key"].as_str().unwrap().to_owned();
-    let id = data["id"].as_str().unwrap().to_owned();
+    let id = data["id"].as_i64().expect("an integer id");
+    assert!(id > 0);
     assert!(is_space_key(&key));
-    assert!(service_kit::ids::is_valid("spk", &id));
     assert_eq!(data["type"], "space");
     assert_eq!(data["space_id"], space_id);
     assert_eq!(data["is_active"], true);
     assert_eq!(data["name"], "production");
+    assert!(data["last_used_at"].is_null());
+    assert!(data.as_object().unwrap().contains_key("last_used_at"));
     assert!(data["expires_at"].as_str().unwrap().ends_with('Z'));
     assert!(data["created_at"].is_string());
 
@@ -71,17 +73,20 @@ async fn lifecycle(kind: DbKind) {
     assert_eq!(listed.status, 200);
     assert!(!String::from_utf8_lossy(&listed.body).contains(&key));
     let entry = listed.json()["data"][0].clone();
-    assert_eq!(entry["id"], id.as_str());
+    assert_eq!(entry["id"], id);
     assert_eq!(entry["type"], "space");
     assert!(key.starts_with(entry["prefix"].as_str().unwrap().trim_end_matches('…')));
     assert!(entry["last_used_at"].is_null());
     assert!(entry.get("key").is_none());
-    assert_eq!(listed.json()["meta"]["has_more"], false);
+    assert!(listed.json()["next_cursor"].is_null());
 
-    // Introspection: the gateway only.
+    // Introspection: the gateway only. It names the key by its internal id.
     let seen = app.introspect(&key).await;
     assert_eq!(seen["active"], true);
-    assert_eq!(seen["key_id"], id.as_str());
+    assert!(service_kit::ids::is_valid(
+        "spk",
+        seen["key_id"].as_str().unwrap()
+    ));
     assert_eq!(seen["space_id"], space_id);
     assert_eq!(seen["workspace_id"], workspace.as_str());
     assert_eq!(seen["expires_at"], data["expires_at"]);
@@ -126,7 +131,8 @@ async fn lifecycle(kind: DbKind) {
             json!({"name": "x", "expires_at": "2001-01-01T00:00:00Z"}),
             "expires_at",
         ),
-        (json!({"name": "x", "scopes": ["spaces:read"]}), "scopes"),
+        (json!({"name": "x", "type": "workspace"}), "type"),
+        (json!({"name": "x", "type": 1}), "type"),
     ] {
         assert_eq!(
             fields(&app.post(&me, &path, body.clone()).await),
@@ -134,6 +140,15 @@ async fn lifecycle(kind: DbKind) {
             "{body}"
         );
     }
+    // Unknown fields are ignored: a key gets no scopes from its body.
+    let ignored = app
+        .post(&me, &path, json!({"name": "x", "scopes": ["keys:admin"]}))
+        .await;
+    assert_eq!(ignored.status, 201, "{}", ignored.json());
+    assert_eq!(ignored.json()["data"]["type"], "space");
+    // Integer ids are the database's: never reused, increasing.
+    let next = app.mint_key(&me, space_id, "next").await;
+    assert!(next["id"].as_i64().unwrap() > ignored.json()["data"]["id"].as_i64().unwrap());
 }
 
 db_test!(expired_keys_are_inactive, expiry);
@@ -173,22 +188,25 @@ async fn revocation(cache: CacheKind) {
     let space = app.create_space(&me, "Revoked").await;
     let space_id = space["id"].as_str().unwrap();
     let key = app.mint_key(&me, space_id, "a").await;
-    let (id, secret) = (key["id"].as_str().unwrap(), key["key"].as_str().unwrap());
+    let (number, secret) = (key["id"].as_i64().unwrap(), key["key"].as_str().unwrap());
     // Served from memory after the first look-up; a revocation still wins.
-    assert_eq!(app.introspect(secret).await["active"], true);
+    let internal = app.introspect(secret).await["key_id"].clone();
+    let id = internal.as_str().unwrap();
     assert_eq!(app.introspect(secret).await["active"], true);
     let bus = app.cache.connect().await;
     let mut revocations = bus.subscribe(revocation::CHANNEL).await.unwrap();
-    let path = format!("/api/v1/spaces/{space_id}/api-keys/{id}");
+    let path = format!("/api/v1/spaces/{space_id}/api-keys/{number}");
     app.delete(&stranger, &path)
         .await
         .assert_error(404, "not_found");
-    app.delete(&me, &format!("/api/v1/spaces/{space_id}/api-keys/spk_nope"))
-        .await
-        .assert_error(404, "not_found");
+    for other in ["spk_nope", id, "0", "-1", "99999999", "1.5"] {
+        app.delete(&me, &format!("/api/v1/spaces/{space_id}/api-keys/{other}"))
+            .await
+            .assert_error(404, "not_found");
+    }
     let revoked = app.delete(&me, &path).await;
     assert_eq!(revoked.status, 200, "{}", revoked.json());
-    assert_eq!(revoked.json()["message"], "API key revoked");
+    assert_eq!(revoked.json(), json!({"data": null}));
     assert_eq!(
         next_revocation(&mut revocations).await,
         Revocation::SpaceKey { id: id.to_owned() }
@@ -199,10 +217,8 @@ async fn revocation(cache: CacheKind) {
     // Deleting the space revokes each of its keys.
     let b = app.mint_key(&me, space_id, "b").await;
     let c = app.mint_key(&me, space_id, "c").await;
-    assert_eq!(
-        app.introspect(b["key"].as_str().unwrap()).await["active"],
-        true
-    );
+    let b_id = app.introspect(b["key"].as_str().unwrap()).await["key_id"].clone();
+    let c_id = app.introspect(c["key"].as_str().unwrap()).await["key_id"].clone();
     let deleted = app.delete(&me, &format!("/api/v1/spaces/{space_id}")).await;
     assert_eq!(deleted.status, 200);
     let mut published = vec![
@@ -212,10 +228,10 @@ async fn revocation(cache: CacheKind) {
     published.sort_by_key(|r| format!("{r:?}"));
     let mut expected = vec![
         Revocation::SpaceKey {
-            id: b["id"].as_str().unwrap().to_owned(),
+            id: b_id.as_str().unwrap().to_owned(),
         },
         Revocation::SpaceKey {
-            id: c["id"].as_str().unwrap().to_owned(),
+            id: c_id.as_str().unwrap().to_owned(),
         },
     ];
     expected.sort_by_key(|r| format!("{r:?}"));
@@ -280,10 +296,7 @@ async fn replicas(cache: CacheKind) {
         &a,
         &me,
         Method::DELETE,
-        &format!(
-            "/api/v1/spaces/{space_id}/api-keys/{}",
-            key["id"].as_str().unwrap()
-        ),
+        &format!("/api/v1/spaces/{space_id}/api-keys/{}", key["id"]),
         None,
     )
     .await;

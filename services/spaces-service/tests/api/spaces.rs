@@ -1,7 +1,7 @@
 //! Spaces: creation with a handle and a `starter` config, reading, listing by
 //! cursor, updating, deleting; the uniqueness rules.
 
-use crate::helpers::{TestSpaces, fields, member, new_workspace};
+use crate::helpers::{TestSpaces, fields, member, new_workspace, sorted};
 use serde_json::json;
 use testkit::{CacheKind, DbKind, db_test};
 
@@ -80,23 +80,51 @@ async fn lifecycle(kind: DbKind) {
     assert_eq!(data["handle"], space["handle"]);
     assert_eq!(data["created_at"], space["created_at"]);
 
+    // Partial bodies: what is named changes, the rest stays.
+    let partial = app
+        .put(
+            &me,
+            &format!("/api/v1/spaces/{id}"),
+            json!({"webhook_url": "https://hooks.example.com/other"}),
+        )
+        .await;
+    assert_eq!(partial.status, 200, "{}", partial.json());
+    let after = partial.json()["data"].clone();
+    assert_eq!(after["webhook_url"], "https://hooks.example.com/other");
+    for kept in [
+        "name",
+        "description",
+        "enabled",
+        "folder_mode",
+        "custom_domain",
+    ] {
+        assert_eq!(after[kept], data[kept], "{kept}");
+    }
+    let untouched = app
+        .put(&me, &format!("/api/v1/spaces/{id}"), json!({}))
+        .await;
+    assert_eq!(untouched.status, 200, "{}", untouched.json());
+    assert_eq!(untouched.json()["data"]["name"], "Updated Name");
+
     let cleared = app
         .put(
             &me,
             &format!("/api/v1/spaces/{id}"),
-            json!({"name": "Updated Name", "description": null, "custom_domain": null, "webhook_url": null}),
+            json!({"description": null, "custom_domain": null, "webhook_url": null}),
         )
         .await;
     assert_eq!(cleared.status, 200, "{}", cleared.json());
     for field in ["description", "custom_domain", "webhook_url"] {
         assert!(cleared.json()["data"][field].is_null(), "{field}");
     }
+    assert_eq!(cleared.json()["data"]["name"], "Updated Name");
 
-    // Both forms of deletion.
+    // Every form of deletion: by path, by query, by body.
     let other = app.create_space(&me, "Other").await;
+    let third = app.create_space(&me, "Third").await;
     let deleted = app.delete(&me, &format!("/api/v1/spaces?id={id}")).await;
     assert_eq!(deleted.status, 200, "{}", deleted.json());
-    assert_eq!(deleted.json()["message"], "space deleted");
+    assert_eq!(deleted.json(), json!({"data": null}));
     app.get(&me, &format!("/api/v1/spaces/{id}"))
         .await
         .assert_error(404, "not_found");
@@ -117,6 +145,43 @@ async fn lifecycle(kind: DbKind) {
     app.delete(&me, "/api/v1/spaces?id=nonsense")
         .await
         .assert_error(404, "not_found");
+    let third_id = third["id"].as_str().unwrap();
+    for (query, body, field) in [
+        ("", json!({}), "id"),
+        ("", json!({"id": 5}), "id"),
+        ("?id=spc_other", json!({"id": third_id}), "id"),
+    ] {
+        let answer = app
+            .call(
+                &me,
+                testkit::reqwest::Method::DELETE,
+                &format!("/api/v1/spaces{query}"),
+                Some(body.clone()),
+            )
+            .await;
+        assert_eq!(fields(&answer), [field], "{query} {body}");
+    }
+    let malformed = app
+        .server
+        .send(
+            app.request_as(&me, testkit::reqwest::Method::DELETE, "/api/v1/spaces")
+                .header("content-type", "application/json")
+                .body("{\"id\":"),
+        )
+        .await;
+    malformed.assert_error(400, "invalid_json");
+    let by_body = app
+        .call(
+            &me,
+            testkit::reqwest::Method::DELETE,
+            "/api/v1/spaces",
+            Some(json!({"id": third_id, "reason": "ignored"})),
+        )
+        .await;
+    assert_eq!(by_body.status, 200, "{}", by_body.json());
+    app.get(&me, &format!("/api/v1/spaces/{third_id}"))
+        .await
+        .assert_error(404, "not_found");
     let listed = app.get(&me, "/api/v1/spaces").await;
     assert_eq!(listed.json()["data"], json!([]));
 }
@@ -131,18 +196,29 @@ async fn unique_names(kind: DbKind) {
     let them = member(&new_workspace());
     let first = app.create_space(&me, "My App").await;
     for name in ["My App", "my app", " MY APP "] {
-        app.post(&me, "/api/v1/spaces", json!({ "name": name }))
-            .await
-            .assert_error(409, "conflict");
+        let taken = app
+            .post(&me, "/api/v1/spaces", json!({ "name": name }))
+            .await;
+        assert_eq!(fields(&taken), ["name"]);
+        assert_eq!(
+            taken.json(),
+            json!({
+                "message": "The name has already been taken.",
+                "errors": {"name": ["The name has already been taken."]},
+            })
+        );
     }
     // Another workspace may use the name.
     app.create_space(&them, "my app").await;
     // Renaming onto another space's name conflicts; onto its own (any case) not.
     let second = app.create_space(&me, "Second").await;
     let second_path = format!("/api/v1/spaces/{}", second["id"].as_str().unwrap());
-    app.put(&me, &second_path, json!({"name": "MY app"}))
-        .await
-        .assert_error(409, "conflict");
+    let taken = app.put(&me, &second_path, json!({"name": "MY app"})).await;
+    assert_eq!(fields(&taken), ["name"]);
+    assert_eq!(
+        taken.json()["errors"]["name"],
+        json!(["The name has already been taken."])
+    );
     let first_path = format!("/api/v1/spaces/{}", first["id"].as_str().unwrap());
     let recased = app.put(&me, &first_path, json!({"name": "MY APP"})).await;
     assert_eq!(recased.status, 200, "{}", recased.json());
@@ -197,19 +273,40 @@ async fn validation(kind: DbKind) {
         (json!({"name": "tab\there"}), "name"),
         (json!({"name": "nul\u{0}"}), "name"),
         (json!({"name": 5}), "name"),
+        (json!({"name": null}), "name"),
         (
             json!({"name": "ok", "description": "d".repeat(1001)}),
             "description",
         ),
-        (json!({"name": "ok", "handle": "abcdef"}), "handle"),
+        (json!({"name": "ok", "description": 7}), "description"),
     ] {
         let answer = app.post(&me, "/api/v1/spaces", body.clone()).await;
         assert_eq!(fields(&answer), [field], "{body}");
     }
+    let required = app.post(&me, "/api/v1/spaces", json!({})).await;
+    assert_eq!(
+        required.json(),
+        json!({
+            "message": "The name field is required.",
+            "errors": {"name": ["The name field is required."]},
+        })
+    );
+    // Unknown fields are ignored, never applied: the handle is generated.
+    let ignored = app
+        .post(
+            &me,
+            "/api/v1/spaces",
+            json!({"name": "Ignored", "handle": "abcdef", "enabled": "no", "id": "spc_mine"}),
+        )
+        .await;
+    assert_eq!(ignored.status, 201, "{}", ignored.json());
+    assert_ne!(ignored.json()["data"]["handle"], "abcdef");
+    assert_ne!(ignored.json()["data"]["id"], "spc_mine");
     let space = app.create_space(&me, "Valid").await;
     let path = format!("/api/v1/spaces/{}", space["id"].as_str().unwrap());
     for (body, field) in [
-        (json!({"description": "no name"}), "name"),
+        (json!({"name": null}), "name"),
+        (json!({"name": ""}), "name"),
         (
             json!({"name": "ok", "folder_mode": "chaotic"}),
             "folder_mode",
@@ -267,11 +364,26 @@ async fn validation(kind: DbKind) {
             json!({"name": "ok", "active_upload_config_id": "upc_nope"}),
             "active_upload_config_id",
         ),
-        (json!({"name": "ok", "handle": "abcdef"}), "handle"),
+        (json!({"webhook_url": "https://10.0.0.1/x"}), "webhook_url"),
     ] {
         let answer = app.put(&me, &path, body.clone()).await;
         assert_eq!(fields(&answer), [field], "{body}");
     }
+    // Unknown fields are ignored on updates too; nothing changes by them.
+    let ignored = app
+        .put(
+            &me,
+            &path,
+            json!({"handle": "abcdef", "workspace_id": "wrk_x"}),
+        )
+        .await;
+    assert_eq!(ignored.status, 200, "{}", ignored.json());
+    let mut after = ignored.json()["data"].clone();
+    let mut before = space.clone();
+    for view in [&mut after, &mut before] {
+        view.as_object_mut().unwrap().remove("updated_at");
+    }
+    assert_eq!(after, before);
     // Several bad fields are reported together.
     let many = app
         .put(
@@ -280,7 +392,11 @@ async fn validation(kind: DbKind) {
             json!({"name": "", "custom_domain": "-x-", "webhook_url": "ftp://x"}),
         )
         .await;
-    assert_eq!(fields(&many), ["name", "custom_domain", "webhook_url"]);
+    assert_eq!(
+        fields(&many),
+        sorted(["name", "custom_domain", "webhook_url"])
+    );
+    assert_eq!(many.json()["message"], "The given data was invalid.");
     // Malformed JSON and wrong content types are 4xx too.
     let malformed = app
         .server
@@ -349,7 +465,9 @@ async fn pagination(kind: DbKind) {
         let page = app.get(&me, &path).await;
         assert_eq!(page.status, 200, "{}", page.json());
         let body = page.json();
-        assert_eq!(body["meta"]["limit"], 2);
+        assert_eq!(body["per_page"], 2);
+        assert_eq!(body["path"], "/api/v1/spaces");
+        assert!(body.get("meta").is_none(), "{body}");
         seen.extend(
             body["data"]
                 .as_array()
@@ -358,37 +476,55 @@ async fn pagination(kind: DbKind) {
                 .map(|s| s["id"].clone()),
         );
         pages += 1;
-        if body["meta"]["has_more"] == false {
-            assert!(body["meta"]["next_cursor"].is_null());
+        let Some(cursor) = body["next_cursor"].as_str() else {
+            assert!(body["next_page_url"].is_null());
             break;
-        }
-        let cursor = body["meta"]["next_cursor"].as_str().unwrap();
-        path = format!("/api/v1/spaces?limit=2&cursor={cursor}");
+        };
+        // The next page's URL is this one's with the cursor.
+        let next = body["next_page_url"].as_str().unwrap();
+        assert!(next.starts_with("/api/v1/spaces?limit=2&cursor="), "{next}");
+        path = next.to_owned();
+        assert!(path.ends_with(cursor), "{path}");
     }
     assert_eq!(pages, 3);
     assert_eq!(seen, created, "every space once, in creation order");
 
     let first = app.get(&me, "/api/v1/spaces?limit=2").await.json();
-    let cursor = first["meta"]["next_cursor"].as_str().unwrap().to_owned();
+    let cursor = first["next_cursor"].as_str().unwrap().to_owned();
     let mut tampered = cursor.clone().into_bytes();
     tampered[3] = if tampered[3] == b'A' { b'B' } else { b'A' };
     let tampered = String::from_utf8(tampered).unwrap();
-    for bad in [
-        format!("/api/v1/spaces?cursor={tampered}"),
-        "/api/v1/spaces?cursor=garbage".to_owned(),
-        "/api/v1/spaces?limit=0".to_owned(),
-        "/api/v1/spaces?limit=101".to_owned(),
-        "/api/v1/spaces?limit=x".to_owned(),
+    // Bad paging parameters are validation errors: 422, naming the parameter.
+    for (bad, field) in [
+        (format!("/api/v1/spaces?cursor={tampered}"), "cursor"),
+        ("/api/v1/spaces?cursor=garbage".to_owned(), "cursor"),
+        ("/api/v1/spaces?limit=0".to_owned(), "limit"),
+        ("/api/v1/spaces?limit=101".to_owned(), "limit"),
+        ("/api/v1/spaces?limit=x".to_owned(), "limit"),
     ] {
-        let answer = app.get(&me, &bad).await;
-        assert_eq!(answer.status, 400, "{bad}: {}", answer.json());
-        assert_eq!(answer.json()["success"], false);
+        assert_eq!(fields(&app.get(&me, &bad).await), [field], "{bad}");
     }
     let defaults = app.get(&me, "/api/v1/spaces").await.json();
+    defaults["data"].as_array().unwrap();
     assert_eq!(
-        defaults["meta"],
-        serde_json::json!({"limit": 20, "next_cursor": null, "has_more": false})
+        serde_json::json!({
+            "path": defaults["path"],
+            "per_page": defaults["per_page"],
+            "next_cursor": defaults["next_cursor"],
+            "next_page_url": defaults["next_page_url"],
+            "prev_cursor": defaults["prev_cursor"],
+            "prev_page_url": defaults["prev_page_url"],
+        }),
+        serde_json::json!({
+            "path": "/api/v1/spaces",
+            "per_page": 20,
+            "next_cursor": null,
+            "next_page_url": null,
+            "prev_cursor": null,
+            "prev_page_url": null,
+        })
     );
+    assert_eq!(defaults.as_object().unwrap().len(), 7, "{defaults}");
 }
 
 db_test!(
@@ -405,7 +541,13 @@ async fn concurrent_names(kind: DbKind) {
     let answers = futures_util::future::join_all(attempts).await;
     let mut statuses: Vec<u16> = answers.iter().map(|a| a.status).collect();
     statuses.sort_unstable();
-    assert_eq!(statuses, [201, 409, 409, 409, 409, 409, 409, 409]);
+    assert_eq!(statuses, [201, 422, 422, 422, 422, 422, 422, 422]);
+    for answer in answers.iter().filter(|a| a.status == 422) {
+        assert_eq!(
+            answer.json()["errors"]["name"],
+            json!(["The name has already been taken."])
+        );
+    }
     let listed = app.get(&me, "/api/v1/spaces").await.json();
     assert_eq!(listed["data"].as_array().unwrap().len(), 1);
     // The refused attempts left no upload configs behind.

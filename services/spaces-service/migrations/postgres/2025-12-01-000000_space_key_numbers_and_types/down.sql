@@ -1,0 +1,2 @@
+ALTER TABLE space_api_keys DROP COLUMN kind;
+ALTER TABLE space_api_keys DROP COLUMN number;
