@@ -173,7 +173,7 @@ impl Worker for SpacesClient {
                 }
             }
             Step::List { cursor } => {
-                *cursor = answer.and_then(|v| v["meta"]["next_cursor"].as_str().map(str::to_owned));
+                *cursor = answer.and_then(|v| v["next_cursor"].as_str().map(str::to_owned));
             }
         }
         Ok(())
@@ -369,7 +369,7 @@ pub async fn run(options: &Options) -> Result<SpacesReport> {
             let page = api
                 .expect(reqwest::Method::GET, &path, &reader, None, 200)
                 .await?;
-            cursor = page["meta"]["next_cursor"].as_str().map(str::to_owned);
+            cursor = page["next_cursor"].as_str().map(str::to_owned);
         }
     }
     run_phase(

@@ -352,18 +352,53 @@ impl ApiError {
     }
 }
 
-/// A field's message as Laravel words it: `The name has already been taken.`
-/// Messages that already name their subject (start with a capital) stay as they are.
+/// A field's message as Laravel words it: `The name has already been taken.`,
+/// `The space id field is required.` (underscores read as spaces, as Laravel
+/// names attributes). The JSON reader's own wording (`missing field`,
+/// `invalid type: …, expected a string`, `unknown variant`) becomes Laravel's
+/// rule messages. Messages that already name their subject (start with a
+/// capital) stay as they are.
 fn tuzzle_message(field: &str, message: &str) -> String {
+    let name = field.replace('_', " ");
     let mut sentence = if message.starts_with(|c: char| c.is_ascii_uppercase()) {
         message.to_owned()
+    } else if message.starts_with("unknown variant") {
+        format!("The selected {name} is invalid")
     } else {
-        format!("The {field} {message}")
+        format!("The {name} {}", laravel_rule(message))
     };
     if !sentence.ends_with('.') {
         sentence.push('.');
     }
     sentence
+}
+
+/// serde's description of a bad value, as the Laravel rule it breaks.
+fn laravel_rule(message: &str) -> &str {
+    if message.starts_with("missing field") {
+        return "field is required";
+    }
+    let Some(expected) = message
+        .strip_prefix("invalid type: ")
+        .and_then(|rest| rest.split_once(", expected "))
+        .map(|(_, expected)| expected)
+    else {
+        return message;
+    };
+    match expected {
+        "a string" | "a borrowed string" => "must be a string",
+        "a boolean" => "field must be true or false",
+        "a sequence" => "must be an array",
+        e if e.starts_with("struct") || e.starts_with("a map") => "must be an object",
+        e if ["u8", "u16", "u32", "u64", "i16", "i32", "i64", "usize", "an integer"]
+            .iter()
+            .any(|t| e.starts_with(t)) =>
+        {
+            "must be an integer"
+        }
+        e if e.starts_with("f32") || e.starts_with("f64") => "must be a number",
+        _ => message,
+    }
 }
 
 impl fmt::Display for ApiError {
@@ -473,9 +508,11 @@ mod tests {
     #[test]
     fn tuzzle_errors_are_laravels() {
         let (status, body) = ApiError::validation(vec![
-            FieldError::new("name", "field is required"),
+            FieldError::new("name", "missing field `name`"),
             FieldError::new("space", "field is required"),
-            FieldError::new("name", "must be a string"),
+            FieldError::new("name", "invalid type: integer `5`, expected a string"),
+            FieldError::new("space_id", "invalid type: string \"x\", expected u32"),
+            FieldError::new("delivery_type", "unknown variant `x`, expected `upload`"),
         ])
         .render(crate::Dialect::Tuzzle);
         assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
@@ -486,6 +523,8 @@ mod tests {
                 "errors": {
                     "name": ["The name field is required.", "The name must be a string."],
                     "space": ["The space field is required."],
+                    "space_id": ["The space id must be an integer."],
+                    "delivery_type": ["The selected delivery type is invalid."],
                 },
             })
         );

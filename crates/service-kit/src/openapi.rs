@@ -113,7 +113,8 @@ pub struct PageParams {
 #[into_params(parameter_in = Query)]
 #[allow(dead_code)] // described, never built: `CursorQuery` reads them
 pub struct CursorParams {
-    /// `meta.next_cursor` of the previous page; opaque and signed.
+    /// `next_cursor` of the previous page (SpaceOS: `meta.next_cursor`); opaque
+    /// and signed.
     cursor: Option<String>,
     #[param(minimum = 1, maximum = 100, default = 20)]
     limit: Option<u32>,

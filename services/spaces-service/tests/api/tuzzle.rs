@@ -584,7 +584,7 @@ async fn tuzzle_flows(kind: DbKind) {
     );
     assert_eq!(
         invalid["errors"]["space_id"],
-        json!(["The space_id field is required."])
+        json!(["The space id field is required."])
     );
     let required = error(
         &curl(&app, &sk, Method::POST, "/spaces", Some("{}")).await,

@@ -437,7 +437,7 @@ async fn validation(kind: DbKind) {
     assert_eq!(fields(&missing), ["name", "space_id"]);
     assert_eq!(
         missing.json()["errors"]["space_id"],
-        json!(["The space_id field is required."])
+        json!(["The space id field is required."])
     );
     app.post(
         &me,
