@@ -571,3 +571,258 @@ async fn gospace_examples_work_verbatim_through_the_gateway() {
         "resource_not_found",
     );
 }
+
+/// A Tuzzle success answer: `{data}`; returns `data`.
+fn tuzzle(response: &TestResponse, status: u16) -> Value {
+    let body = response.json();
+    assert_eq!(response.status, status, "{body}");
+    assert_eq!(keys(&body), ["data"], "{body}");
+    body["data"].clone()
+}
+
+/// A Tuzzle list (Laravel's cursor paginator); returns it.
+fn tuzzle_list(response: &TestResponse) -> Value {
+    let body = response.json();
+    assert_eq!(response.status, 200, "{body}");
+    assert_eq!(
+        keys(&body),
+        [
+            "data",
+            "next_cursor",
+            "next_page_url",
+            "path",
+            "per_page",
+            "prev_cursor",
+            "prev_page_url"
+        ],
+        "{body}"
+    );
+    body
+}
+
+/// A Tuzzle error: `{message, errors?}`; returns it.
+fn tuzzle_error(response: &TestResponse, status: u16, message: &str) -> Value {
+    let body = response.json();
+    assert_eq!(response.status, status, "{body}");
+    assert_eq!(body["message"], message, "{body}");
+    for key in keys(&body) {
+        assert!(["errors", "message"].contains(&key.as_str()), "{body}");
+    }
+    body
+}
+
+#[tokio::test]
+async fn tuzzle_examples_work_verbatim_through_the_gateway() {
+    let platform = Platform::with_booking().await;
+    let gw = &platform.gw;
+    let owner = platform.sign_in("tuzzle-owner@example.com").await;
+    let token = owner["access_token"].as_str().unwrap().to_owned();
+    // The reference's `sk_` key: an account key, minted by a workspace admin
+    // under a first space.
+    let first = tuzzle(
+        &gw.send(
+            gw.client
+                .post(gw.url("/api/v1/spaces"))
+                .bearer_auth(&token)
+                .json(&json!({"name": "Bootstrap"})),
+        )
+        .await,
+        201,
+    );
+    let bootstrap = first["id"].as_str().unwrap().to_owned();
+    let minted = tuzzle(
+        &gw.send(
+            gw.client
+                .post(gw.url(&format!("/api/v1/spaces/{bootstrap}/api-keys")))
+                .bearer_auth(&token)
+                .json(&json!({"name": "production", "type": "account"})),
+        )
+        .await,
+        201,
+    );
+    assert!(minted["id"].is_u64(), "{minted}");
+    assert!(minted.get("last_used_at").is_some(), "{minted}");
+    let sk = minted["key"].as_str().unwrap().to_owned();
+    let curl = |method: reqwest::Method, path: &str, body: Option<String>| {
+        let request = gw
+            .client
+            .request(method, gw.url(&format!("/api/v1{path}")))
+            .header("Authorization", format!("Bearer {sk}"));
+        match body {
+            Some(body) => request
+                .header("Content-Type", "application/json")
+                .body(body),
+            None => request,
+        }
+    };
+
+    // Space endpoints.
+    let created = tuzzle(
+        &gw.send(curl(
+            reqwest::Method::POST,
+            "/spaces",
+            Some(r#"{ "name": "My App", "description": "Production assets" }"#.into()),
+        ))
+        .await,
+        201,
+    );
+    let space = created["id"].as_str().unwrap().to_owned();
+    let duplicate = gw
+        .send(curl(
+            reqwest::Method::POST,
+            "/spaces",
+            Some(r#"{ "name": "My App" }"#.into()),
+        ))
+        .await;
+    let refused = tuzzle_error(&duplicate, 422, "The name has already been taken.");
+    assert_eq!(
+        refused["errors"],
+        json!({"name": ["The name has already been taken."]})
+    );
+    let missing = gw
+        .send(curl(reqwest::Method::POST, "/spaces", Some("{}".into())))
+        .await;
+    tuzzle_error(&missing, 422, "The name field is required.");
+    // The webhooks guide: a partial PUT.
+    let hooked = tuzzle(
+        &gw.send(curl(
+            reqwest::Method::PUT,
+            &format!("/spaces/{space}"),
+            Some(r#"{ "webhook_url": "https://example.com/webhooks/tuzzle" }"#.into()),
+        ))
+        .await,
+        200,
+    );
+    assert_eq!(hooked["webhook_url"], "https://example.com/webhooks/tuzzle");
+    assert_eq!(hooked["name"], "My App");
+    // The key in the query, as the authentication page allows.
+    let by_query = gw
+        .get(&format!("/api/v1/spaces/{space}?api_key={sk}"))
+        .await;
+    assert_eq!(tuzzle(&by_query, 200)["id"], space.as_str());
+
+    // Upload configs: the guide's example, then the list without `config`.
+    let config = tuzzle(
+        &gw.send(curl(
+            reqwest::Method::POST,
+            "/upload-configs",
+            Some(format!(
+                r#"{{
+    "name": "product-images",
+    "description": "Config for product catalog images",
+    "space_id": "{space}",
+    "delivery_type": "upload",
+    "config": {{
+      "validation": {{
+        "allowed_formats": "jpg,png,webp",
+        "max_file_size": 10485760
+      }},
+      "transformations": {{
+        "upload_quality": "auto",
+        "upload_format": "original"
+      }}
+    }}
+  }}"#
+            )),
+        ))
+        .await,
+        201,
+    );
+    assert_eq!(
+        config["config"]["validation"]["allowed_formats"],
+        "jpg,png,webp"
+    );
+    let all = tuzzle_list(
+        &gw.send(curl(reqwest::Method::GET, "/upload-configs/all", None))
+            .await,
+    );
+    assert!(
+        all["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|c| c.get("config").is_none()),
+        "{all}"
+    );
+
+    // `while (res.next_cursor)`: every space exactly once.
+    for i in 0..3 {
+        tuzzle(
+            &gw.send(curl(
+                reqwest::Method::POST,
+                "/spaces",
+                Some(format!(r#"{{ "name": "Walk {i}" }}"#)),
+            ))
+            .await,
+            201,
+        );
+    }
+    let mut seen = Vec::new();
+    let mut path = "/spaces?limit=2".to_owned();
+    loop {
+        let page = tuzzle_list(&gw.send(curl(reqwest::Method::GET, &path, None)).await);
+        assert_eq!(page["per_page"], 2);
+        assert_eq!(page["path"], "/api/v1/spaces");
+        seen.extend(
+            page["data"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|s| s["id"].as_str().unwrap().to_owned()),
+        );
+        match page["next_cursor"].as_str() {
+            Some(cursor) => path = format!("/spaces?limit=2&cursor={cursor}"),
+            None => break,
+        }
+    }
+    assert_eq!(seen.len(), 5, "{seen:?}");
+    assert_eq!(seen.iter().collect::<BTreeSet<_>>().len(), 5);
+
+    // The SDK's delete, the id in the body.
+    tuzzle(
+        &gw.send(curl(
+            reqwest::Method::DELETE,
+            "/spaces",
+            Some(format!(r#"{{ "id": "{space}" }}"#)),
+        ))
+        .await,
+        200,
+    );
+    gw.send(curl(
+        reqwest::Method::GET,
+        &format!("/spaces/{space}"),
+        None,
+    ))
+    .await
+    .assert_error(404, "not_found");
+
+    // The errors page: 401 and 403 in Laravel's words.
+    let unknown = gw
+        .send(
+            gw.client
+                .get(gw.url("/api/v1/spaces"))
+                .bearer_auth(format!("sk_{}", "x".repeat(40))),
+        )
+        .await;
+    tuzzle_error(&unknown, 401, "Unauthenticated.");
+    tuzzle_error(&gw.get("/api/v1/spaces").await, 401, "Unauthenticated.");
+    let space_key = tuzzle(
+        &gw.send(curl(
+            reqwest::Method::POST,
+            &format!("/spaces/{bootstrap}/api-keys"),
+            Some(r#"{ "name": "one space" }"#.into()),
+        ))
+        .await,
+        201,
+    );
+    assert_eq!(space_key["type"], "space");
+    let forbidden = gw
+        .send(
+            gw.client
+                .post(gw.url("/api/v1/spaces"))
+                .bearer_auth(space_key["key"].as_str().unwrap())
+                .json(&json!({"name": "Not mine to make"})),
+        )
+        .await;
+    tuzzle_error(&forbidden, 403, "Forbidden.");
+}
