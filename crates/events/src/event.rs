@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 
 /// Id prefix of events (DESIGN §5: `evt_<ULID>`). service-kit's catalog of
 /// prefixes has no entry for events yet, so it lives here.
-pub const EVENT_ID_PREFIX: &str = "evt";
+pub const EVENT_ID_PREFIX: &str = service_kit::ids::prefix::EVENT;
 
 /// Something that happened in one service, as the rest of the platform sees it.
 ///

@@ -71,6 +71,7 @@
 //! `rediss://` for Redis Streams, `memory://NAME` for the process-wide
 //! in-process stream the devstack's parts share.
 
+pub mod config;
 mod consumer;
 mod event;
 pub mod outbox;

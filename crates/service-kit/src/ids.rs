@@ -17,6 +17,10 @@ pub mod prefix {
     pub const WORKSPACE_API_KEY: &str = "apk";
     pub const SPACE_API_KEY: &str = "spk";
     pub const WEBHOOK: &str = "wh";
+    pub const EVENT: &str = "evt";
+    pub const DELIVERY: &str = "dlv";
+    pub const FILE: &str = "fil";
+    pub const FOLDER: &str = "fld";
 }
 
 /// A new id with the given prefix. ULIDs sort by creation time (millisecond
