@@ -4,8 +4,7 @@
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-/// Id prefix of events (DESIGN §5: `evt_<ULID>`). service-kit's catalog of
-/// prefixes has no entry for events yet, so it lives here.
+/// Id prefix of events (DESIGN §5: `evt_<ULID>`).
 pub const EVENT_ID_PREFIX: &str = service_kit::ids::prefix::EVENT;
 
 /// Something that happened in one service, as the rest of the platform sees it.
