@@ -49,6 +49,14 @@ pub const CATALOG: &[(&str, &str)] = &[
         "create and change content spaces, upload configs and space API keys",
     ),
     (
+        "webhooks:read",
+        "read webhook subscriptions and their deliveries",
+    ),
+    (
+        "webhooks:write",
+        "create, change and delete webhook subscriptions; send test events and retry deliveries",
+    ),
+    (
         "data:read",
         "gospace: read the workspace's data sources and records",
     ),
@@ -84,6 +92,8 @@ impl Scope {
     pub const BOOKINGS_WRITE: Scope = Scope(Cow::Borrowed("bookings:write"));
     pub const SPACES_READ: Scope = Scope(Cow::Borrowed("spaces:read"));
     pub const SPACES_WRITE: Scope = Scope(Cow::Borrowed("spaces:write"));
+    pub const WEBHOOKS_READ: Scope = Scope(Cow::Borrowed("webhooks:read"));
+    pub const WEBHOOKS_WRITE: Scope = Scope(Cow::Borrowed("webhooks:write"));
     pub const DATA_READ: Scope = Scope(Cow::Borrowed("data:read"));
     pub const DATA_WRITE: Scope = Scope(Cow::Borrowed("data:write"));
     pub const AGENTS_READ: Scope = Scope(Cow::Borrowed("agents:read"));

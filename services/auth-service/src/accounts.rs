@@ -1,11 +1,28 @@
-//! People, workspaces and memberships.
+//! People, workspaces and memberships, and the events that announce who
+//! joins and leaves a workspace.
+//!
+//! # `member.added` and `member.removed`
+//!
+//! The events follow the set of a workspace's *active* members, so that a
+//! consumer that applies them in order knows who belongs (the gateway honours
+//! only active memberships). A person is added when an active membership
+//! begins: their account's personal workspace is made at their first sign-in
+//! (or when they are first invited anywhere), they create a workspace, they are
+//! added by an admin (`POST /v1/auth/admin/users`, active at once: there is no
+//! invitation to accept), or a deactivated membership is made active again. A
+//! person is removed when an active membership ends: it is deactivated, or
+//! deleted (`DELETE /v1/auth/admin/users/{id}`). Deleting a membership that
+//! was already deactivated records nothing, as the deactivation did; a change
+//! of role alone records nothing either.
 
+use crate::AuthService;
 use crate::schema::{memberships, roles, users, workspaces};
 use chrono::{NaiveDateTime, Utc};
 use diesel::prelude::*;
 use identity::scopes::Catalog;
 use identity::{Scope, ScopeSet};
 use serde::Serialize;
+use service_kit::cli::ServicePart;
 use service_kit::ids::{self, prefix};
 use store::{DbConnection, StoreError};
 
@@ -88,10 +105,12 @@ pub fn normalize_email(raw: &str) -> Option<String> {
 }
 
 /// The user with this (normalized) email, created on first sign-in together with
-/// a personal workspace they own.
+/// a personal workspace they own; `true` when created now, in which case the
+/// transaction has recorded their `member.added` for it.
 pub fn find_or_create_user(
     conn: &mut DbConnection,
     email: &str,
+    request_id: Option<&str>,
 ) -> Result<(User, bool), StoreError> {
     if let Some(user) = users::table
         .filter(users::email.eq(email))
@@ -130,11 +149,19 @@ pub fn find_or_create_user(
                 memberships::created_at.eq(now),
                 memberships::updated_at.eq(now),
             ))
-            .execute(conn)
+            .execute(conn)?;
+        let member = Member {
+            workspace_id: &workspace_id,
+            user_id: &user.id,
+            email,
+            role: Role::Owner.as_str(),
+        };
+        record_member_event(conn, MemberEvent::Added, &member, request_id)
     });
-    match created.map_err(StoreError::from) {
-        Ok(_) => Ok((user, true)),
-        // Two first sign-ins raced: the other one created the user.
+    match created {
+        Ok(()) => Ok((user, true)),
+        // Two first sign-ins raced: the other one created the user (and its
+        // event; this savepoint's went with the rest of it).
         Err(StoreError::UniqueViolation { .. }) => users::table
             .filter(users::email.eq(email))
             .first::<User>(conn)
@@ -142,6 +169,64 @@ pub fn find_or_create_user(
             .map_err(StoreError::from),
         Err(e) => Err(e),
     }
+}
+
+/// Which way a membership moved, by its name in the event catalog.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MemberEvent {
+    /// An active membership began (`member.added`).
+    Added,
+    /// An active membership ended (`member.removed`).
+    Removed,
+}
+
+impl MemberEvent {
+    pub fn event_type(self) -> &'static str {
+        match self {
+            MemberEvent::Added => "member.added",
+            MemberEvent::Removed => "member.removed",
+        }
+    }
+}
+
+/// A membership as its events describe it.
+#[derive(Debug, Clone, Copy)]
+pub struct Member<'a> {
+    pub workspace_id: &'a str,
+    pub user_id: &'a str,
+    pub email: &'a str,
+    /// As stored: a built-in role, or a custom role's id (`rol_…`).
+    pub role: &'a str,
+}
+
+/// Records `member.added` or `member.removed` in the outbox, inside the
+/// transaction that makes the change; the caller nudges the relay after the
+/// commit. `request_id` is captured before the transaction (the request's
+/// task-local is not visible on the blocking thread that runs it).
+///
+/// The event's subject is the person (`usr_…`); its data is
+/// `{workspace_id, user_id, email, role}`.
+pub fn record_member_event(
+    conn: &mut DbConnection,
+    event: MemberEvent,
+    member: &Member<'_>,
+    request_id: Option<&str>,
+) -> Result<(), StoreError> {
+    let data = serde_json::json!({
+        "workspace_id": member.workspace_id,
+        "user_id": member.user_id,
+        "email": member.email,
+        "role": member.role,
+    });
+    let event = events::Event::new(
+        AuthService::NAME,
+        event.event_type(),
+        member.user_id,
+        data,
+        request_id.map(str::to_owned),
+    )
+    .with_workspace(member.workspace_id);
+    events::outbox::record(conn, &event)
 }
 
 /// A member's role in a workspace and what it grants.

@@ -5,10 +5,12 @@
 //! only be granted by someone holding all its scopes, and `owner` only by an
 //! owner; the last active owner can be neither demoted, deactivated nor removed;
 //! built-in roles cannot be changed. Membership changes are published so that
-//! gateways stop honouring the member's earlier tokens at once.
+//! gateways stop honouring the member's earlier tokens at once, and recorded
+//! as `member.added` / `member.removed` where a membership becomes or stops
+//! being active (see [`crate::accounts`]).
 
 use crate::AuthState;
-use crate::accounts::{self, Granted, Role, normalize_email};
+use crate::accounts::{self, Granted, Member, MemberEvent, Role, normalize_email};
 use crate::lists::{self, Backend, sorted};
 use crate::openapi::{
     Envelope, ErrorEnvelope, ListEnvelope, ListParams, NoData, Scopes, ScopesInput,
@@ -169,6 +171,29 @@ pub struct MemberView {
     /// When the membership's role or status last changed.
     #[schema(format = DateTime)]
     updated_at: String,
+}
+
+impl MemberView {
+    /// Records that this membership of `workspace` began or ended.
+    fn record(
+        &self,
+        conn: &mut DbConnection,
+        event: MemberEvent,
+        workspace: &str,
+        request_id: Option<&str>,
+    ) -> Result<(), StoreError> {
+        let member = Member {
+            workspace_id: workspace,
+            user_id: &self.user_id,
+            email: &self.email,
+            role: &self.role,
+        };
+        accounts::record_member_event(conn, event, &member, request_id)
+    }
+
+    fn is_active(&self) -> bool {
+        self.status == "active"
+    }
 }
 
 fn member(
@@ -333,13 +358,15 @@ pub async fn invite(
         )])
     })?;
     let catalog = state.scopes.clone();
+    let request_id = service_kit::request_id::current();
     let added = state
         .db
         .transaction(move |conn| {
+            let request_id = request_id.as_deref();
             let granted = accounts::resolve_role(conn, &workspace, &role)?
                 .ok_or_else(|| Refusal::Invalid("role", "no such role in this workspace".into()))?;
             may_grant(conn, &catalog, &identity, &workspace, &granted)?;
-            let (user, _) = accounts::find_or_create_user(conn, &email)?;
+            let (user, _) = accounts::find_or_create_user(conn, &email, request_id)?;
             if member(conn, &workspace, &user.id)?.is_some() {
                 return Err(Refusal::Conflict("already a member".into()));
             }
@@ -354,10 +381,24 @@ pub async fn invite(
                     memberships::updated_at.eq(now),
                 ))
                 .execute(conn)?;
-            member(conn, &workspace, &user.id)?.ok_or(Refusal::NotFound("member"))
+            let added = member(conn, &workspace, &user.id)?.ok_or(Refusal::NotFound("member"))?;
+            added.record(conn, MemberEvent::Added, &workspace, request_id)?;
+            Ok(added)
         })
         .await?;
+    state.events.nudge();
     Ok(ApiResponse::created(added))
+}
+
+/// What a `PATCH` of a member did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Changed {
+    /// The same role and status: nothing was written.
+    Nothing,
+    /// The role changed; the member stayed active, or inactive.
+    Role,
+    /// The member became active or stopped being so (an event was recorded).
+    Membership,
 }
 
 /// Either or both; an absent field stays as it is.
@@ -411,6 +452,7 @@ pub async fn update_user(
     }
     let (ws, uid) = (workspace.clone(), user_id.clone());
     let catalog = state.scopes.clone();
+    let request_id = service_kit::request_id::current();
     let updated = state
         .db
         .transaction(move |conn| {
@@ -427,7 +469,7 @@ pub async fn update_user(
             };
             let new_status = status.unwrap_or(current.status.clone());
             if new_role == current.role && new_status == current.status {
-                return Ok::<_, Refusal>((current, false));
+                return Ok::<_, Refusal>((current, Changed::Nothing));
             }
             let stays_owner = new_role == Role::Owner.as_str() && new_status == "active";
             if current.role == Role::Owner.as_str() && current.status == "active" && !stays_owner {
@@ -444,16 +486,31 @@ pub async fn update_user(
                 memberships::updated_at.eq(Utc::now().naive_utc()),
             ))
             .execute(conn)?;
-            Ok((
-                member(conn, &ws, &uid)?.ok_or(Refusal::NotFound("member"))?,
-                true,
-            ))
+            let updated = member(conn, &ws, &uid)?.ok_or(Refusal::NotFound("member"))?;
+            // Deactivated, the member has left (with the role they had);
+            // active again, they are back (with the role they have now).
+            let moved = match (current.is_active(), updated.is_active()) {
+                (true, false) => Some((&current, MemberEvent::Removed)),
+                (false, true) => Some((&updated, MemberEvent::Added)),
+                _ => None,
+            };
+            let changed = match moved {
+                Some((view, event)) => {
+                    view.record(conn, event, &ws, request_id.as_deref())?;
+                    Changed::Membership
+                }
+                None => Changed::Role,
+            };
+            Ok((updated, changed))
         })
         .await?;
     let (updated, changed) = updated;
+    if changed == Changed::Membership {
+        state.events.nudge();
+    }
     // Whatever changed, tokens issued before it no longer speak for the member;
     // a change to nothing (same role, same status) leaves them be.
-    if changed {
+    if changed != Changed::Nothing {
         state
             .publish_revocation(Revocation::Membership {
                 workspace_id: workspace,
@@ -491,11 +548,12 @@ pub async fn remove_user(
     let workspace = administrator(&identity)?;
     let user_id = path.into_inner();
     let (ws, uid) = (workspace.clone(), user_id.clone());
-    state
+    let request_id = service_kit::request_id::current();
+    let was_active = state
         .db
         .transaction(move |conn| {
             let current = member(conn, &ws, &uid)?.ok_or(Refusal::NotFound("member"))?;
-            if current.role == Role::Owner.as_str() && current.status == "active" {
+            if current.role == Role::Owner.as_str() && current.is_active() {
                 owner_may_go(conn, &identity, &ws, "remove")?;
             }
             diesel::delete(
@@ -504,9 +562,16 @@ pub async fn remove_user(
                     .filter(memberships::user_id.eq(&uid)),
             )
             .execute(conn)?;
-            Ok::<_, Refusal>(())
+            // A deactivated member left when they were deactivated.
+            if current.is_active() {
+                current.record(conn, MemberEvent::Removed, &ws, request_id.as_deref())?;
+            }
+            Ok::<_, Refusal>(current.is_active())
         })
         .await?;
+    if was_active {
+        state.events.nudge();
+    }
     state
         .publish_revocation(Revocation::Membership {
             workspace_id: workspace,

@@ -158,6 +158,8 @@ pub struct AuthConfig {
     #[serde(default)]
     pub scopes: ScopesConfig,
     pub mail: mail::MailConfig,
+    /// Where `member.added` and `member.removed` go (the outbox relay).
+    pub events: events::config::OutboxConfig,
 }
 
 impl AuthConfig {
@@ -200,6 +202,7 @@ impl AuthConfig {
             social: SocialConfig::default(),
             scopes: ScopesConfig::default(),
             mail: mail::MailConfig::default(),
+            events: events::config::OutboxConfig::default(),
         }
     }
 }
@@ -310,6 +313,7 @@ impl AuthConfig {
             }
         }
         self.scopes.catalog()?;
+        self.events.validate()?;
         self.mail.validate()
     }
 }
@@ -317,6 +321,30 @@ impl AuthConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_events_section_is_checked_and_named() {
+        let mut config = AuthConfig::defaults();
+        config.events.stream_url = Secret::new("memory://devstack");
+        config.check_sections().unwrap();
+        type Spoil = fn(&mut AuthConfig);
+        let cases: [(&str, Spoil); 4] = [
+            ("events.stream_url", |c| {
+                c.events.stream_url = Secret::new("http://localhost:6379")
+            }),
+            ("events.relay_batch", |c| c.events.relay_batch = 0),
+            ("events.relay_interval_ms", |c| {
+                c.events.relay_interval_ms = 0
+            }),
+            ("events.retention_hours", |c| c.events.retention_hours = 0),
+        ];
+        for (key, bad) in cases {
+            let mut config = AuthConfig::defaults();
+            bad(&mut config);
+            let err = config.check_sections().unwrap_err().to_string();
+            assert!(err.contains(key), "{key}: {err}");
+        }
+    }
 
     #[test]
     fn extra_scopes_are_checked_and_named() {

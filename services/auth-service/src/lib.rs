@@ -60,6 +60,8 @@ pub struct AuthState {
     pub scopes: identity::scopes::Catalog,
     /// For calls to sign-in providers.
     pub http: reqwest::Client,
+    /// Wakes this replica's outbox relay after a commit that recorded events.
+    pub events: events::Nudge,
 }
 
 /// How often each replica applies the key rotation policy and reloads keys.
@@ -96,6 +98,13 @@ impl ServicePart for AuthService {
             retire_after: Duration::from_secs(config.tokens.access_token_ttl_secs + 300),
         };
         let ring = KeyRing::open(backing.db.clone(), secrets.clone(), policy).await?;
+        let nudge = events::config::start_relay(
+            &backing.db,
+            config.cache.url.expose(),
+            &config.events,
+            Self::NAME,
+        )
+        .await?;
         let refresher = ring.clone();
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(KEY_REFRESH_INTERVAL);
@@ -120,6 +129,7 @@ impl ServicePart for AuthService {
             social: config.social.clone(),
             scopes: config.scopes.catalog()?,
             http,
+            events: nudge,
         });
         Ok(backing
             .app_spec(Self::NAME, &config, move |cfg| routes(cfg, state.clone()))

@@ -2,7 +2,7 @@
 //! `GET|POST /v1/system/workspaces`.
 
 use crate::AuthState;
-use crate::accounts::{self, Role};
+use crate::accounts::{self, Member, MemberEvent, Role};
 use crate::lists::{self, Backend, sorted};
 use crate::openapi::{Envelope, ErrorEnvelope, ListEnvelope, ListParams};
 use crate::schema::{memberships, users, workspaces};
@@ -355,6 +355,7 @@ pub async fn create_workspace(
     let id = ids::new_id(prefix::WORKSPACE);
     let now = Utc::now().naive_utc();
     let (row_id, row_name) = (id.clone(), name.clone());
+    let request_id = service_kit::request_id::current();
     state
         .db
         .transaction(move |conn| {
@@ -375,10 +376,18 @@ pub async fn create_workspace(
                     memberships::created_at.eq(now),
                     memberships::updated_at.eq(now),
                 ))
-                .execute(conn)
-                .map_err(StoreError::from)
+                .execute(conn)?;
+            let user = accounts::user_by_id(conn, &user_id)?.ok_or(StoreError::NotFound)?;
+            let owner = Member {
+                workspace_id: &row_id,
+                user_id: &user_id,
+                email: &user.email,
+                role: Role::Owner.as_str(),
+            };
+            accounts::record_member_event(conn, MemberEvent::Added, &owner, request_id.as_deref())
         })
         .await?;
+    state.events.nudge();
     Ok(ApiResponse::created(view((
         id,
         name,

@@ -289,7 +289,14 @@ enum Proof {
 }
 
 /// Who signed in, where, and their new session.
-pub(crate) type SignedInParts = (User, Option<(String, accounts::Granted)>, sessions::Issued);
+pub(crate) struct SignedInParts {
+    user: User,
+    membership: Option<(String, accounts::Granted)>,
+    issued: sessions::Issued,
+    /// The account (and its personal workspace) was created by this sign-in,
+    /// which recorded its `member.added`.
+    new_account: bool,
+}
 
 enum Check {
     Wrong,
@@ -305,8 +312,9 @@ pub(crate) fn open_session(
     catalog: &Catalog,
     email: &str,
     refresh_ttl: chrono::Duration,
+    request_id: Option<&str>,
 ) -> Result<SignedInParts, StoreError> {
-    let (user, _created) = accounts::find_or_create_user(conn, email)?;
+    let (user, new_account) = accounts::find_or_create_user(conn, email, request_id)?;
     let membership = accounts::default_membership(conn, &user.id)?;
     let scopes = membership
         .as_ref()
@@ -319,16 +327,26 @@ pub(crate) fn open_session(
         &scopes.to_string(),
         refresh_ttl,
     )?;
-    Ok((user, membership, issued))
+    Ok(SignedInParts {
+        user,
+        membership,
+        issued,
+        new_account,
+    })
 }
 
-/// The answer of every successful sign-in: tokens and the person.
-pub(crate) fn signed_in(
-    state: &AuthState,
-    user: User,
-    membership: Option<(String, accounts::Granted)>,
-    issued: sessions::Issued,
-) -> ApiResponse<SignedIn> {
+/// The answer of every successful sign-in, once its transaction committed:
+/// tokens and the person.
+pub(crate) fn signed_in(state: &AuthState, parts: SignedInParts) -> ApiResponse<SignedIn> {
+    let SignedInParts {
+        user,
+        membership,
+        issued,
+        new_account,
+    } = parts;
+    if new_account {
+        state.events.nudge();
+    }
     let grant = Grant {
         subject: user.id.clone(),
         principal_type: PrincipalType::User,
@@ -378,6 +396,7 @@ async fn complete(state: &AuthState, proof: Proof) -> Result<ApiResponse<SignedI
     };
     let refresh_ttl = state.refresh_ttl();
     let catalog = state.scopes.clone();
+    let request_id = service_kit::request_id::current();
     let check = state
         .db
         .transaction(move |conn| {
@@ -441,12 +460,13 @@ async fn complete(state: &AuthState, proof: Proof) -> Result<ApiResponse<SignedI
                 &catalog,
                 &email,
                 refresh_ttl,
+                request_id.as_deref(),
             )?)))
         })
         .await?;
 
-    let (user, membership, issued) = match check {
-        Check::Right(signed_in) => *signed_in,
+    let parts = match check {
+        Check::Right(parts) => *parts,
         Check::Wrong => {
             if let Some(key) = &failures_key {
                 let _ = state.cache.incr(key, 1, hour).await;
@@ -454,7 +474,7 @@ async fn complete(state: &AuthState, proof: Proof) -> Result<ApiResponse<SignedI
             return Err(ApiError::unauthorized("invalid or expired code"));
         }
     };
-    Ok(signed_in(state, user, membership, issued))
+    Ok(signed_in(state, parts))
 }
 
 /// Request a sign-in code (SpaceOS)

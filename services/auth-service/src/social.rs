@@ -198,11 +198,14 @@ pub async fn callback(
     let email = verified_email(&state, provider, &config, &code, &pending.verifier).await?;
     let refresh_ttl = state.refresh_ttl();
     let catalog = state.scopes.clone();
-    let (user, membership, issued) = state
+    let request_id = service_kit::request_id::current();
+    let parts = state
         .db
-        .transaction(move |conn| open_session(conn, &catalog, &email, refresh_ttl))
+        .transaction(move |conn| {
+            open_session(conn, &catalog, &email, refresh_ttl, request_id.as_deref())
+        })
         .await?;
-    Ok(signed_in(&state, user, membership, issued))
+    Ok(signed_in(&state, parts))
 }
 
 #[derive(Debug, Deserialize)]

@@ -50,6 +50,8 @@ pub struct SpacesConfig {
     pub secret: SecretConfig,
     pub webhooks: WebhookConfig,
     pub introspection: IntrospectionConfig,
+    /// Where `space.updated` goes (the outbox relay).
+    pub events: events::config::OutboxConfig,
 }
 
 impl SpacesConfig {
@@ -69,6 +71,7 @@ impl SpacesConfig {
                 allow_private_targets: false,
             },
             introspection: IntrospectionConfig { cache_ttl_secs: 30 },
+            events: events::config::OutboxConfig::default(),
         }
     }
 }
@@ -90,6 +93,35 @@ impl SpacesConfig {
                 "must be set when secret.key is empty",
             ));
         }
-        Ok(())
+        self.events.validate()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_events_section_is_checked_and_named() {
+        let mut config = SpacesConfig::defaults();
+        config.events.stream_url = Secret::new("memory://devstack");
+        config.check_sections().unwrap();
+        type Spoil = fn(&mut SpacesConfig);
+        let cases: [(&str, Spoil); 4] = [
+            ("events.stream_url", |c| {
+                c.events.stream_url = Secret::new("http://localhost:6379")
+            }),
+            ("events.relay_batch", |c| c.events.relay_batch = 0),
+            ("events.relay_interval_ms", |c| {
+                c.events.relay_interval_ms = 0
+            }),
+            ("events.retention_hours", |c| c.events.retention_hours = 0),
+        ];
+        for (key, bad) in cases {
+            let mut config = SpacesConfig::defaults();
+            bad(&mut config);
+            let err = config.check_sections().unwrap_err().to_string();
+            assert!(err.contains(key), "{key}: {err}");
+        }
     }
 }

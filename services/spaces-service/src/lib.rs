@@ -42,6 +42,12 @@
 //!   answers from memory once a key was read (`introspection.cache_ttl_secs`), and every
 //!   replica evicts a key as its revocation arrives on the cache bus. `last_used_at` is
 //!   written at most once a minute per key.
+//! - Events: every change of an existing space (`PUT` on the space, on its access
+//!   control or security, and their `DELETE` resets) records `space.updated`
+//!   (`{space_id, name, handle, changed}`, `changed` naming the fields that differ)
+//!   in the outbox, in the same transaction; a request that changes nothing
+//!   records nothing, and neither do creating or deleting a space, upload-config
+//!   changes or key minting. The relay publishes them to `events:spaces-service`.
 
 /// A string enum whose unknown values are refused with the values it knows.
 /// (Its schema is written here: the derive does not see renames made by a
@@ -148,6 +154,8 @@ pub struct SpacesState {
     pub cursors: CursorCodec,
     pub keys: Arc<KeyCache>,
     pub allow_private_webhooks: bool,
+    /// Wakes this replica's outbox relay after a commit that recorded events.
+    pub events: events::Nudge,
 }
 
 impl SpacesState {
@@ -190,6 +198,13 @@ impl ServicePart for SpacesService {
             config.introspection.cache_ttl_secs,
         )));
         keys.clone().listen(&backing.cache).await?;
+        let nudge = events::config::start_relay(
+            &backing.db,
+            config.cache.url.expose(),
+            &config.events,
+            Self::NAME,
+        )
+        .await?;
         let state = web::Data::new(SpacesState {
             db: backing.db.clone(),
             cache: backing.cache.clone(),
@@ -197,6 +212,7 @@ impl ServicePart for SpacesService {
             secrets,
             keys,
             allow_private_webhooks: config.webhooks.allow_private_targets,
+            events: nudge,
         });
         Ok(backing
             .app_spec(Self::NAME, &config, move |cfg| {

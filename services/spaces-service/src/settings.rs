@@ -6,7 +6,7 @@
 use crate::access;
 use crate::openapi::{Envelope, ErrorEnvelope};
 use crate::schema::spaces;
-use crate::spaces::{SpaceView, find, nullable};
+use crate::spaces::{SpaceView, find, nullable, record_update};
 use crate::{Fail, SpacesState, addresses, now};
 use actix_web::web;
 use diesel::prelude::*;
@@ -136,7 +136,8 @@ pub struct SecurityUpdate {
     security: Option<SecurityPatch>,
 }
 
-/// Reads the space within reach, changes its settings with `change`, writes them.
+/// Reads the space within reach, changes its settings with `change`, writes
+/// them, and records `space.updated` when they changed.
 async fn change_settings(
     identity: Identity,
     id: String,
@@ -144,10 +145,12 @@ async fn change_settings(
     change: impl FnOnce(&mut AccessControl, &mut Security) -> Result<(), ApiError> + Send + 'static,
 ) -> Result<ApiResponse<SpaceView>, ApiError> {
     let reach = access::writable(&state, &identity).await?;
-    let row = state
+    let request_id = service_kit::request_id::current();
+    let (row, recorded) = state
         .db
         .transaction(move |conn| {
-            let mut row = find(conn, &reach, &id)?;
+            let before = find(conn, &reach, &id)?;
+            let mut row = before.clone();
             let mut access_control = AccessControl::stored(&row.access_control);
             let mut security = Security::stored(&row.security);
             change(&mut access_control, &mut security)?;
@@ -161,10 +164,14 @@ async fn change_settings(
                     spaces::updated_at.eq(row.updated_at),
                 ))
                 .execute(conn)?;
-            Ok::<_, Fail>(row)
+            let recorded = record_update(conn, &before, &row, request_id)?;
+            Ok::<_, Fail>((row, recorded))
         })
         .await
         .map_err(ApiError::from)?;
+    if recorded {
+        state.events.nudge();
+    }
     Ok(ApiResponse::ok(row.into()))
 }
 

@@ -11,6 +11,7 @@ use chrono::NaiveDateTime;
 use diesel::prelude::*;
 use identity::Identity;
 use serde::{Deserialize, Deserializer, Serialize};
+use service_kit::cli::ServicePart;
 use service_kit::ids::{self, prefix};
 use service_kit::pagination::{CursorPosition, CursorQuery};
 use service_kit::{ApiError, ApiResponse, FieldError, Json, Query};
@@ -134,6 +135,65 @@ pub(crate) fn find(conn: &mut DbConnection, reach: &Reach, id: &str) -> Result<S
         .first(conn)
         .optional()?
         .ok_or_else(missing)
+}
+
+/// Records `space.updated` for the change of a space from `before` to `after`,
+/// inside the transaction that writes it, and says whether it did: a change
+/// that changes nothing records nothing. The data is `{space_id, name, handle,
+/// changed}`, `changed` naming the fields (as the space's JSON names them) that
+/// differ. `request_id` is captured before the transaction: the request's
+/// task-local is not visible on the blocking thread that runs it.
+pub(crate) fn record_update(
+    conn: &mut DbConnection,
+    before: &SpaceRow,
+    after: &SpaceRow,
+    request_id: Option<String>,
+) -> Result<bool, StoreError> {
+    let changed: Vec<&str> = [
+        ("name", before.name != after.name),
+        ("description", before.description != after.description),
+        ("enabled", before.enabled != after.enabled),
+        ("folder_mode", before.folder_mode != after.folder_mode),
+        ("custom_domain", before.custom_domain != after.custom_domain),
+        ("webhook_url", before.webhook_url != after.webhook_url),
+        (
+            "active_upload_config_id",
+            before.active_upload_config_id != after.active_upload_config_id,
+        ),
+        // Compared as settings: a row written before the service normalized
+        // them may hold other text for the same values.
+        (
+            "access_control",
+            AccessControl::stored(&before.access_control)
+                != AccessControl::stored(&after.access_control),
+        ),
+        (
+            "security",
+            Security::stored(&before.security) != Security::stored(&after.security),
+        ),
+    ]
+    .into_iter()
+    .filter_map(|(field, differs)| differs.then_some(field))
+    .collect();
+    if changed.is_empty() {
+        return Ok(false);
+    }
+    let data = serde_json::json!({
+        "space_id": after.id,
+        "name": after.name,
+        "handle": after.handle,
+        "changed": changed,
+    });
+    let event = events::Event::new(
+        crate::SpacesService::NAME,
+        "space.updated",
+        &after.id,
+        data,
+        request_id,
+    )
+    .with_workspace(&after.workspace_id);
+    events::outbox::record(conn, &event)?;
+    Ok(true)
 }
 
 /// A name as stored: trimmed, 1–100 characters, no control characters.
@@ -540,10 +600,12 @@ pub async fn update(
         update.folder_mode,
         update.active_upload_config_id,
     );
-    let row = state
+    let request_id = service_kit::request_id::current();
+    let (row, recorded) = state
         .db
         .transaction(move |conn| {
-            let mut row = find(conn, &reach, &id)?;
+            let before = find(conn, &reach, &id)?;
+            let mut row = before.clone();
             if let Some(name) = name {
                 let key = name_key(&name);
                 if name_taken(conn, &row.workspace_id, &key, Some(&row.id))? {
@@ -607,10 +669,14 @@ pub async fn update(
                     spaces::updated_at.eq(row.updated_at),
                 ))
                 .execute(conn)?;
-            Ok(row)
+            let recorded = record_update(conn, &before, &row, request_id)?;
+            Ok((row, recorded))
         })
         .await
         .map_err(ApiError::from)?;
+    if recorded {
+        state.events.nudge();
+    }
     Ok(ApiResponse::ok(row.into()))
 }
 

@@ -7,7 +7,7 @@ use std::time::Duration;
 use testkit::reqwest::Method;
 use testkit::{DbKind, db_test};
 
-async fn call(
+pub(crate) async fn call(
     auth: &TestAuth,
     who: &Identity,
     method: Method,

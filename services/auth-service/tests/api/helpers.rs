@@ -11,20 +11,27 @@ use testkit::reqwest::Method;
 use testkit::{CacheKind, DbKind, TestCache, TestDatabase, TestResponse, TestServer};
 
 /// Settings no test should leave to the defaults: an inline root secret (the
-/// default would create a key file in the working directory) and mail to the log.
+/// default would create a key file in the working directory), mail to the log,
+/// and events to an in-process stream of the test's own (never a shared Redis).
 pub fn isolate(config: &mut AuthConfig) {
     let mut root = [0u8; 32];
     getrandom::fill(&mut root).unwrap();
     use base64::Engine;
     config.secret.key = Secret::new(base64::engine::general_purpose::STANDARD.encode(root));
     config.mail.url = Secret::new("log");
+    config.events.stream_url = Secret::new(unique_stream_url());
+}
+
+/// An in-process event stream no other test uses.
+pub fn unique_stream_url() -> String {
+    format!("memory://auth-events-{}", service_kit::ids::new_id("test"))
 }
 
 pub struct TestAuth {
     pub server: TestServer,
     pub sink: SmtpSink,
     pub cache: TestCache,
-    _db: TestDatabase,
+    pub db: TestDatabase,
 }
 
 impl TestAuth {
@@ -47,7 +54,7 @@ impl TestAuth {
             server,
             sink,
             cache,
-            _db: db,
+            db,
         }
     }
 

@@ -11,6 +11,7 @@ mod api_keys;
 mod helpers;
 mod keys;
 mod magic_links;
+mod member_events;
 mod openapi;
 mod otp;
 mod principals;

@@ -12,12 +12,19 @@ use testkit::reqwest::Method;
 use testkit::{CacheKind, DbKind, TestCache, TestDatabase, TestResponse, TestServer};
 
 /// Settings no test should leave to the defaults: an inline root secret (the
-/// default would create a key file in the working directory).
+/// default would create a key file in the working directory), and events to an
+/// in-process stream of the test's own (never a shared Redis).
 pub fn isolate(config: &mut SpacesConfig) {
     use base64::Engine;
     let mut root = [0u8; 32];
     getrandom::fill(&mut root).unwrap();
     config.secret.key = Secret::new(base64::engine::general_purpose::STANDARD.encode(root));
+    config.events.stream_url = Secret::new(unique_stream_url());
+}
+
+/// An in-process event stream no other test uses.
+pub fn unique_stream_url() -> String {
+    format!("memory://spaces-events-{}", ids::new_id("test"))
 }
 
 pub struct TestSpaces {

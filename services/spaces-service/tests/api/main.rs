@@ -10,6 +10,7 @@ mod fuzz;
 mod helpers;
 mod openapi;
 mod settings;
+mod space_events;
 mod space_keys;
 mod spaces;
 mod tuzzle;
