@@ -1,0 +1,202 @@
+//! The intake: each configured stream consumed as one consumer group shared
+//! by every replica; each event stored once, with one delivery per matching
+//! subscription, in one transaction; the stream entry acknowledged only after
+//! that commits (the `events` crate's [`Consumer`] acknowledges when the
+//! handler returns `Ok`). An event seen again (redelivered after a crash, or
+//! claimed from a dead replica) finds its row and changes nothing.
+
+use crate::dispatch::{Dispatcher, NewDelivery};
+use crate::metrics::Metrics;
+use crate::schema::{deliveries, events, subscriptions};
+use crate::subscriptions::{ACTIVE, Family, listens_to};
+use crate::{catalog, now};
+use ::events::{Consumer, Delivery, Event, EventStream};
+use chrono::NaiveDateTime;
+use diesel::prelude::*;
+use std::sync::Arc;
+use std::time::Duration;
+use store::{Database, DbConnection, StoreError};
+
+/// How often the streams' lag is measured for the metrics.
+const LAG_INTERVAL: Duration = Duration::from_secs(10);
+
+/// What the intake of one replica needs.
+pub struct Setup {
+    pub db: Database,
+    pub stream: EventStream,
+    pub streams: Vec<String>,
+    pub group: String,
+    /// This replica's consumer name: unique among the group's consumers.
+    pub consumer: String,
+    pub dispatcher: Dispatcher,
+    pub metrics: Arc<Metrics>,
+}
+
+/// Starts one consumer per stream, and the lag gauge, on the current runtime.
+pub fn start(setup: Setup) {
+    for name in &setup.streams {
+        let consumer = Consumer::new(
+            setup.stream.clone(),
+            name.clone(),
+            setup.group.clone(),
+            setup.consumer.clone(),
+        );
+        let db = setup.db.clone();
+        let dispatcher = setup.dispatcher.clone();
+        let metrics = setup.metrics.clone();
+        let stream_name = name.clone();
+        tokio::spawn(async move {
+            let handler = move |delivery: Delivery| {
+                let db = db.clone();
+                let dispatcher = dispatcher.clone();
+                let metrics = metrics.clone();
+                let stream_name = stream_name.clone();
+                async move {
+                    let recorded = record(&db, delivery.event).await?;
+                    metrics.consumed(&stream_name, recorded.duplicate);
+                    if recorded.deliveries > 0 {
+                        dispatcher.wake();
+                    }
+                    Ok::<(), StoreError>(())
+                }
+            };
+            consumer.run(handler, std::future::pending()).await;
+        });
+    }
+    tokio::spawn(measure_lag(
+        setup.stream,
+        setup.streams,
+        setup.group,
+        setup.metrics,
+    ));
+}
+
+async fn measure_lag(
+    stream: EventStream,
+    names: Vec<String>,
+    group: String,
+    metrics: Arc<Metrics>,
+) {
+    let mut tick = tokio::time::interval(LAG_INTERVAL);
+    loop {
+        tick.tick().await;
+        for name in &names {
+            match stream.lag(name, &group).await {
+                Ok(lag) => metrics.stream_lag(name, lag),
+                Err(error) => tracing::debug!(stream = %name, %error, "stream lag unknown"),
+            }
+        }
+    }
+}
+
+/// What recording an event did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Recorded {
+    /// The event was stored before: nothing was done.
+    pub duplicate: bool,
+    /// Deliveries created for it.
+    pub deliveries: usize,
+}
+
+#[derive(Insertable, Debug)]
+#[diesel(table_name = events)]
+struct EventRow {
+    id: String,
+    event_type: String,
+    occurred_at: NaiveDateTime,
+    workspace_id: Option<String>,
+    organization_id: Option<String>,
+    subject_id: String,
+    data: String,
+    producer: String,
+    request_id: Option<String>,
+    received_at: NaiveDateTime,
+}
+
+/// Stores `event` unless it is stored already; returns whether it was new.
+pub(crate) fn insert_event(conn: &mut DbConnection, event: &Event) -> Result<bool, StoreError> {
+    let row = EventRow {
+        id: event.id.clone(),
+        event_type: event.event_type.clone(),
+        occurred_at: event.occurred_at.naive_utc(),
+        workspace_id: event.workspace_id.clone(),
+        organization_id: event.organization_id.clone(),
+        subject_id: event.subject_id.clone(),
+        data: event.data.to_string(),
+        producer: event.producer.clone(),
+        request_id: event.request_id.clone(),
+        received_at: now(),
+    };
+    let insert = diesel::insert_into(events::table)
+        .values(&row)
+        .on_conflict_do_nothing();
+    // ON CONFLICT is each backend's own (the multi-backend has none).
+    let inserted = match conn {
+        DbConnection::Postgresql(pg) => insert.execute(pg)?,
+        DbConnection::Sqlite(lite) => insert.execute(lite)?,
+    };
+    Ok(inserted == 1)
+}
+
+/// Stores `event` once and creates a delivery, due now, for every
+/// subscription it matches, in one transaction.
+///
+/// A subscription matches when it is enabled and active, of the event's
+/// workspace, lists the event's type, and, for a SpaceOS subscription, is of
+/// the event's organization (an event without one concerns the whole
+/// workspace and matches every SpaceOS subscription of it). `ping` events
+/// match nothing here: they are made for one subscription by its test route.
+pub async fn record(db: &Database, event: Event) -> Result<Recorded, StoreError> {
+    db.transaction(move |conn| {
+        if !insert_event(conn, &event)? {
+            return Ok(Recorded {
+                duplicate: true,
+                deliveries: 0,
+            });
+        }
+        let none = Recorded {
+            duplicate: false,
+            deliveries: 0,
+        };
+        let Some(workspace) = &event.workspace_id else {
+            return Ok(none);
+        };
+        if event.event_type == catalog::PING {
+            return Ok(none);
+        }
+        let candidates: Vec<(String, String, Option<String>, String)> = subscriptions::table
+            .filter(subscriptions::workspace_id.eq(workspace))
+            .filter(subscriptions::enabled.eq(true))
+            .filter(subscriptions::state.eq(ACTIVE))
+            .select((
+                subscriptions::id,
+                subscriptions::family,
+                subscriptions::organization_id,
+                subscriptions::events,
+            ))
+            .load(conn)?;
+        let rows: Vec<NewDelivery> = candidates
+            .into_iter()
+            .filter(|(_, family, organization, names)| {
+                let in_scope = match Family::parse(family) {
+                    Some(Family::Gospace) => true,
+                    _ => event.organization_id.is_none() || *organization == event.organization_id,
+                };
+                in_scope && listens_to(names, &event.event_type)
+            })
+            .map(|(subscription, ..)| {
+                NewDelivery::due_now(&subscription, &event.id, workspace, false)
+            })
+            .collect();
+        for row in &rows {
+            diesel::insert_into(deliveries::table)
+                .values(row)
+                .execute(conn)?;
+        }
+        Ok(Recorded {
+            duplicate: false,
+            deliveries: rows.len(),
+        })
+    })
+    .await
+}
