@@ -1,6 +1,7 @@
-//! Bookings: creation under the no-overlap guarantee, the state machine
-//! (`pending → confirmed → active → completed`, or `cancelled` with a reason),
-//! and the release of no-shows.
+//! Bookings: creation under the no-overlap guarantee and the state machine
+//! (`pending → confirmed → active → completed`, or `cancelled` with a reason)
+//! as the API moves it; the moves that time makes are in [`crate::lifecycle`].
+//! Each change records its event ([`crate::outbox`]) in its transaction.
 //!
 //! No two active bookings (pending, confirmed, active) of one space overlap,
 //! buffers included. Each booking stores the interval it blocks,
@@ -17,6 +18,7 @@ use crate::meeting_spaces::{
     self, Bookable, Hours, MAX_BUFFER_MINUTES, MAX_DURATION_MINUTES, Space,
 };
 use crate::openapi::{Envelope, ErrorEnvelope, ListEnvelope};
+use crate::outbox::{self, BookingEvent};
 use crate::schema::bookings;
 use crate::tenancy::Caller;
 use crate::{BookingState, Failure, workspace_with};
@@ -34,8 +36,9 @@ use utoipa::{IntoParams, ToSchema};
 
 /// Name of the PostgreSQL exclusion constraint (see the migration).
 const NO_OVERLAP: &str = "bookings_no_overlap";
-/// Check-in opens this long before a booking starts.
-const CHECK_IN_EARLY_MINUTES: i64 = 15;
+/// Check-in opens this long before a booking starts, when its start is
+/// announced (`booking.start`).
+pub const CHECK_IN_EARLY_MINUTES: i64 = 15;
 
 /// Where a booking is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
@@ -44,9 +47,9 @@ pub enum Status {
     /// Made without a credential on a public space; awaits confirmation.
     Pending,
     Confirmed,
-    /// Checked in.
+    /// In progress: checked in, or started on a space without check-in.
     Active,
-    /// Checked out.
+    /// Over: checked out, or its end came while it was active.
     Completed,
     Cancelled,
 }
@@ -60,7 +63,7 @@ impl Status {
         Status::Cancelled,
     ];
 
-    pub fn as_str(self) -> &'static str {
+    pub const fn as_str(self) -> &'static str {
         match self {
             Status::Pending => "pending",
             Status::Confirmed => "confirmed",
@@ -88,7 +91,7 @@ pub enum CancelReason {
 }
 
 impl CancelReason {
-    fn as_str(self) -> &'static str {
+    pub const fn as_str(self) -> &'static str {
         match self {
             CancelReason::User => "user",
             CancelReason::Admin => "admin",
@@ -101,6 +104,7 @@ impl CancelReason {
 #[diesel(table_name = bookings)]
 pub struct BookingRow {
     pub id: String,
+    pub workspace_id: String,
     pub organization_id: String,
     pub meeting_space_id: String,
     pub start_time: NaiveDateTime,
@@ -495,10 +499,11 @@ pub async fn create(
         notes: body.notes,
         created_by: identity.principal_id.clone(),
         created_at: Utc::now().naive_utc(),
+        request_id: service_kit::request_id::current(),
     };
     let spaces = state.spaces.clone();
     let wanted = space_id.clone();
-    let outcome = idempotency::respond(&state.db, claim, move |conn| {
+    let outcome = idempotency::respond_single_write(&state.db, claim, move |conn| {
         let workspace = workspace.as_deref();
         // First against the space as last read. Should it have changed since,
         // the write finds another version (or the checks may have refused on
@@ -528,7 +533,10 @@ pub async fn create(
     })
     .await;
     match outcome {
-        Ok(response) => Ok(response),
+        Ok(response) => {
+            state.nudge.nudge();
+            Ok(response)
+        }
         Err(failure) => Err(explain_overlap(&state.db, failure, space_id, times, None).await),
     }
 }
@@ -544,11 +552,17 @@ struct NewRow {
     notes: Option<String>,
     created_by: String,
     created_at: NaiveDateTime,
+    /// Of the request that makes it, for its `booking.created`.
+    request_id: Option<String>,
 }
 
-/// Checks `b` against `bookable` and writes it, in one statement that finds
-/// the space still at the version checked: `None` when it is not there any
-/// more (changed or deleted), for the caller to read it again.
+/// Checks `b` against `bookable` and writes it with its `booking.created`, in
+/// one statement that finds the space still at the version checked: `None`
+/// when it is not there any more (changed or deleted), for the caller to read
+/// it again. On PostgreSQL the booking and the outbox row are one statement
+/// (`outbox::execute_with_event`), so that without an `Idempotency-Key` a
+/// booking stays one round trip with no transaction around it; SQLite runs in
+/// the handler's write-locked transaction and writes them one after the other.
 fn insert_checked(
     conn: &mut DbConnection,
     bookable: &Bookable,
@@ -593,7 +607,7 @@ fn insert_checked(
             b.created_at.into_sql::<Timestamp>(),
             b.created_at.into_sql::<Timestamp>(),
         ));
-    let written = diesel::insert_into(bookings::table)
+    let insert = diesel::insert_into(bookings::table)
         .values(source)
         .into_columns((
             bookings::id,
@@ -612,14 +626,11 @@ fn insert_checked(
             bookings::created_by,
             bookings::created_at,
             bookings::updated_at,
-        ))
-        .execute(conn)?;
-    if written == 0 {
-        return Ok(None);
-    }
-    // What was written, without reading it back.
-    Ok(Some(BookingRow {
+        ));
+    // What is written, without reading it back.
+    let row = BookingRow {
         id: b.id.clone(),
+        workspace_id: space.row.workspace_id.clone(),
         organization_id: space.row.organization_id.clone(),
         meeting_space_id: space.row.id.clone(),
         start_time: start,
@@ -634,7 +645,21 @@ fn insert_checked(
         checked_out_at: None,
         created_at: b.created_at,
         updated_at: b.created_at,
-    }))
+    };
+    let event = outbox::booking_event(BookingEvent::Created, &row, b.request_id.clone());
+    let written = match conn {
+        DbConnection::Postgresql(pg) => {
+            outbox::execute_with_event(pg, insert.returning(bookings::id), &event)?
+        }
+        DbConnection::Sqlite(_) => {
+            let written = insert.execute(conn)?;
+            if written > 0 {
+                outbox::record(conn, &event)?;
+            }
+            written
+        }
+    };
+    Ok((written > 0).then_some(row))
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -842,6 +867,7 @@ pub async fn update(
     }
     p.finish()?;
     let moving = start.is_some() || end.is_some();
+    let request_id = service_kit::request_id::current();
     let spaces = state.spaces.clone();
     let (ws, bid) = (workspace.clone(), id.clone());
     // Filled in by the transaction for the overlap explanation.
@@ -894,7 +920,14 @@ pub async fn update(
                         bookings::check_in_deadline.eq(deadline),
                     ))
                     .execute(conn)?;
+                if s.naive_utc() != current.start_time {
+                    // A new start is announced afresh (`booking.start`).
+                    diesel::update(bookings::table.filter(bookings::id.eq(&bid)))
+                        .set(bookings::start_notified_at.eq(None::<NaiveDateTime>))
+                        .execute(conn)?;
+                }
             }
+            let previous = (current.start_time, current.end_time);
             diesel::update(bookings::table.filter(bookings::id.eq(&bid)))
                 .set((
                     bookings::organizer_name.eq(name.unwrap_or(current.organizer_name)),
@@ -903,11 +936,22 @@ pub async fn update(
                     bookings::updated_at.eq(Utc::now().naive_utc()),
                 ))
                 .execute(conn)?;
-            find(conn, &ws, &bid)
+            let row = find(conn, &ws, &bid)?;
+            // `booking.updated` is the reschedule: only when the times changed.
+            if (row.start_time, row.end_time) != previous {
+                let mut event = outbox::booking_event(BookingEvent::Updated, &row, request_id);
+                event.data["previous_start_time"] = input::wire_time(previous.0).into();
+                event.data["previous_end_time"] = input::wire_time(previous.1).into();
+                outbox::record(conn, &event)?;
+            }
+            Ok(row)
         })
         .await;
     match outcome {
-        Ok(row) => Ok(ApiResponse::ok(row.into())),
+        Ok(row) => {
+            state.nudge.nudge();
+            Ok(ApiResponse::ok(row.into()))
+        }
         Err(failure) => {
             let attempt = attempted.lock().unwrap_or_else(|p| p.into_inner()).take();
             match attempt {
@@ -921,7 +965,10 @@ pub async fn update(
 }
 
 /// A move along the state machine: a conditional update, so concurrent moves
-/// (and replicas) cannot both succeed.
+/// (and replicas) cannot both succeed, with its event in the same transaction:
+/// `booking.confirmed`, `booking.cancelled`, `booking.end` (check-out); a
+/// check-in records `booking.start` when the lifecycle has not announced the
+/// start yet (the check-in window opens when the announcement is due).
 async fn transition(
     state: &BookingState,
     workspace: String,
@@ -945,7 +992,8 @@ async fn transition(
         Status::Cancelled => "cancelled",
         Status::Pending => "made pending",
     };
-    Ok(idempotency::respond(&state.db, claim, move |conn| {
+    let request_id = service_kit::request_id::current();
+    let response = idempotency::respond(&state.db, claim, move |conn| {
         let current = find(conn, &workspace, &id)?;
         if !from.contains(&current.status.as_str()) {
             let allowed = from.join(" or ");
@@ -1011,11 +1059,31 @@ async fn transition(
                 "the booking changed meanwhile; read it again",
             )));
         }
-        Ok(ApiResponse::ok(BookingView::from(find(
-            conn, &workspace, &id,
-        )?)))
+        let event = match to {
+            Status::Confirmed => Some(BookingEvent::Confirmed),
+            Status::Cancelled => Some(BookingEvent::Cancelled),
+            Status::Completed => Some(BookingEvent::End),
+            Status::Active => {
+                let unannounced = diesel::update(
+                    bookings::table
+                        .filter(bookings::id.eq(&id))
+                        .filter(bookings::start_notified_at.is_null()),
+                )
+                .set(bookings::start_notified_at.eq(now))
+                .execute(conn)?;
+                (unannounced > 0).then_some(BookingEvent::Start)
+            }
+            Status::Pending => None,
+        };
+        let row = find(conn, &workspace, &id)?;
+        if let Some(kind) = event {
+            outbox::record(conn, &outbox::booking_event(kind, &row, request_id))?;
+        }
+        Ok(ApiResponse::ok(BookingView::from(row)))
     })
-    .await?)
+    .await?;
+    state.nudge.nudge();
+    Ok(response)
 }
 
 macro_rules! transition_handler {
@@ -1129,28 +1197,5 @@ pub async fn cancel(
         Some(reason),
         None,
     )
-    .await
-}
-
-/// Releases bookings that required check-in and were not checked in by their
-/// deadline: `cancelled`, reason `no_show`. One conditional `UPDATE`, so any
-/// number of replicas may run it at once. Returns how many were released.
-pub async fn release_no_shows(db: &Database, now: DateTime<Utc>) -> Result<usize, StoreError> {
-    let now = now.naive_utc();
-    db.run(move |conn| {
-        diesel::update(
-            bookings::table
-                .filter(bookings::status.eq_any(["pending", "confirmed"]))
-                .filter(bookings::check_in_deadline.lt(now)),
-        )
-        .set((
-            bookings::status.eq(Status::Cancelled.as_str()),
-            bookings::cancel_reason.eq(CancelReason::NoShow.as_str()),
-            bookings::check_in_deadline.eq(None::<NaiveDateTime>),
-            bookings::updated_at.eq(now),
-        ))
-        .execute(conn)
-        .map_err(StoreError::from)
-    })
     .await
 }

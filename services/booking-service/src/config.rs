@@ -1,5 +1,6 @@
 //! booking-service configuration (`BOOKING__…`).
 
+use events::config::OutboxConfig;
 use serde::{Deserialize, Serialize};
 use service_kit::config::{
     CacheConfig, ConfigError, DatabaseConfig, HttpConfig, IdentityConfig, LogConfig, ServiceConfig,
@@ -12,9 +13,13 @@ pub struct BookingRules {
     /// Bookings an anonymous client (one address, as the gateway saw it) may
     /// create per minute on spaces with `public_booking`.
     pub anonymous_per_minute: u32,
-    /// How often each replica releases bookings not checked in within their
-    /// space's grace period (`cancelled`, reason `no_show`).
-    pub no_show_sweep_interval_secs: u64,
+    /// How often each replica runs the booking lifecycle: `booking.start`
+    /// 15 minutes before a confirmed booking starts, `confirmed → active` at
+    /// the start (spaces without check-in), `active → completed` at the end,
+    /// and the release of bookings not checked in by their deadline
+    /// (`cancelled`, reason `no_show`). Also the lateness bound: an event
+    /// emitted more than one interval after it was due is marked `late`.
+    pub lifecycle_interval_secs: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -26,6 +31,9 @@ pub struct BookingConfig {
     pub identity: IdentityConfig,
     pub log: LogConfig,
     pub bookings: BookingRules,
+    /// Where the service's events go (`booking.*`, `organization.updated`,
+    /// `space.availability_changed`) and how its relay runs.
+    pub events: OutboxConfig,
 }
 
 impl BookingConfig {
@@ -39,8 +47,9 @@ impl BookingConfig {
             log: base.log,
             bookings: BookingRules {
                 anonymous_per_minute: 10,
-                no_show_sweep_interval_secs: 60,
+                lifecycle_interval_secs: 5,
             },
+            events: OutboxConfig::default(),
         }
     }
 }
@@ -56,12 +65,59 @@ impl BookingConfig {
                 "must be at least 1",
             ));
         }
-        if !(1..=86_400).contains(&self.bookings.no_show_sweep_interval_secs) {
+        if !(1..=3_600).contains(&self.bookings.lifecycle_interval_secs) {
             return Err(ConfigError::invalid(
-                "bookings.no_show_sweep_interval_secs",
-                "must be between 1 and 86400",
+                "bookings.lifecycle_interval_secs",
+                "must be between 1 and 3600",
             ));
         }
-        Ok(())
+        self.events.validate()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load(env: &[(&str, &str)]) -> Result<BookingConfig, ConfigError> {
+        service_kit::config::load_from(
+            "BOOKING",
+            None,
+            env.iter().map(|(k, v)| (k.to_string(), v.to_string())),
+            &BookingConfig::defaults(),
+        )
+    }
+
+    fn refused_key(env: &[(&str, &str)]) -> String {
+        match load(env) {
+            Err(ConfigError::Invalid { key, .. }) => key,
+            other => panic!("expected a refusal, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn lifecycle_and_events_sections_are_checked() {
+        let c = load(&[
+            ("BOOKING__BOOKINGS__LIFECYCLE_INTERVAL_SECS", "1"),
+            ("BOOKING__EVENTS__STREAM_URL", "memory://devstack"),
+        ])
+        .unwrap();
+        assert_eq!(c.bookings.lifecycle_interval_secs, 1);
+        assert_eq!(
+            c.events.stream_name("booking-service"),
+            "events:booking-service"
+        );
+        assert_eq!(
+            refused_key(&[("BOOKING__BOOKINGS__LIFECYCLE_INTERVAL_SECS", "0")]),
+            "bookings.lifecycle_interval_secs"
+        );
+        assert_eq!(
+            refused_key(&[("BOOKING__EVENTS__STREAM_URL", "http://example.com")]),
+            "events.stream_url"
+        );
+        assert_eq!(
+            refused_key(&[("BOOKING__EVENTS__RELAY_BATCH", "0")]),
+            "events.relay_batch"
+        );
     }
 }

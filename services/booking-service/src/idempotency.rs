@@ -97,12 +97,38 @@ where
     T: Serialize + Send + 'static,
     F: FnOnce(&mut DbConnection) -> Result<ApiResponse<T>, Failure> + Send + 'static,
 {
-    // Without a key, PostgreSQL needs no transaction around the work: its one
-    // write is atomic and the constraints hold. SQLite keeps the write lock
-    // for the read-check-write sequences of the handlers.
+    in_transaction(db, claim, work).await
+}
+
+/// [`respond`] for `work` that writes with one statement at most: without a
+/// key, PostgreSQL then needs no transaction around it (the statement is
+/// atomic and the constraints hold), which saves the round trips of `BEGIN`
+/// and `COMMIT`. SQLite keeps the write lock for the read-check-write
+/// sequences of the handlers.
+pub async fn respond_single_write<T, F>(
+    db: &Database,
+    claim: Option<Claim>,
+    work: F,
+) -> Result<actix_web::HttpResponse, Failure>
+where
+    T: Serialize + Send + 'static,
+    F: FnOnce(&mut DbConnection) -> Result<ApiResponse<T>, Failure> + Send + 'static,
+{
     if claim.is_none() && db.backend() == store::Backend::Postgres {
         return Ok(db.run(work).await?.into_response());
     }
+    in_transaction(db, claim, work).await
+}
+
+async fn in_transaction<T, F>(
+    db: &Database,
+    claim: Option<Claim>,
+    work: F,
+) -> Result<actix_web::HttpResponse, Failure>
+where
+    T: Serialize + Send + 'static,
+    F: FnOnce(&mut DbConnection) -> Result<ApiResponse<T>, Failure> + Send + 'static,
+{
     let stored = db
         .transaction(move |conn| {
             if let Some(claim) = &claim

@@ -1,4 +1,5 @@
-//! booking-service: organizations, space groups, meeting spaces, availability and bookings.
+//! booking-service: organizations, space groups, meeting spaces, availability and bookings,
+//! the booking lifecycle that time drives, and the events all of them record.
 //!
 //! A library (`BookingService` builds the app, testable in-process or on port 0) and a thin
 //! binary.
@@ -8,9 +9,11 @@ pub mod bookings;
 pub mod config;
 mod idempotency;
 mod input;
+pub mod lifecycle;
 pub mod meeting_spaces;
 pub mod openapi;
 mod organizations;
+pub mod outbox;
 pub mod schema;
 mod space_groups;
 mod tenancy;
@@ -21,6 +24,7 @@ use cache::Cache;
 use config::{BookingConfig, BookingRules};
 use diesel_migrations::{EmbeddedMigrations, embed_migrations};
 use identity::{Identity, Scope};
+use lifecycle::Lifecycle;
 use service_kit::cli::ServicePart;
 use service_kit::{ApiError, AppSpec};
 use std::time::Duration;
@@ -40,6 +44,8 @@ pub struct BookingState {
     pub cache: Cache,
     pub rules: BookingRules,
     pub spaces: std::sync::Arc<meeting_spaces::SpaceCache>,
+    /// Wakes this replica's relay after a commit that recorded events.
+    pub nudge: events::Nudge,
 }
 
 pub struct BookingService;
@@ -59,15 +65,24 @@ impl ServicePart for BookingService {
 
     async fn build(config: BookingConfig) -> anyhow::Result<AppSpec> {
         let backing = Backing::connect(Self::NAME, &config, &MIGRATIONS).await?;
-        spawn_sweeper(
+        let nudge = events::config::start_relay(
+            &backing.db,
+            config.cache.url.expose(),
+            &config.events,
+            Self::NAME,
+        )
+        .await?;
+        spawn_scheduler(Lifecycle::new(
             backing.db.clone(),
-            Duration::from_secs(config.bookings.no_show_sweep_interval_secs),
-        );
+            nudge.clone(),
+            Duration::from_secs(config.bookings.lifecycle_interval_secs),
+        ));
         let state = web::Data::new(BookingState {
             db: backing.db.clone(),
             cache: backing.cache.clone(),
             rules: config.bookings.clone(),
             spaces: Default::default(),
+            nudge,
         });
         Ok(backing
             .app_spec(Self::NAME, &config, move |cfg| {
@@ -78,21 +93,39 @@ impl ServicePart for BookingService {
     }
 }
 
-/// Every replica runs the sweep; each pass is one conditional `UPDATE` (and one
-/// `DELETE`), so replicas running it at once release each booking exactly once.
-fn spawn_sweeper(db: Database, every: Duration) {
+/// How often a replica deletes expired idempotency keys.
+const FORGET_KEYS_EVERY: Duration = Duration::from_secs(60);
+
+/// Every replica runs the lifecycle (and, less often, forgets expired
+/// idempotency keys) on one timer; each move is a conditional `UPDATE`, so
+/// replicas running it at once make each move, and record its event, exactly
+/// once.
+fn spawn_scheduler(lifecycle: Lifecycle) {
     tokio::spawn(async move {
-        let mut tick = tokio::time::interval(every);
+        let mut tick = tokio::time::interval(lifecycle.interval());
+        // A pass that overran is not followed by a burst of passes.
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut keys_forgotten: Option<tokio::time::Instant> = None;
         loop {
             tick.tick().await;
             let now = chrono::Utc::now();
-            match bookings::release_no_shows(&db, now).await {
-                Ok(0) => {}
-                Ok(n) => tracing::info!(released = n, "no-show bookings released"),
-                Err(e) => tracing::warn!(error = %e, "no-show sweep failed"),
+            match lifecycle.run(now).await {
+                Ok(moves) if moves.is_empty() => {}
+                Ok(moves) => tracing::info!(
+                    announced = moves.announced,
+                    started = moves.started,
+                    ended = moves.ended,
+                    released = moves.released,
+                    late = moves.late,
+                    "booking lifecycle"
+                ),
+                Err(e) => tracing::warn!(error = %e, "booking lifecycle pass failed"),
             }
-            if let Err(e) = idempotency::forget_expired(&db, now).await {
-                tracing::warn!(error = %e, "idempotency key clean-up failed");
+            if keys_forgotten.is_none_or(|at| at.elapsed() >= FORGET_KEYS_EVERY) {
+                keys_forgotten = Some(tokio::time::Instant::now());
+                if let Err(e) = idempotency::forget_expired(lifecycle.database(), now).await {
+                    tracing::warn!(error = %e, "idempotency key clean-up failed");
+                }
             }
         }
     });

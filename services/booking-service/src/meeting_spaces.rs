@@ -3,6 +3,7 @@
 
 use crate::input::{self, MAX_NAME, MAX_TEXT, Problems};
 use crate::openapi::{Envelope, ErrorEnvelope, ListEnvelope, NoData};
+use crate::outbox::{self, AvailabilityChange};
 use crate::schema::{
     bookings, business_hours, meeting_spaces, organizations, space_groups, unavailability,
 };
@@ -227,7 +228,7 @@ impl From<Space> for MeetingSpaceView {
 }
 
 /// The booking rules of a space, as created or changed.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 struct Rules {
     capacity: i32,
     booking_increment: i32,
@@ -241,6 +242,29 @@ struct Rules {
 }
 
 impl Rules {
+    fn of(row: &SpaceRow) -> Rules {
+        Rules {
+            capacity: row.capacity,
+            booking_increment: row.booking_increment,
+            min_duration: row.min_duration,
+            max_duration: row.max_duration,
+            buffer_before: row.buffer_before,
+            buffer_after: row.buffer_after,
+            public_booking: row.public_booking,
+            requires_check_in: row.requires_check_in,
+            check_in_grace_minutes: row.check_in_grace_minutes,
+        }
+    }
+
+    /// Whether bookings are checked differently under `other`; capacity is
+    /// informational.
+    fn bear_on_booking_unlike(&self, other: &Rules) -> bool {
+        Rules {
+            capacity: other.capacity,
+            ..self.clone()
+        } != *other
+    }
+
     fn check(&self, p: &mut Problems) {
         p.within("capacity", self.capacity.into(), 1..=100_000);
         let inc = i64::from(self.booking_increment);
@@ -631,7 +655,7 @@ pub async fn create(
     if let Some(o) = &body.organization_id {
         input::known_id(prefix::ORGANIZATION, o, "organization")?;
     }
-    crate::idempotency::respond(&state.db, key, move |conn| {
+    crate::idempotency::respond_single_write(&state.db, key, move |conn| {
         let group = match &body.space_group_id {
             Some(g) => Some(groups::find(conn, &workspace, g)?),
             None => None,
@@ -734,10 +758,12 @@ pub async fn update(
     let id = path.into_inner();
     input::known_id(prefix::MEETING_SPACE, &id, "meeting space")?;
     let c = body.into_inner();
+    let request_id = service_kit::request_id::current();
     let space = state
         .db
         .transaction(move |conn| {
             let current = load(conn, Some(&workspace), &id)?.row;
+            let (rules_before, zone_before) = (Rules::of(&current), current.timezone.clone());
             let mut p = Problems::new();
             let name = c
                 .name
@@ -771,11 +797,14 @@ pub async fn update(
             };
             rules.check(&mut p);
             p.finish()?;
+            let zone = c.timezone.or(current.timezone);
+            let bears_on_booking =
+                zone != zone_before || rules.bear_on_booking_unlike(&rules_before);
             diesel::update(meeting_spaces::table.filter(meeting_spaces::id.eq(&id)))
                 .set((
                     meeting_spaces::name.eq(name),
                     meeting_spaces::slug.eq(c.slug.unwrap_or(current.slug)),
-                    meeting_spaces::timezone.eq(c.timezone.or(current.timezone)),
+                    meeting_spaces::timezone.eq(zone),
                     meeting_spaces::capacity.eq(rules.capacity),
                     meeting_spaces::description.eq(description),
                     meeting_spaces::amenities.eq(amenities),
@@ -791,10 +820,21 @@ pub async fn update(
                     meeting_spaces::version.eq(meeting_spaces::version + 1),
                 ))
                 .execute(conn)?;
+            if bears_on_booking {
+                let event = outbox::availability_changed(
+                    &workspace,
+                    &id,
+                    &current.organization_id,
+                    AvailabilityChange::SpaceUpdated,
+                    request_id,
+                );
+                outbox::record(conn, &event)?;
+            }
             load(conn, Some(&workspace), &id)
         })
         .await
         .map_err(orgs::slug_taken)?;
+    state.nudge.nudge();
     Ok(ApiResponse::ok(space.into()))
 }
 
@@ -836,6 +876,53 @@ pub async fn delete(
         return Err(ApiError::not_found("meeting space"));
     }
     Ok(ApiResponse::ok(()).message("deleted"))
+}
+
+/// Where a time zone that changed comes from.
+pub(crate) enum ZoneOf<'a> {
+    Organization(&'a str),
+    Group(&'a str),
+}
+
+/// Records `space.availability_changed` (`space_updated`) for each space that
+/// keeps the time zone of the organization or group `of`, which changed: its
+/// slots and business hours moved in real time.
+pub(crate) fn record_zone_change(
+    conn: &mut DbConnection,
+    workspace: &str,
+    of: ZoneOf<'_>,
+    request_id: Option<String>,
+) -> Result<(), StoreError> {
+    let keeping = meeting_spaces::table
+        .left_join(
+            space_groups::table.on(space_groups::id
+                .nullable()
+                .eq(meeting_spaces::space_group_id)),
+        )
+        .filter(meeting_spaces::workspace_id.eq(workspace))
+        .filter(meeting_spaces::timezone.is_null())
+        .select((meeting_spaces::id, meeting_spaces::organization_id))
+        .into_boxed();
+    let spaces: Vec<(String, String)> = match of {
+        ZoneOf::Organization(id) => keeping
+            .filter(meeting_spaces::organization_id.eq(id))
+            .filter(space_groups::timezone.is_null())
+            .load(conn)?,
+        ZoneOf::Group(id) => keeping
+            .filter(meeting_spaces::space_group_id.eq(id))
+            .load(conn)?,
+    };
+    for (space, organization) in spaces {
+        let event = outbox::availability_changed(
+            workspace,
+            &space,
+            &organization,
+            AvailabilityChange::SpaceUpdated,
+            request_id.clone(),
+        );
+        outbox::record(conn, &event)?;
+    }
+    Ok(())
 }
 
 // ---------------------------------------------------------------- business hours
@@ -1088,10 +1175,11 @@ pub async fn put_hours(
     }
     p.finish()?;
     let stored = hours.clone();
+    let request_id = service_kit::request_id::current();
     state
         .db
         .transaction(move |conn| {
-            load(conn, Some(&workspace), &id)?;
+            let space = load(conn, Some(&workspace), &id)?.row;
             diesel::delete(business_hours::table.filter(business_hours::meeting_space_id.eq(&id)))
                 .execute(conn)?;
             for (d, o, c) in &stored {
@@ -1111,9 +1199,18 @@ pub async fn put_hours(
                     meeting_spaces::version.eq(meeting_spaces::version + 1),
                 ))
                 .execute(conn)?;
+            let event = outbox::availability_changed(
+                &workspace,
+                &id,
+                &space.organization_id,
+                AvailabilityChange::BusinessHours,
+                request_id,
+            );
+            outbox::record(conn, &event)?;
             Ok::<_, Failure>(())
         })
         .await?;
+    state.nudge.nudge();
     Ok(ApiResponse::ok(hours_view(&hours)))
 }
 
@@ -1256,8 +1353,9 @@ pub async fn add_unavailability(
     }
     p.finish()?;
     let (start, end) = (start.unwrap_or_default(), end.unwrap_or_default());
-    Ok(crate::idempotency::respond(&state.db, key, move |conn| {
-        load(conn, Some(&workspace), &space_id)?;
+    let request_id = service_kit::request_id::current();
+    let response = crate::idempotency::respond(&state.db, key, move |conn| {
+        let space = load(conn, Some(&workspace), &space_id)?.row;
         let id = ids::new_id(UNAVAILABILITY_PREFIX);
         diesel::insert_into(unavailability::table)
             .values((
@@ -1271,13 +1369,23 @@ pub async fn add_unavailability(
             ))
             .execute(conn)?;
         refresh_unavailable_until(conn, &space_id)?;
+        let event = outbox::availability_changed(
+            &workspace,
+            &space_id,
+            &space.organization_id,
+            AvailabilityChange::UnavailabilityAdded,
+            request_id,
+        );
+        outbox::record(conn, &event)?;
         let row = unavailability::table
             .filter(unavailability::id.eq(&id))
             .select(UnavailabilityRow::as_select())
             .first(conn)?;
         Ok(ApiResponse::created(UnavailabilityView::from(row)))
     })
-    .await?)
+    .await?;
+    state.nudge.nudge();
+    Ok(response)
 }
 
 /// List a space's unavailability periods
@@ -1347,6 +1455,7 @@ pub async fn delete_unavailability(
     let (space_id, id) = path.into_inner();
     input::known_id(prefix::MEETING_SPACE, &space_id, "meeting space")?;
     input::known_id(UNAVAILABILITY_PREFIX, &id, "unavailability period")?;
+    let request_id = service_kit::request_id::current();
     let deleted = state
         .db
         .transaction(move |conn| {
@@ -1359,6 +1468,18 @@ pub async fn delete_unavailability(
             .execute(conn)?;
             if deleted > 0 {
                 refresh_unavailable_until(conn, &space_id)?;
+                let organization_id: String = meeting_spaces::table
+                    .filter(meeting_spaces::id.eq(&space_id))
+                    .select(meeting_spaces::organization_id)
+                    .first(conn)?;
+                let event = outbox::availability_changed(
+                    &workspace,
+                    &space_id,
+                    &organization_id,
+                    AvailabilityChange::UnavailabilityRemoved,
+                    request_id,
+                );
+                outbox::record(conn, &event)?;
             }
             Ok::<_, StoreError>(deleted)
         })
@@ -1366,5 +1487,6 @@ pub async fn delete_unavailability(
     if deleted == 0 {
         return Err(ApiError::not_found("unavailability period"));
     }
+    state.nudge.nudge();
     Ok(ApiResponse::ok(()).message("deleted"))
 }

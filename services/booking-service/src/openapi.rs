@@ -31,12 +31,15 @@ Public (no credential): the by-slug look-ups (public fields only), the \
 availability of spaces with `public_booking`, and `POST /api/v1/bookings` on \
 such spaces (rate-limited per client address; the booking starts `pending`).
 
-Bookings: `pending → confirmed → active (check-in) → completed (check-out)`, \
-or `cancelled` with a reason (`user`, `admin`, `no_show`). Illegal moves \
-answer 409. Active bookings (pending, confirmed, active) of one space never \
-overlap, buffers included; intervals are half-open, so a booking may start \
-when another ends. Bookings of spaces that require check-in and are not \
-checked in within the grace period are released as `no_show`.
+Bookings: `pending → confirmed → active → completed`, or `cancelled` with a \
+reason (`user`, `admin`, `no_show`). Illegal moves answer 409. Time moves \
+bookings too: a confirmed booking becomes `active` when checked in, or by \
+itself at its start on spaces that do not require check-in; an active one \
+becomes `completed` at check-out, or by itself at its end; bookings of spaces \
+that require check-in and are not checked in within the grace period are \
+released as `no_show`. Active bookings \
+(pending, confirmed, active) of one space never overlap, buffers included; \
+intervals are half-open, so a booking may start when another ends.
 
 Every JSON answer is an envelope: `{status, success: true, message?, data, \
 timestamp, meta?}`, or on failure `{status, success: false, message, \

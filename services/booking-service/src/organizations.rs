@@ -4,7 +4,9 @@
 //! only.
 
 use crate::input::{self, MAX_NAME, Problems};
+use crate::meeting_spaces::{ZoneOf, record_zone_change};
 use crate::openapi::{Envelope, ErrorEnvelope, ListEnvelope, NoData, PageParams};
+use crate::outbox;
 use crate::schema::{meeting_spaces, organizations};
 use crate::tenancy::Caller;
 use crate::{BookingState, Failure, workspace_with};
@@ -295,7 +297,7 @@ pub async fn create(
         check_logo(&mut problems, logo);
     }
     problems.finish()?;
-    crate::idempotency::respond(&state.db, key, move |conn| {
+    crate::idempotency::respond_single_write(&state.db, key, move |conn| {
         let now = Utc::now().naive_utc();
         let id = ids::new_id(prefix::ORGANIZATION);
         diesel::insert_into(organizations::table)
@@ -397,10 +399,12 @@ pub async fn update(
         check_logo(&mut problems, logo);
     }
     problems.finish()?;
+    let request_id = service_kit::request_id::current();
     let row = state
         .db
         .transaction(move |conn| {
             let current = find(conn, &workspace, &id)?;
+            let zone_before = current.timezone.clone();
             diesel::update(organizations::table.filter(organizations::id.eq(&id)))
                 .set((
                     organizations::name.eq(name.unwrap_or(current.name)),
@@ -414,9 +418,16 @@ pub async fn update(
             diesel::update(meeting_spaces::table.filter(meeting_spaces::organization_id.eq(&id)))
                 .set(meeting_spaces::version.eq(meeting_spaces::version + 1))
                 .execute(conn)?;
-            find(conn, &workspace, &id)
+            let row = find(conn, &workspace, &id)?;
+            let event = outbox::organization_updated(&workspace, &row, request_id.clone());
+            outbox::record(conn, &event)?;
+            if row.timezone != zone_before {
+                record_zone_change(conn, &workspace, ZoneOf::Organization(&id), request_id)?;
+            }
+            Ok::<_, Failure>(row)
         })
         .await?;
+    state.nudge.nudge();
     Ok(ApiResponse::ok(row.into()))
 }
 

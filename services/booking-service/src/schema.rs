@@ -96,6 +96,7 @@ diesel::table! {
         created_by -> Text,
         created_at -> Timestamp,
         updated_at -> Timestamp,
+        start_notified_at -> Nullable<Timestamp>,
     }
 }
 

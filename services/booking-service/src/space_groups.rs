@@ -2,6 +2,7 @@
 //! and address. Same scopes as organizations.
 
 use crate::input::{self, MAX_ADDRESS, MAX_NAME, Problems};
+use crate::meeting_spaces::{ZoneOf, record_zone_change};
 use crate::openapi::{Envelope, ErrorEnvelope, ListEnvelope, NoData};
 use crate::schema::{meeting_spaces, space_groups};
 use crate::tenancy::Caller;
@@ -218,27 +219,29 @@ pub async fn create(
     }
     problems.finish()?;
     input::known_id(prefix::ORGANIZATION, &body.organization_id, "organization")?;
-    Ok(crate::idempotency::respond(&state.db, key, move |conn| {
-        organizations::find(conn, &workspace, &body.organization_id)?;
-        let now = Utc::now().naive_utc();
-        let id = ids::new_id(prefix::SPACE_GROUP);
-        diesel::insert_into(space_groups::table)
-            .values((
-                space_groups::id.eq(&id),
-                space_groups::workspace_id.eq(&workspace),
-                space_groups::organization_id.eq(&body.organization_id),
-                space_groups::name.eq(&name),
-                space_groups::timezone.eq(&body.timezone),
-                space_groups::address.eq(&body.address),
-                space_groups::created_at.eq(now),
-                space_groups::updated_at.eq(now),
-            ))
-            .execute(conn)?;
-        Ok(ApiResponse::created(SpaceGroupView::from(find(
-            conn, &workspace, &id,
-        )?)))
-    })
-    .await?)
+    Ok(
+        crate::idempotency::respond_single_write(&state.db, key, move |conn| {
+            organizations::find(conn, &workspace, &body.organization_id)?;
+            let now = Utc::now().naive_utc();
+            let id = ids::new_id(prefix::SPACE_GROUP);
+            diesel::insert_into(space_groups::table)
+                .values((
+                    space_groups::id.eq(&id),
+                    space_groups::workspace_id.eq(&workspace),
+                    space_groups::organization_id.eq(&body.organization_id),
+                    space_groups::name.eq(&name),
+                    space_groups::timezone.eq(&body.timezone),
+                    space_groups::address.eq(&body.address),
+                    space_groups::created_at.eq(now),
+                    space_groups::updated_at.eq(now),
+                ))
+                .execute(conn)?;
+            Ok(ApiResponse::created(SpaceGroupView::from(find(
+                conn, &workspace, &id,
+            )?)))
+        })
+        .await?,
+    )
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -286,10 +289,12 @@ pub async fn update(
         problems.text("address", a, MAX_ADDRESS);
     }
     problems.finish()?;
+    let request_id = service_kit::request_id::current();
     let row = state
         .db
         .transaction(move |conn| {
             let current = find(conn, &workspace, &id)?;
+            let zone_before = current.timezone.clone();
             diesel::update(space_groups::table.filter(space_groups::id.eq(&id)))
                 .set((
                     space_groups::name.eq(name.unwrap_or(current.name)),
@@ -302,9 +307,14 @@ pub async fn update(
             diesel::update(meeting_spaces::table.filter(meeting_spaces::space_group_id.eq(&id)))
                 .set(meeting_spaces::version.eq(meeting_spaces::version + 1))
                 .execute(conn)?;
-            find(conn, &workspace, &id)
+            let row = find(conn, &workspace, &id)?;
+            if row.timezone != zone_before {
+                record_zone_change(conn, &workspace, ZoneOf::Group(&id), request_id)?;
+            }
+            Ok::<_, Failure>(row)
         })
         .await?;
+    state.nudge.nudge();
     Ok(ApiResponse::ok(row.into()))
 }
 

@@ -234,3 +234,118 @@ impl TestBooking {
             .await
     }
 }
+
+/// An event as the service's outbox holds it.
+#[derive(Debug, Clone)]
+pub struct Recorded {
+    pub event_type: String,
+    pub subject_id: String,
+    pub workspace_id: Option<String>,
+    pub organization_id: Option<String>,
+    pub producer: String,
+    pub request_id: Option<String>,
+    pub data: Value,
+}
+
+/// An outbox row as [`recorded`] reads it.
+#[derive(diesel::Queryable, diesel::Selectable)]
+#[diesel(table_name = events::outbox::outbox)]
+struct OutboxRow {
+    event_type: String,
+    subject_id: String,
+    workspace_id: Option<String>,
+    organization_id: Option<String>,
+    producer: String,
+    request_id: Option<String>,
+    data: String,
+}
+
+/// Every event in the outbox, in outbox order (published or not).
+pub async fn recorded(db: &Database) -> Vec<Recorded> {
+    use diesel::prelude::*;
+    use events::outbox::outbox;
+    let rows: Vec<OutboxRow> = db
+        .run(|conn| {
+            outbox::table
+                .order(outbox::seq.asc())
+                .select(OutboxRow::as_select())
+                .load(conn)
+                .map_err(store::StoreError::from)
+        })
+        .await
+        .unwrap();
+    rows.into_iter()
+        .map(|r| Recorded {
+            event_type: r.event_type,
+            subject_id: r.subject_id,
+            workspace_id: r.workspace_id,
+            organization_id: r.organization_id,
+            producer: r.producer,
+            request_id: r.request_id,
+            data: serde_json::from_str(&r.data).unwrap(),
+        })
+        .collect()
+}
+
+/// The events about `subject`, in outbox order.
+pub async fn recorded_about(db: &Database, subject: &str) -> Vec<Recorded> {
+    let mut all = recorded(db).await;
+    all.retain(|e| e.subject_id == subject);
+    all
+}
+
+/// Polls `probe` until it answers, for at most 20 seconds; panics naming
+/// `what` when it never does.
+pub async fn eventually<T, F, Fut>(what: &str, mut probe: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        if let Some(found) = probe().await {
+            return found;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "gave up waiting for {what}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}
+
+/// What a booking's times become when a test moves them in the database
+/// (the API refuses times in the past).
+pub struct Moved {
+    pub start: DateTime<Utc>,
+    pub end: DateTime<Utc>,
+    /// The check-in deadline, for bookings of spaces with check-in.
+    pub deadline: Option<DateTime<Utc>>,
+}
+
+/// Moves bookings in one transaction, as if they had been made for these
+/// times a day before their start (which is then their `created_at` and
+/// `updated_at`). The test spaces have no buffers.
+pub async fn move_bookings(db: &Database, moves: Vec<(String, Moved)>) {
+    use booking_service::schema::bookings;
+    use diesel::prelude::*;
+    db.transaction(move |conn| {
+        for (id, m) in &moves {
+            let made = (m.start - Duration::days(1)).naive_utc();
+            diesel::update(bookings::table.filter(bookings::id.eq(id)))
+                .set((
+                    bookings::start_time.eq(m.start.naive_utc()),
+                    bookings::end_time.eq(m.end.naive_utc()),
+                    bookings::blocked_start.eq(m.start.naive_utc()),
+                    bookings::blocked_end.eq(m.end.naive_utc()),
+                    bookings::check_in_deadline.eq(m.deadline.map(|d| d.naive_utc())),
+                    bookings::created_at.eq(made),
+                    bookings::updated_at.eq(made),
+                ))
+                .execute(conn)?;
+        }
+        Ok::<_, store::StoreError>(())
+    })
+    .await
+    .unwrap();
+}

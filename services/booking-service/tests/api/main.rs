@@ -9,8 +9,10 @@ mod availability;
 mod bookings;
 mod concurrency;
 mod helpers;
+mod lifecycle;
 mod openapi;
 mod organizations;
+mod outbox;
 mod spaces;
 mod tenancy;
 
