@@ -6,13 +6,13 @@ NEXTEST_PROFILE ?= default
 INTEROP_VENV ?= target/interop-venv
 IMAGE_REPO ?= spaceport
 IMAGE_TAG ?= dev
-PARTS := gateway:8080 auth-service:8081 booking-service:8082 spaces-service:8083
+PARTS := gateway:8080 auth-service:8081 booking-service:8082 spaces-service:8083 events-service:8084
 
 .PHONY: help run run-distributed fuzz-api build test lint fmt fmt-check clippy migrate clean interop-venv images k8s-validate bench openapi
 
 help:
-	@echo "make run        gateway + services in one process (SQLite, in-process cache), gateway on :8080"
-	@echo "make run-distributed  each service its own process and PostgreSQL database, shared Redis, 2 gateways (:8080, :8090), 2 booking replicas"
+	@echo "make run        gateway + the four services in one process (SQLite, in-process cache and event stream), gateway on :8080"
+	@echo "make run-distributed  each service (auth, booking, spaces, events) its own process and PostgreSQL database, shared Redis (cache and event stream), 2 gateways (:8080, :8090), 2 booking replicas"
 	@echo "make fuzz-api   Schemathesis on the gateway's /openapi.json against the devstack (FUZZ_EXAMPLES per operation, default 20)"
 	@echo "make test       the test suite; PostgreSQL/Redis tests run when TEST_DATABASE_URL/TEST_REDIS_URL are set"
 	@echo "make lint       rustfmt check + clippy with warnings as errors"
@@ -20,9 +20,9 @@ help:
 	@echo "make build      release build of every binary"
 	@echo "make openapi    regenerate proto-docs/*.openapi.json from the code (a test fails when they are stale)"
 	@echo "make bench      throughput and latency of each part on PostgreSQL (BENCH_DATABASE_URL, default postgres://postgres@127.0.0.1:5432/postgres)"
-	@echo "make images     container images of the four parts (Docker with BuildKit), tag IMAGE_TAG=$(IMAGE_TAG)"
+	@echo "make images     container images of the five parts (Docker with BuildKit), tag IMAGE_TAG=$(IMAGE_TAG)"
 	@echo "make k8s-validate  offline checks of deploy/ and k8s/: hadolint, shellcheck, kustomize, kubernetes-validate, checkov, env vars"
-	@echo "make interop-venv  Python with authlib/PyJWT for the interop test (then SPACEPORT_PYTHON=$(INTEROP_VENV)/bin/python)"
+	@echo "make interop-venv  Python with authlib/PyJWT/standardwebhooks for the interop tests (then SPACEPORT_PYTHON=$(INTEROP_VENV)/bin/python)"
 
 run:
 	$(CARGO) run --release -p devstack
@@ -50,7 +50,7 @@ bench:
 # The OpenAPI documents are generated from the code; the API tests fail when the
 # committed ones are stale, and this rewrites them.
 openapi:
-	SPACEPORT_UPDATE_OPENAPI=1 $(CARGO) test -p auth-service -p booking-service -p spaces-service --test api openapi
+	SPACEPORT_UPDATE_OPENAPI=1 $(CARGO) test -p auth-service -p booking-service -p spaces-service -p events-service --test api openapi
 
 # Property-based testing of the published API through the gateway: no 5xx and
 # every documented answer matching its schema (deploy/fuzz-api.sh).

@@ -47,6 +47,7 @@ PREFIXES = {
     "auth-service": "AUTH",
     "booking-service": "BOOKING",
     "spaces-service": "SPACES",
+    "events-service": "EVENTS",
 }
 
 _SERVICE_REQUIRED = {"DATABASE__URL", "CACHE__URL", "IDENTITY__GATEWAY_PUBLIC_KEYS"}
@@ -58,6 +59,9 @@ REQUIRED = {
     "auth-service": _SERVICE_REQUIRED | {"SECRET__KEY", "MAIL__URL", "TOKENS__ISSUER"},
     "booking-service": set(_SERVICE_REQUIRED),
     "spaces-service": _SERVICE_REQUIRED | {"SECRET__KEY"},
+    # SECRET__KEY seals webhook secrets: every replica needs the same one. MAIL__URL:
+    # the default writes files under ./data, which a read-only container cannot.
+    "events-service": _SERVICE_REQUIRED | {"SECRET__KEY", "MAIL__URL"},
 }
 MIGRATE_REQUIRED = {"DATABASE__URL"}
 

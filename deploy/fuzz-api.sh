@@ -2,8 +2,9 @@
 # make fuzz-api: Schemathesis against the whole platform through the gateway.
 #
 #  1. installs Schemathesis into target/fuzz-venv (deploy/requirements-fuzz.txt);
-#  2. starts the devstack binary (gateway + three services in one process, SQLite,
-#     in-process cache) in a scratch directory, on ports FUZZ_PORT..FUZZ_PORT+3,
+#  2. starts the devstack binary (gateway + four services in one process, SQLite,
+#     in-process cache and event stream) in a scratch directory, on ports
+#     FUZZ_PORT..FUZZ_PORT+4,
 #     with the gateway's rate limits off (the fuzzer sends thousands of requests
 #     with one token);
 #  3. signs a user in by one-time code (read from the mail outbox) for a token;
@@ -54,18 +55,22 @@ gateway="http://127.0.0.1:$PORT"
     AUTH__HTTP__ADDR="127.0.0.1:$((PORT + 1))" \
     BOOKING__HTTP__ADDR="127.0.0.1:$((PORT + 2))" \
     SPACES__HTTP__ADDR="127.0.0.1:$((PORT + 3))" \
+    EVENTS__HTTP__ADDR="127.0.0.1:$((PORT + 4))" \
     GATEWAY__UPSTREAMS__AUTH="http://127.0.0.1:$((PORT + 1))" \
     GATEWAY__UPSTREAMS__BOOKING="http://127.0.0.1:$((PORT + 2))" \
     GATEWAY__UPSTREAMS__SPACES="http://127.0.0.1:$((PORT + 3))" \
+    GATEWAY__UPSTREAMS__EVENTS="http://127.0.0.1:$((PORT + 4))" \
     GATEWAY__RATE_LIMITS__ENABLED=false \
     AUTH__MAIL__URL="file://$work/outbox" \
+    EVENTS__MAIL__URL=log \
     GATEWAY__LOG__LEVEL=warn AUTH__LOG__LEVEL=warn BOOKING__LOG__LEVEL=warn SPACES__LOG__LEVEL=warn \
+    EVENTS__LOG__LEVEL=warn \
     exec "$DEVSTACK"
 ) > "$work/devstack.log" 2>&1 &
 pid=$!
 
 # Every part ready (the gateway listens before the services behind it do).
-for port in "$PORT" $((PORT + 1)) $((PORT + 2)) $((PORT + 3)); do
+for port in "$PORT" $((PORT + 1)) $((PORT + 2)) $((PORT + 3)) $((PORT + 4)); do
     for _ in $(seq 1 150); do
         if curl -fsS "http://127.0.0.1:$port/readyz" > /dev/null 2>&1; then break; fi
         if ! kill -0 "$pid" 2>/dev/null; then cat "$work/devstack.log"; echo "devstack exited" >&2; exit 1; fi

@@ -80,6 +80,7 @@ spec:
             - {name: GATEWAY__UPSTREAMS__AUTH, value: "http://auth-service:8081"}
             - {name: GATEWAY__UPSTREAMS__BOOKING, value: "http://booking-service:8082"}
             - {name: GATEWAY__UPSTREAMS__SPACES, value: "http://spaces-service:8083"}
+            - {name: GATEWAY__UPSTREAMS__EVENTS, value: "http://events-service:8084"}
 """
 
 COMPOSE = """

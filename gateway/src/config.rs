@@ -14,6 +14,7 @@ pub struct Upstreams {
     pub auth: String,
     pub booking: String,
     pub spaces: String,
+    pub events: String,
 }
 
 impl Upstreams {
@@ -27,6 +28,7 @@ impl Upstreams {
             "auth" => Some(&self.auth),
             "booking" => Some(&self.booking),
             "spaces" => Some(&self.spaces),
+            "events" => Some(&self.events),
             _ => None,
         }
     }
@@ -296,6 +298,8 @@ pub fn default_routes() -> Vec<RouteConfig> {
         ("/api/v1/bookings", "booking", Public, SpaceOs),
         ("/api/v1/spaces", "spaces", Authenticated, Tuzzle),
         ("/api/v1/upload-configs", "spaces", Authenticated, Tuzzle),
+        ("/api/v1/webhooks", "events", Authenticated, SpaceOs),
+        ("/v1/webhooks", "events", Authenticated, Gospace),
     ]
     .into_iter()
     .map(|(prefix, upstream, policy, dialect)| RouteConfig {
@@ -322,7 +326,7 @@ pub struct GatewayConfig {
 }
 
 impl GatewayConfig {
-    /// Defaults for one machine: services on loopback, ports 8081–8083.
+    /// Defaults for one machine: services on loopback, ports 8081–8084.
     pub fn defaults() -> Self {
         GatewayConfig {
             http: HttpConfig::on_port(8080),
@@ -336,6 +340,7 @@ impl GatewayConfig {
                 auth: "http://127.0.0.1:8081".into(),
                 booking: "http://127.0.0.1:8082".into(),
                 spaces: "http://127.0.0.1:8083".into(),
+                events: "http://127.0.0.1:8084".into(),
             },
             proxy: ProxyConfig::default(),
             routes: default_routes(),
@@ -365,6 +370,7 @@ impl Settings for GatewayConfig {
             ("upstreams.auth", &self.upstreams.auth),
             ("upstreams.booking", &self.upstreams.booking),
             ("upstreams.spaces", &self.upstreams.spaces),
+            ("upstreams.events", &self.upstreams.events),
         ] {
             if crate::upstreams::split(list).next().is_none() {
                 return Err(ConfigError::invalid(name, "needs at least one base URL"));
@@ -464,7 +470,7 @@ impl Settings for GatewayConfig {
                 return Err(ConfigError::invalid(
                     &format!("{key}.upstream"),
                     format!(
-                        "unknown upstream `{}` (expected auth, booking or spaces)",
+                        "unknown upstream `{}` (expected auth, booking, spaces or events)",
                         route.upstream
                     ),
                 ));

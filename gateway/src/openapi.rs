@@ -9,7 +9,7 @@ use crate::routes::RouteTable;
 use serde_json::{Map, Value, json};
 
 /// The services' committed documents, by upstream name.
-const DOCUMENTS: [(&str, &str); 3] = [
+const DOCUMENTS: [(&str, &str); 4] = [
     (
         "auth",
         include_str!("../../proto-docs/auth-service.openapi.json"),
@@ -21,6 +21,10 @@ const DOCUMENTS: [(&str, &str); 3] = [
     (
         "spaces",
         include_str!("../../proto-docs/spaces-service.openapi.json"),
+    ),
+    (
+        "events",
+        include_str!("../../proto-docs/events-service.openapi.json"),
     ),
 ];
 
@@ -250,6 +254,8 @@ mod tests {
             "/api/v1/auth/otp/request",
             "/api/v1/bookings",
             "/api/v1/spaces",
+            "/api/v1/webhooks",
+            "/v1/webhooks/webhooks",
         ] {
             assert!(paths.contains_key(path), "{path}");
         }

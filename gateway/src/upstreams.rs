@@ -77,6 +77,7 @@ pub struct Pool {
     pub auth: Arc<Replicas>,
     pub booking: Arc<Replicas>,
     pub spaces: Arc<Replicas>,
+    pub events: Arc<Replicas>,
 }
 
 impl Pool {
@@ -85,6 +86,7 @@ impl Pool {
             auth: Arc::new(Replicas::new("auth", &upstreams.auth)),
             booking: Arc::new(Replicas::new("booking", &upstreams.booking)),
             spaces: Arc::new(Replicas::new("spaces", &upstreams.spaces)),
+            events: Arc::new(Replicas::new("events", &upstreams.events)),
         }
     }
 
@@ -93,6 +95,7 @@ impl Pool {
             "auth" => Some(&self.auth),
             "booking" => Some(&self.booking),
             "spaces" => Some(&self.spaces),
+            "events" => Some(&self.events),
             _ => None,
         }
     }

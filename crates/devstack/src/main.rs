@@ -1,10 +1,18 @@
-//! The whole platform in one process, for a laptop: the gateway and the three
-//! services on their default ports, SQLite under `./data/`, one in-process cache
-//! shared by all (so revocations published by a service reach the gateway).
+//! The whole platform in one process, for a laptop: the gateway and the four
+//! services on their default ports (8080–8084), SQLite under `./data/`, one
+//! in-process cache shared by all (so revocations published by a service reach
+//! the gateway), and the in-process event stream (`memory://`) that the
+//! services' relays publish to and events-service consumes.
 //!
 //! Each part reads the same environment variables as its own binary
-//! (`AUTH__…`, `BOOKING__…`, `SPACES__…`, `GATEWAY__…`), so any part can be
-//! pointed at PostgreSQL or Redis without changing the others.
+//! (`AUTH__…`, `BOOKING__…`, `SPACES__…`, `EVENTS__…`, `GATEWAY__…`), so any
+//! part can be pointed at PostgreSQL or Redis without changing the others.
+//!
+//! One default differs from the binaries': events-service starts with
+//! `webhooks.allow_private_targets = true`, so that webhook receivers on this
+//! machine (`http://127.0.0.1:…`) work out of the box. It is a built-in
+//! default of the devstack only, so `EVENTS__WEBHOOKS__ALLOW_PRIVATE_TARGETS=false`
+//! turns the receiver checks back on.
 
 use service_kit::cli::{ServicePart, load_config};
 use service_kit::config::Settings;
@@ -15,7 +23,17 @@ use std::process::ExitCode;
 static ALLOCATOR: service_kit::Allocator = service_kit::Allocator;
 
 async fn launch<P: ServicePart>(servers: &mut Vec<RunningServer>) -> anyhow::Result<()> {
-    let config = load_config::<P>(None).map_err(anyhow::Error::msg)?;
+    launch_with::<P>(servers, P::default_config()).await
+}
+
+/// As [`launch`], with `defaults` in place of the part's built-in defaults as
+/// the first configuration layer (the environment still overrides them).
+async fn launch_with<P: ServicePart>(
+    servers: &mut Vec<RunningServer>,
+    defaults: P::Config,
+) -> anyhow::Result<()> {
+    let config = service_kit::config::load::<P::Config>(P::ENV_PREFIX, None, &defaults)
+        .map_err(|e| anyhow::anyhow!("{}: {e}", P::NAME))?;
     let http = config.http().clone();
     let spec = P::build(config)
         .await
@@ -35,7 +53,8 @@ async fn run() -> anyhow::Result<()> {
         launch::<gateway::GatewayPart>(&mut servers).await?;
         launch::<auth_service::AuthService>(&mut servers).await?;
         launch::<booking_service::BookingService>(&mut servers).await?;
-        launch::<spaces_service::SpacesService>(&mut servers).await
+        launch::<spaces_service::SpacesService>(&mut servers).await?;
+        launch_with::<events_service::EventsService>(&mut servers, events_defaults()).await
     }
     .await;
     if let Err(e) = started {
@@ -51,6 +70,15 @@ async fn run() -> anyhow::Result<()> {
     }
     serve_until_signal(servers).await;
     Ok(())
+}
+
+/// events-service's defaults in the devstack: receivers on this machine are
+/// allowed (`http://`, loopback and private addresses), as a developer's local
+/// webhook receiver needs. Production keeps the built-in `false`.
+fn events_defaults() -> events_service::config::EventsConfig {
+    let mut defaults = events_service::config::EventsConfig::defaults();
+    defaults.webhooks.allow_private_targets = true;
+    defaults
 }
 
 fn main() -> ExitCode {

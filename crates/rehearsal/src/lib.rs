@@ -1,12 +1,18 @@
 //! The production topology, rehearsed with processes on one machine: every
-//! service its own process on its own PostgreSQL database, one Redis shared by
-//! all (cache, rate limits, the revocation bus), several gateway replicas and
-//! several booking-service replicas, configured only through the environment
-//! variables a cluster would set.
+//! service (auth, booking, spaces, events) its own process on its own
+//! PostgreSQL database, one Redis shared by all (cache, rate limits, the
+//! revocation bus, the event stream), several gateway replicas and several
+//! booking-service replicas, configured only through the environment variables
+//! a cluster would set.
 //!
 //! With no load balancer in front of the booking replicas, the gateways are
 //! given all of their addresses (`GATEWAY__UPSTREAMS__BOOKING=a,b`) and take
 //! them in turn.
+//!
+//! Each run keeps to its own keys on the shared Redis: cache keys and bus
+//! channels under `rh<run>:`, and so are the event streams (each producer's
+//! `events.stream` is `rh<run>:events:<service>`, and events-service consumes
+//! exactly those), so that runs side by side never take each other's events.
 
 use anyhow::{Context, Result};
 use base64::Engine;
@@ -22,14 +28,15 @@ pub struct Options {
     pub postgres_url: String,
     /// The Redis every part shares.
     pub redis_url: String,
-    /// Where the four binaries are.
+    /// Where the part binaries are (gateway and the four services).
     pub bin_dir: PathBuf,
     /// Where logs and the mail outbox go.
     pub dir: PathBuf,
     pub gateways: usize,
     pub booking_replicas: usize,
     /// Fixed ports: gateways on `base`, `base + 10`, …; auth `base + 1`,
-    /// booking `base + 2`, `base + 12`, …; spaces `base + 3`. `None`: free ports.
+    /// booking `base + 2`, `base + 12`, …; spaces `base + 3`; events
+    /// `base + 4`. `None`: free ports.
     pub base_port: Option<u16>,
     /// More environment variables for every part (each reads its own prefix).
     pub extra_env: Vec<(String, String)>,
@@ -41,6 +48,7 @@ pub struct Topology {
     pub auth: PartProcess,
     pub booking: Vec<PartProcess>,
     pub spaces: PartProcess,
+    pub events: PartProcess,
     /// auth-service's outbox: one `.eml` per mail (sign-in codes).
     pub outbox: PathBuf,
     // Declared last: dropped after the processes that use them.
@@ -85,7 +93,9 @@ impl Topology {
         let db = |part: &str| {
             ScratchDatabase::create(&options.postgres_url, &format!("rehearsal_{part}"))
         };
-        let databases = vec![db("auth")?, db("booking")?, db("spaces")?];
+        let databases = vec![db("auth")?, db("booking")?, db("spaces")?, db("events")?];
+        // The run's event streams, one per producing service.
+        let stream = |service: &str| format!("rh{run}:events:{service}");
 
         // What every service shares: Redis under its own key prefix and the run's
         // bus, the gateway's public key, its database.
@@ -109,6 +119,7 @@ impl Topology {
         auth_env.extend(env(&[
             ("AUTH__SECRET__KEY", random_base64()?),
             ("AUTH__MAIL__URL", format!("file://{}", outbox.display())),
+            ("AUTH__EVENTS__STREAM", stream("auth-service")),
         ]));
         let mut auth = PartProcess::start(
             "auth-service",
@@ -119,7 +130,10 @@ impl Topology {
             dir,
         )?;
         let mut spaces_env = service_env("SPACES", "spaces", &databases[2]);
-        spaces_env.push(("SPACES__SECRET__KEY".into(), random_base64()?));
+        spaces_env.extend(env(&[
+            ("SPACES__SECRET__KEY", random_base64()?),
+            ("SPACES__EVENTS__STREAM", stream("spaces-service")),
+        ]));
         let mut spaces = PartProcess::start(
             "spaces-service",
             &bin("spaces-service"),
@@ -128,6 +142,8 @@ impl Topology {
             &spaces_env,
             dir,
         )?;
+        let mut booking_env = service_env("BOOKING", "booking", &databases[1]);
+        booking_env.push(("BOOKING__EVENTS__STREAM".into(), stream("booking-service")));
         let mut booking = Vec::new();
         for i in 0..options.booking_replicas {
             booking.push(PartProcess::start(
@@ -135,16 +151,39 @@ impl Topology {
                 &bin("booking-service"),
                 "BOOKING",
                 addr(options.base_port, 2 + 10 * i as u16)?,
-                &service_env("BOOKING", "booking", &databases[1]),
+                &booking_env,
                 dir,
             )?);
         }
+        // events-service consumes the three streams on the shared Redis (its
+        // `events.stream_url` is empty: the cache's) and mails failing webhooks
+        // into the same outbox directory as auth-service.
+        let mut events_env = service_env("EVENTS", "events", &databases[3]);
+        events_env.extend(env(&[
+            ("EVENTS__SECRET__KEY", random_base64()?),
+            ("EVENTS__MAIL__URL", format!("file://{}", outbox.display())),
+            (
+                "EVENTS__EVENTS__STREAMS",
+                ["booking-service", "auth-service", "spaces-service"]
+                    .map(stream)
+                    .join(","),
+            ),
+        ]));
+        let mut events = PartProcess::start(
+            "events-service",
+            &bin("events-service"),
+            "EVENTS",
+            addr(options.base_port, 4)?,
+            &events_env,
+            dir,
+        )?;
         let timeout = Duration::from_secs(60);
         auth.wait_ready(timeout).await?;
         spaces.wait_ready(timeout).await?;
         for replica in &mut booking {
             replica.wait_ready(timeout).await?;
         }
+        events.wait_ready(timeout).await?;
 
         let booking_urls: Vec<String> = booking.iter().map(PartProcess::base_url).collect();
         let mut gateway_env = env(&[
@@ -155,6 +194,7 @@ impl Topology {
             ("GATEWAY__UPSTREAMS__AUTH", auth.base_url()),
             ("GATEWAY__UPSTREAMS__BOOKING", booking_urls.join(",")),
             ("GATEWAY__UPSTREAMS__SPACES", spaces.base_url()),
+            ("GATEWAY__UPSTREAMS__EVENTS", events.base_url()),
             ("GATEWAY__LOG__FORMAT", "json".to_owned()),
         ]);
         gateway_env.extend(options.extra_env.iter().cloned());
@@ -177,6 +217,7 @@ impl Topology {
             auth,
             booking,
             spaces,
+            events,
             outbox,
             _databases: databases,
         })
@@ -188,7 +229,7 @@ impl Topology {
             .iter()
             .chain([&self.auth])
             .chain(self.booking.iter())
-            .chain([&self.spaces])
+            .chain([&self.spaces, &self.events])
     }
 
     pub fn outbox(&self) -> &Path {

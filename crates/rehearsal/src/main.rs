@@ -10,7 +10,7 @@ use std::process::ExitCode;
 #[derive(Parser)]
 #[command(
     name = "spaceport-rehearsal",
-    about = "Each service its own process and PostgreSQL database, a shared Redis, several gateways and booking replicas"
+    about = "Each service (auth, booking, spaces, events) its own process and PostgreSQL database, a shared Redis, several gateways and booking replicas"
 )]
 struct Cli {
     /// PostgreSQL URL allowed to create databases (one per service, dropped at exit)
@@ -28,7 +28,7 @@ struct Cli {
     gateways: usize,
     #[arg(long, default_value_t = 2)]
     booking_replicas: usize,
-    /// Gateways on PORT, PORT+10, …; auth PORT+1; booking PORT+2, PORT+12, …; spaces PORT+3
+    /// Gateways on PORT, PORT+10, …; auth PORT+1; booking PORT+2, PORT+12, …; spaces PORT+3; events PORT+4
     #[arg(long, default_value_t = 8080)]
     base_port: u16,
 }

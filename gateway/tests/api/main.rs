@@ -52,6 +52,7 @@ async fn proxies_to_each_service_body(kind: DbKind) {
         TestDatabase::new(kind),
         TestDatabase::new(kind),
         TestDatabase::new(kind),
+        TestDatabase::new(kind),
     ];
     let auth = start_part_with::<auth_service::AuthService>(Some(&dbs[0]), &cache, |c| {
         c.secret.key = Secret::new("c3BhY2Vwb3J0LWdhdGV3YXktdGVzdHMtcm9vdC1zZWNyZXQtMzItYnl0ZXM=");
@@ -63,12 +64,18 @@ async fn proxies_to_each_service_body(kind: DbKind) {
         c.secret.key = Secret::new("c3BhY2Vwb3J0LWdhdGV3YXktdGVzdHMtc3BhY2VzLXNlY3JldC0zMi1i");
     })
     .await;
+    let events = start_part_with::<events_service::EventsService>(Some(&dbs[3]), &cache, |c| {
+        c.secret.key = Secret::new("c3BhY2Vwb3J0LWdhdGV3YXktdGVzdHMtZXZlbnRzLXNlY3JldC0zMi1i");
+        c.mail.url = Secret::new("log");
+    })
+    .await;
     let mut config = GatewayConfig::defaults();
     config.http = testkit::http_config();
     config.cache = cache.config.clone();
     config.upstreams.auth = auth.base.clone();
     config.upstreams.booking = booking.base.clone();
     config.upstreams.spaces = spaces.base.clone();
+    config.upstreams.events = events.base.clone();
     config.identity.signing_key = Secret::new(testkit::identity::private_pem());
     // An operator key: the spaces prefixes turn anonymous callers away at the edge.
     let system_key = format!("sys_{}", "s".repeat(40));
@@ -98,6 +105,12 @@ async fn proxies_to_each_service_body(kind: DbKind) {
             &spaces,
             "spaces-service",
         ),
+        (
+            "/api/v1/webhooks/wh_1/no/such/route",
+            &events,
+            "events-service",
+        ),
+        ("/v1/webhooks/no/such/route", &events, "events-service"),
     ];
     for (i, (path, service, name)) in cases.iter().enumerate() {
         let request_id = format!("gw-proxy-{i}");
@@ -136,7 +149,7 @@ async fn proxies_to_each_service_body(kind: DbKind) {
         gw_metrics.contains("gateway_upstream_duration_seconds"),
         "{gw_metrics}"
     );
-    for server in [gw, auth, booking, spaces] {
+    for server in [gw, auth, booking, spaces, events] {
         server.stop().await;
     }
 }

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Writes the dev overlay's Secret sources under secrets/ (git-ignored): the
-# gateway's Ed25519 identity key pair, auth-service's root secret, and a random
-# password per PostgreSQL. Existing files are kept, so re-running changes nothing;
-# delete secrets/ to rotate everything. Needs openssl.
+# gateway's Ed25519 identity key pair, the root secrets of auth-service,
+# spaces-service and events-service, and a random password per PostgreSQL.
+# Existing files are kept, so re-running changes nothing (and adds what a newer
+# part needs); delete secrets/ to rotate everything. Needs openssl.
 set -euo pipefail
 cd "$(dirname "$0")"
 umask 077
@@ -15,13 +16,13 @@ fi
 if [[ ! -s secrets/gateway-identity.pub.pem ]]; then
   openssl pkey -in secrets/gateway-identity.pem -pubout -out secrets/gateway-identity.pub.pem
 fi
-for part in auth spaces; do
+for part in auth spaces events; do
   if [[ ! -s "secrets/${part}-secret.key" ]]; then
     openssl rand -base64 32 | tr -d '\n' > "secrets/${part}-secret.key"
   fi
 done
 
-for db in auth booking spaces; do
+for db in auth booking spaces events; do
   if [[ ! -s "secrets/${db}-postgres.env" || ! -s "secrets/${db}-service.env" ]]; then
     password=$(openssl rand -hex 24)
     printf 'POSTGRES_USER=%s\nPOSTGRES_PASSWORD=%s\nPOSTGRES_DB=%s\n' "$db" "$password" "$db" \

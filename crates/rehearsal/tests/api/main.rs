@@ -1,6 +1,6 @@
 //! The distributed topology end to end: two gateways, auth-service, two
-//! booking-service replicas and spaces-service as separate processes, each
-//! service on its own PostgreSQL database, one Redis.
+//! booking-service replicas, spaces-service and events-service as separate
+//! processes, each service on its own PostgreSQL database, one Redis.
 //!
 //! Needs the part binaries (`cargo build --bins`; a workspace test run builds
 //! them), PostgreSQL at `TEST_DATABASE_URL` and Redis at `TEST_REDIS_URL`.
@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 async fn distributed_topology_postgres_redis() {
     let mut r = Rehearsal::start().await;
     either_gateway_serves_the_same_platform(&r).await;
+    events_service_is_behind_both_gateways_and_consumes_the_run_streams(&r).await;
     rate_limits_are_shared_across_gateways(&r).await;
     a_key_revoked_at_one_gateway_is_refused_at_the_other(&r).await;
     let space = r.meeting_space().await;
@@ -37,6 +38,61 @@ async fn either_gateway_serves_the_same_platform(r: &Rehearsal) {
         .await
         .unwrap();
     assert_eq!(direct.status(), 401);
+}
+
+/// events-service on its own database answers its two route families through
+/// either gateway (and only through one), and reads the events the other
+/// services relay to the run's streams on the shared Redis.
+async fn events_service_is_behind_both_gateways_and_consumes_the_run_streams(r: &Rehearsal) {
+    // SpaceOS: the owner holds webhooks:read; the workspace has none yet.
+    let spaceos = r
+        .send(0, r.get(0, "/api/v1/webhooks").bearer_auth(&r.owner_token))
+        .await;
+    assert_eq!(spaceos.0, 200, "{}", spaceos.1);
+    assert_eq!(spaceos.1["success"], true, "{}", spaceos.1);
+    assert_eq!(spaceos.1["data"], serde_json::json!([]), "{}", spaceos.1);
+    assert_eq!(spaceos.1["meta"]["total"], 0, "{}", spaceos.1);
+    // gospace, through the other gateway.
+    let gospace = r
+        .send(
+            1,
+            r.get(1, "/v1/webhooks/webhooks")
+                .bearer_auth(&r.owner_token),
+        )
+        .await;
+    assert_eq!(gospace.0, 200, "{}", gospace.1);
+    assert_eq!(gospace.1["success"], true, "{}", gospace.1);
+    assert_eq!(gospace.1["items"], serde_json::json!([]), "{}", gospace.1);
+    // Anonymous callers are turned away at the edge, in each family's dialect;
+    // a direct call to the service lacks the gateway's identity token.
+    let anonymous = r.send(0, r.get(0, "/api/v1/webhooks")).await;
+    assert_eq!(anonymous.0, 401, "{}", anonymous.1);
+    assert_eq!(anonymous.1["success"], false, "{}", anonymous.1);
+    let anonymous = r.send(1, r.get(1, "/v1/webhooks/webhooks")).await;
+    assert_eq!(anonymous.0, 401, "{}", anonymous.1);
+    assert_eq!(
+        anonymous.1["error"]["code"], "unauthorised",
+        "{}",
+        anonymous.1
+    );
+    let direct = reqwest::get(format!("{}/api/v1/webhooks", r.topology.events.base_url()))
+        .await
+        .unwrap();
+    assert_eq!(direct.status(), 401);
+    // The owner's first sign-in made their workspace (`member.added`):
+    // auth-service relays it to the run's stream, and events-service stores it.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let consumed = r.events_consumed("events:auth-service").await;
+        if consumed > 0 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "events-service consumed nothing from auth-service's stream in 15 s"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
 async fn rate_limits_are_shared_across_gateways(r: &Rehearsal) {

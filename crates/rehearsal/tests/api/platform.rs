@@ -237,6 +237,29 @@ impl Rehearsal {
         counts
     }
 
+    /// Events events-service has stored from the stream whose name ends in
+    /// `stream` (its own `/metrics`, `events_consumed_total`).
+    pub async fn events_consumed(&self, stream: &str) -> u64 {
+        let text = self
+            .client
+            .get(format!("{}/metrics", self.topology.events.base_url()))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        let label = format!("{stream}\"");
+        text.lines()
+            .filter(|l| {
+                l.starts_with("events_consumed_total{")
+                    && l.contains(&label)
+                    && l.contains("outcome=\"stored\"")
+            })
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+            .sum()
+    }
+
     /// Eight clients book consecutive free quarter hours of `space` through the
     /// first gateway; after `after`, `act` runs; they go on for 2 s more.
     /// Every answer, in order of arrival per client.
