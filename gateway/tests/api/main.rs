@@ -13,6 +13,7 @@ mod rate_limits;
 mod space_keys;
 mod tls;
 mod upstream;
+mod webhooks;
 
 use gateway::GatewayPart;
 use gateway::config::{GatewayConfig, RouteConfig};

@@ -14,7 +14,7 @@ pub struct Platform {
     pub sink: mail::sink::SmtpSink,
     pub auth: TestServer,
     _spaces: TestServer,
-    _booking: Option<(TestServer, TestDatabase)>,
+    _booking: Option<[(TestServer, TestDatabase); 2]>,
     _db: TestDatabase,
     _spaces_db: TestDatabase,
 }
@@ -34,7 +34,8 @@ impl Platform {
     }
 
     /// Every service: booking-service stands behind `booking` (so `/echo` is
-    /// not served), and the gateway knows [`SYSTEM_KEY`].
+    /// not served), events-service behind `events` (private webhook targets
+    /// allowed, retries after 1 s), and the gateway knows [`SYSTEM_KEY`].
     pub async fn with_booking() -> Platform {
         Self::start_parts(CacheKind::Memory, true).await
     }
@@ -68,11 +69,28 @@ impl Platform {
             let server =
                 testkit::part::start_part::<booking_service::BookingService>(Some(&db), &cache)
                     .await;
-            Some((server, db))
+            let events_db = TestDatabase::new(DbKind::Sqlite);
+            let events = testkit::part::start_part_with::<events_service::EventsService>(
+                Some(&events_db),
+                &cache,
+                |c| {
+                    c.secret.key = service_kit::config::Secret::new(
+                        base64::engine::general_purpose::STANDARD.encode([7u8; 32]),
+                    );
+                    c.mail.url = service_kit::config::Secret::new("log");
+                    c.webhooks.allow_private_targets = true;
+                    c.webhooks.retry_schedule_secs = "1,1".into();
+                    c.webhooks.poll_interval_ms = 100;
+                },
+            )
+            .await;
+            Some([(server, db), (events, events_db)])
         } else {
             None
         };
-        let booking_base = booking.as_ref().map(|(server, _)| server.base.clone());
+        let booking_base = booking
+            .as_ref()
+            .map(|[(booking, _), (events, _)]| (booking.base.clone(), events.base.clone()));
         let echo = Echo::start();
         let auth_base = auth.base.clone();
         let spaces_base = spaces.base.clone();
@@ -87,8 +105,9 @@ impl Platform {
                 dialect: service_kit::Dialect::Tuzzle,
                 ..gateway::config::RouteConfig::new("/echo/tuzzle", "booking")
             });
-            if let Some(base) = booking_base {
-                c.upstreams.booking = base;
+            if let Some((booking, events)) = booking_base {
+                c.upstreams.booking = booking;
+                c.upstreams.events = events;
                 c.system_keys.sha256 = crate::system_key_digest(SYSTEM_KEY);
             }
         })
