@@ -2,11 +2,7 @@
 //! URL, the watermark image's URL, and the referrers its unsigned uploads
 //! may come from.
 
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
-use url::{Host, Url};
-
 const MAX_HOSTNAME: usize = 253;
-const MAX_URL: usize = 2048;
 
 /// A custom domain, lowercased: a DNS name of two or more labels (letters,
 /// digits, inner hyphens, 1–63 characters each), not an IP address.
@@ -57,79 +53,22 @@ pub fn referrer_pattern(raw: &str) -> Result<String, &'static str> {
     }
 }
 
-/// An `https` URL with a host and no credentials, normalised.
-fn https_url(raw: &str) -> Result<Url, &'static str> {
-    if raw.len() > MAX_URL {
-        return Err("must be at most 2048 characters");
-    }
-    let url = Url::parse(raw.trim()).map_err(|_| "must be an absolute https URL")?;
-    if url.scheme() != "https" || url.host().is_none() {
-        return Err("must be an absolute https URL");
-    }
-    if !url.username().is_empty() || url.password().is_some() {
-        return Err("must not contain credentials");
-    }
-    Ok(url)
+/// A URL an image is fetched from (the watermark): `https`, no credentials,
+/// a public host ([`outbound`]'s checks; the fetch goes through its guard).
+pub fn image_url(raw: &str) -> Result<String, String> {
+    outbound::check_url(raw, outbound::Policy::STRICT)
+        .map(String::from)
+        .map_err(|refusal| refusal.to_string())
 }
 
-/// A URL an image is fetched from (the watermark).
-pub fn image_url(raw: &str) -> Result<String, &'static str> {
-    https_url(raw).map(String::from)
-}
-
-/// A webhook target: `https`, no credentials, and unless `allow_private`, not
-/// `localhost` nor a loopback, private, link-local or otherwise internal IP
-/// address, so that a tenant cannot point the platform at its own network.
-pub fn webhook_url(raw: &str, allow_private: bool) -> Result<String, &'static str> {
-    let url = https_url(raw)?;
-    if !allow_private {
-        let internal = match url.host() {
-            Some(Host::Domain(name)) => {
-                let name = name.trim_end_matches('.');
-                name == "localhost" || name.ends_with(".localhost")
-            }
-            Some(Host::Ipv4(ip)) => internal_ip(IpAddr::V4(ip)),
-            Some(Host::Ipv6(ip)) => internal_ip(IpAddr::V6(ip)),
-            None => true,
-        };
-        if internal {
-            return Err("must not point to localhost or a private, loopback or link-local address");
-        }
-    }
-    Ok(url.into())
-}
-
-fn internal_v4(ip: Ipv4Addr) -> bool {
-    let [a, b, ..] = ip.octets();
-    ip.is_loopback()
-        || ip.is_private()
-        || ip.is_link_local()
-        || ip.is_unspecified()
-        || ip.is_broadcast()
-        || ip.is_multicast()
-        || a == 0
-        // Carrier-grade NAT, 100.64.0.0/10.
-        || (a == 100 && (64..128).contains(&b))
-}
-
-fn internal_v6(ip: Ipv6Addr) -> bool {
-    if let Some(v4) = ip.to_ipv4_mapped() {
-        return internal_v4(v4);
-    }
-    let first = ip.segments()[0];
-    ip.is_loopback()
-        || ip.is_unspecified()
-        || ip.is_multicast()
-        // Unique local fc00::/7 and link-local fe80::/10.
-        || (first & 0xfe00) == 0xfc00
-        || (first & 0xffc0) == 0xfe80
-}
-
-fn internal_ip(ip: IpAddr) -> bool {
-    match ip {
-        IpAddr::V4(v4) => internal_v4(v4),
-        IpAddr::V6(v6) => internal_v6(v6),
-    }
+/// A webhook target: [`outbound`]'s checks — `https`, no credentials, and
+/// unless `allow_private`, not `localhost` nor a loopback, private, link-local
+/// or otherwise internal address, so that a tenant cannot point the platform
+/// at its own network. With `allow_private` (development), `http` too.
+pub fn webhook_url(raw: &str, allow_private: bool) -> Result<String, String> {
+    outbound::check_url(raw, outbound::Policy { allow_private })
+        .map(String::from)
+        .map_err(|refusal| refusal.to_string())
 }
 
 #[cfg(test)]
@@ -219,7 +158,11 @@ mod tests {
             assert!(webhook_url(bad, false).is_err(), "{bad}");
         }
         assert!(webhook_url("https://127.0.0.1:8443/hook", true).is_ok());
-        assert!(webhook_url("http://127.0.0.1/hook", true).is_err());
+        // Where private targets are allowed (development), plain http too.
+        assert!(webhook_url("http://127.0.0.1/hook", true).is_ok());
+        assert!(webhook_url("ftp://127.0.0.1/hook", true).is_err());
+        assert!(image_url("https://cdn.example.com/mark.png").is_ok());
+        assert!(image_url("https://169.254.169.254/latest").is_err());
         assert!(webhook_url("https://93.184.216.34/hook", false).is_ok());
     }
 }

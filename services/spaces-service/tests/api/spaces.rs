@@ -437,7 +437,8 @@ async fn private_webhooks(kind: DbKind) {
         )
         .await;
     assert_eq!(local.status, 200, "{}", local.json());
-    // Still https only, still without credentials.
+    // Local receivers speak plain http too (as events-service's
+    // allow_private_targets); credentials stay refused.
     let plain = app
         .put(
             &me,
@@ -445,7 +446,15 @@ async fn private_webhooks(kind: DbKind) {
             json!({"name": "Dev", "webhook_url": "http://127.0.0.1/hook"}),
         )
         .await;
-    assert_eq!(fields(&plain), ["webhook_url"]);
+    assert_eq!(plain.status, 200, "{}", plain.json());
+    let with_credentials = app
+        .put(
+            &me,
+            &path,
+            json!({"name": "Dev", "webhook_url": "http://user:pw@127.0.0.1/hook"}),
+        )
+        .await;
+    assert_eq!(fields(&with_credentials), ["webhook_url"]);
 }
 
 db_test!(spaces_are_listed_by_cursor_oldest_first, pagination);
