@@ -11,6 +11,7 @@
 mod memory;
 mod rate_limit;
 mod redis_backend;
+pub mod redis_url;
 mod subscription;
 
 use std::fmt;

@@ -4,21 +4,15 @@ use std::sync::LazyLock;
 use std::time::Duration;
 
 use futures_util::StreamExt;
-use redis::aio::{ConnectionManager, ConnectionManagerConfig, PubSub};
+use redis::aio::{ConnectionManager, PubSub};
 use redis::{Client, RedisError, Script};
 use tokio::sync::mpsc;
 
 use crate::CacheError;
 use crate::rate_limit::{self, Quota, REDIS_SCRIPT, RateDecision};
+use crate::redis_url::{self, ConnectError, redact};
 use crate::subscription::Subscription;
 
-/// Long enough to ride out a busy server, short enough that a request waiting on a rate
-/// limit fails (503) rather than hangs when Redis is gone.
-const RESPONSE_TIMEOUT: Duration = Duration::from_secs(2);
-const CONNECTION_TIMEOUT: Duration = Duration::from_secs(2);
-/// Reconnect attempts per outage before commands start failing fast; the next command
-/// starts a new round, so this only bounds how long a caller waits (also at startup).
-const CONNECTION_RETRIES: usize = 3;
 /// Bounds the whole pub/sub handshake, which has no timeout of its own in the driver.
 const SUBSCRIBE_TIMEOUT: Duration = Duration::from_secs(5);
 const RESUBSCRIBE_MIN_DELAY: Duration = Duration::from_millis(100);
@@ -55,19 +49,10 @@ pub(crate) struct RedisBackend {
 impl RedisBackend {
     pub(crate) async fn connect(url: &str) -> Result<Self, CacheError> {
         let redacted_url = redact(url);
-        let scrub = |e: RedisError| scrub_password(url, &e.to_string());
-        let client = Client::open(url)
-            .map_err(|e| CacheError::InvalidUrl(format!("{redacted_url}: {}", scrub(e))))?;
-        let config = ConnectionManagerConfig::new()
-            .set_response_timeout(Some(RESPONSE_TIMEOUT))
-            .set_connection_timeout(Some(CONNECTION_TIMEOUT))
-            .set_number_of_retries(CONNECTION_RETRIES);
-        let connection = client
-            .get_connection_manager_with_config(config)
-            .await
-            .map_err(|e| {
-                CacheError::Backend(format!("cannot connect to {redacted_url}: {}", scrub(e)))
-            })?;
+        let (client, connection) = redis_url::connect(url).await.map_err(|e| match e {
+            ConnectError::InvalidUrl(message) => CacheError::InvalidUrl(message),
+            ConnectError::Unreachable(message) => CacheError::Backend(message),
+        })?;
         Ok(RedisBackend {
             client,
             connection,
@@ -265,55 +250,9 @@ fn ttl_millis(ttl: Duration) -> u64 {
     u64::try_from(millis).unwrap_or(u64::MAX).max(1)
 }
 
-/// `scheme://host:port/db` with any user and password replaced, for error messages.
-fn redact(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else {
-        return "<cache url>".into();
-    };
-    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
-    let (authority, path) = rest.split_at(authority_end);
-    match authority.rfind('@') {
-        Some(at) => format!("{scheme}://***@{}{path}", &authority[at + 1..]),
-        None => url.to_owned(),
-    }
-}
-
-/// Belt and braces: should an error text ever quote the URL, blank out the password.
-fn scrub_password(url: &str, text: &str) -> String {
-    let password = url
-        .split_once("://")
-        .and_then(|(_, rest)| {
-            let authority = &rest[..rest.find(['/', '?', '#']).unwrap_or(rest.len())];
-            let userinfo = &authority[..authority.rfind('@')?];
-            Some(userinfo.split_once(':').map_or(userinfo, |(_, p)| p))
-        })
-        .filter(|p| !p.is_empty());
-    match password {
-        Some(password) => text.replace(password, "***"),
-        None => text.to_owned(),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn redact_hides_credentials() {
-        assert_eq!(
-            redact("redis://user:s3cret@host:6379/2"),
-            "redis://***@host:6379/2"
-        );
-        assert_eq!(redact("rediss://:s3cret@host"), "rediss://***@host");
-        assert_eq!(redact("redis://host:6379"), "redis://host:6379");
-    }
-
-    #[test]
-    fn scrub_removes_password_from_text() {
-        let url = "redis://user:s3cret@host/0";
-        assert_eq!(scrub_password(url, "bad s3cret here"), "bad *** here");
-        assert_eq!(scrub_password("redis://host", "plain"), "plain");
-    }
 
     #[test]
     fn ttl_rounds_up_to_whole_milliseconds() {

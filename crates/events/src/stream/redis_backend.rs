@@ -6,18 +6,14 @@
 use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
-use redis::aio::{ConnectionManager, ConnectionManagerConfig, MultiplexedConnection};
+use redis::aio::{ConnectionManager, MultiplexedConnection};
 use redis::{AsyncConnectionConfig, Client, Cmd, RedisError, Value};
 
 use super::{EVENT_FIELD, Lag, RawEntry, StreamError};
+use cache::redis_url::{
+    self, CONNECTION_TIMEOUT, ConnectError, RESPONSE_TIMEOUT, password_of, redact, scrub,
+};
 
-/// Long enough to ride out a busy server, short enough that a relay holding
-/// its database lock gives up soon when Redis is gone.
-const RESPONSE_TIMEOUT: Duration = Duration::from_secs(2);
-const CONNECTION_TIMEOUT: Duration = Duration::from_secs(2);
-/// Reconnect attempts per outage before commands start failing fast; the next
-/// command starts a new round.
-const CONNECTION_RETRIES: usize = 3;
 /// Idle blocking-read connections kept for reuse.
 const MAX_IDLE_READERS: usize = 8;
 /// `XAUTOCLAIM` calls per `claim_stale`: each scans at most 10 × COUNT pending
@@ -43,19 +39,10 @@ impl RedisStream {
     pub(crate) async fn connect(url: &str) -> Result<RedisStream, StreamError> {
         let redacted_url = redact(url);
         let password = password_of(url);
-        let scrub = |e: RedisError| scrub(password.as_deref(), &e.to_string());
-        let client = Client::open(url)
-            .map_err(|e| StreamError::InvalidUrl(format!("{redacted_url}: {}", scrub(e))))?;
-        let config = ConnectionManagerConfig::new()
-            .set_response_timeout(Some(RESPONSE_TIMEOUT))
-            .set_connection_timeout(Some(CONNECTION_TIMEOUT))
-            .set_number_of_retries(CONNECTION_RETRIES);
-        let connection = client
-            .get_connection_manager_with_config(config)
-            .await
-            .map_err(|e| {
-                StreamError::Backend(format!("cannot connect to {redacted_url}: {}", scrub(e)))
-            })?;
+        let (client, connection) = redis_url::connect(url).await.map_err(|e| match e {
+            ConnectError::InvalidUrl(message) => StreamError::InvalidUrl(message),
+            ConnectError::Unreachable(message) => StreamError::Backend(message),
+        })?;
         Ok(RedisStream {
             client,
             connection,
@@ -393,57 +380,12 @@ fn integer(value: &Value) -> Option<u64> {
     }
 }
 
-/// `scheme://host:port/db` with any user and password replaced, for messages.
-fn redact(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else {
-        return "<stream url>".into();
-    };
-    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
-    let (authority, path) = rest.split_at(authority_end);
-    match authority.rfind('@') {
-        Some(at) => format!("{scheme}://***@{}{path}", &authority[at + 1..]),
-        None => url.to_owned(),
-    }
-}
-
-fn password_of(url: &str) -> Option<String> {
-    let (_, rest) = url.split_once("://")?;
-    let authority = &rest[..rest.find(['/', '?', '#']).unwrap_or(rest.len())];
-    let userinfo = &authority[..authority.rfind('@')?];
-    let password = userinfo.split_once(':').map_or(userinfo, |(_, p)| p);
-    (!password.is_empty()).then(|| password.to_owned())
-}
-
-/// Belt and braces: should an error text ever quote the URL, blank the password.
-fn scrub(password: Option<&str>, text: &str) -> String {
-    match password {
-        Some(password) => text.replace(password, "***"),
-        None => text.to_owned(),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn bulk(s: &str) -> Value {
         Value::BulkString(s.as_bytes().to_vec())
-    }
-
-    #[test]
-    fn redaction_hides_credentials() {
-        assert_eq!(
-            redact("redis://user:s3cret@host:6379/2"),
-            "redis://***@host:6379/2"
-        );
-        assert_eq!(redact("rediss://:s3cret@host"), "rediss://***@host");
-        assert_eq!(redact("redis://host:6379"), "redis://host:6379");
-        assert_eq!(
-            password_of("redis://user:s3cret@host/0").as_deref(),
-            Some("s3cret")
-        );
-        assert_eq!(password_of("redis://host/0"), None);
-        assert_eq!(scrub(Some("s3cret"), "bad s3cret here"), "bad *** here");
     }
 
     #[test]
