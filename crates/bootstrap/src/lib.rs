@@ -17,6 +17,8 @@ pub struct Backing {
     pub db: Database,
     pub cache: Cache,
     verifier: identity::IdentityVerifier,
+    /// What this replica's outbox relay counts, once started.
+    relay: Option<events::RelayMetrics>,
 }
 
 impl Backing {
@@ -37,7 +39,28 @@ impl Backing {
             db,
             cache,
             verifier,
+            relay: None,
         })
+    }
+
+    /// Starts the relay of a service that produces events (`events.*` of its
+    /// configuration; the stream defaults to the cache's URL); its series join
+    /// the app's `/metrics`. The nudge wakes it after a commit that recorded
+    /// events.
+    pub async fn start_relay(
+        &mut self,
+        producer: &str,
+        config: &impl Settings,
+        outbox: &events::config::OutboxConfig,
+    ) -> anyhow::Result<events::Nudge> {
+        let cache_url = config
+            .cache()
+            .map_or("", |cache| cache.url.expose())
+            .to_owned();
+        let (nudge, metrics) =
+            events::config::start_relay(&self.db, &cache_url, outbox, producer).await?;
+        self.relay = Some(metrics);
+        Ok(nudge)
     }
 
     /// The service's app: its routes behind the identity guard, with the database
@@ -48,11 +71,15 @@ impl Backing {
         config: &impl Settings,
         routes: impl Fn(&mut web::ServiceConfig) + Send + Sync + 'static,
     ) -> AppSpec {
-        AppSpec::new(name, routes)
+        let mut spec = AppSpec::new(name, routes)
             .readiness(Arc::new(self.db.clone()))
             .readiness(Arc::new(self.cache.clone()))
             .guard(Arc::new(self.verifier.clone()))
-            .json_limit(config.http().json_limit_bytes)
+            .json_limit(config.http().json_limit_bytes);
+        if let Some(relay) = &self.relay {
+            relay.register(spec.metrics.registry_mut());
+        }
+        spec
     }
 }
 

@@ -83,13 +83,13 @@ impl OutboxConfig {
 
 /// Connects the stream (`cache_url` when `events.stream_url` is empty) and
 /// starts `producer`'s relay on this replica; the nudge wakes it after a
-/// commit that recorded events.
+/// commit that recorded events, the metrics count what it relays.
 pub async fn start_relay(
     db: &Database,
     cache_url: &str,
     config: &OutboxConfig,
     producer: &str,
-) -> anyhow::Result<Nudge> {
+) -> anyhow::Result<(Nudge, crate::RelayMetrics)> {
     let url = match config.stream_url.expose() {
         "" => cache_url,
         url => url,
@@ -99,7 +99,7 @@ pub async fn start_relay(
     relay.batch = config.relay_batch;
     relay.interval = Duration::from_millis(config.relay_interval_ms);
     relay.retention = Duration::from_secs(config.retention_hours * 3600);
-    let nudge = relay.nudge();
+    let handles = (relay.nudge(), relay.metrics.clone());
     relay.spawn();
-    Ok(nudge)
+    Ok(handles)
 }

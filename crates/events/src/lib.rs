@@ -80,7 +80,7 @@ mod stream;
 
 pub use consumer::Consumer;
 pub use event::{EVENT_ID_PREFIX, Event};
-pub use relay::{Nudge, PassOutcome, RELAY_LOCK_KEY, Relay, RelayError};
+pub use relay::{Nudge, PassOutcome, RELAY_LOCK_KEY, Relay, RelayError, RelayMetrics};
 pub use stream::{DEFAULT_MAX_LEN, Delivery, EventStream, Lag, StreamError};
 
 /// Defaults of [`Relay::new`] and [`Consumer::new`].

@@ -96,6 +96,57 @@ impl Nudge {
     }
 }
 
+/// What a replica's relay did, for `/metrics`: events relayed and failed
+/// passes, by stream. Clones count into the same series.
+#[derive(Clone, Default)]
+pub struct RelayMetrics {
+    relayed: prometheus_client::metrics::family::Family<
+        StreamLabel,
+        prometheus_client::metrics::counter::Counter,
+    >,
+    failures: prometheus_client::metrics::family::Family<
+        StreamLabel,
+        prometheus_client::metrics::counter::Counter,
+    >,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, prometheus_client::encoding::EncodeLabelSet)]
+struct StreamLabel {
+    stream: String,
+}
+
+impl RelayMetrics {
+    /// Adds the series to a part's registry.
+    pub fn register(&self, registry: &mut prometheus_client::registry::Registry) {
+        registry.register(
+            "events_relayed",
+            "Outbox rows this replica published to the event stream",
+            self.relayed.clone(),
+        );
+        registry.register(
+            "events_relay_failures",
+            "Relay passes that failed (the rows stay in the outbox and go out later)",
+            self.failures.clone(),
+        );
+    }
+
+    fn observe(&self, stream: &str, outcome: &Result<PassOutcome, RelayError>) {
+        let label = StreamLabel {
+            stream: stream.to_owned(),
+        };
+        match outcome {
+            Ok(outcome) => {
+                self.relayed
+                    .get_or_create(&label)
+                    .inc_by(outcome.published as u64);
+            }
+            Err(_) => {
+                self.failures.get_or_create(&label).inc();
+            }
+        }
+    }
+}
+
 /// What one pass did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct PassOutcome {
@@ -134,6 +185,7 @@ pub struct Relay {
     /// How long published rows stay in the outbox before they are pruned.
     pub retention: Duration,
     pub nudge: Nudge,
+    pub metrics: RelayMetrics,
 }
 
 impl Relay {
@@ -147,6 +199,7 @@ impl Relay {
             interval: defaults::RELAY_INTERVAL,
             retention: defaults::RELAY_RETENTION,
             nudge: Nudge::new(),
+            metrics: RelayMetrics::default(),
         }
     }
 
@@ -205,6 +258,7 @@ impl Relay {
         loop {
             let prune_due = last_prune.is_none_or(|at| at.elapsed() >= PRUNE_EVERY);
             let outcome = self.pass_pruning(prune_due).await;
+            self.metrics.observe(&self.stream_name, &outcome);
             if prune_due && outcome.as_ref().is_ok_and(|o| !o.skipped) {
                 last_prune = Some(tokio::time::Instant::now());
             }

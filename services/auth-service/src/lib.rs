@@ -86,7 +86,7 @@ impl ServicePart for AuthService {
         let secrets = secrets::Keys::load(config.secret.key.expose(), &config.secret.key_file)?;
         let mailer = mail::Mailer::from_config(&config.mail)?;
         tracing::info!(transport = %mailer.describe(), "mail");
-        let backing = Backing::connect(Self::NAME, &config, &MIGRATIONS).await?;
+        let mut backing = Backing::connect(Self::NAME, &config, &MIGRATIONS).await?;
         service_kit::tls::ensure_provider();
         let http = reqwest::Client::builder()
             .timeout(Duration::from_secs(10))
@@ -98,13 +98,9 @@ impl ServicePart for AuthService {
             retire_after: Duration::from_secs(config.tokens.access_token_ttl_secs + 300),
         };
         let ring = KeyRing::open(backing.db.clone(), secrets.clone(), policy).await?;
-        let nudge = events::config::start_relay(
-            &backing.db,
-            config.cache.url.expose(),
-            &config.events,
-            Self::NAME,
-        )
-        .await?;
+        let nudge = backing
+            .start_relay(Self::NAME, &config, &config.events)
+            .await?;
         let refresher = ring.clone();
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(KEY_REFRESH_INTERVAL);

@@ -64,14 +64,10 @@ impl ServicePart for BookingService {
     }
 
     async fn build(config: BookingConfig) -> anyhow::Result<AppSpec> {
-        let backing = Backing::connect(Self::NAME, &config, &MIGRATIONS).await?;
-        let nudge = events::config::start_relay(
-            &backing.db,
-            config.cache.url.expose(),
-            &config.events,
-            Self::NAME,
-        )
-        .await?;
+        let mut backing = Backing::connect(Self::NAME, &config, &MIGRATIONS).await?;
+        let nudge = backing
+            .start_relay(Self::NAME, &config, &config.events)
+            .await?;
         spawn_scheduler(Lifecycle::new(
             backing.db.clone(),
             nudge.clone(),

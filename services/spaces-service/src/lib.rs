@@ -193,18 +193,14 @@ impl ServicePart for SpacesService {
 
     async fn build(config: SpacesConfig) -> anyhow::Result<AppSpec> {
         let secrets = secrets::Keys::load(config.secret.key.expose(), &config.secret.key_file)?;
-        let backing = Backing::connect(Self::NAME, &config, &MIGRATIONS).await?;
+        let mut backing = Backing::connect(Self::NAME, &config, &MIGRATIONS).await?;
         let keys = Arc::new(KeyCache::new(Duration::from_secs(
             config.introspection.cache_ttl_secs,
         )));
         keys.clone().listen(&backing.cache).await?;
-        let nudge = events::config::start_relay(
-            &backing.db,
-            config.cache.url.expose(),
-            &config.events,
-            Self::NAME,
-        )
-        .await?;
+        let nudge = backing
+            .start_relay(Self::NAME, &config, &config.events)
+            .await?;
         let state = web::Data::new(SpacesState {
             db: backing.db.clone(),
             cache: backing.cache.clone(),

@@ -325,4 +325,17 @@ async fn each_change_on(kind: DbKind) {
         (left == 0).then_some(())
     })
     .await;
+    // And counts them in /metrics.
+    let metrics = t.server.get("/metrics").await;
+    let text = String::from_utf8_lossy(&metrics.body).into_owned();
+    let relayed: u64 = text
+        .lines()
+        .find(|l| {
+            l.starts_with("events_relayed_total{")
+                && l.contains("stream=\"events:booking-service\"")
+        })
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no events_relayed_total in\n{text}"));
+    assert!(relayed > 0, "{text}");
 }
