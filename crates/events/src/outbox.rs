@@ -137,6 +137,14 @@ pub(crate) fn mark_published(
         .execute(conn)
 }
 
+/// Marks every retained published row unpublished again, so that the relay
+/// publishes them once more (the stream lost them); returns how many.
+pub(crate) fn republish_retained(conn: &mut DbConnection) -> QueryResult<usize> {
+    diesel::update(outbox::table.filter(outbox::published_at.is_not_null()))
+        .set(outbox::published_at.eq(None::<NaiveDateTime>))
+        .execute(conn)
+}
+
 /// Deletes up to `limit` rows published before `cutoff`; bounded so that one
 /// pass never holds the relay's lock for a long delete.
 pub(crate) fn prune(

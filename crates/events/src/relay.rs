@@ -156,6 +156,9 @@ pub struct PassOutcome {
     pub pruned: usize,
     /// Another replica held the relay lock (PostgreSQL): nothing was done.
     pub skipped: bool,
+    /// Rows marked unpublished again because the stream had lost its data
+    /// (see [`EventStream::claim_epoch`]).
+    pub republished: usize,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -222,27 +225,39 @@ impl Relay {
         let stream_name = self.stream_name.clone();
         let batch = self.batch.max(1);
         let retention = self.retention;
-        self.db
+        let (outcome, lost) = self
+            .db
             .transaction(move |conn| {
                 if !take_lock(conn)? {
-                    return Ok(PassOutcome {
+                    let skipped = PassOutcome {
                         skipped: true,
                         ..PassOutcome::default()
-                    });
+                    };
+                    return Ok((skipped, false));
                 }
+                let lost = republish_if_lost(conn, &runtime, &stream, &stream_name)?;
                 let published = publish_oldest(conn, &runtime, &stream, &stream_name, batch)?;
                 let pruned = if prune_too {
                     prune(conn, retention, batch)?
                 } else {
                     0
                 };
-                Ok(PassOutcome {
+                let outcome = PassOutcome {
                     published,
                     pruned,
+                    republished: lost.unwrap_or(0),
                     skipped: false,
-                })
+                };
+                Ok::<_, RelayError>((outcome, lost.is_some()))
             })
-            .await
+            .await?;
+        if lost {
+            // Only once the rows are marked to go out again: a pass that
+            // failed before its commit leaves the marker missing, and the next
+            // pass looks again.
+            self.stream.mark_epoch(&self.stream_name).await?;
+        }
+        Ok(outcome)
     }
 
     /// Runs passes every `interval`, or at once when nudged, until the runtime
@@ -321,6 +336,35 @@ fn take_lock(conn: &mut DbConnection) -> Result<bool, RelayError> {
         }
         DbConnection::Sqlite(_) => Ok(true),
     }
+}
+
+/// A stream server that lost its data (a Redis without persistence that
+/// restarted) lost every entry no consumer had stored yet, and its consumer
+/// groups' pending lists with them; rows marked published are no proof of
+/// delivery any more. The stream's epoch marker tells: when it is gone, every
+/// row the outbox still retains goes out again, in order, before new ones.
+/// Consumers deduplicate by event id, so this costs duplicates on the stream,
+/// never duplicate webhooks; what the outbox no longer retains is gone.
+fn republish_if_lost(
+    conn: &mut DbConnection,
+    runtime: &tokio::runtime::Handle,
+    stream: &EventStream,
+    stream_name: &str,
+) -> Result<Option<usize>, RelayError> {
+    let check = tokio::time::timeout(PUBLISH_TIMEOUT, stream.has_epoch(stream_name));
+    let present = runtime.block_on(check).map_err(|_| {
+        StreamError::Backend(format!("epoch check timed out after {PUBLISH_TIMEOUT:?}"))
+    })??;
+    if present {
+        return Ok(None);
+    }
+    let again = outbox::republish_retained(conn)?;
+    if again > 0 {
+        tracing::warn!(stream = %stream_name, rows = again,
+            "the event stream has lost its data (a restart without persistence?): \
+             publishing the retained outbox again");
+    }
+    Ok(Some(again))
 }
 
 fn publish_oldest(

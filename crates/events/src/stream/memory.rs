@@ -27,6 +27,8 @@ pub(crate) fn bus_named(name: &str) -> Arc<MemoryBus> {
 #[derive(Default)]
 pub(crate) struct MemoryBus {
     streams: Mutex<HashMap<String, Stream>>,
+    /// Streams whose epoch marker has been set ([`super::EventStream::claim_epoch`]).
+    epochs: Mutex<std::collections::HashSet<String>>,
 }
 
 /// An entry id as Redis writes it: `<milliseconds>-<sequence>`, increasing.
@@ -130,6 +132,14 @@ impl MemoryBus {
         };
         appended.notify_waiters();
         ids
+    }
+
+    pub(crate) fn has_epoch(&self, stream: &str) -> bool {
+        lock(&self.epochs).contains(stream)
+    }
+
+    pub(crate) fn mark_epoch(&self, stream: &str) {
+        lock(&self.epochs).insert(stream.to_owned());
     }
 
     pub(crate) fn ensure_group(&self, stream: &str, group: &str) {

@@ -182,6 +182,30 @@ impl EventStream {
         }
     }
 
+    /// Whether the stream's epoch marker (a key beside the stream, in the same
+    /// server) is set. A marker that is gone means the server lost its data (a
+    /// Redis without persistence restarted) or the stream is new: whatever was
+    /// published to it before may be gone with it, so the relay publishes its
+    /// retained rows again (consumers deduplicate by event id), then sets the
+    /// marker ([`EventStream::mark_epoch`]).
+    pub async fn has_epoch(&self, stream: &str) -> Result<bool, StreamError> {
+        match &*self.backend {
+            Backend::Memory(bus) => Ok(bus.has_epoch(stream)),
+            Backend::Redis(redis) => redis.has_epoch(stream).await,
+        }
+    }
+
+    /// Sets the stream's epoch marker.
+    pub async fn mark_epoch(&self, stream: &str) -> Result<(), StreamError> {
+        match &*self.backend {
+            Backend::Memory(bus) => {
+                bus.mark_epoch(stream);
+                Ok(())
+            }
+            Backend::Redis(redis) => redis.mark_epoch(stream).await,
+        }
+    }
+
     /// Creates the consumer group (and the stream) unless it exists. A new group
     /// starts at the beginning of what the stream retains, so that events
     /// published before the consumer was first deployed are not skipped

@@ -101,6 +101,26 @@ impl RedisStream {
             .map_err(self.error("XADD"))
     }
 
+    /// `EXISTS <stream>:epoch`.
+    pub(crate) async fn has_epoch(&self, stream: &str) -> Result<bool, StreamError> {
+        redis::cmd("EXISTS")
+            .arg(format!("{stream}:epoch"))
+            .query_async::<u64>(&mut self.conn())
+            .await
+            .map(|n| n > 0)
+            .map_err(self.error("EXISTS"))
+    }
+
+    /// `SET <stream>:epoch 1`.
+    pub(crate) async fn mark_epoch(&self, stream: &str) -> Result<(), StreamError> {
+        redis::cmd("SET")
+            .arg(format!("{stream}:epoch"))
+            .arg(1)
+            .query_async::<()>(&mut self.conn())
+            .await
+            .map_err(self.error("SET"))
+    }
+
     pub(crate) async fn ensure_group(&self, stream: &str, group: &str) -> Result<(), StreamError> {
         let created = redis::cmd("XGROUP")
             .arg("CREATE")

@@ -296,3 +296,39 @@ mod skips_while_another_replica_holds_the_lock {
         drop(holder);
     }
 }
+
+/// A Redis without persistence restarts: the stream, its groups and the epoch
+/// marker are gone. The relay notices the missing marker and publishes every
+/// row the outbox retains again, in order, before new ones; nothing
+/// published before the loss is lost with it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_that_lost_its_data_gets_the_retained_outbox_again_redis() {
+    let (_guard, db) = outbox_database(DbKind::Sqlite).await;
+    let stream = TestStream::new(CacheKind::Redis).await;
+    let before: Vec<Event> = (0..30).map(event).collect();
+    record(&db, before.clone()).await;
+    let relay = Relay::new(db.clone(), stream.stream.clone(), &stream.name);
+    let first = relay.pass().await.expect("pass");
+    assert_eq!((first.published, first.republished), (30, 0));
+    assert_eq!(stream.read_all(30).await, before);
+    // Nothing lost, nothing to do again.
+    assert_eq!(relay.pass().await.expect("pass").published, 0);
+
+    stream.clean_up().await;
+    let after: Vec<Event> = (30..35).map(event).collect();
+    record(&db, after.clone()).await;
+    let recovered = relay.pass().await.expect("pass");
+    assert_eq!(recovered.republished, 30);
+    assert_eq!(recovered.published, 35);
+    let mut expected = before;
+    expected.extend(after);
+    assert_eq!(
+        stream.read_all(35).await,
+        expected,
+        "the lost ones first, in order"
+    );
+    // The marker is back: the next pass publishes nothing again.
+    let quiet = relay.pass().await.expect("pass");
+    assert_eq!((quiet.published, quiet.republished), (0, 0));
+    stream.clean_up().await;
+}

@@ -171,7 +171,8 @@ impl TestStream {
         }
     }
 
-    /// Removes the stream from Redis (nothing to do in memory).
+    /// Removes the stream and its epoch marker from Redis (nothing to do in
+    /// memory): what a Redis without persistence looks like after a restart.
     pub async fn clean_up(&self) {
         if self.url.starts_with("redis") {
             let client = redis::Client::open(self.url.as_str()).expect("redis url");
@@ -181,6 +182,7 @@ impl TestStream {
                 .expect("redis");
             let _: () = redis::cmd("DEL")
                 .arg(&self.name)
+                .arg(format!("{}:epoch", self.name))
                 .query_async(&mut conn)
                 .await
                 .expect("DEL");
