@@ -2,17 +2,24 @@
 //! service (auth, booking, spaces, events) its own process on its own
 //! PostgreSQL database, one Redis shared by all (cache, rate limits, the
 //! revocation bus, the event stream), several gateway replicas and several
-//! booking-service replicas, configured only through the environment variables
-//! a cluster would set.
+//! booking-service (and events-service) replicas, configured only through the
+//! environment variables a cluster would set.
 //!
-//! With no load balancer in front of the booking replicas, the gateways are
-//! given all of their addresses (`GATEWAY__UPSTREAMS__BOOKING=a,b`) and take
-//! them in turn.
+//! With no load balancer in front of the replicas, the gateways are given all
+//! of their addresses (`GATEWAY__UPSTREAMS__BOOKING=a,b`, likewise for events)
+//! and take them in turn.
 //!
 //! Each run keeps to its own keys on the shared Redis: cache keys and bus
 //! channels under `rh<run>:`, and so are the event streams (each producer's
 //! `events.stream` is `rh<run>:events:<service>`, and events-service consumes
 //! exactly those), so that runs side by side never take each other's events.
+//!
+//! [`RedisServer`] runs a Redis of one's own (a test that restarts it must not
+//! take the shared one down under other tests).
+
+mod redis;
+
+pub use redis::RedisServer;
 
 use anyhow::{Context, Result};
 use base64::Engine;
@@ -34,9 +41,11 @@ pub struct Options {
     pub dir: PathBuf,
     pub gateways: usize,
     pub booking_replicas: usize,
+    /// events-service replicas: one consumer group, one database.
+    pub events_replicas: usize,
     /// Fixed ports: gateways on `base`, `base + 10`, …; auth `base + 1`,
     /// booking `base + 2`, `base + 12`, …; spaces `base + 3`; events
-    /// `base + 4`. `None`: free ports.
+    /// `base + 4`, `base + 14`, …. `None`: free ports.
     pub base_port: Option<u16>,
     /// More environment variables for every part (each reads its own prefix).
     pub extra_env: Vec<(String, String)>,
@@ -48,12 +57,15 @@ pub struct Topology {
     pub auth: PartProcess,
     pub booking: Vec<PartProcess>,
     pub spaces: PartProcess,
-    pub events: PartProcess,
+    pub events: Vec<PartProcess>,
     /// auth-service's outbox: one `.eml` per mail (sign-in codes).
     pub outbox: PathBuf,
     // Declared last: dropped after the processes that use them.
-    _databases: Vec<ScratchDatabase>,
+    databases: Vec<ScratchDatabase>,
 }
+
+/// The services with a database of their own, in the order they are created.
+const DATABASES: [&str; 4] = ["auth", "booking", "spaces", "events"];
 
 fn random_hex(bytes: usize) -> Result<String> {
     let mut buf = vec![0u8; bytes];
@@ -93,7 +105,7 @@ impl Topology {
         let db = |part: &str| {
             ScratchDatabase::create(&options.postgres_url, &format!("rehearsal_{part}"))
         };
-        let databases = vec![db("auth")?, db("booking")?, db("spaces")?, db("events")?];
+        let databases = DATABASES.map(db).into_iter().collect::<Result<Vec<_>>>()?;
         // The run's event streams, one per producing service.
         let stream = |service: &str| format!("rh{run}:events:{service}");
 
@@ -169,32 +181,48 @@ impl Topology {
                     .join(","),
             ),
         ]));
-        let mut events = PartProcess::start(
-            "events-service",
-            &bin("events-service"),
-            "EVENTS",
-            addr(options.base_port, 4)?,
-            &events_env,
-            dir,
-        )?;
+        let mut events = Vec::new();
+        for i in 0..options.events_replicas.max(1) {
+            // The first keeps the name it had when there was only one.
+            let name = match i {
+                0 => "events-service".to_owned(),
+                _ => format!("events-service-{}", i + 1),
+            };
+            events.push(PartProcess::start(
+                &name,
+                &bin("events-service"),
+                "EVENTS",
+                addr(options.base_port, 4 + 10 * i as u16)?,
+                &events_env,
+                dir,
+            )?);
+        }
         let timeout = Duration::from_secs(60);
         auth.wait_ready(timeout).await?;
         spaces.wait_ready(timeout).await?;
         for replica in &mut booking {
             replica.wait_ready(timeout).await?;
         }
-        events.wait_ready(timeout).await?;
+        for replica in &mut events {
+            replica.wait_ready(timeout).await?;
+        }
 
-        let booking_urls: Vec<String> = booking.iter().map(PartProcess::base_url).collect();
+        let urls = |parts: &[PartProcess]| {
+            parts
+                .iter()
+                .map(PartProcess::base_url)
+                .collect::<Vec<_>>()
+                .join(",")
+        };
         let mut gateway_env = env(&[
             ("GATEWAY__CACHE__URL", options.redis_url.clone()),
             ("GATEWAY__CACHE__KEY_PREFIX", format!("rh{run}:gateway:")),
             ("GATEWAY__CACHE__BUS_PREFIX", format!("rh{run}:")),
             ("GATEWAY__IDENTITY__SIGNING_KEY", gateway_key.private_pem()),
             ("GATEWAY__UPSTREAMS__AUTH", auth.base_url()),
-            ("GATEWAY__UPSTREAMS__BOOKING", booking_urls.join(",")),
+            ("GATEWAY__UPSTREAMS__BOOKING", urls(&booking)),
             ("GATEWAY__UPSTREAMS__SPACES", spaces.base_url()),
-            ("GATEWAY__UPSTREAMS__EVENTS", events.base_url()),
+            ("GATEWAY__UPSTREAMS__EVENTS", urls(&events)),
             ("GATEWAY__LOG__FORMAT", "json".to_owned()),
         ]);
         gateway_env.extend(options.extra_env.iter().cloned());
@@ -219,7 +247,7 @@ impl Topology {
             spaces,
             events,
             outbox,
-            _databases: databases,
+            databases,
         })
     }
 
@@ -229,10 +257,20 @@ impl Topology {
             .iter()
             .chain([&self.auth])
             .chain(self.booking.iter())
-            .chain([&self.spaces, &self.events])
+            .chain([&self.spaces])
+            .chain(self.events.iter())
     }
 
     pub fn outbox(&self) -> &Path {
         &self.outbox
+    }
+
+    /// The database URL of `service` (`auth`, `booking`, `spaces` or
+    /// `events`), for checks made beside the API.
+    pub fn database_url(&self, service: &str) -> Option<&str> {
+        DATABASES
+            .iter()
+            .position(|name| *name == service)
+            .map(|i| self.databases[i].url())
     }
 }

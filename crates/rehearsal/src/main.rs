@@ -28,7 +28,9 @@ struct Cli {
     gateways: usize,
     #[arg(long, default_value_t = 2)]
     booking_replicas: usize,
-    /// Gateways on PORT, PORT+10, …; auth PORT+1; booking PORT+2, PORT+12, …; spaces PORT+3; events PORT+4
+    #[arg(long, default_value_t = 1)]
+    events_replicas: usize,
+    /// Gateways on PORT, PORT+10, …; auth PORT+1; booking PORT+2, PORT+12, …; spaces PORT+3; events PORT+4, PORT+14, …
     #[arg(long, default_value_t = 8080)]
     base_port: u16,
 }
@@ -49,6 +51,7 @@ async fn run(cli: Cli) -> Result<()> {
         dir: std::fs::canonicalize(&cli.dir)?,
         gateways: cli.gateways,
         booking_replicas: cli.booking_replicas,
+        events_replicas: cli.events_replicas,
         base_port: Some(cli.base_port),
         extra_env: Vec::new(),
     };

@@ -3,8 +3,10 @@
 //! processes, each service on its own PostgreSQL database, one Redis.
 //!
 //! Needs the part binaries (`cargo build --bins`; a workspace test run builds
-//! them), PostgreSQL at `TEST_DATABASE_URL` and Redis at `TEST_REDIS_URL`.
+//! them), PostgreSQL at `TEST_DATABASE_URL` and Redis at `TEST_REDIS_URL`;
+//! the chaos test (`chaos.rs`) runs a `redis-server` of its own instead.
 
+mod chaos;
 mod platform;
 
 use platform::Rehearsal;
@@ -75,9 +77,12 @@ async fn events_service_is_behind_both_gateways_and_consumes_the_run_streams(r: 
         "{}",
         anonymous.1
     );
-    let direct = reqwest::get(format!("{}/api/v1/webhooks", r.topology.events.base_url()))
-        .await
-        .unwrap();
+    let direct = reqwest::get(format!(
+        "{}/api/v1/webhooks",
+        r.topology.events[0].base_url()
+    ))
+    .await
+    .unwrap();
     assert_eq!(direct.status(), 401);
     // The owner's first sign-in made their workspace (`member.added`):
     // auth-service relays it to the run's stream, and events-service stores it.

@@ -32,15 +32,22 @@ fn bin_dir() -> PathBuf {
 
 impl Rehearsal {
     pub async fn start() -> Rehearsal {
+        Rehearsal::start_with(|_| {}).await
+    }
+
+    /// As [`Rehearsal::start`], with the options changed by `configure` first
+    /// (another Redis, more replicas, more environment variables).
+    pub async fn start_with(configure: impl FnOnce(&mut Options)) -> Rehearsal {
         service_kit::tls::ensure_provider();
         let dir = tempfile::tempdir().unwrap();
-        let options = Options {
+        let mut options = Options {
             postgres_url: required("TEST_DATABASE_URL"),
             redis_url: required("TEST_REDIS_URL"),
             bin_dir: bin_dir(),
             dir: dir.path().to_owned(),
             gateways: 2,
             booking_replicas: 2,
+            events_replicas: 1,
             base_port: None,
             extra_env: vec![
                 (
@@ -53,6 +60,7 @@ impl Rehearsal {
                 ),
             ],
         };
+        configure(&mut options);
         let topology = Topology::start(&options)
             .await
             .unwrap_or_else(|e| panic!("{e:#}"));
@@ -68,6 +76,11 @@ impl Rehearsal {
         };
         rehearsal.owner_token = rehearsal.sign_in(0, "owner@rehearsal.example").await;
         rehearsal
+    }
+
+    /// Where the parts' logs are (`<part>.log`) and the mail outbox.
+    pub fn dir(&self) -> &std::path::Path {
+        self._dir.path()
     }
 
     pub fn url(&self, gateway: usize, path: &str) -> String {
@@ -242,7 +255,7 @@ impl Rehearsal {
     pub async fn events_consumed(&self, stream: &str) -> u64 {
         let text = self
             .client
-            .get(format!("{}/metrics", self.topology.events.base_url()))
+            .get(format!("{}/metrics", self.topology.events[0].base_url()))
             .send()
             .await
             .unwrap()
@@ -367,7 +380,7 @@ pub fn day_start(days: i64) -> DateTime<Utc> {
         .and_utc()
 }
 
-fn booking(space: &str, from: DateTime<Utc>, to: DateTime<Utc>) -> serde_json::Value {
+pub fn booking(space: &str, from: DateTime<Utc>, to: DateTime<Utc>) -> serde_json::Value {
     let time = |t: DateTime<Utc>| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
     serde_json::json!({
         "meeting_space_id": space,
