@@ -40,12 +40,15 @@ build:
 # rotations/s beside the signing-only rate, and peak RSS. Creates and drops its
 # own database on the server at BENCH_DATABASE_URL. The gateway bench compares
 # the gateway with nginx's proxy_pass (installed with apt-get when missing).
+# The events bench also needs Redis (BENCH_REDIS_URL, default the local server);
+# its keys get a fresh prefix per run and are deleted at the end.
 bench:
-	$(CARGO) build --release -p auth-service -p booking-service -p spaces-service -p gateway -p bench
+	$(CARGO) build --release -p auth-service -p booking-service -p spaces-service -p gateway -p events-service -p bench
 	target/release/spaceport-bench auth
 	target/release/spaceport-bench booking
 	target/release/spaceport-bench spaces
 	target/release/spaceport-bench gateway
+	target/release/spaceport-bench events
 
 # The OpenAPI documents are generated from the code; the API tests fail when the
 # committed ones are stale, and this rewrites them.

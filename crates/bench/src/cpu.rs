@@ -27,6 +27,10 @@ pub struct CpuUsage {
     pub bench: f64,
     /// Busy time not spent by the three above, whoever spent it.
     pub other: f64,
+    /// The part of `other` that processes spent (all of them, named or
+    /// not); the rest is the kernel's own (softirq, steal) and processes
+    /// that exited.
+    pub other_processes: f64,
     /// The other processes that spent the most, by command name.
     pub top_others: Vec<(String, f64)>,
     pub idle: f64,
@@ -68,7 +72,7 @@ impl CpuSample {
     pub fn until(&self, later: &CpuSample, service_pid: Option<u32>) -> CpuUsage {
         let secs = |ticks: u64| ticks as f64 / TICKS_PER_SECOND;
         let bench_pid = std::process::id();
-        let (mut service, mut postgres, mut bench) = (0, 0, 0);
+        let (mut service, mut postgres, mut bench, mut other_processes) = (0, 0, 0, 0);
         let mut others: HashMap<&str, u64> = HashMap::new();
         for (pid, (name, ticks)) in &later.processes {
             // Kernel workers rename themselves as they go, so a pid is matched
@@ -83,7 +87,10 @@ impl CpuSample {
                 _ if Some(*pid) == service_pid => service += spent,
                 _ if *pid == bench_pid => bench += spent,
                 "postgres" => postgres += spent,
-                other => *others.entry(other).or_default() += spent,
+                other => {
+                    other_processes += spent;
+                    *others.entry(other).or_default() += spent;
+                }
             }
         }
         let busy = later.machine_busy.saturating_sub(self.machine_busy);
@@ -99,9 +106,32 @@ impl CpuSample {
             postgres: secs(postgres),
             bench: secs(bench),
             other: secs(busy.saturating_sub(service + postgres + bench)),
+            other_processes: secs(other_processes),
             top_others,
             idle: secs(later.machine_idle.saturating_sub(self.machine_idle)),
         }
+    }
+
+    /// CPU seconds the process `pid` spent from this sample to `later`.
+    pub fn pid_secs(&self, later: &CpuSample, pid: u32) -> f64 {
+        let before = self.processes.get(&pid).map_or(0, |(_, t)| *t);
+        let after = later.processes.get(&pid).map_or(0, |(_, t)| *t);
+        after.saturating_sub(before) as f64 / TICKS_PER_SECOND
+    }
+
+    /// CPU seconds the processes named `name` (all of them) spent from this
+    /// sample to `later`.
+    pub fn named_secs(&self, later: &CpuSample, name: &str) -> f64 {
+        let ticks: u64 = later
+            .processes
+            .iter()
+            .filter(|(_, (n, _))| n == name)
+            .map(|(pid, (_, ticks))| {
+                let before = self.processes.get(pid).map_or(0, |(_, t)| *t);
+                ticks.saturating_sub(before)
+            })
+            .sum();
+        ticks as f64 / TICKS_PER_SECOND
     }
 }
 

@@ -25,6 +25,13 @@
 //! gateway's peak RSS at 256 connections. nginx is installed with apt-get when
 //! missing; auth-service runs for the JWKS, the user and the API key.
 //!
+//! `spaceport-bench events` measures the event path on PostgreSQL + Redis:
+//! booking commit → booking-service's relay → Redis stream → events-service →
+//! a local receiver, p50/p99 at 1,000 bookings/s with every booking counted;
+//! sustained deliveries/s to one receiver, with events published straight to
+//! the stream; beside them the raw Redis Streams XADD + XREADGROUP + XACK
+//! rate; events-service's peak RSS and CPU per delivery.
+//!
 //! Each service runs as its own binary (started by the `launcher` crate) on a
 //! scratch database; every workload is a closed loop (`load`).
 
@@ -32,6 +39,7 @@ mod api;
 mod auth;
 mod booking;
 mod cpu;
+mod events;
 mod gateway;
 mod load;
 mod report;
@@ -48,6 +56,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 const DEFAULT_DATABASE_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
+const DEFAULT_REDIS_URL: &str = "redis://127.0.0.1:6379";
 
 #[derive(Parser)]
 #[command(
@@ -73,6 +82,56 @@ enum Command {
     /// The gateway in front of a trivial upstream beside nginx's proxy_pass:
     /// requests/s and latency with a JWT and an API key, peak RSS
     Gateway(GatewayArgs),
+    /// booking-service → Redis stream → events-service → a local receiver:
+    /// commit-to-receiver latency at 1,000 bookings/s, sustained deliveries/s
+    /// beside the raw Redis Streams rate, events-service's peak RSS
+    Events(EventsArgs),
+}
+
+#[derive(Args)]
+struct EventsArgs {
+    /// Bookings created per second (open loop) in the latency phase
+    #[arg(long, default_value_t = 1_000, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    rate: u32,
+    /// Seconds of the latency phase's creation and of the sustained phase's
+    /// measured window
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..))]
+    seconds: u64,
+    /// Meeting spaces the created bookings spread over
+    #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u16).range(1..))]
+    spaces: u16,
+    /// Webhooks (all to the one receiver) each event of the sustained phase
+    /// reaches
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=1_000))]
+    fanout: u16,
+    /// Events/s published to the stream in the sustained phase [default:
+    /// twice the 5,000 deliveries/s target, divided by --fanout]
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
+    offered: Option<u32>,
+    /// Entries of the raw Redis Streams phase
+    #[arg(long, default_value_t = 100_000, value_parser = clap::value_parser!(u64).range(1..=10_000_000))]
+    raw_entries: u64,
+    /// PostgreSQL server on which the bench creates (and drops) the services'
+    /// databases [default: $BENCH_DATABASE_URL, else postgres://postgres@127.0.0.1:5432/postgres]
+    #[arg(long)]
+    database_url: Option<String>,
+    /// Redis server of the event stream; the run's keys get a fresh prefix
+    /// and are deleted at the end [default: $BENCH_REDIS_URL, else redis://127.0.0.1:6379]
+    #[arg(long)]
+    redis_url: Option<String>,
+    /// The booking-service binary [default: booking-service next to this binary]
+    #[arg(long)]
+    booking_bin: Option<PathBuf>,
+    /// The events-service binary [default: events-service next to this binary]
+    #[arg(long)]
+    events_bin: Option<PathBuf>,
+    /// An extra `EVENTS__…=VALUE` for events-service (repeatable), to try a
+    /// setting; the report names it
+    #[arg(long = "events-env", value_name = "KEY=VALUE", value_parser = key_value)]
+    events_env: Vec<(String, String)>,
+    /// An extra `BOOKING__…=VALUE` for booking-service (repeatable)
+    #[arg(long = "booking-env", value_name = "KEY=VALUE", value_parser = key_value)]
+    booking_env: Vec<(String, String)>,
 }
 
 #[derive(Args)]
@@ -168,6 +227,7 @@ fn main() -> ExitCode {
         Command::Spaces(args) => bench_spaces(args),
         Command::Booking(args) => bench_booking(args),
         Command::Gateway(args) => bench_gateway(args),
+        Command::Events(args) => bench_events(args),
     };
     match outcome {
         Ok(code) => code,
@@ -247,6 +307,43 @@ fn bench_gateway(args: GatewayArgs) -> Result<ExitCode> {
         |r| r.render(&options),
         gateway::GatewayReport::failed_workloads,
     )
+}
+
+fn bench_events(args: EventsArgs) -> Result<ExitCode> {
+    let fanout = usize::from(args.fanout);
+    let options = events::Options {
+        rate: args.rate,
+        duration: Duration::from_secs(args.seconds),
+        spaces: usize::from(args.spaces),
+        fanout,
+        offered: args
+            .offered
+            .unwrap_or_else(|| (2.0 * events::DELIVERY_RATE_TARGET / fanout as f64).ceil() as u32),
+        raw_entries: usize::try_from(args.raw_entries).context("--raw-entries")?,
+        database_url: database_url(args.database_url),
+        redis_url: args
+            .redis_url
+            .or_else(|| std::env::var("BENCH_REDIS_URL").ok())
+            .unwrap_or_else(|| DEFAULT_REDIS_URL.to_owned()),
+        booking_bin: part_binary(args.booking_bin, "booking-service")?,
+        events_bin: part_binary(args.events_bin, "events-service")?,
+        events_env: args.events_env,
+        booking_env: args.booking_env,
+        cores: cores(),
+    };
+    execute(
+        events::run(&options),
+        |r| r.render(&options),
+        events::EventsReport::failed_workloads,
+    )
+}
+
+/// `KEY=VALUE`.
+fn key_value(text: &str) -> Result<(String, String), String> {
+    text.split_once('=')
+        .filter(|(k, _)| !k.is_empty())
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .ok_or_else(|| format!("expected KEY=VALUE, got `{text}`"))
 }
 
 /// Runs a bench, prints its report, and fails when a workload had more than
