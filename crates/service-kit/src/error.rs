@@ -390,9 +390,19 @@ fn laravel_rule(message: &str) -> &str {
         "a boolean" => "field must be true or false",
         "a sequence" => "must be an array",
         e if e.starts_with("struct") || e.starts_with("a map") => "must be an object",
-        e if ["u8", "u16", "u32", "u64", "i16", "i32", "i64", "usize", "an integer"]
-            .iter()
-            .any(|t| e.starts_with(t)) =>
+        e if [
+            "u8",
+            "u16",
+            "u32",
+            "u64",
+            "i16",
+            "i32",
+            "i64",
+            "usize",
+            "an integer",
+        ]
+        .iter()
+        .any(|t| e.starts_with(t)) =>
         {
             "must be an integer"
         }
