@@ -56,3 +56,74 @@ mod allocator_env {
         }
     }
 }
+
+#[doc(hidden)]
+pub mod __private {
+    pub use serde;
+    pub use utoipa;
+}
+
+/// A string enum (`words! { Kind { A = "a", B = "b" } }`) whose unknown values
+/// are refused naming the values it knows, with its OpenAPI schema.
+/// (Its schema is written here: the derive does not see renames made by a
+/// macro.)
+#[macro_export]
+macro_rules! words {
+    ($(#[doc = $doc:literal])* $name:ident {
+        $($(#[doc = $vdoc:literal])* $variant:ident = $text:literal),+ $(,)?
+    }) => {
+        $(#[doc = $doc])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, $crate::__private::serde::Serialize)]
+        pub enum $name {
+            $($(#[doc = $vdoc])* #[serde(rename = $text)] $variant),+
+        }
+
+        #[allow(dead_code)] // not every such enum is read or written as text
+        impl $name {
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $($name::$variant => $text),+
+                }
+            }
+
+            pub(crate) fn parse(text: &str) -> Option<$name> {
+                match text {
+                    $($text => Some($name::$variant),)+
+                    _ => None,
+                }
+            }
+        }
+
+        impl<'de> $crate::__private::serde::Deserialize<'de> for $name {
+            fn deserialize<D: $crate::__private::serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                let text = <String as $crate::__private::serde::Deserialize>::deserialize(d)?;
+                $name::parse(&text).ok_or_else(|| {
+                    $crate::__private::serde::de::Error::custom(format!(
+                        "must be one of {}",
+                        [$($text),+].join(", ")
+                    ))
+                })
+            }
+        }
+
+        impl $crate::__private::utoipa::PartialSchema for $name {
+            fn schema() -> $crate::__private::utoipa::openapi::RefOr<$crate::__private::utoipa::openapi::Schema> {
+                let description = concat!(
+                    $($doc, "\n",)*
+                    $("\n- `", $text, "`:", $($vdoc,)*)+
+                );
+                $crate::__private::utoipa::openapi::schema::ObjectBuilder::new()
+                    .schema_type($crate::__private::utoipa::openapi::schema::Type::String)
+                    .enum_values(Some([$($text),+]))
+                    .description(Some(description.trim()))
+                    .into()
+            }
+        }
+
+        impl $crate::__private::utoipa::ToSchema for $name {
+            fn name() -> std::borrow::Cow<'static, str> {
+                std::borrow::Cow::Borrowed(stringify!($name))
+            }
+        }
+    };
+}

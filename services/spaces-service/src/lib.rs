@@ -49,69 +49,6 @@
 //!   records nothing, and neither do creating or deleting a space, upload-config
 //!   changes or key minting. The relay publishes them to `events:spaces-service`.
 
-/// A string enum whose unknown values are refused with the values it knows.
-/// (Its schema is written here: the derive does not see renames made by a
-/// macro.)
-macro_rules! words {
-    ($(#[doc = $doc:literal])* $name:ident {
-        $($(#[doc = $vdoc:literal])* $variant:ident = $text:literal),+ $(,)?
-    }) => {
-        $(#[doc = $doc])*
-        #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
-        pub enum $name {
-            $($(#[doc = $vdoc])* #[serde(rename = $text)] $variant),+
-        }
-
-        #[allow(dead_code)] // not every such enum is written back as text
-        impl $name {
-            pub fn as_str(self) -> &'static str {
-                match self {
-                    $($name::$variant => $text),+
-                }
-            }
-
-            pub(crate) fn parse(text: &str) -> Option<$name> {
-                match text {
-                    $($text => Some($name::$variant),)+
-                    _ => None,
-                }
-            }
-        }
-
-        impl<'de> serde::Deserialize<'de> for $name {
-            fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-                let text = <String as serde::Deserialize>::deserialize(d)?;
-                $name::parse(&text).ok_or_else(|| {
-                    serde::de::Error::custom(format!(
-                        "must be one of {}",
-                        [$($text),+].join(", ")
-                    ))
-                })
-            }
-        }
-
-        impl utoipa::PartialSchema for $name {
-            fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::Schema> {
-                let description = concat!(
-                    $($doc, "\n",)*
-                    $("\n- `", $text, "`:", $($vdoc,)*)+
-                );
-                utoipa::openapi::schema::ObjectBuilder::new()
-                    .schema_type(utoipa::openapi::schema::Type::String)
-                    .enum_values(Some([$($text),+]))
-                    .description(Some(description.trim()))
-                    .into()
-            }
-        }
-
-        impl utoipa::ToSchema for $name {
-            fn name() -> std::borrow::Cow<'static, str> {
-                std::borrow::Cow::Borrowed(stringify!($name))
-            }
-        }
-    };
-}
-
 pub mod access;
 pub mod addresses;
 pub mod config;

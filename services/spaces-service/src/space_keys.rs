@@ -39,7 +39,7 @@ const LAST_USED_GRANULARITY: Duration = Duration::from_secs(60);
 /// Keys remembered per replica; beyond it the memory starts afresh.
 const CACHE_CAPACITY: usize = 100_000;
 
-words! {
+service_kit::words! {
     /// What a space API key reaches.
     KeyType {
         /// Its own space.

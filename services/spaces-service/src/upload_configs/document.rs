@@ -35,7 +35,7 @@ const MAX_FOLDER: usize = 255;
 const MAX_REFERRERS: usize = 50;
 const MAX_UPLOADS_PER_HOUR: u32 = 1000;
 
-words! {
+service_kit::words! {
     /// How uploaded files are delivered.
     DeliveryType {
         /// Public, at their CDN URL.
@@ -47,7 +47,7 @@ words! {
     }
 }
 
-words! {
+service_kit::words! {
     /// The format uploads are stored in.
     UploadFormat {
         /// As uploaded.
@@ -67,7 +67,7 @@ words! {
     }
 }
 
-words! {
+service_kit::words! {
     /// How an eager transformation fits its size (Tuzzle's resize modes).
     Resize {
         /// Scaled to the size, the aspect ratio kept.
