@@ -74,21 +74,66 @@ impl Consumer {
         E: std::fmt::Display,
     {
         let mut shutdown = std::pin::pin!(shutdown.fuse());
-        let mut group_ready = false;
-        let mut next_claim = Instant::now();
+        let mut state = LoopState::new();
+        while let Some(deliveries) = self.next_batch(&mut state, shutdown.as_mut()).await {
+            self.handle(&mut handler, deliveries).await;
+        }
+    }
+
+    /// Like [`Consumer::run`], but hands each batch (claimed or read: up to
+    /// `batch` entries, never empty) to `handler` at once, in stream order, and
+    /// acknowledges the whole batch when it returns `Ok`. An error is logged
+    /// and leaves every entry of the batch pending, to be claimed again after
+    /// `min_idle`: the handler must commit the batch atomically (or be
+    /// idempotent per event id), as with `run`.
+    pub async fn run_batches<H, Fut, E>(&self, mut handler: H, shutdown: impl Future<Output = ()>)
+    where
+        H: FnMut(Vec<Delivery>) -> Fut,
+        Fut: Future<Output = Result<(), E>>,
+        E: std::fmt::Display,
+    {
+        let mut shutdown = std::pin::pin!(shutdown.fuse());
+        let mut state = LoopState::new();
+        while let Some(deliveries) = self.next_batch(&mut state, shutdown.as_mut()).await {
+            if deliveries.is_empty() {
+                continue;
+            }
+            let entry_ids: Vec<String> = deliveries.iter().map(|d| d.entry_id.clone()).collect();
+            match handler(deliveries).await {
+                Ok(()) => self.ack(&entry_ids).await,
+                Err(error) => {
+                    tracing::warn!(stream = %self.stream_name, group = %self.group,
+                        entries = entry_ids.len(), first_entry = %entry_ids[0], %error,
+                        "event batch handler failed; the entries stay pending and are retried");
+                }
+            }
+        }
+    }
+
+    /// The next batch to handle (possibly empty: the read timed out), or
+    /// `None` once `shutdown` resolved. Stream errors are logged and retried
+    /// after `retry_delay`.
+    async fn next_batch<S>(
+        &self,
+        state: &mut LoopState,
+        mut shutdown: std::pin::Pin<&mut futures_util::future::Fuse<S>>,
+    ) -> Option<Vec<Delivery>>
+    where
+        S: Future<Output = ()>,
+    {
         loop {
             if shutdown.as_mut().now_or_never().is_some() {
-                return;
+                return None;
             }
             let step = async {
-                if !group_ready {
+                if !state.group_ready {
                     self.stream
                         .ensure_group(&self.stream_name, &self.group)
                         .await?;
-                    group_ready = true;
+                    state.group_ready = true;
                 }
                 let now = Instant::now();
-                if now >= next_claim {
+                if now >= state.next_claim {
                     let claimed = self
                         .stream
                         .claim_stale(
@@ -100,7 +145,7 @@ impl Consumer {
                         )
                         .await?;
                     // A full batch: there may be more; claim again next round.
-                    next_claim = if claimed.len() >= self.batch.max(1) {
+                    state.next_claim = if claimed.len() >= self.batch.max(1) {
                         now
                     } else {
                         now + self.claim_interval
@@ -115,7 +160,7 @@ impl Consumer {
                 // Wake up in time for the next claim.
                 let block = self
                     .block
-                    .min(next_claim.saturating_duration_since(Instant::now()));
+                    .min(state.next_claim.saturating_duration_since(Instant::now()));
                 self.stream
                     .read(
                         &self.stream_name,
@@ -128,24 +173,37 @@ impl Consumer {
             };
             let deliveries = tokio::select! {
                 biased;
-                () = &mut shutdown => return,
+                () = &mut shutdown => return None,
                 result = step => result,
             };
             match deliveries {
-                Ok(deliveries) => self.handle(&mut handler, deliveries).await,
+                Ok(deliveries) => return Some(deliveries),
                 Err(error) => {
                     if matches!(error, StreamError::NoGroup(_)) {
-                        group_ready = false;
+                        state.group_ready = false;
                     }
                     tracing::warn!(stream = %self.stream_name, group = %self.group,
                         consumer = %self.consumer_name, %error, "event stream read failed; retrying");
                     tokio::select! {
                         biased;
-                        () = &mut shutdown => return,
+                        () = &mut shutdown => return None,
                         () = tokio::time::sleep(self.retry_delay) => {}
                     }
                 }
             }
+        }
+    }
+
+    /// One XACK for `entry_ids`. If it fails, the entries stay pending and are
+    /// handled again after `min_idle`: at-least-once, never lost.
+    async fn ack(&self, entry_ids: &[String]) {
+        if let Err(error) = self
+            .stream
+            .ack(&self.stream_name, &self.group, entry_ids)
+            .await
+        {
+            tracing::warn!(stream = %self.stream_name, group = %self.group, %error,
+                "acknowledging handled entries failed; they will be handled again");
         }
     }
 
@@ -168,15 +226,21 @@ impl Consumer {
                 }
             }
         }
-        // One XACK per batch. If it fails, the entries stay pending and are
-        // handled again after `min_idle`: at-least-once, never lost.
-        if let Err(error) = self
-            .stream
-            .ack(&self.stream_name, &self.group, &handled)
-            .await
-        {
-            tracing::warn!(stream = %self.stream_name, group = %self.group, %error,
-                "acknowledging handled entries failed; they will be handled again");
+        self.ack(&handled).await;
+    }
+}
+
+/// Where a consumer loop stands between batches.
+struct LoopState {
+    group_ready: bool,
+    next_claim: Instant,
+}
+
+impl LoopState {
+    fn new() -> LoopState {
+        LoopState {
+            group_ready: false,
+            next_claim: Instant::now(),
         }
     }
 }

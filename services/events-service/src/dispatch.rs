@@ -205,7 +205,15 @@ pub async fn claim(
             };
         }
         let due: Vec<Due> = match conn {
-            DbConnection::Postgresql(pg) => due!().for_update().skip_locked().load(pg)?,
+            DbConnection::Postgresql(pg) => {
+                // A bitmap scan of `deliveries_due_idx` visits every entry the
+                // index still holds for rows that left `pending` (until vacuum
+                // removes them) before sorting; a plain index scan walks it in
+                // `next_attempt_at` order and stops after `limit` live rows.
+                // `SET LOCAL`: for this transaction only.
+                diesel::sql_query("SET LOCAL enable_bitmapscan = off").execute(pg)?;
+                due!().for_update().skip_locked().load(pg)?
+            }
             // The transaction holds SQLite's write lock: no other claim runs.
             DbConnection::Sqlite(lite) => due!().load(lite)?,
         };
@@ -406,12 +414,24 @@ impl Dispatcher {
             let inner = &self.inner;
             match claim(&inner.db, &inner.owner, permits.len(), inner.lease).await {
                 Ok(claimed) if !claimed.is_empty() => {
-                    for (delivery, permit) in claimed.into_iter().zip(permits) {
+                    // Fewer than asked for: nothing else is due now. Wait for
+                    // a wake-up (new deliveries) or the poll interval rather
+                    // than claim again as each worker frees up.
+                    let drained = claimed.len() < permits.len();
+                    let mut permits = permits.into_iter();
+                    for (delivery, permit) in claimed.into_iter().zip(permits.by_ref()) {
                         let this = self.clone();
                         tokio::spawn(async move {
                             this.attempt(delivery).await;
                             drop(permit);
                         });
+                    }
+                    drop(permits);
+                    if drained {
+                        tokio::select! {
+                            () = inner.wake.notified() => {}
+                            () = tokio::time::sleep(inner.poll) => {}
+                        }
                     }
                 }
                 Ok(_) => {

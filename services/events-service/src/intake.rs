@@ -1,8 +1,8 @@
 //! The intake: each configured stream consumed as one consumer group shared
 //! by every replica; each event stored once, with one delivery per matching
-//! subscription, in one transaction; the stream entry acknowledged only after
-//! that commits (the `events` crate's [`Consumer`] acknowledges when the
-//! handler returns `Ok`). An event seen again (redelivered after a crash, or
+//! subscription, one transaction per read batch; the batch's stream entries
+//! acknowledged only after that commits (the `events` crate's [`Consumer::run_batches`]
+//! acknowledges when the handler returns `Ok`). An event seen again (redelivered after a crash, or
 //! claimed from a dead replica) finds its row and changes nothing.
 
 use crate::dispatch::{Dispatcher, NewDelivery};
@@ -46,21 +46,27 @@ pub fn start(setup: Setup) {
         let metrics = setup.metrics.clone();
         let stream_name = name.clone();
         tokio::spawn(async move {
-            let handler = move |delivery: Delivery| {
+            // One transaction per read batch: the events, then their
+            // deliveries; the batch is acknowledged once that commits.
+            let handler = move |batch: Vec<Delivery>| {
                 let db = db.clone();
                 let dispatcher = dispatcher.clone();
                 let metrics = metrics.clone();
                 let stream_name = stream_name.clone();
                 async move {
-                    let recorded = record(&db, delivery.event).await?;
-                    metrics.consumed(&stream_name, recorded.duplicate);
+                    let events = batch.into_iter().map(|d| d.event).collect();
+                    let recorded = record_batch(&db, events).await?;
+                    for duplicate in &recorded.events {
+                        metrics.consumed(&stream_name, *duplicate);
+                    }
+                    // One wake for the whole batch.
                     if recorded.deliveries > 0 {
                         dispatcher.wake();
                     }
                     Ok::<(), StoreError>(())
                 }
             };
-            consumer.run(handler, std::future::pending()).await;
+            consumer.run_batches(handler, std::future::pending()).await;
         });
     }
     tokio::spawn(measure_lag(
@@ -139,62 +145,111 @@ pub(crate) fn insert_event(conn: &mut DbConnection, event: &Event) -> Result<boo
 }
 
 /// Stores `event` once and creates a delivery, due now, for every
-/// subscription it matches, in one transaction.
+/// subscription it matches, in one transaction: [`record_batch`] of one.
+pub async fn record(db: &Database, event: Event) -> Result<Recorded, StoreError> {
+    let batch = record_batch(db, vec![event]).await?;
+    Ok(Recorded {
+        duplicate: batch.events.first().copied().unwrap_or(true),
+        deliveries: batch.deliveries,
+    })
+}
+
+/// What recording a batch of events did.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct BatchRecorded {
+    /// For each event of the batch, in order: whether it was stored before
+    /// (or earlier in the same batch), so that nothing was done for it.
+    pub events: Vec<bool>,
+    /// Deliveries created for the whole batch.
+    pub deliveries: usize,
+}
+
+/// Rows per multi-row `INSERT` of deliveries (10 parameters each: well under
+/// either backend's limit).
+const DELIVERY_INSERT_CHUNK: usize = 500;
+
+/// Stores each event of `events` once and creates a delivery, due now, for
+/// every subscription it matches, all in one transaction: either every event
+/// of the batch is stored with its deliveries, or none is.
 ///
 /// A subscription matches when it is enabled and active, of the event's
 /// workspace, lists the event's type, and, for a SpaceOS subscription, is of
 /// the event's organization (an event without one concerns the whole
 /// workspace and matches every SpaceOS subscription of it). `ping` events
 /// match nothing here: they are made for one subscription by its test route.
-pub async fn record(db: &Database, event: Event) -> Result<Recorded, StoreError> {
+/// An event stored before (or twice in the batch) changes nothing.
+pub async fn record_batch(db: &Database, events: Vec<Event>) -> Result<BatchRecorded, StoreError> {
+    if events.is_empty() {
+        return Ok(BatchRecorded::default());
+    }
     db.transaction(move |conn| {
-        if !insert_event(conn, &event)? {
-            return Ok(Recorded {
-                duplicate: true,
+        let mut duplicates = Vec::with_capacity(events.len());
+        let mut fresh: Vec<&Event> = Vec::new();
+        for event in &events {
+            let stored = insert_event(conn, event)?;
+            duplicates.push(!stored);
+            if stored && event.event_type != catalog::PING && event.workspace_id.is_some() {
+                fresh.push(event);
+            }
+        }
+        let mut workspaces: Vec<&str> = fresh
+            .iter()
+            .filter_map(|e| e.workspace_id.as_deref())
+            .collect();
+        workspaces.sort_unstable();
+        workspaces.dedup();
+        if workspaces.is_empty() {
+            return Ok(BatchRecorded {
+                events: duplicates,
                 deliveries: 0,
             });
         }
-        let none = Recorded {
-            duplicate: false,
-            deliveries: 0,
-        };
-        let Some(workspace) = &event.workspace_id else {
-            return Ok(none);
-        };
-        if event.event_type == catalog::PING {
-            return Ok(none);
-        }
-        let candidates: Vec<(String, String, Option<String>, String)> = subscriptions::table
-            .filter(subscriptions::workspace_id.eq(workspace))
-            .filter(subscriptions::enabled.eq(true))
-            .filter(subscriptions::state.eq(ACTIVE))
-            .select((
-                subscriptions::id,
-                subscriptions::family,
-                subscriptions::organization_id,
-                subscriptions::events,
-            ))
-            .load(conn)?;
-        let rows: Vec<NewDelivery> = candidates
-            .into_iter()
-            .filter(|(_, family, organization, names)| {
+        let candidates: Vec<(String, String, String, Option<String>, String)> =
+            subscriptions::table
+                .filter(subscriptions::workspace_id.eq_any(&workspaces))
+                .filter(subscriptions::enabled.eq(true))
+                .filter(subscriptions::state.eq(ACTIVE))
+                .order(subscriptions::id.asc())
+                .select((
+                    subscriptions::workspace_id,
+                    subscriptions::id,
+                    subscriptions::family,
+                    subscriptions::organization_id,
+                    subscriptions::events,
+                ))
+                .load(conn)?;
+        let mut rows: Vec<NewDelivery> = Vec::new();
+        for event in &fresh {
+            let Some(workspace) = event.workspace_id.as_deref() else {
+                continue;
+            };
+            for (of, subscription, family, organization, names) in &candidates {
+                if of != workspace {
+                    continue;
+                }
                 let in_scope = match Family::parse(family) {
                     Some(Family::Gospace) => true,
                     _ => event.organization_id.is_none() || *organization == event.organization_id,
                 };
-                in_scope && listens_to(names, &event.event_type)
-            })
-            .map(|(subscription, ..)| {
-                NewDelivery::due_now(&subscription, &event.id, workspace, false)
-            })
-            .collect();
-        for row in &rows {
-            diesel::insert_into(deliveries::table)
-                .values(row)
-                .execute(conn)?;
+                if in_scope && listens_to(names, &event.event_type) {
+                    rows.push(NewDelivery::due_now(
+                        subscription,
+                        &event.id,
+                        workspace,
+                        false,
+                    ));
+                }
+            }
         }
-        Ok(Recorded {
-            duplicate: false,
+        for chunk in rows.chunks(DELIVERY_INSERT_CHUNK) {
+            let insert = diesel::insert_into(deliveries::table).values(chunk);
+            match conn {
+                DbConnection::Postgresql(pg) => insert.execute(pg)?,
+                DbConnection::Sqlite(lite) => insert.execute(lite)?,
+            };
+        }
+        Ok(BatchRecorded {
+            events: duplicates,
             deliveries: rows.len(),
         })
     })

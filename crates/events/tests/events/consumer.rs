@@ -266,3 +266,115 @@ async fn end_to_end(db_kind: DbKind, stream_kind: CacheKind) {
     t.clean_up().await;
 }
 on_all_backends!(outbox_to_handler, end_to_end);
+
+/// Runs `consumer` with `run_batches` until the returned sender says stop,
+/// logging each batch's event ids; the first batch holding `fail_once` fails.
+fn spawn_batches(
+    consumer: Consumer,
+    batches: Arc<Mutex<Vec<Vec<String>>>>,
+    fail_once: Option<String>,
+) -> (watch::Sender<bool>, tokio::task::JoinHandle<()>) {
+    let (stop, mut stopped) = watch::channel(false);
+    let task = tokio::spawn(async move {
+        let failed_once = Arc::new(Mutex::new(false));
+        consumer
+            .run_batches(
+                |batch: Vec<Delivery>| {
+                    let batches = batches.clone();
+                    let fail_once = fail_once.clone();
+                    let failed_once = failed_once.clone();
+                    async move {
+                        assert!(!batch.is_empty(), "no empty batch is handed over");
+                        let ids: Vec<String> = batch.iter().map(|d| d.event.id.clone()).collect();
+                        let fail = {
+                            let mut failed = failed_once.lock().unwrap();
+                            let fail =
+                                !*failed && fail_once.as_ref().is_some_and(|id| ids.contains(id));
+                            *failed |= fail;
+                            fail
+                        };
+                        batches.lock().unwrap().push(ids);
+                        if fail {
+                            return Err("database is down");
+                        }
+                        Ok(())
+                    }
+                },
+                async move {
+                    let _ = stopped.wait_for(|stop| *stop).await;
+                },
+            )
+            .await;
+    });
+    (stop, task)
+}
+
+async fn wait_for_batches(batches: &Arc<Mutex<Vec<Vec<String>>>>, handled: usize) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let n: usize = batches.lock().unwrap().iter().map(Vec::len).sum();
+        if n >= handled {
+            return;
+        }
+        assert!(Instant::now() < deadline, "only {n} of {handled} handled");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+async fn batching(kind: CacheKind) {
+    const EVENTS: usize = 12;
+    let t = TestStream::new(kind).await;
+    t.stream.ensure_group(&t.name, "workers").await.unwrap();
+    let events: Vec<Event> = (0..EVENTS).map(event).collect();
+    for e in &events {
+        t.stream.publish(&t.name, e).await.unwrap();
+    }
+    let batches: Arc<Mutex<Vec<Vec<String>>>> = Arc::default();
+    // batch = 5: the 12 waiting entries come as 5 + 5 + 2.
+    let c = spawn_batches(consumer(&t, "c1"), batches.clone(), None);
+    wait_for_batches(&batches, EVENTS).await;
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    stop(vec![c]).await;
+
+    let batches = batches.lock().unwrap().clone();
+    assert!(
+        batches.iter().all(|b| !b.is_empty() && b.len() <= 5),
+        "{batches:?}"
+    );
+    assert!(batches.len() < EVENTS, "entries came together: {batches:?}");
+    let handled: Vec<String> = batches.into_iter().flatten().collect();
+    let published: Vec<String> = events.iter().map(|e| e.id.clone()).collect();
+    assert_eq!(handled, published, "each once, in stream order");
+    assert_eq!(t.stream.lag(&t.name, "workers").await.unwrap().pending, 0);
+    t.clean_up().await;
+}
+on_both_streams!(batches_are_handed_over_whole_and_acknowledged, batching);
+
+async fn retrying_batches(kind: CacheKind) {
+    let t = TestStream::new(kind).await;
+    t.stream.ensure_group(&t.name, "workers").await.unwrap();
+    let events: Vec<Event> = (0..3).map(event).collect();
+    for e in &events {
+        t.stream.publish(&t.name, e).await.unwrap();
+    }
+    let batches: Arc<Mutex<Vec<Vec<String>>>> = Arc::default();
+    let c = spawn_batches(
+        consumer(&t, "c1"),
+        batches.clone(),
+        Some(events[1].id.clone()),
+    );
+    // The failed batch stays pending, and is claimed again after min_idle.
+    wait_for_batches(&batches, 6).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    stop(vec![c]).await;
+
+    let batches = batches.lock().unwrap().clone();
+    let ids: Vec<String> = events.iter().map(|e| e.id.clone()).collect();
+    assert_eq!(batches, vec![ids.clone(), ids], "the whole batch again");
+    assert_eq!(t.stream.lag(&t.name, "workers").await.unwrap().pending, 0);
+    t.clean_up().await;
+}
+on_both_streams!(
+    a_failed_batch_stays_pending_and_is_retried,
+    retrying_batches
+);

@@ -4,7 +4,7 @@
 use crate::helpers::{booking_created, new_organization, new_workspace, on_both_databases};
 use diesel::prelude::*;
 use events::Event;
-use events_service::intake::{Recorded, record};
+use events_service::intake::{BatchRecorded, Recorded, record, record_batch};
 use events_service::schema::{deliveries, events as stored_events, subscriptions};
 use store::{Database, StoreError};
 use testkit::{DbKind, TestDatabase};
@@ -186,4 +186,57 @@ async fn matching(kind: DbKind) {
     let mut orphan = booking_created(&workspace, &organization);
     orphan.workspace_id = None;
     assert_eq!(record(&db, orphan).await.unwrap().deliveries, 0);
+}
+
+on_both_databases!(a_batch_is_recorded_in_one_go_and_once, batching);
+async fn batching(kind: DbKind) {
+    let test_db = TestDatabase::new(kind);
+    let db = Database::connect_and_migrate(&test_db.config(), &events_service::MIGRATIONS)
+        .await
+        .unwrap();
+    let active = (true, "active");
+    let created = ["booking.created"];
+    let (one, two) = (new_workspace(), new_workspace());
+    let organization = new_organization();
+    let of_one = subscribe(&db, &one, "gospace", None, &created, active).await;
+    let also_of_one = subscribe(&db, &one, "gospace", None, &created, active).await;
+    let of_two = subscribe(&db, &two, "gospace", None, &created, active).await;
+
+    let seen = booking_created(&one, &organization);
+    record(&db, seen.clone()).await.unwrap();
+    let a = booking_created(&one, &organization);
+    let b = booking_created(&two, &organization);
+    let mut ping = booking_created(&two, &organization);
+    ping.event_type = "ping".into();
+    // Already stored, new, new, new twice in the batch, a ping.
+    let batch = vec![seen.clone(), a.clone(), b.clone(), b.clone(), ping];
+    let recorded = record_batch(&db, batch).await.unwrap();
+    assert_eq!(
+        recorded,
+        BatchRecorded {
+            events: vec![true, false, false, true, false],
+            deliveries: 3,
+        }
+    );
+    assert_eq!(
+        deliveries_of(&db, &a.id).await,
+        sorted(vec![of_one.clone(), also_of_one.clone()])
+    );
+    assert_eq!(deliveries_of(&db, &b.id).await, vec![of_two]);
+    assert_eq!(deliveries_of(&db, &seen.id).await.len(), 2, "unchanged");
+
+    // The whole batch again (redelivered before its ack): nothing changes.
+    let again = record_batch(&db, vec![a.clone(), b.clone()]).await.unwrap();
+    assert_eq!(
+        again,
+        BatchRecorded {
+            events: vec![true, true],
+            deliveries: 0,
+        }
+    );
+    assert_eq!(deliveries_of(&db, &a.id).await.len(), 2);
+    assert_eq!(
+        record_batch(&db, Vec::new()).await.unwrap(),
+        BatchRecorded::default()
+    );
 }
