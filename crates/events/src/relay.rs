@@ -225,39 +225,44 @@ impl Relay {
         let stream_name = self.stream_name.clone();
         let batch = self.batch.max(1);
         let retention = self.retention;
-        let (outcome, lost) = self
+        // Set inside the transaction when this pass claimed the epoch marker.
+        let claimed = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let claimed_in = claimed.clone();
+        let outcome = self
             .db
             .transaction(move |conn| {
                 if !take_lock(conn)? {
-                    let skipped = PassOutcome {
+                    return Ok(PassOutcome {
                         skipped: true,
                         ..PassOutcome::default()
-                    };
-                    return Ok((skipped, false));
+                    });
                 }
-                let lost = republish_if_lost(conn, &runtime, &stream, &stream_name)?;
+                let republished =
+                    republish_if_lost(conn, &runtime, &stream, &stream_name, &claimed_in)?;
                 let published = publish_oldest(conn, &runtime, &stream, &stream_name, batch)?;
                 let pruned = if prune_too {
                     prune(conn, retention, batch)?
                 } else {
                     0
                 };
-                let outcome = PassOutcome {
+                Ok(PassOutcome {
                     published,
                     pruned,
-                    republished: lost.unwrap_or(0),
+                    republished,
                     skipped: false,
-                };
-                Ok::<_, RelayError>((outcome, lost.is_some()))
+                })
             })
-            .await?;
-        if lost {
-            // Only once the rows are marked to go out again: a pass that
-            // failed before its commit leaves the marker missing, and the next
-            // pass looks again.
-            self.stream.mark_epoch(&self.stream_name).await?;
+            .await;
+        if outcome.is_err() && claimed.load(std::sync::atomic::Ordering::SeqCst) {
+            // The rows marked to go out again were rolled back with the
+            // transaction: give the marker back, so the next pass looks again.
+            if let Err(error) = self.stream.drop_epoch(&self.stream_name).await {
+                tracing::error!(stream = %self.stream_name, %error,
+                    "could not give back the stream's epoch marker after a failed pass; \
+                     events lost with the stream may not be published again");
+            }
         }
-        Ok(outcome)
+        outcome
     }
 
     /// Runs passes every `interval`, or at once when nudged, until the runtime
@@ -350,21 +355,25 @@ fn republish_if_lost(
     runtime: &tokio::runtime::Handle,
     stream: &EventStream,
     stream_name: &str,
-) -> Result<Option<usize>, RelayError> {
-    let check = tokio::time::timeout(PUBLISH_TIMEOUT, stream.has_epoch(stream_name));
-    let present = runtime.block_on(check).map_err(|_| {
+    claimed: &std::sync::atomic::AtomicBool,
+) -> Result<usize, RelayError> {
+    // Claimed under the relay's lock, so one replica alone re-publishes; a
+    // pass that then fails gives the marker back (`pass_pruning`).
+    let claim = tokio::time::timeout(PUBLISH_TIMEOUT, stream.claim_epoch(stream_name));
+    let lost = runtime.block_on(claim).map_err(|_| {
         StreamError::Backend(format!("epoch check timed out after {PUBLISH_TIMEOUT:?}"))
     })??;
-    if present {
-        return Ok(None);
+    if !lost {
+        return Ok(0);
     }
+    claimed.store(true, std::sync::atomic::Ordering::SeqCst);
     let again = outbox::republish_retained(conn)?;
     if again > 0 {
         tracing::warn!(stream = %stream_name, rows = again,
             "the event stream has lost its data (a restart without persistence?): \
              publishing the retained outbox again");
     }
-    Ok(Some(again))
+    Ok(again)
 }
 
 fn publish_oldest(

@@ -134,12 +134,12 @@ impl MemoryBus {
         ids
     }
 
-    pub(crate) fn has_epoch(&self, stream: &str) -> bool {
-        lock(&self.epochs).contains(stream)
+    pub(crate) fn claim_epoch(&self, stream: &str) -> bool {
+        lock(&self.epochs).insert(stream.to_owned())
     }
 
-    pub(crate) fn mark_epoch(&self, stream: &str) {
-        lock(&self.epochs).insert(stream.to_owned());
+    pub(crate) fn drop_epoch(&self, stream: &str) {
+        lock(&self.epochs).remove(stream);
     }
 
     pub(crate) fn ensure_group(&self, stream: &str, group: &str) {

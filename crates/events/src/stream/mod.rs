@@ -182,27 +182,28 @@ impl EventStream {
         }
     }
 
-    /// Whether the stream's epoch marker (a key beside the stream, in the same
-    /// server) is set. A marker that is gone means the server lost its data (a
-    /// Redis without persistence restarted) or the stream is new: whatever was
-    /// published to it before may be gone with it, so the relay publishes its
-    /// retained rows again (consumers deduplicate by event id), then sets the
-    /// marker ([`EventStream::mark_epoch`]).
-    pub async fn has_epoch(&self, stream: &str) -> Result<bool, StreamError> {
+    /// Sets the stream's epoch marker (a key beside the stream, in the same
+    /// server) unless it is set; true when it was not. A marker that is gone
+    /// means the server lost its data (a Redis without persistence restarted)
+    /// or the stream is new: whatever was published to it before may be gone
+    /// with it, so the relay publishes its retained rows again (consumers
+    /// deduplicate by event id).
+    pub async fn claim_epoch(&self, stream: &str) -> Result<bool, StreamError> {
         match &*self.backend {
-            Backend::Memory(bus) => Ok(bus.has_epoch(stream)),
-            Backend::Redis(redis) => redis.has_epoch(stream).await,
+            Backend::Memory(bus) => Ok(bus.claim_epoch(stream)),
+            Backend::Redis(redis) => redis.claim_epoch(stream).await,
         }
     }
 
-    /// Sets the stream's epoch marker.
-    pub async fn mark_epoch(&self, stream: &str) -> Result<(), StreamError> {
+    /// Removes the stream's epoch marker: a relay that claimed it and then
+    /// could not commit the re-publication gives it back.
+    pub async fn drop_epoch(&self, stream: &str) -> Result<(), StreamError> {
         match &*self.backend {
             Backend::Memory(bus) => {
-                bus.mark_epoch(stream);
+                bus.drop_epoch(stream);
                 Ok(())
             }
-            Backend::Redis(redis) => redis.mark_epoch(stream).await,
+            Backend::Redis(redis) => redis.drop_epoch(stream).await,
         }
     }
 

@@ -101,24 +101,25 @@ impl RedisStream {
             .map_err(self.error("XADD"))
     }
 
-    /// `EXISTS <stream>:epoch`.
-    pub(crate) async fn has_epoch(&self, stream: &str) -> Result<bool, StreamError> {
-        redis::cmd("EXISTS")
-            .arg(format!("{stream}:epoch"))
-            .query_async::<u64>(&mut self.conn())
-            .await
-            .map(|n| n > 0)
-            .map_err(self.error("EXISTS"))
-    }
-
-    /// `SET <stream>:epoch 1`.
-    pub(crate) async fn mark_epoch(&self, stream: &str) -> Result<(), StreamError> {
+    /// `SET <stream>:epoch 1 NX`: true when the marker was missing.
+    pub(crate) async fn claim_epoch(&self, stream: &str) -> Result<bool, StreamError> {
         redis::cmd("SET")
             .arg(format!("{stream}:epoch"))
             .arg(1)
+            .arg("NX")
+            .query_async::<Option<String>>(&mut self.conn())
+            .await
+            .map(|set| set.is_some())
+            .map_err(self.error("SET NX"))
+    }
+
+    /// `DEL <stream>:epoch`.
+    pub(crate) async fn drop_epoch(&self, stream: &str) -> Result<(), StreamError> {
+        redis::cmd("DEL")
+            .arg(format!("{stream}:epoch"))
             .query_async::<()>(&mut self.conn())
             .await
-            .map_err(self.error("SET"))
+            .map_err(self.error("DEL"))
     }
 
     pub(crate) async fn ensure_group(&self, stream: &str, group: &str) -> Result<(), StreamError> {
