@@ -61,7 +61,7 @@ pub const SUCCEEDED: &str = "succeeded";
 /// `status` of a delivery with no attempt left.
 pub const FAILED: &str = "failed";
 
-words! {
+service_kit::words! {
     /// Where a delivery stands.
     DeliveryStatus {
         /// Waiting for its next attempt.
@@ -73,7 +73,7 @@ words! {
     }
 }
 
-words! {
+service_kit::words! {
     /// What came of one attempt.
     AttemptOutcome {
         /// The receiver answered 2xx in time.

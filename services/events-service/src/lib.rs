@@ -62,57 +62,6 @@
 //!   internal address, at registration (with a DNS look-up) and at connect
 //!   time, unless `webhooks.allow_private_targets`.
 
-/// A string enum whose unknown values are refused with the values it knows.
-/// (Its schema is written here: the derive does not see renames made by a
-/// macro.)
-macro_rules! words {
-    ($(#[doc = $doc:literal])* $name:ident {
-        $($(#[doc = $vdoc:literal])* $variant:ident = $text:literal),+ $(,)?
-    }) => {
-        $(#[doc = $doc])*
-        #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
-        pub enum $name {
-            $($(#[doc = $vdoc])* #[serde(rename = $text)] $variant),+
-        }
-
-        #[allow(dead_code)] // not every such enum is read back from text
-        impl $name {
-            pub fn as_str(self) -> &'static str {
-                match self {
-                    $($name::$variant => $text),+
-                }
-            }
-
-            pub(crate) fn parse(text: &str) -> Option<$name> {
-                match text {
-                    $($text => Some($name::$variant),)+
-                    _ => None,
-                }
-            }
-        }
-
-        impl utoipa::PartialSchema for $name {
-            fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::Schema> {
-                let description = concat!(
-                    $($doc, "\n",)*
-                    $("\n- `", $text, "`:", $($vdoc,)*)+
-                );
-                utoipa::openapi::schema::ObjectBuilder::new()
-                    .schema_type(utoipa::openapi::schema::Type::String)
-                    .enum_values(Some([$($text),+]))
-                    .description(Some(description.trim()))
-                    .into()
-            }
-        }
-
-        impl utoipa::ToSchema for $name {
-            fn name() -> std::borrow::Cow<'static, str> {
-                std::borrow::Cow::Borrowed(stringify!($name))
-            }
-        }
-    };
-}
-
 pub mod access;
 pub mod catalog;
 pub mod config;

@@ -12,7 +12,7 @@ use service_kit::pagination::Sort;
 use service_kit::{ApiError, FieldError};
 use store::{DbConnection, StoreError};
 
-words! {
+service_kit::words! {
     /// The route family a subscription was made in: it decides the delivery's
     /// body and product signature.
     Family {
@@ -23,7 +23,7 @@ words! {
     }
 }
 
-words! {
+service_kit::words! {
     /// Whether a subscription receives events.
     Status {
         /// Enabled; new events are delivered.
