@@ -170,16 +170,25 @@ async fn a_booking_reaches_a_receiver_signed_and_logged() {
         Utc::now().timestamp(),
     )
     .unwrap();
-    // The deliveries log, through the gateway.
+    // The deliveries log, through the gateway: the attempt is recorded once
+    // events-service has read the receiver's answer, just after the receiver
+    // saw the request.
     let gw = &platform.gw;
-    let log = gw
-        .send(
-            gw.client
-                .get(gw.url(&format!("/api/v1/webhooks/{webhook_id}/deliveries")))
-                .bearer_auth(&token),
-        )
-        .await;
-    let log = log.json();
+    let deadline = Instant::now() + std::time::Duration::from_secs(10);
+    let log = loop {
+        let log = gw
+            .send(
+                gw.client
+                    .get(gw.url(&format!("/api/v1/webhooks/{webhook_id}/deliveries")))
+                    .bearer_auth(&token),
+            )
+            .await
+            .json();
+        if log["data"][0]["status"] == "succeeded" || Instant::now() > deadline {
+            break log;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    };
     assert_eq!(log["success"], true, "{log}");
     let deliveries = log["data"].as_array().unwrap();
     assert_eq!(deliveries.len(), 1, "{log}");

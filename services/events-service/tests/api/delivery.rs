@@ -182,8 +182,20 @@ async fn delivered(db: DbKind, cache: CacheKind) {
     assert_eq!(ping.json()["payload"]["webhook_id"], gospace_id);
     verify_standard_webhook(gospace_secret, ping).unwrap();
 
-    // What was counted.
-    let metrics = String::from_utf8(app.server.get("/metrics").await.body).unwrap();
+    // What was counted: the receiver may see the last attempt before the
+    // dispatcher has read its answer and counted it.
+    let metrics = eventually(WAIT, "the four attempts to be counted", || async {
+        let metrics = String::from_utf8(app.server.get("/metrics").await.body).unwrap();
+        metrics
+            .lines()
+            .any(|l| {
+                l.starts_with("webhook_deliveries_total{")
+                    && l.contains("outcome=\"succeeded\"")
+                    && l.ends_with(" 4")
+            })
+            .then_some(metrics)
+    })
+    .await;
     for family in [
         "events_consumed_total{",
         "webhook_deliveries_total{",
