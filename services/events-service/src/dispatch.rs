@@ -34,7 +34,8 @@ use crate::{now, rfc3339, secrets, signatures};
 use chrono::NaiveDateTime;
 use diesel::prelude::*;
 use serde::Serialize;
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use store::{Database, DbConnection, StoreError};
 use tokio::sync::{Notify, Semaphore};
@@ -51,6 +52,8 @@ const HOUSEKEEPING_INTERVAL: Duration = Duration::from_secs(15);
 const PRUNE_INTERVAL: Duration = Duration::from_secs(3600);
 /// Rows pruned per statement.
 const PRUNE_BATCH: i64 = 500;
+/// Opened secrets kept at most (the cache is emptied when it is full).
+const SECRET_CACHE: usize = 10_000;
 /// Tries to record an attempt before leaving it to the lease.
 const RECORD_TRIES: u32 = 3;
 
@@ -351,7 +354,15 @@ struct Inner {
     wake: Notify,
     /// A subscription started failing.
     failures: Notify,
+    /// Opened subscription secrets: id → (sealed secret, secret).
+    secrets: Mutex<HashMap<String, (String, String)>>,
 }
+
+/// A claimed batch's subscriptions and events, by id.
+type BatchContext = (
+    HashMap<String, Arc<Subscription>>,
+    HashMap<String, Arc<StoredEvent>>,
+);
 
 impl Dispatcher {
     /// Starts the workers, the mailer and the housekeeping on the current
@@ -382,6 +393,7 @@ impl Dispatcher {
                 owner: setup.owner,
                 wake: Notify::new(),
                 failures: Notify::new(),
+                secrets: Mutex::new(HashMap::new()),
             }),
         };
         tokio::spawn(dispatcher.clone().deliver());
@@ -419,10 +431,31 @@ impl Dispatcher {
                     // than claim again as each worker frees up.
                     let drained = claimed.len() < permits.len();
                     let mut permits = permits.into_iter();
+                    let mut context = match self.load_batch(&claimed).await {
+                        Ok(context) => Some(context),
+                        Err(error) => {
+                            for delivery in &claimed {
+                                tracing::warn!(delivery = %delivery.id, %error,
+                                    "could not load a delivery; it is tried again when its lease ends");
+                            }
+                            None
+                        }
+                    };
                     for (delivery, permit) in claimed.into_iter().zip(permits.by_ref()) {
+                        let Some((subscriptions, events)) = context.as_mut() else {
+                            break;
+                        };
+                        let found = subscriptions
+                            .get(&delivery.subscription_id)
+                            .cloned()
+                            .zip(events.get(&delivery.event_id).cloned());
+                        // Deleted meanwhile, with its deliveries.
+                        let Some((subscription, event)) = found else {
+                            continue;
+                        };
                         let this = self.clone();
                         tokio::spawn(async move {
-                            this.attempt(delivery).await;
+                            this.attempt(delivery, &subscription, &event).await;
                             drop(permit);
                         });
                     }
@@ -450,40 +483,73 @@ impl Dispatcher {
         }
     }
 
-    /// One attempt of a claimed delivery, recorded.
-    async fn attempt(&self, claimed: Claimed) {
-        let subscription_id = claimed.subscription_id.clone();
-        let event_id = claimed.event_id.clone();
-        let context = self
-            .inner
+    /// The subscriptions and events of a claimed batch, by id: one query
+    /// each. A delivery whose subscription or event is missing was deleted
+    /// meanwhile, with its deliveries.
+    async fn load_batch(&self, claimed: &[Claimed]) -> Result<BatchContext, StoreError> {
+        let mut subscription_ids: Vec<String> =
+            claimed.iter().map(|c| c.subscription_id.clone()).collect();
+        subscription_ids.sort_unstable();
+        subscription_ids.dedup();
+        let mut event_ids: Vec<String> = claimed.iter().map(|c| c.event_id.clone()).collect();
+        event_ids.sort_unstable();
+        event_ids.dedup();
+        self.inner
             .db
             .run(move |conn| {
-                let subscription = subscriptions::table
-                    .find(&subscription_id)
+                let subscriptions: Vec<Subscription> = subscriptions::table
+                    .filter(subscriptions::id.eq_any(&subscription_ids))
                     .select(Subscription::as_select())
-                    .first(conn)
-                    .optional()?;
-                let event = events::table
-                    .find(&event_id)
-                    .select(StoredEvent::as_select())
-                    .first(conn)
-                    .optional()?;
-                Ok::<_, StoreError>(subscription.zip(event))
+                    .load(conn)?;
+                let events: Vec<(String, StoredEvent)> = events::table
+                    .filter(events::id.eq_any(&event_ids))
+                    .select((events::id, StoredEvent::as_select()))
+                    .load(conn)?;
+                Ok::<_, StoreError>((
+                    subscriptions
+                        .into_iter()
+                        .map(|s| (s.id.clone(), Arc::new(s)))
+                        .collect(),
+                    events
+                        .into_iter()
+                        .map(|(id, e)| (id, Arc::new(e)))
+                        .collect(),
+                ))
             })
-            .await;
-        let (subscription, event) = match context {
-            Ok(Some(found)) => found,
-            // Deleted meanwhile, with its deliveries.
-            Ok(None) => return,
-            Err(error) => {
-                tracing::warn!(delivery = %claimed.id, %error,
-                    "could not load a delivery; it is tried again when its lease ends");
-                return;
-            }
-        };
+            .await
+    }
+
+    /// One attempt of a claimed delivery, recorded.
+    async fn attempt(&self, claimed: Claimed, subscription: &Subscription, event: &StoredEvent) {
         let started = now();
-        let exchange = self.send(&claimed, &subscription, &event).await;
-        self.record(claimed, &subscription, started, exchange).await;
+        let exchange = self.send(&claimed, subscription, event).await;
+        self.record(claimed, subscription, started, exchange).await;
+    }
+
+    /// A subscription's opened secret, from the cache while its sealed secret
+    /// is unchanged (a changed secret is sealed afresh, so never used stale).
+    fn open_secret(&self, subscription: &Subscription) -> Option<String> {
+        {
+            let cache = self.inner.secrets.lock().unwrap_or_else(|p| p.into_inner());
+            if let Some((sealed, secret)) = cache.get(&subscription.id)
+                && *sealed == subscription.secret_sealed
+            {
+                return Some(secret.clone());
+            }
+        }
+        let secret = self
+            .inner
+            .keys
+            .open(&subscription.secret_sealed, &subscription.id)?;
+        let mut cache = self.inner.secrets.lock().unwrap_or_else(|p| p.into_inner());
+        if cache.len() >= SECRET_CACHE && !cache.contains_key(&subscription.id) {
+            cache.clear();
+        }
+        cache.insert(
+            subscription.id.clone(),
+            (subscription.secret_sealed.clone(), secret.clone()),
+        );
+        Some(secret)
     }
 
     async fn send(
@@ -492,11 +558,7 @@ impl Dispatcher {
         subscription: &Subscription,
         event: &StoredEvent,
     ) -> Exchange {
-        let Some(secret) = self
-            .inner
-            .keys
-            .open(&subscription.secret_sealed, &subscription.id)
-        else {
+        let Some(secret) = self.open_secret(subscription) else {
             tracing::error!(webhook = %subscription.id,
                 "a subscription's secret cannot be opened: was secret.key changed?");
             return Exchange::refused("the subscription's secret cannot be read".into());
