@@ -120,6 +120,30 @@ pub struct CursorParams {
     limit: Option<u32>,
 }
 
+/// `?sort=FIELD.asc|desc` of a gospace list sorted by `fields`
+/// ([`crate::pagination::ListQuery`]).
+pub fn sort_parameter(fields: &[&str]) -> utoipa::openapi::path::Parameter {
+    let values: Vec<String> = fields
+        .iter()
+        .flat_map(|f| [format!("{f}.asc"), format!("{f}.desc")])
+        .collect();
+    utoipa::openapi::path::ParameterBuilder::new()
+        .name("sort")
+        .parameter_in(utoipa::openapi::path::ParameterIn::Query)
+        .required(utoipa::openapi::Required::False)
+        .description(Some(
+            "The order: a field and a direction; ties are broken by id, the same way. \
+             Any other value is refused (400 `validation_failed`).",
+        ))
+        .schema(Some(
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .enum_values(Some(values))
+                .default(Some(serde_json::json!("created_at.desc"))),
+        ))
+        .build()
+}
+
 /// A string that is always `value`.
 pub fn constant(value: &str) -> Object {
     ObjectBuilder::new()

@@ -18,10 +18,9 @@ pub(crate) use service_kit::openapi::{
 };
 use service_kit::{ErrorCode, FieldError};
 use std::borrow::Cow;
-use utoipa::openapi::path::{ParameterBuilder, ParameterIn};
 use utoipa::openapi::schema::{ArrayBuilder, ObjectBuilder, OneOfBuilder, Type};
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
-use utoipa::openapi::{Object, Ref, RefOr, Required, Schema, ServerBuilder};
+use utoipa::openapi::{Object, Ref, RefOr, Schema, ServerBuilder};
 use utoipa::{IntoParams, Modify, OpenApi, PartialSchema, ToSchema};
 
 /// The document, as committed under `proto-docs/`.
@@ -199,7 +198,7 @@ impl Modify for Conventions {
             {
                 list.parameters
                     .get_or_insert_with(Vec::new)
-                    .push(sort_parameter(fields).into());
+                    .push(service_kit::openapi::sort_parameter(fields).into());
             }
         }
         for (path, item) in openapi.paths.paths.iter_mut() {
@@ -250,29 +249,6 @@ pub const SORTED_LISTS: [(&str, &[&str]); 5] = [
         service_principals::SORT_FIELDS,
     ),
 ];
-
-/// `?sort=FIELD.asc|desc` of a list sorted by `fields`.
-fn sort_parameter(fields: &[&str]) -> utoipa::openapi::path::Parameter {
-    let values: Vec<String> = fields
-        .iter()
-        .flat_map(|f| [format!("{f}.asc"), format!("{f}.desc")])
-        .collect();
-    ParameterBuilder::new()
-        .name("sort")
-        .parameter_in(ParameterIn::Query)
-        .required(Required::False)
-        .description(Some(
-            "The order: a field and a direction; ties are broken by id, the same way. \
-             Any other value is refused (400 `validation_failed`).",
-        ))
-        .schema(Some(
-            ObjectBuilder::new()
-                .schema_type(Type::String)
-                .enum_values(Some(values))
-                .default(Some(serde_json::json!("created_at.desc"))),
-        ))
-        .build()
-}
 
 /// A scope, `resource:action`: the built-in catalog
 /// (`identity::scopes::CATALOG`) and those a deployment adds (`scopes.extra`).

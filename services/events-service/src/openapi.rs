@@ -10,10 +10,9 @@ use service_kit::envelope::Meta;
 pub(crate) use service_kit::openapi::{Envelope, ErrorEnvelope, ListEnvelope, NoData, PageParams};
 use service_kit::{ErrorCode, FieldError};
 use std::borrow::Cow;
-use utoipa::openapi::path::{ParameterBuilder, ParameterIn};
 use utoipa::openapi::schema::{ObjectBuilder, Type};
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
-use utoipa::openapi::{RefOr, Required, Schema};
+use utoipa::openapi::{RefOr, Schema};
 use utoipa::{IntoParams, Modify, OpenApi, PartialSchema, ToSchema};
 
 /// The document, as committed under `proto-docs/`.
@@ -157,29 +156,6 @@ pub(crate) struct ListParams {
 /// `sort` against the same constant).
 pub const SORTED_LISTS: [(&str, &[&str]); 1] = [("/v1/webhooks/webhooks", gospace::SORT_FIELDS)];
 
-/// `?sort=FIELD.asc|desc` of a list sorted by `fields`.
-fn sort_parameter(fields: &[&str]) -> utoipa::openapi::path::Parameter {
-    let values: Vec<String> = fields
-        .iter()
-        .flat_map(|f| [format!("{f}.asc"), format!("{f}.desc")])
-        .collect();
-    ParameterBuilder::new()
-        .name("sort")
-        .parameter_in(ParameterIn::Query)
-        .required(Required::False)
-        .description(Some(
-            "The order: a field and a direction; ties are broken by id, the same way. \
-             Any other value is refused (400 `validation_failed`).",
-        ))
-        .schema(Some(
-            ObjectBuilder::new()
-                .schema_type(Type::String)
-                .enum_values(Some(values))
-                .default(Some(serde_json::json!("created_at.desc"))),
-        ))
-        .build()
-}
-
 /// What the annotations cannot say: the credentials, the gospace list's
 /// `sort`, the error envelope every operation may answer, and each family's
 /// dialect.
@@ -234,7 +210,7 @@ impl Modify for Conventions {
             {
                 list.parameters
                     .get_or_insert_with(Vec::new)
-                    .push(sort_parameter(fields).into());
+                    .push(service_kit::openapi::sort_parameter(fields).into());
             }
         }
         service_kit::openapi::add_default_error_response(openapi);
