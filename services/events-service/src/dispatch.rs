@@ -12,13 +12,22 @@
 //!   (`lease_secs ≥ timeout_secs + 10`), so two replicas never send one
 //!   attempt; a replica that dies leaves its lease to expire, and the delivery
 //!   is claimed again then.
+//! - **Handing over**: the intake creates new deliveries already leased to
+//!   its own replica (as many as the workers take now: twice their number,
+//!   less those waiting) and hands them to the workers in memory, so the
+//!   common case needs no claim query and no lease update. A handed delivery
+//!   that waited so long that its lease no longer covers a whole attempt is
+//!   left to the lease's end and claimed then.
 //! - **Sending**: the URL is checked again (the policy may have changed), the
 //!   body is signed (see [`crate::signatures`]) and POSTed through the
 //!   `outbound` client: no redirects, the connect-time address check, TLS
 //!   verified, `webhooks.timeout_secs` for the whole exchange. At most 64 KiB
 //!   of the answer is read and kept.
-//! - **Recording**: only under the claim's own lease (a lease lost to a stall
-//!   is not written over). A 2xx succeeds; otherwise the next delay of
+//! - **Recording**: by one recorder per replica, in batches (whatever
+//!   attempts finished while the last batch was written), one transaction
+//!   and, on PostgreSQL, one `UPDATE … FROM unnest(…)` and one multi-row
+//!   `INSERT` per batch; each only under its claim's own lease (a lease lost
+//!   to a stall is not written over). A 2xx succeeds; otherwise the next delay of
 //!   `webhooks.retry_schedule_secs` (±10% jitter) schedules a retry, and after
 //!   the last one the delivery fails and its subscription turns `failing`
 //!   (once: a conditional update), which wakes the mailer.
@@ -34,11 +43,11 @@ use crate::{now, rfc3339, secrets, signatures};
 use chrono::NaiveDateTime;
 use diesel::prelude::*;
 use serde::Serialize;
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use store::{Database, DbConnection, StoreError};
-use tokio::sync::{Notify, Semaphore};
+use tokio::sync::{Notify, Semaphore, mpsc};
 
 /// Most of a receiver's answer that is read and kept.
 pub const MAX_RESPONSE_BODY: usize = 64 * 1024;
@@ -54,8 +63,17 @@ const PRUNE_INTERVAL: Duration = Duration::from_secs(3600);
 const PRUNE_BATCH: i64 = 500;
 /// Opened secrets kept at most (the cache is emptied when it is full).
 const SECRET_CACHE: usize = 10_000;
-/// Tries to record an attempt before leaving it to the lease.
+/// Tries to record a batch of attempts before leaving them to their leases.
 const RECORD_TRIES: u32 = 3;
+/// Attempts waiting to be recorded at most; beyond, workers wait.
+const RECORD_QUEUE: usize = 1024;
+/// Attempts recorded by one transaction at most.
+const RECORD_BATCH: usize = 256;
+/// Rows per multi-row `INSERT` of attempts (10 parameters each).
+const ATTEMPT_INSERT_CHUNK: usize = 500;
+/// Time a handed delivery's lease keeps beyond a whole attempt: one that
+/// waited longer for a worker is left to the lease's end.
+const LEASE_MARGIN: Duration = Duration::from_secs(2);
 
 /// `status` of a delivery waiting for an attempt.
 pub const PENDING: &str = "pending";
@@ -100,6 +118,8 @@ pub(crate) struct NewDelivery {
     manual: bool,
     attempts: i32,
     next_attempt_at: Option<NaiveDateTime>,
+    lease_owner: Option<String>,
+    lease_until: Option<NaiveDateTime>,
     created_at: NaiveDateTime,
     updated_at: NaiveDateTime,
 }
@@ -123,6 +143,8 @@ impl NewDelivery {
             manual,
             attempts: 0,
             next_attempt_at: Some(at),
+            lease_owner: None,
+            lease_until: None,
             created_at: at,
             updated_at: at,
         }
@@ -130,6 +152,25 @@ impl NewDelivery {
 
     pub(crate) fn id(&self) -> &str {
         &self.id
+    }
+
+    /// Leases the new delivery to the claim token `lease` until `until`: it
+    /// is created already claimed, as [`claim`] would leave it.
+    pub(crate) fn lease(&mut self, lease: &str, until: NaiveDateTime) {
+        self.lease_owner = Some(lease.to_owned());
+        self.lease_until = Some(until);
+    }
+
+    /// What the workers need to attempt it under `lease`.
+    pub(crate) fn claimed(&self, lease: &str) -> Claimed {
+        Claimed {
+            id: self.id.clone(),
+            subscription_id: self.subscription_id.clone(),
+            event_id: self.event_id.clone(),
+            attempts: self.attempts,
+            manual: self.manual,
+            lease: lease.to_owned(),
+        }
     }
 }
 
@@ -256,6 +297,18 @@ pub(crate) struct StoredEvent {
     pub request_id: Option<String>,
 }
 
+impl From<&::events::Event> for StoredEvent {
+    fn from(event: &::events::Event) -> Self {
+        StoredEvent {
+            event_type: event.event_type.clone(),
+            occurred_at: event.occurred_at.naive_utc(),
+            workspace_id: event.workspace_id.clone(),
+            data: event.data.to_string(),
+            request_id: event.request_id.clone(),
+        }
+    }
+}
+
 /// SpaceOS's delivery body.
 #[derive(Serialize)]
 struct SpaceOsBody<'a> {
@@ -356,6 +409,10 @@ struct Inner {
     failures: Notify,
     /// Opened subscription secrets: id → (sealed secret, secret).
     secrets: Mutex<HashMap<String, (String, String)>>,
+    /// Deliveries the intake created leased to this replica, oldest first.
+    handed: Mutex<VecDeque<Ready>>,
+    /// Attempts made, to the recorder.
+    finished: mpsc::Sender<Finished>,
 }
 
 /// A claimed batch's subscriptions and events, by id.
@@ -364,9 +421,85 @@ type BatchContext = (
     HashMap<String, Arc<StoredEvent>>,
 );
 
+/// A delivery this replica holds, with what sending it needs.
+pub(crate) struct Ready {
+    pub claimed: Claimed,
+    pub subscription: Arc<Subscription>,
+    pub event: Arc<StoredEvent>,
+    /// When its lease was taken.
+    pub leased_at: Instant,
+}
+
+/// An attempt made, waiting to be recorded.
+struct Finished {
+    claimed: Claimed,
+    subscription: Arc<Subscription>,
+    started: NaiveDateTime,
+    exchange: Exchange,
+}
+
+/// What an attempt leads to, as written.
+#[derive(Clone)]
+struct Verdict {
+    delivery: String,
+    lease: String,
+    subscription: String,
+    number: i32,
+    outcome: AttemptOutcome,
+    status: &'static str,
+    next: Option<NaiveDateTime>,
+    /// The delivery used its last attempt: its subscription turns `failing`.
+    exhausted: bool,
+    started: NaiveDateTime,
+    duration_ms: i64,
+    response_status: Option<i32>,
+    response_body: Option<String>,
+    truncated: bool,
+    error: Option<String>,
+    at: NaiveDateTime,
+}
+
+#[derive(Insertable)]
+#[diesel(table_name = attempts)]
+struct NewAttempt<'a> {
+    delivery_id: &'a str,
+    number: i32,
+    started_at: NaiveDateTime,
+    duration_ms: i64,
+    response_status: Option<i32>,
+    response_body: Option<&'a str>,
+    response_truncated: bool,
+    error: Option<&'a str>,
+    outcome: &'a str,
+    next_attempt_at: Option<NaiveDateTime>,
+}
+
+impl<'a> From<&'a Verdict> for NewAttempt<'a> {
+    fn from(v: &'a Verdict) -> Self {
+        NewAttempt {
+            delivery_id: &v.delivery,
+            number: v.number,
+            started_at: v.started,
+            duration_ms: v.duration_ms,
+            response_status: v.response_status,
+            response_body: v.response_body.as_deref(),
+            response_truncated: v.truncated,
+            error: v.error.as_deref(),
+            outcome: v.outcome.as_str(),
+            next_attempt_at: v.next,
+        }
+    }
+}
+
+#[derive(QueryableByName)]
+struct UpdatedId {
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    id: String,
+}
+
 impl Dispatcher {
-    /// Starts the workers, the mailer and the housekeeping on the current
-    /// runtime.
+    /// Starts the workers, the recorder, the mailer and the housekeeping on
+    /// the current runtime.
     pub fn start(setup: Setup) -> anyhow::Result<Dispatcher> {
         let webhooks = setup.webhooks;
         let timeout = Duration::from_secs(webhooks.timeout_secs);
@@ -376,6 +509,7 @@ impl Dispatcher {
             user_agent: "Spaceport-Webhooks/1.0".into(),
             max_idle_per_host: webhooks.workers.min(64),
         })?;
+        let (finished, recorder) = mpsc::channel(RECORD_QUEUE);
         let dispatcher = Dispatcher {
             inner: Arc::new(Inner {
                 db: setup.db,
@@ -394,9 +528,12 @@ impl Dispatcher {
                 wake: Notify::new(),
                 failures: Notify::new(),
                 secrets: Mutex::new(HashMap::new()),
+                handed: Mutex::new(VecDeque::new()),
+                finished,
             }),
         };
         tokio::spawn(dispatcher.clone().deliver());
+        tokio::spawn(dispatcher.clone().record(recorder));
         tokio::spawn(dispatcher.clone().mail());
         tokio::spawn(dispatcher.clone().housekeeping());
         Ok(dispatcher)
@@ -407,9 +544,68 @@ impl Dispatcher {
         self.inner.wake.notify_one();
     }
 
-    /// The workers' loop: claim as many due deliveries as there are free
-    /// workers, attempt each on a task of its own, and when none is due wait
-    /// for a wake-up or the poll interval.
+    /// This replica's claim token for deliveries the intake creates already
+    /// leased to it, and the lease's end.
+    pub(crate) fn new_lease(&self) -> (String, NaiveDateTime) {
+        let lease = chrono::Duration::from_std(self.inner.lease).unwrap_or_default();
+        (
+            format!("{}/{}", self.inner.owner, ulid::Ulid::new()),
+            now() + lease,
+        )
+    }
+
+    /// How many more deliveries the workers take by hand now: twice the
+    /// workers, less those already waiting.
+    pub(crate) fn room(&self) -> usize {
+        let waiting = self.handed().len();
+        (self.inner.workers * 2).saturating_sub(waiting)
+    }
+
+    /// Gives the workers deliveries leased to this replica as they were
+    /// created, so that they are attempted without a claim.
+    pub(crate) fn hand(&self, ready: Vec<Ready>) {
+        if ready.is_empty() {
+            return;
+        }
+        self.handed().extend(ready);
+        self.wake();
+    }
+
+    fn handed(&self) -> std::sync::MutexGuard<'_, VecDeque<Ready>> {
+        self.inner
+            .handed
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Up to `n` handed deliveries whose lease leaves time for a whole
+    /// attempt; those that waited longer are left to their lease's end, when
+    /// any replica claims them again (so no two replicas send one attempt).
+    fn take_handed(&self, n: usize) -> Vec<Ready> {
+        let usable = self
+            .inner
+            .lease
+            .saturating_sub(self.inner.timeout + LEASE_MARGIN);
+        let mut handed = self.handed();
+        let mut ready = Vec::with_capacity(n.min(handed.len()));
+        while ready.len() < n {
+            let Some(next) = handed.pop_front() else {
+                break;
+            };
+            if next.leased_at.elapsed() <= usable {
+                ready.push(next);
+            } else {
+                tracing::debug!(delivery = %next.claimed.id,
+                    "a handed delivery waited past its lease's margin; it is claimed again when the lease ends");
+            }
+        }
+        ready
+    }
+
+    /// The workers' loop: take as many deliveries as there are free workers
+    /// (those the intake handed over first, else claimed ones) and attempt
+    /// each on a task of its own; when none is due, wait for a wake-up or the
+    /// poll interval.
     async fn deliver(self) {
         let workers = Arc::new(Semaphore::new(self.inner.workers));
         loop {
@@ -424,68 +620,77 @@ impl Dispatcher {
                 }
             }
             let inner = &self.inner;
-            match claim(&inner.db, &inner.owner, permits.len(), inner.lease).await {
-                Ok(claimed) if !claimed.is_empty() => {
-                    // Fewer than asked for: nothing else is due now. Wait for
-                    // a wake-up (new deliveries) or the poll interval rather
-                    // than claim again as each worker frees up.
-                    let drained = claimed.len() < permits.len();
-                    let mut permits = permits.into_iter();
-                    let mut context = match self.load_batch(&claimed).await {
-                        Ok(context) => Some(context),
-                        Err(error) => {
-                            for delivery in &claimed {
-                                tracing::warn!(delivery = %delivery.id, %error,
-                                    "could not load a delivery; it is tried again when its lease ends");
-                            }
-                            None
-                        }
-                    };
-                    for (delivery, permit) in claimed.into_iter().zip(permits.by_ref()) {
-                        let Some((subscriptions, events)) = context.as_mut() else {
-                            break;
-                        };
-                        let found = subscriptions
-                            .get(&delivery.subscription_id)
-                            .cloned()
-                            .zip(events.get(&delivery.event_id).cloned());
-                        // Deleted meanwhile, with its deliveries.
-                        let Some((subscription, event)) = found else {
-                            continue;
-                        };
-                        let this = self.clone();
-                        tokio::spawn(async move {
-                            this.attempt(delivery, &subscription, &event).await;
-                            drop(permit);
-                        });
+            let mut ready = self.take_handed(permits.len());
+            // Fewer than asked for: nothing else is due now. Wait for a
+            // wake-up (new deliveries) or the poll interval rather than claim
+            // again as each worker frees up.
+            let mut drained = false;
+            if ready.is_empty() {
+                match claim(&inner.db, &inner.owner, permits.len(), inner.lease).await {
+                    Ok(claimed) => {
+                        drained = claimed.len() < permits.len();
+                        ready = self.prepare(claimed).await;
                     }
-                    drop(permits);
-                    if drained {
-                        tokio::select! {
-                            () = inner.wake.notified() => {}
-                            () = tokio::time::sleep(inner.poll) => {}
-                        }
+                    Err(error) => {
+                        drop(permits);
+                        tracing::warn!(%error, "could not claim deliveries; trying again");
+                        tokio::time::sleep(inner.poll.max(Duration::from_secs(1))).await;
+                        continue;
                     }
                 }
-                Ok(_) => {
-                    drop(permits);
-                    tokio::select! {
-                        () = inner.wake.notified() => {}
-                        () = tokio::time::sleep(inner.poll) => {}
-                    }
-                }
-                Err(error) => {
-                    drop(permits);
-                    tracing::warn!(%error, "could not claim deliveries; trying again");
-                    tokio::time::sleep(inner.poll.max(Duration::from_secs(1))).await;
+            }
+            for (delivery, permit) in ready.into_iter().zip(permits) {
+                let this = self.clone();
+                tokio::spawn(async move {
+                    this.attempt(delivery).await;
+                    drop(permit);
+                });
+            }
+            if drained {
+                tokio::select! {
+                    () = inner.wake.notified() => {}
+                    () = tokio::time::sleep(inner.poll) => {}
                 }
             }
         }
     }
 
+    /// Claimed deliveries with their subscriptions and events. A delivery
+    /// whose subscription or event is missing was deleted meanwhile, with its
+    /// deliveries; one that cannot be loaded is tried again when its lease
+    /// ends.
+    async fn prepare(&self, claimed: Vec<Claimed>) -> Vec<Ready> {
+        if claimed.is_empty() {
+            return Vec::new();
+        }
+        let leased_at = Instant::now();
+        let (subscriptions, events) = match self.load_batch(&claimed).await {
+            Ok(context) => context,
+            Err(error) => {
+                for delivery in &claimed {
+                    tracing::warn!(delivery = %delivery.id, %error,
+                        "could not load a delivery; it is tried again when its lease ends");
+                }
+                return Vec::new();
+            }
+        };
+        claimed
+            .into_iter()
+            .filter_map(|claimed| {
+                let subscription = subscriptions.get(&claimed.subscription_id)?.clone();
+                let event = events.get(&claimed.event_id)?.clone();
+                Some(Ready {
+                    claimed,
+                    subscription,
+                    event,
+                    leased_at,
+                })
+            })
+            .collect()
+    }
+
     /// The subscriptions and events of a claimed batch, by id: one query
-    /// each. A delivery whose subscription or event is missing was deleted
-    /// meanwhile, with its deliveries.
+    /// each.
     async fn load_batch(&self, claimed: &[Claimed]) -> Result<BatchContext, StoreError> {
         let mut subscription_ids: Vec<String> =
             claimed.iter().map(|c| c.subscription_id.clone()).collect();
@@ -519,11 +724,21 @@ impl Dispatcher {
             .await
     }
 
-    /// One attempt of a claimed delivery, recorded.
-    async fn attempt(&self, claimed: Claimed, subscription: &Subscription, event: &StoredEvent) {
+    /// One attempt of a delivery this replica holds, handed to the recorder.
+    /// The worker is free once the recorder took it (its queue is bounded, so
+    /// workers wait when recording falls behind).
+    async fn attempt(&self, ready: Ready) {
         let started = now();
-        let exchange = self.send(&claimed, subscription, event).await;
-        self.record(claimed, subscription, started, exchange).await;
+        let exchange = self.send(&ready.claimed, &ready.subscription, &ready.event).await;
+        let finished = Finished {
+            claimed: ready.claimed,
+            subscription: ready.subscription,
+            started,
+            exchange,
+        };
+        if self.inner.finished.send(finished).await.is_err() {
+            tracing::error!("the attempt recorder stopped; the attempt is made again when its lease ends");
+        }
     }
 
     /// A subscription's opened secret, from the cache while its sealed secret
@@ -608,16 +823,20 @@ impl Dispatcher {
         exchange
     }
 
-    /// Writes the attempt and what follows from it, under the claim's lease.
-    async fn record(
-        &self,
-        claimed: Claimed,
-        subscription: &Subscription,
-        started: NaiveDateTime,
-        exchange: Exchange,
-    ) {
-        let number = claimed.attempts + 1;
-        let at = now();
+    /// The recorder: writes attempts in batches, whatever finished while the
+    /// last batch was written (up to [`RECORD_BATCH`]), one transaction each.
+    async fn record(self, mut queue: mpsc::Receiver<Finished>) {
+        let mut batch = Vec::with_capacity(RECORD_BATCH);
+        while queue.recv_many(&mut batch, RECORD_BATCH).await > 0 {
+            let finished: Vec<Finished> = std::mem::take(&mut batch);
+            self.write(finished).await;
+        }
+    }
+
+    /// What `finished` leads to, as of `at`.
+    fn verdict(&self, finished: &Finished, at: NaiveDateTime) -> Verdict {
+        let claimed = &finished.claimed;
+        let exchange = &finished.exchange;
         let (outcome, next) = if exchange.succeeded() {
             (AttemptOutcome::Succeeded, None)
         } else if claimed.manual {
@@ -631,116 +850,85 @@ impl Dispatcher {
                 None => (AttemptOutcome::Failed, None),
             }
         };
-        let exhausted = outcome == AttemptOutcome::Failed && !claimed.manual;
-        let status = match outcome {
-            AttemptOutcome::Succeeded => SUCCEEDED,
-            AttemptOutcome::Retrying => PENDING,
-            AttemptOutcome::Failed => FAILED,
-        };
         let error = exchange.error.clone().or_else(|| {
             exchange
                 .status
                 .filter(|_| !exchange.succeeded())
                 .map(|s| format!("the receiver answered {s}"))
         });
+        Verdict {
+            delivery: claimed.id.clone(),
+            lease: claimed.lease.clone(),
+            subscription: claimed.subscription_id.clone(),
+            number: claimed.attempts + 1,
+            outcome,
+            status: match outcome {
+                AttemptOutcome::Succeeded => SUCCEEDED,
+                AttemptOutcome::Retrying => PENDING,
+                AttemptOutcome::Failed => FAILED,
+            },
+            next,
+            exhausted: outcome == AttemptOutcome::Failed && !claimed.manual,
+            started: finished.started,
+            duration_ms: i64::try_from(exchange.duration.as_millis()).unwrap_or(i64::MAX),
+            response_status: exchange.status.map(i32::from),
+            response_body: exchange.body.clone(),
+            truncated: exchange.truncated,
+            error,
+            at,
+        }
+    }
+
+    /// Writes a batch of attempts and what follows from them, each under its
+    /// claim's lease (an attempt whose lease ended is not written over).
+    async fn write(&self, finished: Vec<Finished>) {
+        let at = now();
+        let verdicts: Arc<Vec<Verdict>> =
+            Arc::new(finished.iter().map(|f| self.verdict(f, at)).collect());
         let mut tries = 0;
-        let recorded = loop {
+        let written = loop {
             tries += 1;
-            let held = claimed.clone();
-            let error = error.clone();
-            let body = exchange.body.clone();
-            let (status_code, truncated, duration) =
-                (exchange.status, exchange.truncated, exchange.duration);
+            let batch = verdicts.clone();
             let result = self
                 .inner
                 .db
-                .transaction(move |conn| {
-                    let updated = diesel::update(
-                        deliveries::table
-                            .filter(deliveries::id.eq(&held.id))
-                            .filter(deliveries::lease_owner.eq(&held.lease)),
-                    )
-                    .set((
-                        deliveries::status.eq(status),
-                        deliveries::attempts.eq(number),
-                        deliveries::next_attempt_at.eq(next),
-                        deliveries::lease_owner.eq(None::<String>),
-                        deliveries::lease_until.eq(None::<NaiveDateTime>),
-                        deliveries::last_attempt_at.eq(Some(started)),
-                        deliveries::last_status.eq(status_code.map(i32::from)),
-                        deliveries::last_error.eq(&error),
-                        deliveries::updated_at.eq(at),
-                    ))
-                    .execute(conn)?;
-                    if updated == 0 {
-                        return Ok(None);
-                    }
-                    diesel::insert_into(attempts::table)
-                        .values((
-                            attempts::delivery_id.eq(&held.id),
-                            attempts::number.eq(number),
-                            attempts::started_at.eq(started),
-                            attempts::duration_ms
-                                .eq(i64::try_from(duration.as_millis()).unwrap_or(i64::MAX)),
-                            attempts::response_status.eq(status_code.map(i32::from)),
-                            attempts::response_body.eq(&body),
-                            attempts::response_truncated.eq(truncated),
-                            attempts::error.eq(&error),
-                            attempts::outcome.eq(outcome.as_str()),
-                            attempts::next_attempt_at.eq(next),
-                        ))
-                        .execute(conn)?;
-                    let mut turned_failing = false;
-                    if exhausted {
-                        turned_failing = diesel::update(
-                            subscriptions::table
-                                .filter(subscriptions::id.eq(&held.subscription_id))
-                                .filter(subscriptions::state.eq(ACTIVE)),
-                        )
-                        .set((
-                            subscriptions::state.eq(FAILING),
-                            subscriptions::failing_since.eq(Some(at)),
-                            subscriptions::notified_at.eq(None::<NaiveDateTime>),
-                            subscriptions::notify_lease_until.eq(None::<NaiveDateTime>),
-                            subscriptions::updated_at.eq(at),
-                        ))
-                        .execute(conn)?
-                            == 1;
-                    }
-                    Ok::<_, StoreError>(Some(turned_failing))
-                })
+                .transaction(move |conn| write_attempts(conn, &batch))
                 .await;
             match result {
-                Ok(recorded) => break recorded,
+                Ok(written) => break written,
                 Err(error) if tries < RECORD_TRIES => {
-                    tracing::warn!(delivery = %claimed.id, %error, "could not record an attempt; trying again");
+                    tracing::warn!(attempts = verdicts.len(), %error,
+                        "could not record attempts; trying again");
                     tokio::time::sleep(Duration::from_secs(1)).await;
                 }
                 Err(error) => {
-                    tracing::error!(delivery = %claimed.id, %error,
-                        "could not record an attempt; it is made again when its lease ends");
+                    tracing::error!(attempts = verdicts.len(), %error,
+                        "could not record attempts; they are made again when their leases end");
                     return;
                 }
             }
         };
-        self.inner
-            .metrics
-            .attempt(outcome.as_str(), exchange.duration.as_secs_f64());
-        match recorded {
-            None => tracing::warn!(delivery = %claimed.id,
-                "a delivery's lease ended (or the delivery was deleted) before its attempt was recorded"),
-            Some(turned_failing) => {
-                tracing::debug!(delivery = %claimed.id, number, outcome = outcome.as_str(),
-                    status = ?exchange.status, "attempt recorded");
-                if turned_failing {
-                    tracing::warn!(webhook = %subscription.id, url = %subscription.url,
-                        "a delivery exhausted its retries: the subscription is failing");
-                    if subscription.notify_email.is_some() {
-                        self.inner.failures.notify_one();
-                    } else {
-                        tracing::warn!(webhook = %subscription.id,
-                            "the failing subscription has no notify_email: nobody is mailed");
-                    }
+        for ((verdict, finished), written) in verdicts.iter().zip(&finished).zip(written) {
+            let exchange = &finished.exchange;
+            self.inner
+                .metrics
+                .attempt(verdict.outcome.as_str(), exchange.duration.as_secs_f64());
+            let Some(turned_failing) = written else {
+                tracing::warn!(delivery = %verdict.delivery,
+                    "a delivery's lease ended (or the delivery was deleted) before its attempt was recorded");
+                continue;
+            };
+            tracing::debug!(delivery = %verdict.delivery, number = verdict.number,
+                outcome = verdict.outcome.as_str(), status = ?exchange.status, "attempt recorded");
+            if turned_failing {
+                let subscription = &finished.subscription;
+                tracing::warn!(webhook = %subscription.id, url = %subscription.url,
+                    "a delivery exhausted its retries: the subscription is failing");
+                if subscription.notify_email.is_some() {
+                    self.inner.failures.notify_one();
+                } else {
+                    tracing::warn!(webhook = %subscription.id,
+                        "the failing subscription has no notify_email: nobody is mailed");
                 }
             }
         }
@@ -881,6 +1069,119 @@ impl Dispatcher {
 }
 
 /// Deletes events received before `before`, with their deliveries and
+/// Moves each delivery of `batch` still held under its lease on, on
+/// PostgreSQL in one statement for the whole batch; returns the ids moved.
+fn update_held(
+    conn: &mut DbConnection,
+    batch: &[Verdict],
+) -> Result<std::collections::HashSet<String>, StoreError> {
+    match conn {
+        DbConnection::Postgresql(pg) => {
+            use diesel::sql_types::{Array, Integer, Nullable, Text, Timestamp};
+            let rows: Vec<UpdatedId> = diesel::sql_query(
+                "UPDATE deliveries AS d SET status = u.status, attempts = u.number, \
+                 next_attempt_at = u.next_attempt_at, lease_owner = NULL, lease_until = NULL, \
+                 last_attempt_at = u.started_at, last_status = u.last_status, \
+                 last_error = u.last_error, updated_at = $9 \
+                 FROM unnest($1::text[], $2::text[], $3::text[], $4::int4[], $5::timestamp[], \
+                 $6::timestamp[], $7::int4[], $8::text[]) \
+                 AS u(id, lease, status, number, next_attempt_at, started_at, last_status, last_error) \
+                 WHERE d.id = u.id AND d.lease_owner = u.lease \
+                 RETURNING d.id",
+            )
+            .bind::<Array<Text>, _>(batch.iter().map(|v| v.delivery.as_str()).collect::<Vec<_>>())
+            .bind::<Array<Text>, _>(batch.iter().map(|v| v.lease.as_str()).collect::<Vec<_>>())
+            .bind::<Array<Text>, _>(batch.iter().map(|v| v.status).collect::<Vec<_>>())
+            .bind::<Array<Integer>, _>(batch.iter().map(|v| v.number).collect::<Vec<_>>())
+            .bind::<Array<Nullable<Timestamp>>, _>(batch.iter().map(|v| v.next).collect::<Vec<_>>())
+            .bind::<Array<Timestamp>, _>(batch.iter().map(|v| v.started).collect::<Vec<_>>())
+            .bind::<Array<Nullable<Integer>>, _>(
+                batch.iter().map(|v| v.response_status).collect::<Vec<_>>(),
+            )
+            .bind::<Array<Nullable<Text>>, _>(
+                batch.iter().map(|v| v.error.as_deref()).collect::<Vec<_>>(),
+            )
+            .bind::<Timestamp, _>(batch.first().map_or_else(now, |v| v.at))
+            .load(pg)?;
+            Ok(rows.into_iter().map(|r| r.id).collect())
+        }
+        DbConnection::Sqlite(_) => {
+            let mut held = std::collections::HashSet::new();
+            for v in batch {
+                let updated = diesel::update(
+                    deliveries::table
+                        .filter(deliveries::id.eq(&v.delivery))
+                        .filter(deliveries::lease_owner.eq(&v.lease)),
+                )
+                .set((
+                    deliveries::status.eq(v.status),
+                    deliveries::attempts.eq(v.number),
+                    deliveries::next_attempt_at.eq(v.next),
+                    deliveries::lease_owner.eq(None::<String>),
+                    deliveries::lease_until.eq(None::<NaiveDateTime>),
+                    deliveries::last_attempt_at.eq(Some(v.started)),
+                    deliveries::last_status.eq(v.response_status),
+                    deliveries::last_error.eq(&v.error),
+                    deliveries::updated_at.eq(v.at),
+                ))
+                .execute(conn)?;
+                if updated == 1 {
+                    held.insert(v.delivery.clone());
+                }
+            }
+            Ok(held)
+        }
+    }
+}
+
+/// Records a batch of attempts in the caller's transaction: each delivery
+/// still held under its lease moves on and gets its attempt row; a delivery
+/// that used its last attempt turns its subscription `failing` (once: a
+/// conditional update). For each attempt, in order: `None` when its lease was
+/// lost (nothing written), else whether it turned its subscription failing.
+fn write_attempts(
+    conn: &mut DbConnection,
+    batch: &[Verdict],
+) -> Result<Vec<Option<bool>>, StoreError> {
+    let held = update_held(conn, batch)?;
+    let rows: Vec<NewAttempt<'_>> = batch
+        .iter()
+        .filter(|v| held.contains(&v.delivery))
+        .map(NewAttempt::from)
+        .collect();
+    for chunk in rows.chunks(ATTEMPT_INSERT_CHUNK) {
+        let insert = diesel::insert_into(attempts::table).values(chunk);
+        match conn {
+            DbConnection::Postgresql(pg) => insert.execute(pg)?,
+            DbConnection::Sqlite(lite) => insert.execute(lite)?,
+        };
+    }
+    let mut written = Vec::with_capacity(batch.len());
+    for v in batch {
+        if !held.contains(&v.delivery) {
+            written.push(None);
+            continue;
+        }
+        let turned_failing = v.exhausted
+            && diesel::update(
+                subscriptions::table
+                    .filter(subscriptions::id.eq(&v.subscription))
+                    .filter(subscriptions::state.eq(ACTIVE)),
+            )
+            .set((
+                subscriptions::state.eq(FAILING),
+                subscriptions::failing_since.eq(Some(v.at)),
+                subscriptions::notified_at.eq(None::<NaiveDateTime>),
+                subscriptions::notify_lease_until.eq(None::<NaiveDateTime>),
+                subscriptions::updated_at.eq(v.at),
+            ))
+            .execute(conn)?
+                == 1;
+        written.push(Some(turned_failing));
+    }
+    Ok(written)
+}
+
 /// attempts; returns how many events went.
 pub async fn prune(db: &Database, before: NaiveDateTime) -> Result<usize, StoreError> {
     let mut total = 0;

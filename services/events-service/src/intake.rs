@@ -5,16 +5,16 @@
 //! acknowledges when the handler returns `Ok`). An event seen again (redelivered after a crash, or
 //! claimed from a dead replica) finds its row and changes nothing.
 
-use crate::dispatch::{Dispatcher, NewDelivery};
+use crate::dispatch::{Dispatcher, NewDelivery, Ready, StoredEvent};
 use crate::metrics::Metrics;
 use crate::schema::{deliveries, events, subscriptions};
-use crate::subscriptions::{ACTIVE, Family, listens_to};
+use crate::subscriptions::{ACTIVE, Family, Subscription, listens_to};
 use crate::{catalog, now};
 use ::events::{Consumer, Delivery, Event, EventStream};
 use chrono::NaiveDateTime;
 use diesel::prelude::*;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use store::{Database, DbConnection, StoreError};
 
 /// How often the streams' lag is measured for the metrics.
@@ -55,14 +55,16 @@ pub fn start(setup: Setup) {
                 let stream_name = stream_name.clone();
                 async move {
                     let events = batch.into_iter().map(|d| d.event).collect();
-                    let recorded = record_batch(&db, events).await?;
+                    let handoff = Handoff::from(&dispatcher);
+                    let (recorded, ready) = record_and_hand(&db, events, Some(handoff)).await?;
                     for duplicate in &recorded.events {
                         metrics.consumed(&stream_name, *duplicate);
                     }
                     // One wake for the whole batch.
-                    if recorded.deliveries > 0 {
+                    if ready.is_empty() && recorded.deliveries > 0 {
                         dispatcher.wake();
                     }
+                    dispatcher.hand(ready);
                     Ok::<(), StoreError>(())
                 }
             };
@@ -170,7 +172,8 @@ const DELIVERY_INSERT_CHUNK: usize = 500;
 
 /// Stores each event of `events` once and creates a delivery, due now, for
 /// every subscription it matches, all in one transaction: either every event
-/// of the batch is stored with its deliveries, or none is.
+/// of the batch is stored with its deliveries, or none is. The deliveries are
+/// left for any replica's workers to claim.
 ///
 /// A subscription matches when it is enabled and active, of the event's
 /// workspace, lists the event's type, and, for a SpaceOS subscription, is of
@@ -179,8 +182,42 @@ const DELIVERY_INSERT_CHUNK: usize = 500;
 /// match nothing here: they are made for one subscription by its test route.
 /// An event stored before (or twice in the batch) changes nothing.
 pub async fn record_batch(db: &Database, events: Vec<Event>) -> Result<BatchRecorded, StoreError> {
+    Ok(record_and_hand(db, events, None).await?.0)
+}
+
+/// Deliveries the intake creates already leased to its own replica's
+/// workers, as many as they take by hand now: they are attempted at once,
+/// without a claim query and its update. A replica that dies leaves their
+/// leases to expire, and any replica claims them then, as any claim.
+pub(crate) struct Handoff {
+    lease: String,
+    until: NaiveDateTime,
+    leased_at: Instant,
+    room: usize,
+}
+
+impl From<&Dispatcher> for Handoff {
+    fn from(dispatcher: &Dispatcher) -> Self {
+        let leased_at = Instant::now();
+        let (lease, until) = dispatcher.new_lease();
+        Handoff {
+            lease,
+            until,
+            leased_at,
+            room: dispatcher.room(),
+        }
+    }
+}
+
+/// [`record_batch`], creating up to `handoff.room` of the deliveries leased
+/// to this replica and returning them ready for its workers.
+pub(crate) async fn record_and_hand(
+    db: &Database,
+    events: Vec<Event>,
+    handoff: Option<Handoff>,
+) -> Result<(BatchRecorded, Vec<Ready>), StoreError> {
     if events.is_empty() {
-        return Ok(BatchRecorded::default());
+        return Ok((BatchRecorded::default(), Vec::new()));
     }
     db.transaction(move |conn| {
         let mut duplicates = Vec::with_capacity(events.len());
@@ -199,46 +236,57 @@ pub async fn record_batch(db: &Database, events: Vec<Event>) -> Result<BatchReco
         workspaces.sort_unstable();
         workspaces.dedup();
         if workspaces.is_empty() {
-            return Ok(BatchRecorded {
+            let recorded = BatchRecorded {
                 events: duplicates,
                 deliveries: 0,
-            });
+            };
+            return Ok((recorded, Vec::new()));
         }
-        let candidates: Vec<(String, String, String, Option<String>, String)> =
-            subscriptions::table
-                .filter(subscriptions::workspace_id.eq_any(&workspaces))
-                .filter(subscriptions::enabled.eq(true))
-                .filter(subscriptions::state.eq(ACTIVE))
-                .order(subscriptions::id.asc())
-                .select((
-                    subscriptions::workspace_id,
-                    subscriptions::id,
-                    subscriptions::family,
-                    subscriptions::organization_id,
-                    subscriptions::events,
-                ))
-                .load(conn)?;
+        let candidates: Vec<Arc<Subscription>> = subscriptions::table
+            .filter(subscriptions::workspace_id.eq_any(&workspaces))
+            .filter(subscriptions::enabled.eq(true))
+            .filter(subscriptions::state.eq(ACTIVE))
+            .order(subscriptions::id.asc())
+            .select(Subscription::as_select())
+            .load(conn)?
+            .into_iter()
+            .map(Arc::new)
+            .collect();
         let mut rows: Vec<NewDelivery> = Vec::new();
+        let mut ready = Vec::new();
         for event in &fresh {
             let Some(workspace) = event.workspace_id.as_deref() else {
                 continue;
             };
-            for (of, subscription, family, organization, names) in &candidates {
-                if of != workspace {
+            let mut stored: Option<Arc<StoredEvent>> = None;
+            for subscription in &candidates {
+                if subscription.workspace_id != workspace {
                     continue;
                 }
-                let in_scope = match Family::parse(family) {
-                    Some(Family::Gospace) => true,
-                    _ => event.organization_id.is_none() || *organization == event.organization_id,
+                let in_scope = match subscription.family() {
+                    Family::Gospace => true,
+                    Family::SpaceOs => {
+                        event.organization_id.is_none()
+                            || subscription.organization_id == event.organization_id
+                    }
                 };
-                if in_scope && listens_to(names, &event.event_type) {
-                    rows.push(NewDelivery::due_now(
-                        subscription,
-                        &event.id,
-                        workspace,
-                        false,
-                    ));
+                if !in_scope || !listens_to(&subscription.events, &event.event_type) {
+                    continue;
                 }
+                let mut row = NewDelivery::due_now(&subscription.id, &event.id, workspace, false);
+                if let Some(handoff) = handoff.as_ref().filter(|h| ready.len() < h.room) {
+                    row.lease(&handoff.lease, handoff.until);
+                    let event = stored
+                        .get_or_insert_with(|| Arc::new(StoredEvent::from(*event)))
+                        .clone();
+                    ready.push(Ready {
+                        claimed: row.claimed(&handoff.lease),
+                        subscription: subscription.clone(),
+                        event,
+                        leased_at: handoff.leased_at,
+                    });
+                }
+                rows.push(row);
             }
         }
         for chunk in rows.chunks(DELIVERY_INSERT_CHUNK) {
@@ -248,10 +296,11 @@ pub async fn record_batch(db: &Database, events: Vec<Event>) -> Result<BatchReco
                 DbConnection::Sqlite(lite) => insert.execute(lite)?,
             };
         }
-        Ok(BatchRecorded {
+        let recorded = BatchRecorded {
             events: duplicates,
             deliveries: rows.len(),
-        })
+        };
+        Ok((recorded, ready))
     })
     .await
 }
