@@ -22,6 +22,7 @@ pub const EVENTS: &[(&str, &str)] = &[
     ("member.added", "someone joined the workspace"),
     ("member.removed", "someone left the workspace"),
     ("space.updated", "a content space changed"),
+    ("file.uploaded", "a file was stored in a content space"),
     (
         "ping",
         "a test event, sent to one subscription by `POST /api/v1/webhooks/{id}/test`",

@@ -254,8 +254,11 @@ pub async fn claim(
                 // index still holds for rows that left `pending` (until vacuum
                 // removes them) before sorting; a plain index scan walks it in
                 // `next_attempt_at` order and stops after `limit` live rows.
-                // `SET LOCAL`: for this transaction only.
+                // `SET LOCAL`: for this transaction only. A table that grew
+                // fast since it was last analyzed looks small to the planner,
+                // which then scans all of it and sorts: never, here.
                 diesel::sql_query("SET LOCAL enable_bitmapscan = off").execute(pg)?;
+                diesel::sql_query("SET LOCAL enable_seqscan = off").execute(pg)?;
                 due!().for_update().skip_locked().load(pg)?
             }
             // The transaction holds SQLite's write lock: no other claim runs.
@@ -328,7 +331,7 @@ struct GospaceBody<'a> {
 }
 
 /// The body `subscription` receives for `event`: the same bytes on every
-/// attempt.
+/// attempt. Tuzzle's is the event's name beside its data's fields.
 pub(crate) fn body_for(subscription: &Subscription, event: &StoredEvent) -> Vec<u8> {
     let data: serde_json::Value = serde_json::from_str(&event.data).unwrap_or_default();
     let body = match subscription.family() {
@@ -344,6 +347,14 @@ pub(crate) fn body_for(subscription: &Subscription, event: &StoredEvent) -> Vec<
             request_id: event.request_id.as_deref(),
             payload: data,
         }),
+        Family::Tuzzle => {
+            let mut body = serde_json::Map::new();
+            body.insert("event".into(), event.event_type.clone().into());
+            if let serde_json::Value::Object(fields) = data {
+                body.extend(fields);
+            }
+            serde_json::to_vec(&body)
+        }
     };
     body.unwrap_or_default()
 }
@@ -572,10 +583,7 @@ impl Dispatcher {
     }
 
     fn handed(&self) -> std::sync::MutexGuard<'_, VecDeque<Ready>> {
-        self.inner
-            .handed
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
+        self.inner.handed.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Up to `n` handed deliveries whose lease leaves time for a whole
@@ -729,7 +737,9 @@ impl Dispatcher {
     /// workers wait when recording falls behind).
     async fn attempt(&self, ready: Ready) {
         let started = now();
-        let exchange = self.send(&ready.claimed, &ready.subscription, &ready.event).await;
+        let exchange = self
+            .send(&ready.claimed, &ready.subscription, &ready.event)
+            .await;
         let finished = Finished {
             claimed: ready.claimed,
             subscription: ready.subscription,
@@ -737,7 +747,9 @@ impl Dispatcher {
             exchange,
         };
         if self.inner.finished.send(finished).await.is_err() {
-            tracing::error!("the attempt recorder stopped; the attempt is made again when its lease ends");
+            tracing::error!(
+                "the attempt recorder stopped; the attempt is made again when its lease ends"
+            );
         }
     }
 
@@ -773,37 +785,41 @@ impl Dispatcher {
         subscription: &Subscription,
         event: &StoredEvent,
     ) -> Exchange {
-        let Some(secret) = self.open_secret(subscription) else {
-            tracing::error!(webhook = %subscription.id,
-                "a subscription's secret cannot be opened: was secret.key changed?");
-            return Exchange::refused("the subscription's secret cannot be read".into());
-        };
         let url = match self.inner.guard.check_url(&subscription.url) {
             Ok(url) => url,
             Err(refusal) => return Exchange::refused(format!("not sent: the URL {refusal}")),
         };
         let body = body_for(subscription, event);
         let timestamp = chrono::Utc::now().timestamp();
-        let product_header = match subscription.family() {
-            Family::SpaceOs => signatures::SPACEOS_HEADER,
-            Family::Gospace => signatures::GOSPACE_HEADER,
-        };
-        let request = self
+        let mut request = self
             .inner
             .client
             .post(url)
             .header("content-type", "application/json")
-            .header(
-                product_header,
-                signatures::product_signature(&secret, &body),
-            )
             .header(signatures::ID_HEADER, &claimed.id)
-            .header(signatures::TIMESTAMP_HEADER, timestamp.to_string())
-            .header(
-                signatures::SIGNATURE_HEADER,
-                signatures::standard_signature(&secret, &claimed.id, timestamp, &body),
-            )
-            .body(body);
+            .header(signatures::TIMESTAMP_HEADER, timestamp.to_string());
+        let product_header = match subscription.family() {
+            Family::SpaceOs => Some(signatures::SPACEOS_HEADER),
+            Family::Gospace => Some(signatures::GOSPACE_HEADER),
+            Family::Tuzzle => None,
+        };
+        if let Some(product_header) = product_header {
+            let Some(secret) = self.open_secret(subscription) else {
+                tracing::error!(webhook = %subscription.id,
+                    "a subscription's secret cannot be opened: was secret.key changed?");
+                return Exchange::refused("the subscription's secret cannot be read".into());
+            };
+            request = request
+                .header(
+                    product_header,
+                    signatures::product_signature(&secret, &body),
+                )
+                .header(
+                    signatures::SIGNATURE_HEADER,
+                    signatures::standard_signature(&secret, &claimed.id, timestamp, &body),
+                );
+        }
+        let request = request.body(body);
         let started = Instant::now();
         let mut exchange = match request.send().await {
             Ok(mut response) => {
@@ -868,7 +884,9 @@ impl Dispatcher {
                 AttemptOutcome::Failed => FAILED,
             },
             next,
-            exhausted: outcome == AttemptOutcome::Failed && !claimed.manual,
+            exhausted: outcome == AttemptOutcome::Failed
+                && !claimed.manual
+                && finished.subscription.family() != Family::Tuzzle,
             started: finished.started,
             duration_ms: i64::try_from(exchange.duration.as_millis()).unwrap_or(i64::MAX),
             response_status: exchange.status.map(i32::from),
@@ -1078,6 +1096,12 @@ fn update_held(
     match conn {
         DbConnection::Postgresql(pg) => {
             use diesel::sql_types::{Array, Integer, Nullable, Text, Timestamp};
+            // By key, whatever the planner believes of the table's size (one
+            // that grew fast since it was analyzed looks small, and joining
+            // `unnest` to it by hash means scanning all of it). `SET LOCAL`:
+            // for this transaction only.
+            diesel::sql_query("SET LOCAL enable_seqscan = off").execute(pg)?;
+            diesel::sql_query("SET LOCAL enable_hashjoin = off").execute(pg)?;
             let rows: Vec<UpdatedId> = diesel::sql_query(
                 "UPDATE deliveries AS d SET status = u.status, attempts = u.number, \
                  next_attempt_at = u.next_attempt_at, lease_owner = NULL, lease_until = NULL, \
@@ -1274,7 +1298,7 @@ fn failing_mail(subscription: &Subscription, to: &str, last_error: Option<&str>)
             ),
             format!("GET /api/v1/webhooks/{}/deliveries", subscription.id),
         ),
-        Family::Gospace => (
+        Family::Gospace | Family::Tuzzle => (
             format!(
                 "PATCH /v1/webhooks/webhooks/{} with {{\"enabled\": true}}",
                 subscription.id

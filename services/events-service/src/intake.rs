@@ -13,6 +13,7 @@ use crate::{catalog, now};
 use ::events::{Consumer, Delivery, Event, EventStream};
 use chrono::NaiveDateTime;
 use diesel::prelude::*;
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use store::{Database, DbConnection, StoreError};
@@ -219,6 +220,11 @@ pub(crate) async fn record_and_hand(
     if events.is_empty() {
         return Ok((BatchRecorded::default(), Vec::new()));
     }
+    let mut events = events;
+    let targets: HashMap<String, Vec<String>> = events
+        .iter_mut()
+        .filter_map(|event| Some((event.id.clone(), take_targets(event)?)))
+        .collect();
     db.transaction(move |conn| {
         let mut duplicates = Vec::with_capacity(events.len());
         let mut fresh: Vec<&Event> = Vec::new();
@@ -242,6 +248,15 @@ pub(crate) async fn record_and_hand(
             };
             return Ok((recorded, Vec::new()));
         }
+        for event in &fresh {
+            if let (Some(urls), Some(workspace)) =
+                (targets.get(&event.id), event.workspace_id.as_deref())
+            {
+                for url in urls {
+                    add_space_webhook(conn, workspace, url)?;
+                }
+            }
+        }
         let candidates: Vec<Arc<Subscription>> = subscriptions::table
             .filter(subscriptions::workspace_id.eq_any(&workspaces))
             .filter(subscriptions::enabled.eq(true))
@@ -263,14 +278,18 @@ pub(crate) async fn record_and_hand(
                 if subscription.workspace_id != workspace {
                     continue;
                 }
-                let in_scope = match subscription.family() {
-                    Family::Gospace => true,
+                let matches = match subscription.family() {
+                    Family::Gospace => listens_to(&subscription.events, &event.event_type),
                     Family::SpaceOs => {
-                        event.organization_id.is_none()
-                            || subscription.organization_id == event.organization_id
+                        (event.organization_id.is_none()
+                            || subscription.organization_id == event.organization_id)
+                            && listens_to(&subscription.events, &event.event_type)
                     }
+                    Family::Tuzzle => targets
+                        .get(&event.id)
+                        .is_some_and(|urls| urls.contains(&subscription.url)),
                 };
-                if !in_scope || !listens_to(&subscription.events, &event.event_type) {
+                if !matches {
                     continue;
                 }
                 let mut row = NewDelivery::due_now(&subscription.id, &event.id, workspace, false);
@@ -303,4 +322,75 @@ pub(crate) async fn record_and_hand(
         Ok((recorded, ready))
     })
     .await
+}
+
+/// Receivers an event names besides the subscriptions it matches, at most.
+const MAX_TARGETS: usize = 4;
+
+/// Takes the receivers an event names for itself (`data.webhook_urls`: a
+/// content space's and its upload config's `webhook_url`, on `file.uploaded`)
+/// out of its data, so that no subscriber sees them; `None` when it names
+/// none or has no workspace.
+fn take_targets(event: &mut Event) -> Option<Vec<String>> {
+    let listed = event.data.as_object_mut()?.remove(WEBHOOK_URLS)?;
+    event.workspace_id.as_ref()?;
+    let mut urls: Vec<String> = listed
+        .as_array()?
+        .iter()
+        .filter_map(|url| url.as_str())
+        .filter(|url| !url.is_empty() && url.len() <= MAX_URL)
+        .map(str::to_owned)
+        .collect();
+    urls.sort_unstable();
+    urls.dedup();
+    urls.truncate(MAX_TARGETS);
+    (!urls.is_empty()).then_some(urls)
+}
+
+/// The field of an event's data naming its own receivers.
+const WEBHOOK_URLS: &str = "webhook_urls";
+/// Longest receiver URL taken from an event.
+const MAX_URL: usize = 2048;
+
+/// The subscription standing for a content space's `webhook_url` in
+/// `workspace`: one per workspace and URL, its id derived from both, so that
+/// every replica makes the same one once; deliveries to it are logged,
+/// retried and leased as any other.
+fn add_space_webhook(
+    conn: &mut DbConnection,
+    workspace: &str,
+    url: &str,
+) -> Result<(), StoreError> {
+    use sha2::{Digest, Sha256};
+    let digest = Sha256::digest(format!("{workspace}\n{url}").as_bytes());
+    let mut first = [0u8; 16];
+    first.copy_from_slice(&digest[..16]);
+    let id = format!(
+        "{}_{}",
+        service_kit::ids::prefix::WEBHOOK,
+        ulid::Ulid::from(u128::from_be_bytes(first))
+    );
+    let at = now();
+    let row = (
+        subscriptions::id.eq(id),
+        subscriptions::workspace_id.eq(workspace),
+        subscriptions::family.eq(Family::Tuzzle.as_str()),
+        subscriptions::url.eq(url),
+        subscriptions::events.eq("[]"),
+        subscriptions::secret_sealed.eq(""),
+        subscriptions::secret_hint.eq(""),
+        subscriptions::enabled.eq(true),
+        subscriptions::state.eq(ACTIVE),
+        subscriptions::created_by.eq("spaces-service"),
+        subscriptions::created_at.eq(at),
+        subscriptions::updated_at.eq(at),
+    );
+    let insert = diesel::insert_into(subscriptions::table)
+        .values(row)
+        .on_conflict_do_nothing();
+    match conn {
+        DbConnection::Postgresql(pg) => insert.execute(pg)?,
+        DbConnection::Sqlite(lite) => insert.execute(lite)?,
+    };
+    Ok(())
 }

@@ -20,6 +20,11 @@ service_kit::words! {
         SpaceOs = "spaceos",
         /// `{event, workspace_id, request_id, payload}`, `x-gospace-signature`.
         Gospace = "gospace",
+        /// A content space's (or its upload config's) `webhook_url`, made by
+        /// the intake for the events that name it (`file.uploaded`):
+        /// `{event, …data}` as Tuzzle sends it, with no product signature
+        /// (Tuzzle has none) and no secret; never listed, never failing.
+        Tuzzle = "tuzzle",
     }
 }
 
@@ -109,7 +114,8 @@ struct NewRow {
     updated_at: NaiveDateTime,
 }
 
-/// The subscription `id` within reach (of `family`, when given), or 404.
+/// The subscription `id` within reach (of `family`, when given; never a
+/// content space's `webhook_url`, which no route shows), or 404.
 pub(crate) fn find(
     conn: &mut DbConnection,
     reach: &Reach,
@@ -124,9 +130,10 @@ pub(crate) fn find(
         .filter(subscriptions::id.eq(id))
         .filter(subscriptions::workspace_id.eq(&reach.workspace_id))
         .into_boxed::<Backend>();
-    if let Some(family) = family {
-        query = query.filter(subscriptions::family.eq(family.as_str()));
-    }
+    query = match family {
+        Some(family) => query.filter(subscriptions::family.eq(family.as_str())),
+        None => query.filter(subscriptions::family.ne(Family::Tuzzle.as_str())),
+    };
     if let Some(organization) = &reach.organization_id {
         query = query.filter(subscriptions::organization_id.eq(organization));
     }

@@ -494,3 +494,85 @@ async fn bounded(db: DbKind) {
         events_service::dispatch::MAX_RESPONSE_BODY
     );
 }
+
+on_all_backends!(
+    file_uploads_reach_the_space_webhooks_they_name,
+    space_webhooks
+);
+async fn space_webhooks(db: DbKind, cache: CacheKind) {
+    let receiver = Receiver::start().await;
+    let app = TestEvents::start_with(db, cache, |config| {
+        config.webhooks.allow_private_targets = true;
+    })
+    .await;
+    let workspace = new_workspace();
+    let me = admin(&workspace);
+    // A gospace subscriber to file.uploaded hears it too, without the
+    // receivers the event named for itself.
+    let gospace = app
+        .post(
+            &me,
+            "/v1/webhooks/webhooks",
+            json!({"endpoint": format!("{}?family=gospace", receiver.url),
+                   "events": ["file.uploaded"], "secret": "a-secret-of-my-own-choosing"}),
+        )
+        .await;
+    assert_eq!(gospace.status, 201, "{}", gospace.json());
+    let file = json!({
+        "id": "01JH00000000000000000000AA", "name": "image-01JH", "original_name": "photo.jpg",
+        "mime_type": "image/jpeg", "size": 245000, "storage_path": "abc123/image-01JH.jpg",
+        "type": "upload", "resource_type": "image", "space_id": "01JH00000000000000000000BB",
+    });
+    let space_url = format!("{}?to=space", receiver.url);
+    let config_url = format!("{}?to=config", receiver.url);
+    let uploaded = |file: &Value| {
+        ::events::Event::new(
+            "spaces-service",
+            "file.uploaded",
+            file["id"].as_str().unwrap(),
+            json!({"file": file, "webhook_urls": [space_url, config_url, space_url]}),
+            None,
+        )
+        .with_workspace(&workspace)
+    };
+    app.publish(&app.streams.spaces, &uploaded(&file)).await;
+    // Another workspace's upload naming the same URL is its own delivery,
+    // and does not reach this workspace's gospace subscriber.
+    let mut elsewhere = uploaded(&file);
+    elsewhere.workspace_id = Some(new_workspace());
+    app.publish(&app.streams.spaces, &elsewhere).await;
+
+    let received = receiver.wait_for(5, WAIT).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(receiver.received().len(), 5, "{received:?}");
+    let to = |suffix: &str| {
+        received
+            .iter()
+            .filter(|r| r.uri.ends_with(suffix))
+            .collect::<Vec<_>>()
+    };
+    // Tuzzle's body, once per named URL and workspace; no product signature.
+    for suffix in ["to=space", "to=config"] {
+        let deliveries = to(suffix);
+        assert_eq!(deliveries.len(), 2, "{suffix}: {received:?}");
+        for delivery in deliveries {
+            assert_eq!(
+                delivery.json(),
+                json!({"event": "file.uploaded", "file": file})
+            );
+            assert!(delivery.header("webhook-id").starts_with("dlv_"));
+            assert!(!delivery.headers.contains_key("x-webhook-signature"));
+            assert!(!delivery.headers.contains_key("webhook-signature"));
+        }
+    }
+    let gospace_received = to("family=gospace");
+    assert_eq!(gospace_received.len(), 1);
+    assert_eq!(
+        gospace_received[0].json()["payload"],
+        json!({"file": file}),
+        "the event's own receivers are not shown to subscribers"
+    );
+    // The space webhooks are no subscriptions a client sees.
+    let listed = app.get(&me, "/v1/webhooks/webhooks").await;
+    assert_eq!(listed.json()["items"].as_array().unwrap().len(), 1);
+}
