@@ -61,8 +61,8 @@ fuzz-api:
 	$(CARGO) build -p devstack
 	deploy/fuzz-api.sh
 
-# Tests that need PostgreSQL, Redis or the interop Python carry `postgres` /
-# `redis` / `python` at the end of their names. They fail (never skip) when what
+# Tests that need PostgreSQL, Redis, the interop Python or an S3 API server carry
+# `postgres` / `redis` / `python` / `s3` at the end of their names. They fail (never skip) when what
 # they need is missing, so when its variable is unset they are left out here, and
 # the summary says so.
 test:
@@ -70,6 +70,7 @@ test:
 	if [ -z "$$TEST_DATABASE_URL" ]; then missing="$$missing TEST_DATABASE_URL"; filter="test(/(::|_)postgres(_redis)?$$/)"; fi; \
 	if [ -z "$$TEST_REDIS_URL" ]; then missing="$$missing TEST_REDIS_URL"; filter="$${filter:+$$filter | }test(/(::|_)redis$$/)"; fi; \
 	if [ -z "$$SPACEPORT_PYTHON" ]; then missing="$$missing SPACEPORT_PYTHON"; filter="$${filter:+$$filter | }test(/_python$$/)"; fi; \
+	if [ -z "$$TEST_S3_URL" ]; then missing="$$missing TEST_S3_URL"; filter="$${filter:+$$filter | }test(/(::|_)s3$$/)"; fi; \
 	if [ -n "$$filter" ]; then \
 		echo "NOTE:$$missing unset: leaving out the tests that need them (shown as skipped below)."; \
 		$(CARGO) nextest run --workspace --profile $(NEXTEST_PROFILE) -E "not ($$filter)"; \
