@@ -119,6 +119,15 @@ pub struct TokenConfig {
     /// A new key is in the JWKS this long before it signs, so verifiers that
     /// cache the JWKS know it before they see a token signed with it.
     pub key_publish_lead_secs: u64,
+    /// Seconds a replica remembers a verified service-principal client id and
+    /// secret, so that repeating the exchange reads nothing from the database;
+    /// 0 turns it off. Rotating the secret or deleting the principal drops it on
+    /// every replica at once (the cache bus); this only bounds how long a
+    /// replica that missed that message still takes the old secret. At most 300.
+    pub client_cache_ttl_secs: u64,
+    /// Client id and secret pairs remembered per replica; when full, the oldest
+    /// go first.
+    pub client_cache_capacity: u32,
 }
 
 /// `scopes.*`: scopes this deployment grants beyond the built-in catalog
@@ -182,6 +191,8 @@ impl AuthConfig {
                 refresh_token_ttl_days: 30,
                 key_rotation_days: 30,
                 key_publish_lead_secs: 600,
+                client_cache_ttl_secs: 60,
+                client_cache_capacity: 10_000,
             },
             otp: OtpConfig {
                 ttl_secs: 600,
@@ -209,6 +220,10 @@ impl AuthConfig {
 
 service_kit::service_settings!(AuthConfig, validate = AuthConfig::check_sections);
 
+/// `tokens.client_cache_ttl_secs` bounds how long a replica that missed a
+/// revocation on the bus still takes an old client secret: kept short.
+const MAX_CLIENT_CACHE_TTL_SECS: u64 = 300;
+
 impl AuthConfig {
     /// What the types cannot say: ranges, schemes, cross-field rules.
     fn check_sections(&self) -> Result<(), ConfigError> {
@@ -229,6 +244,18 @@ impl AuthConfig {
             return Err(ConfigError::invalid(
                 "tokens.key_rotation_days",
                 "must be at least 1",
+            ));
+        }
+        if t.client_cache_ttl_secs > MAX_CLIENT_CACHE_TTL_SECS {
+            return Err(ConfigError::invalid(
+                "tokens.client_cache_ttl_secs",
+                format!("must be between 0 (off) and {MAX_CLIENT_CACHE_TTL_SECS}"),
+            ));
+        }
+        if !(1..=1_000_000).contains(&t.client_cache_capacity) {
+            return Err(ConfigError::invalid(
+                "tokens.client_cache_capacity",
+                "must be between 1 and 1000000",
             ));
         }
         if t.issuer.trim().is_empty() || t.audience.trim().is_empty() {
@@ -337,6 +364,33 @@ mod tests {
                 c.events.relay_interval_ms = 0
             }),
             ("events.retention_hours", |c| c.events.retention_hours = 0),
+        ];
+        for (key, bad) in cases {
+            let mut config = AuthConfig::defaults();
+            bad(&mut config);
+            let err = config.check_sections().unwrap_err().to_string();
+            assert!(err.contains(key), "{key}: {err}");
+        }
+    }
+
+    #[test]
+    fn the_client_cache_settings_are_checked_and_named() {
+        let mut config = AuthConfig::defaults();
+        config.tokens.client_cache_ttl_secs = 0;
+        config.check_sections().expect("0 turns the memory off");
+        config.tokens.client_cache_ttl_secs = 300;
+        config.check_sections().unwrap();
+        type Spoil = fn(&mut AuthConfig);
+        let cases: [(&str, Spoil); 3] = [
+            ("tokens.client_cache_ttl_secs", |c| {
+                c.tokens.client_cache_ttl_secs = 301
+            }),
+            ("tokens.client_cache_capacity", |c| {
+                c.tokens.client_cache_capacity = 0
+            }),
+            ("tokens.client_cache_capacity", |c| {
+                c.tokens.client_cache_capacity = 1_000_001
+            }),
         ];
         for (key, bad) in cases {
             let mut config = AuthConfig::defaults();

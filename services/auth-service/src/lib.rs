@@ -19,6 +19,7 @@ pub mod signing_keys;
 mod social;
 mod token_management;
 pub mod tokens;
+pub mod verified_clients;
 mod wellknown;
 
 use actix_web::web;
@@ -35,6 +36,7 @@ use signing_keys::{KeyRing, RotationPolicy};
 use std::sync::Arc;
 use std::time::Duration;
 use store::{Database, Migrations};
+use verified_clients::VerifiedClients;
 
 const POSTGRES_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/postgres");
 const SQLITE_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/sqlite");
@@ -52,6 +54,8 @@ pub struct AuthState {
     pub ring: Arc<KeyRing>,
     pub mailer: mail::Mailer,
     pub tokens: TokenConfig,
+    /// Client ids and secrets that verified, remembered for a short while.
+    pub clients: Arc<VerifiedClients>,
     pub otp: OtpConfig,
     pub api_keys: ApiKeyConfig,
     pub magic_links: MagicLinkConfig,
@@ -112,6 +116,10 @@ impl ServicePart for AuthService {
                 }
             }
         });
+        let clients = Arc::new(VerifiedClients::from_config(&config.tokens));
+        if clients.is_on() {
+            clients.clone().listen(&backing.cache).await?;
+        }
         let state = web::Data::new(AuthState {
             db: backing.db.clone(),
             cache: backing.cache.clone(),
@@ -119,6 +127,7 @@ impl ServicePart for AuthService {
             ring,
             mailer,
             tokens: config.tokens.clone(),
+            clients: clients.clone(),
             otp: config.otp.clone(),
             api_keys: config.api_keys.clone(),
             magic_links: config.magic_links.clone(),
@@ -127,9 +136,11 @@ impl ServicePart for AuthService {
             http,
             events: nudge,
         });
-        Ok(backing
+        let mut spec = backing
             .app_spec(Self::NAME, &config, move |cfg| routes(cfg, state.clone()))
-            .families(families()))
+            .families(families());
+        clients.register(spec.metrics.registry_mut());
+        Ok(spec)
     }
 }
 

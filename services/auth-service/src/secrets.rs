@@ -16,6 +16,7 @@ pub struct Keys {
     sealing: [u8; 32],
     otp: [u8; 32],
     credentials: [u8; 32],
+    verified_clients: [u8; 32],
 }
 
 impl std::fmt::Debug for Keys {
@@ -30,6 +31,7 @@ impl Keys {
             sealing: root.derive("spaceport/auth/signing-key-sealing/v1"),
             otp: root.derive("spaceport/auth/one-time-codes/v1"),
             credentials: root.derive("spaceport/auth/credential-hashes/v1"),
+            verified_clients: root.derive("spaceport/auth/verified-client-memory/v1"),
         }
     }
 
@@ -94,6 +96,20 @@ impl Keys {
     pub fn credential_hash(&self, secret: &str) -> String {
         service_kit::secrets::keyed_hash(&self.credentials, secret.as_bytes())
     }
+
+    /// What a replica remembers a verified client id and secret by
+    /// ([`crate::verified_clients`]): HMAC-SHA256 of both, length-prefixed so
+    /// that no two pairs share an input. Never the secret, nor its stored hash:
+    /// a memory dump yields neither, and the key is not the one of the stored
+    /// hashes.
+    pub fn verified_client_tag(&self, client_id: &str, secret: &str) -> [u8; 32] {
+        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(&self.verified_clients)
+            .expect("HMAC takes any key length");
+        mac.update(&(client_id.len() as u64).to_be_bytes());
+        mac.update(client_id.as_bytes());
+        mac.update(secret.as_bytes());
+        mac.finalize().into_bytes().into()
+    }
 }
 
 /// Constant-time equality of two stored-form hashes.
@@ -151,6 +167,27 @@ mod tests {
             Keys::from_root(&RootSecret::from_bytes(&[8u8; 32]))
                 .otp_hash("a@example.com", "123456")
         );
+    }
+
+    #[test]
+    fn verified_client_tags_are_keyed_and_bind_id_and_secret() {
+        let keys = Keys::from_root(&RootSecret::from_bytes(&[7u8; 32]));
+        let tag = keys.verified_client_tag("spn_1", "sps_a");
+        assert_eq!(tag, keys.verified_client_tag("spn_1", "sps_a"));
+        assert_ne!(tag, keys.verified_client_tag("spn_1", "sps_b"));
+        assert_ne!(tag, keys.verified_client_tag("spn_2", "sps_a"));
+        // The boundary between id and secret is part of the input.
+        assert_ne!(
+            keys.verified_client_tag("spn_1s", "ps_a"),
+            keys.verified_client_tag("spn_1", "sps_a")
+        );
+        assert_ne!(
+            tag,
+            Keys::from_root(&RootSecret::from_bytes(&[8u8; 32]))
+                .verified_client_tag("spn_1", "sps_a")
+        );
+        // Not the stored hash of the secret under another name.
+        assert_ne!(hex(&tag), keys.credential_hash("sps_a"));
     }
 
     #[test]

@@ -11,6 +11,7 @@ use crate::openapi::{
 };
 use crate::schema::service_principals;
 use crate::secrets::{hashes_match, random_credential};
+use crate::verified_clients::VerifiedClient;
 use actix_web::http::StatusCode;
 use actix_web::web;
 use chrono::{NaiveDateTime, Utc};
@@ -22,6 +23,7 @@ use service_kit::ids::{self, prefix};
 use service_kit::pagination::ListQuery;
 use service_kit::time::rfc3339;
 use service_kit::{ApiError, ApiResponse, FieldError, Json, Query};
+use std::sync::Arc;
 use store::StoreError;
 use utoipa::ToSchema;
 
@@ -309,6 +311,7 @@ pub async fn delete(
     if deleted == 0 {
         return Err(not_found());
     }
+    state.revoke_client_secrets(&id).await;
     // Its live access tokens carry its id as their session.
     state.publish_revocation(Revocation::Session { id }).await;
     Ok(ApiResponse::with_status(StatusCode::OK, ()).message("service principal deleted"))
@@ -363,21 +366,34 @@ pub async fn rotate_secret(
             StoreError::NotFound => not_found(),
             other => other.into(),
         })?;
+    // The old secret stops working on every replica, remembered or not.
+    state.revoke_client_secrets(&principal.id).await;
     Ok(ApiResponse::ok(PrincipalView::of(principal, Some(secret))))
 }
 
 /// Checks a client id and secret; `None` for an unknown client or a wrong
-/// secret alike (the caller answers `invalid_client` either way).
+/// secret alike (the caller answers `invalid_client` either way). A pair that
+/// verified is remembered for `tokens.client_cache_ttl_secs` and then answered
+/// without reading the database ([`crate::verified_clients`]); a wrong secret
+/// is always checked against the database.
 pub async fn authenticate(
     state: &AuthState,
     client_id: &str,
     client_secret: &str,
-) -> Result<Option<Principal>, StoreError> {
+) -> Result<Option<Arc<VerifiedClient>>, StoreError> {
     if !ids::is_valid(prefix::SERVICE_PRINCIPAL, client_id)
         || !client_secret.starts_with(SECRET_PREFIX)
     {
         return Ok(None);
     }
+    let memory = &state.clients;
+    let tag = memory
+        .is_on()
+        .then(|| state.secrets.verified_client_tag(client_id, client_secret));
+    if let Some(client) = tag.as_ref().and_then(|tag| memory.recall(tag)) {
+        return Ok(Some(client));
+    }
+    let ticket = memory.ticket();
     let presented = state.secrets.credential_hash(client_secret);
     let id = client_id.to_owned();
     let principal = state
@@ -390,5 +406,19 @@ pub async fn authenticate(
                 .map_err(StoreError::from)
         })
         .await?;
-    Ok(principal.filter(|p| hashes_match(&p.secret_hash, &presented)))
+    let Some(principal) = principal.filter(|p| hashes_match(&p.secret_hash, &presented)) else {
+        return Ok(None);
+    };
+    let client = Arc::new(VerifiedClient {
+        // Scopes the deployment stopped granting are not honoured.
+        scopes: ScopeSet::parse(&principal.scopes)
+            .unwrap_or_default()
+            .intersection(&state.scopes.all()),
+        id: principal.id,
+        workspace_id: principal.workspace_id,
+    });
+    if let Some(tag) = tag {
+        memory.remember(ticket, tag, client.clone());
+    }
+    Ok(Some(client))
 }

@@ -9,12 +9,14 @@ use crate::AuthState;
 use crate::accounts;
 use crate::openapi::Envelope;
 use crate::sessions::{self, Rotation};
+use crate::verified_clients::VerifiedClient;
 use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, web};
 use identity::revocation::{self, Revocation};
 use identity::{AccessClaims, PrincipalType, ScopeSet};
 use serde::{Deserialize, Serialize};
 use service_kit::ApiResponse;
+use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 use store::StoreError;
 use utoipa::ToSchema;
@@ -357,15 +359,12 @@ async fn token_inner(
         }
         "client_credentials" => {
             let (client_id, client_secret) = client_credentials_of(req, &request)?;
-            let principal =
-                crate::service_principals::authenticate(state, &client_id, &client_secret)
-                    .await?
-                    .ok_or_else(|| {
-                        OAuthError::new("invalid_client", "client authentication failed")
-                    })?;
+            let client = crate::service_principals::authenticate(state, &client_id, &client_secret)
+                .await?
+                .ok_or_else(|| OAuthError::new("invalid_client", "client authentication failed"))?;
             client_credentials(
                 state,
-                principal,
+                client,
                 request.workspace_id.as_deref(),
                 request.scope.as_deref(),
             )
@@ -439,26 +438,22 @@ pub fn client_credentials_from(
 /// Issues a token to an authenticated service principal.
 fn client_credentials(
     state: &AuthState,
-    principal: crate::service_principals::Principal,
+    client: Arc<VerifiedClient>,
     workspace_id: Option<&str>,
     scope: Option<&str>,
 ) -> Result<HttpResponse, OAuthError> {
-    if workspace_id.is_some_and(|w| w != principal.workspace_id) {
+    if workspace_id.is_some_and(|w| w != client.workspace_id) {
         return Err(OAuthError::new(
             "invalid_request",
             "workspace_id is not the client's workspace",
         ));
     }
-    // Scopes the deployment stopped granting are not honoured.
-    let granted = ScopeSet::parse(&principal.scopes)
-        .unwrap_or_default()
-        .intersection(&state.scopes.all());
     let scopes = match scope.map(str::trim).filter(|s| !s.is_empty()) {
-        None => granted,
+        None => client.scopes.clone(),
         Some(requested) => {
             let requested = ScopeSet::parse(requested)
                 .map_err(|e| OAuthError::new("invalid_scope", e.to_string()))?;
-            if !requested.is_subset(&granted) {
+            if !requested.is_subset(&client.scopes) {
                 return Err(OAuthError::new(
                     "invalid_scope",
                     "the client may not have all the requested scopes",
@@ -468,13 +463,13 @@ fn client_credentials(
         }
     };
     let grant = Grant {
-        subject: principal.id.clone(),
+        subject: client.id.clone(),
         principal_type: PrincipalType::Service,
-        client_id: principal.id.clone(),
-        workspace_id: Some(principal.workspace_id.clone()),
+        client_id: client.id.clone(),
+        workspace_id: Some(client.workspace_id.clone()),
         scopes: scopes.clone(),
         // Deleting the principal revokes its tokens through this id.
-        session_id: Some(principal.id),
+        session_id: Some(client.id.clone()),
     };
     let (access_token, expires_in) = state.access_token(&grant);
     Ok(HttpResponse::Ok()

@@ -32,6 +32,8 @@ pub struct TestAuth {
     pub sink: SmtpSink,
     pub cache: TestCache,
     pub db: TestDatabase,
+    /// What the server was started with, for [`TestAuth::replica`].
+    pub config: AuthConfig,
 }
 
 impl TestAuth {
@@ -40,14 +42,25 @@ impl TestAuth {
     }
 
     pub async fn start_with(kind: DbKind, tweak: impl FnOnce(&mut AuthConfig)) -> TestAuth {
+        Self::start_on(kind, CacheKind::Memory, tweak).await
+    }
+
+    /// On a cache of `cache_kind` (Redis: a namespace and bus of the test's own).
+    pub async fn start_on(
+        kind: DbKind,
+        cache_kind: CacheKind,
+        tweak: impl FnOnce(&mut AuthConfig),
+    ) -> TestAuth {
         let db = TestDatabase::new(kind);
-        let cache = TestCache::new(CacheKind::Memory);
+        let cache = TestCache::new(cache_kind);
         let sink = SmtpSink::start().await;
         let sink_url = sink.url();
+        let mut started = None;
         let server = start_part_with::<AuthService>(Some(&db), &cache, |config| {
             isolate(config);
             config.mail.url = Secret::new(sink_url);
             tweak(config);
+            started = Some(config.clone());
         })
         .await;
         TestAuth {
@@ -55,7 +68,21 @@ impl TestAuth {
             sink,
             cache,
             db,
+            config: started.expect("configured"),
         }
+    }
+
+    /// Another replica of the service: the same database, cache and bus,
+    /// root secret, mail and event stream; `tweak` may set it apart.
+    pub async fn replica(&self, tweak: impl FnOnce(&mut AuthConfig)) -> TestServer {
+        start_part_with::<AuthService>(Some(&self.db), &self.cache, |config| {
+            *config = AuthConfig {
+                http: config.http.clone(),
+                ..self.config.clone()
+            };
+            tweak(config);
+        })
+        .await
     }
 
     pub async fn post_json(&self, path: &str, body: serde_json::Value) -> TestResponse {

@@ -19,6 +19,7 @@ mod profile;
 mod social;
 mod token_management;
 mod tokens;
+mod verified_clients;
 
 testkit::service_part_tests!(
     AuthService,
