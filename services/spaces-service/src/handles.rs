@@ -1,7 +1,7 @@
 //! Space handles: six lowercase letters or digits, unique across all
 //! workspaces (they name a space in public URLs).
 
-use crate::schema::spaces;
+use crate::schema::{space_purges, spaces};
 use diesel::prelude::*;
 use store::{DbConnection, StoreError};
 
@@ -48,7 +48,12 @@ pub fn pick_free(
             .filter(spaces::handle.eq(&candidate))
             .count()
             .get_result(conn)?;
-        if taken == 0 {
+        // A deleted space keeps its handle (and object prefix) until purged.
+        let purging: i64 = space_purges::table
+            .filter(space_purges::handle.eq(&candidate))
+            .count()
+            .get_result(conn)?;
+        if taken + purging == 0 {
             return Ok(Some(candidate));
         }
         tracing::info!("space handle collision; trying another");

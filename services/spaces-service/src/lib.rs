@@ -1,10 +1,11 @@
-//! spaces-service: content spaces, access control, security settings, upload configs and space API keys.
+//! spaces-service: content spaces, access control, security settings, upload configs and
+//! space API keys, and the content itself: uploads, files and folders.
 //!
 //! A library (`SpacesService` builds the app, testable in-process or on port 0) and a thin
-//! binary. The surface is Tuzzle's spaces admin API, in Tuzzle's wire dialect (declared
-//! once, in the route table below: `{data}`, Laravel cursor lists, `{message, errors}`
-//! with 422 for invalid input); `proto-docs/spaces-service.openapi.json` documents every
-//! endpoint.
+//! binary. The surface is Tuzzle's Upload API and admin API, in Tuzzle's wire dialect
+//! (declared once, in the route table below: `{data}`, Laravel cursor lists, `{message,
+//! errors}` with 422 for invalid input); `proto-docs/spaces-service.openapi.json`
+//! documents every endpoint.
 //!
 //! Decisions the Tuzzle reference leaves open:
 //! - Who reaches what ([`access`]): workspace credentials reach every space of their
@@ -48,18 +49,130 @@
 //!   in the outbox, in the same transaction; a request that changes nothing
 //!   records nothing, and neither do creating or deleting a space, upload-config
 //!   changes or key minting. The relay publishes them to `events:spaces-service`.
+//! - Storage ([`storage`]): file bytes live in an object store through
+//!   `object_store` — a directory (`storage.url = "file://./data/objects"`, the
+//!   default) or an S3-compatible bucket (`s3://BUCKET`, `storage.endpoint`,
+//!   `storage.region`, `storage.path_style`; credentials from the AWS environment
+//!   unless `storage.access_key_id`/`secret_access_key` are set). The S3 client is
+//!   `object_store`'s `aws-base` with `ring` signing over the workspace's
+//!   reqwest/rustls, not its `aws` feature, which would build aws-lc-rs, a second
+//!   (C) crypto library. Writes stream in parts of `storage.part_size_bytes`
+//!   (5 MiB), waiting for one part to be stored before buffering the next: an
+//!   upload holds at most two parts in memory whatever its size.
+//! - Files ([`files`]): ids are `fil_<ULID>` and folders `fld_<ULID>`, like every
+//!   other id of the platform (Tuzzle shows bare ULIDs; its space ids too, which
+//!   are `spc_…` here). A file's bytes are stored under `{handle}/{file id}`
+//!   (`object_key`), fixed for its life; its public address is `storage_path` =
+//!   `{handle}/{name}` and its `url` is `{delivery.cdn_url}/{storage_path}` (the
+//!   documented form: the path already starts with the handle). Names are unique
+//!   per space: generated (`image-01HQ…`, `video-…`, `audio-…`, `doc-…`, `file-…`,
+//!   from the content's kind) unless the config keeps names
+//!   (`generate_filename: false`), then made unique (`photo-2.jpg`) or, with
+//!   `unique_filename: false`, refused (409). `status` is `active` (Tuzzle's word
+//!   for ready) or `pending`; `type` is the config's `delivery_type`; `hash` is the
+//!   SHA-256 of the stored bytes; `storage_meta.face_detections` is always empty.
+//!   `PUT /api/v1/files` renames (the address moves, the bytes do not), moves
+//!   between folders, relabels; `size`, `storage_path` and `space` describe the
+//!   bytes and are accepted only unchanged (files do not move between spaces).
+//!   `POST /files/urls` leaves out ids out of reach and signs the URLs of files
+//!   that are not public.
+//! - Folders ([`folders`]): `path` is the full path with a trailing slash, unique
+//!   per space; renames and moves rewrite the subtree's paths (files keep their
+//!   addresses). A folder is deleted only when it holds no files (pending ones
+//!   included) and no folders (409 otherwise). `security` shows the space's.
+//! - Access control ([`access_control`]) cascades file → folder (nearest first) →
+//!   space, each answer naming its `source` and `inherited_from`. A file or folder
+//!   stores its own setting whole: `PUT …/access-control` starts from what it
+//!   inherits and changes the fields named; `DELETE` makes it inherit again. A file
+//!   is public when its `type` is `upload` and the setting in force allows public
+//!   reading without auth; anything else needs a signed URL or a credential for the
+//!   space ([`delivery::Deliverable::is_public`]).
+//! - Uploads ([`uploads`]): every upload is checked against an upload config (the
+//!   one named by id or name, else the space's active one): its size as it streams
+//!   (413 `File too large.` before the rest is read; the request as a whole is
+//!   capped by `uploads.max_request_bytes`, actix's payload limits do not apply);
+//!   its name (`media::safe_filename`: traversal and control characters 400,
+//!   dangerous or double extensions 422 `Security validation failed.`); its type
+//!   by its first bytes and its name (a PNG named `.jpg`, or a name whose type is
+//!   always recognisable but was not, 422 `File type not allowed.`; executable
+//!   content is refused whatever its name); the config's formats; an image's
+//!   dimensions and pixel count from its header (decompression bombs refused before
+//!   decoding). JPEG, PNG and WebP images up to `uploads.image_memory_bytes` are
+//!   read whole and processed (`strip_metadata`, `upload_format`, `upload_quality`;
+//!   dimensions and blurhash recorded), a few at a time (one per core); larger ones
+//!   are stored as sent, or refused (413) when their config asks for processing.
+//!   Other files spool in memory up to one storage part, then stream. A request
+//!   stores all its files or none (`files[]` answers a list, `file` one record),
+//!   with their rows and `file.uploaded` events in one transaction. Send the form
+//!   fields before the files: a file that precedes `space` is streamed to
+//!   `_incoming/`, bounded by the request limit, and checked once the form is read
+//!   (fields after the files may not change where they go, 422). Uploads into a
+//!   disabled space are refused (403). `ref` is unique per space.
+//! - Signed uploads: `generate-signed-url` (configs with `is_signed` only) answers
+//!   `{url, upload_config_id, space_id, expires, expires_at}`; the URL
+//!   (`uploads.public_url` + `/api/v1/upload/signed?…`) carries `expires` and an
+//!   HMAC-SHA256 `signature` over the path and every other parameter, sorted
+//!   ([`signed_urls`]), under a key derived for that purpose. Its `filename`
+//!   becomes the file's `original_name`, its `content_type` must be the content's;
+//!   form fields `upload_config_id`/`space_id`, when sent, must be the URL's.
+//!   Expired or altered URLs answer 403. Signed and unsigned uploads go to the
+//!   config's `storage.folder`.
+//! - Unsigned uploads: the config must have `allow_unsigned`; a non-empty
+//!   `allowed_referrers` needs a `Referer` whose host matches (`*.example.com`
+//!   matches subdomains, not the domain itself); `require_https` reads the
+//!   gateway's `x-forwarded-proto`; `max_uploads_per_hour` is a GCRA limit per
+//!   config in the shared cache, counted as requests are admitted (429 with
+//!   `Retry-After` beyond). Refusals are 403.
+//! - Presigned uploads: `presign` checks the name, size and format against the
+//!   config, records the file `pending` (its name chosen at once) and answers bare
+//!   `{file_id, upload_url, object_key, expires_in}` (201); `upload_url` is S3's own
+//!   presigned PUT, or on the filesystem store spaces-service's
+//!   `PUT /api/v1/upload/objects/{fileId}?expires&signature` (public at the gateway,
+//!   at most the announced size). `confirm` checks the object as an upload is
+//!   checked (exact size, content against name and announced type, formats,
+//!   dimensions; images processed), then activates the file and records
+//!   `file.uploaded`; an object that fails is removed and the file stays pending.
+//!   Files still pending `uploads.presign_expires_secs` after their URL expired are
+//!   deleted with their objects.
+//! - `file.uploaded` (outbox, same transaction as the file's row or activation):
+//!   `{file: {id, name, original_name, mime_type, size, storage_path, type,
+//!   resource_type, space_id}, webhook_urls}`, `webhook_urls` being the space's
+//!   `webhook_url` and the config's `notifications.webhook_url`, each once, left out
+//!   when there are none; events-service delivers it.
+//! - Delivery ([`delivery`], for the `/cdn` handler): signed delivery URLs carry
+//!   `expires` and `signature` (HMAC-SHA256 under their own key, default 1 hour,
+//!   at most `delivery.signed_url_max_ttl_secs`), signed over `/{storage_path}`
+//!   and every query parameter (transformations included, checked as the CDN
+//!   checks them), so they do not depend on where the CDN is mounted. Variants are
+//!   stored beside their original at `{handle}/_variants/{file id}/{digest}` and
+//!   removed with it.
+//! - Deleting a space ([`purge`]) deletes its row, configs and keys at once and
+//!   records a purge in the same transaction; its files, objects (everything under
+//!   its handle) and folders go in the background, worked at start-up, after each
+//!   deletion and every 30 s, resumable after a crash (every step repeats safely),
+//!   retried with backoff. Files and folders have no foreign key to their space for
+//!   that reason; every read of them goes through their space, so a deleted space's
+//!   content is gone at once. Its handle stays taken until the purge is over.
 
 pub mod access;
+pub mod access_control;
 pub mod addresses;
 pub mod config;
+pub mod delivery;
+pub mod files;
+mod folders;
 pub mod handles;
 pub mod openapi;
+pub mod purge;
 pub mod schema;
 pub mod secrets;
 mod settings;
+pub mod signed_urls;
 pub mod space_keys;
 mod spaces;
+pub mod storage;
 mod upload_configs;
+mod uploads;
 
 use actix_web::web;
 use bootstrap::Backing;
@@ -93,6 +206,24 @@ pub struct SpacesState {
     pub allow_private_webhooks: bool,
     /// Wakes this replica's outbox relay after a commit that recorded events.
     pub events: events::Nudge,
+    /// Where file bytes live.
+    pub storage: storage::Storage,
+    /// Delivery URLs, plain and signed.
+    pub delivery: delivery::Delivery,
+    pub settings: ContentSettings,
+    /// Wakes the purge of deleted spaces.
+    pub purges: purge::Purges,
+    /// Bounds how many images are decoded at once (one per core), so that
+    /// image work cannot take every core and all the memory.
+    pub image_work: Arc<tokio::sync::Semaphore>,
+}
+
+/// The settings of uploads that handlers read.
+#[derive(Debug, Clone)]
+pub struct ContentSettings {
+    pub uploads: config::UploadsConfig,
+    /// `storage.part_size_bytes`.
+    pub part_size: u64,
 }
 
 impl SpacesState {
@@ -138,7 +269,23 @@ impl ServicePart for SpacesService {
         let nudge = backing
             .start_relay(Self::NAME, &config, &config.events)
             .await?;
+        let storage = storage::Storage::from_config(&config.storage)?;
+        let purges = purge::Purges::start(
+            backing.db.clone(),
+            storage.clone(),
+            Duration::from_secs(config.uploads.presign_expires_secs),
+        );
         let state = web::Data::new(SpacesState {
+            delivery: delivery::Delivery::new(&config.delivery, &secrets),
+            settings: ContentSettings {
+                uploads: config.uploads.clone(),
+                part_size: config.storage.part_size_bytes as u64,
+            },
+            storage,
+            purges,
+            image_work: Arc::new(tokio::sync::Semaphore::new(
+                std::thread::available_parallelism().map_or(2, |n| n.get()),
+            )),
             db: backing.db.clone(),
             cache: backing.cache.clone(),
             cursors: secrets.cursor_codec(),
@@ -192,6 +339,42 @@ service_kit::service_routes! {
             put => upload_configs::update,
             delete => upload_configs::delete,
         ],
+        "/api/v1/upload" => [post => uploads::direct],
+        "/api/v1/upload/generate-signed-url" => [post => uploads::generate_signed_url],
+        "/api/v1/upload/signed" => [post => uploads::signed],
+        "/api/v1/upload/unsigned/{spaceHandle}/{configName}" => [post => uploads::unsigned],
+        "/api/v1/upload/presign" => [post => uploads::presign],
+        "/api/v1/upload/objects/{fileId}" => [put => uploads::put_object],
+        "/api/v1/upload/confirm/{fileId}" => [post => uploads::confirm],
+        "/api/v1/files" => [
+            get => files::list,
+            put => files::update,
+        ],
+        // Before `{id}`, which would take `by-ref` and `urls` for ids.
+        "/api/v1/files/by-ref" => [get => files::by_ref],
+        "/api/v1/files/urls" => [post => files::urls],
+        "/api/v1/files/{id}" => [
+            get => files::get,
+            delete => files::delete,
+        ],
+        "/api/v1/files/{id}/signed-url" => [post => files::signed_url],
+        "/api/v1/files/{id}/access-control" => [
+            put => files::set_access_control,
+            delete => files::reset_access_control,
+        ],
+        "/api/v1/folders" => [
+            get => folders::list,
+            post => folders::create,
+        ],
+        "/api/v1/folders/{id}" => [
+            get => folders::get,
+            put => folders::update,
+            delete => folders::delete,
+        ],
+        "/api/v1/folders/{id}/access-control" => [
+            put => folders::set_access_control,
+            delete => folders::reset_access_control,
+        ],
     }
     SpaceOs {
         "/internal/space-keys/introspect" => [post => space_keys::introspect],
@@ -239,6 +422,9 @@ const CONSTRAINTS: &[(&str, Option<&str>)] = &[
         "spaces_active_upload_config_fk",
         Some("the active upload config cannot be deleted"),
     ),
+    ("files_storage_path_unique", Some("the file name is taken")),
+    ("files_reference_unique", Some("the reference is taken")),
+    ("folders_path_unique", Some("the folder exists")),
 ];
 
 impl From<Fail> for ApiError {

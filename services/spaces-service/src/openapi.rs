@@ -5,7 +5,7 @@
 //! (`SPACEPORT_UPDATE_OPENAPI=1 cargo test -p spaces-service --test api openapi`
 //! rewrites it) or when a route in [`crate::ROUTES`] is missing from it.
 
-use crate::{settings, space_keys, spaces, upload_configs};
+use crate::{files, folders, settings, space_keys, spaces, upload_configs, uploads};
 use service_kit::envelope::Meta;
 pub(crate) use service_kit::openapi::{
     CursorParams, Envelope, ErrorEnvelope, ListEnvelope, NoData,
@@ -26,8 +26,8 @@ const UPSTREAM_URL: &str = "http://127.0.0.1:8083";
 
 const DESCRIPTION: &str = "\
 Content spaces of a workspace: their settings (access control, security, \
-custom domain, webhook), upload configs and space API keys. The surface is \
-Tuzzle's admin API.
+custom domain, webhook), upload configs, space API keys, and their content: \
+uploads, files and folders. The surface is Tuzzle's Upload and Admin APIs.
 
 Clients call through the gateway (the one public URL). It verifies the \
 credential (see the security schemes), applies rate limits \
@@ -42,6 +42,15 @@ reaches its own space only and cannot create spaces or keys; an `account` key \
 workspace and may create spaces and mint space keys. Reading needs \
 `spaces:read`, changing `spaces:write`. Another workspace's (or, for a space \
 key, another space's) resources answer 404, never 403.
+
+Three operations take no credential: an upload with a signed URL \
+(`POST /api/v1/upload/signed`, authorised by its signature), an unsigned \
+upload (`POST /api/v1/upload/unsigned/{spaceHandle}/{configName}`, within the \
+config's `unsigned_restrictions`), and the PUT of a presigned upload on the \
+filesystem store (`PUT /api/v1/upload/objects/{fileId}`, signed). Uploads are \
+checked against an upload config as they stream: `File too large.` (413), \
+`File type not allowed.` and `Security validation failed.` (422), a name or \
+folder path that climbs out of its folder (400).
 
 Answers are Tuzzle's (Laravel's): `{data}`; lists, cursor-paginated and \
 oldest first, `{data, path, per_page, next_cursor, next_page_url, \
@@ -83,6 +92,29 @@ endpoint, as do the gateway's own refusals (401, 403, 429, 502, 503, 504). \
         upload_configs::get,
         upload_configs::update,
         upload_configs::delete,
+        uploads::direct,
+        uploads::generate_signed_url,
+        uploads::signed,
+        uploads::unsigned,
+        uploads::presign,
+        uploads::put_object,
+        uploads::confirm,
+        files::list,
+        files::update,
+        files::by_ref,
+        files::urls,
+        files::get,
+        files::delete,
+        files::signed_url,
+        files::set_access_control,
+        files::reset_access_control,
+        folders::list,
+        folders::create,
+        folders::get,
+        folders::update,
+        folders::delete,
+        folders::set_access_control,
+        folders::reset_access_control,
         space_keys::introspect,
     ),
     components(schemas(ErrorEnvelope, ErrorCode, FieldError, Meta)),
@@ -91,6 +123,9 @@ endpoint, as do the gateway's own refusals (401, 403, 429, 502, 503, 504). \
         (name = "spaces", description = "Spaces and their settings."),
         (name = "upload-configs", description = "What a space accepts for upload."),
         (name = "space-api-keys", description = "Keys that reach one space."),
+        (name = "upload", description = "Tuzzle's Upload API: files into a space, checked against an upload config."),
+        (name = "files", description = "A space's files, and their delivery URLs."),
+        (name = "folders", description = "How a space's files are organised."),
         (name = "internal", description = "Called by the gateway only, never proxied."),
     )
 )]

@@ -8,6 +8,12 @@ use service_kit::secrets::RootSecret;
 pub struct Keys {
     credentials: [u8; 32],
     cursors: [u8; 32],
+    /// Signs the URLs of signed uploads (`/api/v1/upload/signed`).
+    pub(crate) upload_urls: [u8; 32],
+    /// Signs the filesystem store's presigned PUT URLs.
+    pub(crate) object_puts: [u8; 32],
+    /// Signs delivery URLs (`expires`, `signature`).
+    pub(crate) delivery_urls: [u8; 32],
 }
 
 impl std::fmt::Debug for Keys {
@@ -21,6 +27,9 @@ impl Keys {
         Keys {
             credentials: root.derive("spaceport/spaces/credential-hashes/v1"),
             cursors: root.derive("spaceport/spaces/list-cursors/v1"),
+            upload_urls: root.derive("spaceport/spaces/upload-urls/v1"),
+            object_puts: root.derive("spaceport/spaces/object-puts/v1"),
+            delivery_urls: root.derive("spaceport/spaces/delivery-urls/v1"),
         }
     }
 
@@ -33,6 +42,21 @@ impl Keys {
     /// table yields no usable key, and cannot be searched without the secret.
     pub fn credential_hash(&self, key: &str) -> String {
         service_kit::secrets::keyed_hash(&self.credentials, key.as_bytes())
+    }
+
+    /// The key of signed upload URLs (`/api/v1/upload/signed`).
+    pub fn upload_url_key(&self) -> &[u8; 32] {
+        &self.upload_urls
+    }
+
+    /// The key of the filesystem store's presigned PUT URLs.
+    pub fn object_put_key(&self) -> &[u8; 32] {
+        &self.object_puts
+    }
+
+    /// The key of signed delivery URLs.
+    pub fn delivery_url_key(&self) -> &[u8; 32] {
+        &self.delivery_urls
     }
 
     /// Signs and checks the cursors of the service's lists.
@@ -55,7 +79,16 @@ mod tests {
             h,
             Keys::from_root(&RootSecret::from_bytes(&[8u8; 32])).credential_hash("sk_abc")
         );
-        assert_ne!(keys.credentials, keys.cursors);
+        let all = [
+            keys.credentials,
+            keys.cursors,
+            keys.upload_urls,
+            keys.object_puts,
+            keys.delivery_urls,
+        ];
+        for (i, a) in all.iter().enumerate() {
+            assert!(all[i + 1..].iter().all(|b| a != b));
+        }
     }
 
     #[test]

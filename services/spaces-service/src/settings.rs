@@ -106,10 +106,22 @@ pub struct AccessControlPatch {
     public_read: Option<bool>,
 }
 
+impl AccessControlPatch {
+    /// Changes the fields named.
+    pub(crate) fn apply(self, access: &mut AccessControl) {
+        if let Some(v) = self.requires_auth {
+            access.requires_auth = v;
+        }
+        if let Some(v) = self.public_read {
+            access.public_read = v;
+        }
+    }
+}
+
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct AccessControlUpdate {
     /// The fields to change; the others keep their value.
-    access_control: Option<AccessControlPatch>,
+    pub(crate) access_control: Option<AccessControlPatch>,
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -203,12 +215,7 @@ pub async fn set_access_control(
     let patch = body.into_inner().access_control;
     change_settings(identity, path.into_inner(), state, move |access, _| {
         if let Some(patch) = patch {
-            if let Some(v) = patch.requires_auth {
-                access.requires_auth = v;
-            }
-            if let Some(v) = patch.public_read {
-                access.public_read = v;
-            }
+            patch.apply(access);
         }
         Ok(())
     })

@@ -2,7 +2,8 @@
 
 use crate::access::{self, Reach};
 use crate::openapi::{CursorParams, Envelope, ErrorEnvelope, ListEnvelope, NoData};
-use crate::schema::{space_api_keys, spaces, upload_configs};
+use crate::purge::PurgeRow;
+use crate::schema::{space_api_keys, space_purges, spaces, upload_configs};
 use crate::settings::{AccessControl, Security};
 use crate::upload_configs::ConfigRow;
 use crate::{Backend, Fail, SpacesState, cursor_time, handles, now, plain_text, rfc3339};
@@ -25,7 +26,7 @@ const HANDLE_RETRIES: usize = 3;
 
 #[derive(Queryable, Selectable, Insertable, Debug, Clone)]
 #[diesel(table_name = spaces)]
-pub(crate) struct SpaceRow {
+pub struct SpaceRow {
     pub id: String,
     pub workspace_id: String,
     pub name: String,
@@ -135,6 +136,30 @@ pub(crate) fn find(conn: &mut DbConnection, reach: &Reach, id: &str) -> Result<S
         .first(conn)
         .optional()?
         .ok_or_else(missing)
+}
+
+/// The space whose handle is `handle`, within `reach` when one is given
+/// (uploads authorised by a signed URL, or unsigned, have none); 404
+/// otherwise.
+pub(crate) fn find_by_handle(
+    conn: &mut DbConnection,
+    reach: Option<&Reach>,
+    handle: &str,
+) -> Result<SpaceRow, Fail> {
+    let missing = || Fail::Api(ApiError::not_found("space"));
+    if !handles::is_handle(handle) {
+        return Err(missing());
+    }
+    let row = spaces::table
+        .filter(spaces::handle.eq(handle.to_owned()))
+        .select(SpaceRow::as_select())
+        .first(conn)
+        .optional()?
+        .ok_or_else(missing)?;
+    match reach {
+        Some(reach) if !reach.covers(&row.workspace_id, &row.id) => Err(missing()),
+        _ => Ok(row),
+    }
 }
 
 /// Records `space.updated` for the change of a space from `before` to `after`,
@@ -713,10 +738,15 @@ async fn remove(state: &SpacesState, reach: Reach, id: String) -> Result<(), Api
             diesel::delete(upload_configs::table.filter(upload_configs::space_id.eq(&row.id)))
                 .execute(conn)?;
             diesel::delete(spaces::table.find(&row.id)).execute(conn)?;
+            // Its files, folders and objects go in the background.
+            diesel::insert_into(space_purges::table)
+                .values(&PurgeRow::new(&row.id, &row.workspace_id, &row.handle))
+                .execute(conn)?;
             Ok::<_, Fail>(keys)
         })
         .await
         .map_err(ApiError::from)?;
+    state.purges.wake();
     state.revoke_space_keys(keys).await;
     Ok(())
 }
@@ -761,7 +791,7 @@ pub struct DeleteBody {
 }
 
 /// Whether the request came without a body (a `DELETE` usually does).
-fn bodiless(req: &HttpRequest) -> bool {
+pub(crate) fn bodiless(req: &HttpRequest) -> bool {
     let headers = req.headers();
     !headers.contains_key("transfer-encoding")
         && headers

@@ -11,6 +11,10 @@
 
 mod document;
 
+pub(crate) use document::{
+    DeliveryType, Fields, Quality, UnsignedRestrictions, UploadFormat, UploadSettings,
+};
+
 use crate::access::{self, Reach};
 use crate::openapi::{CursorParams, Envelope, ErrorEnvelope, ListEnvelope, NoData};
 use crate::schema::{spaces, upload_configs};
@@ -19,10 +23,7 @@ use crate::{Backend, Fail, SpacesState, cursor_time, now, rfc3339};
 use actix_web::web;
 use chrono::NaiveDateTime;
 use diesel::prelude::*;
-use document::{
-    DeliveryType, Fields, Patch, Rules, UnsignedRestrictions, UnsignedRestrictionsInput,
-    UploadSettings, UploadSettingsPatch,
-};
+use document::{Patch, Rules, UnsignedRestrictionsInput, UploadSettingsPatch};
 use identity::Identity;
 use serde::{Deserialize, Serialize};
 use service_kit::ids::{self, prefix};
@@ -82,9 +83,13 @@ impl ConfigRow {
         &self.id
     }
 
+    pub(crate) fn space_id(&self) -> &str {
+        &self.space_id
+    }
+
     /// What the service wrote always reads back; a document it did not write
     /// reads as the defaults of what it leaves out.
-    fn fields(&self) -> Fields {
+    pub(crate) fn fields(&self) -> Fields {
         Fields {
             description: self.description.clone(),
             is_signed: self.is_signed,
@@ -166,6 +171,49 @@ fn view(row: ConfigRow, active: bool, detail: Detail) -> UploadConfigView {
         created_at: rfc3339(row.created_at),
         updated_at: rfc3339(row.updated_at),
     }
+}
+
+/// The config of the space `space_id` named by `id_or_name` (its id, or its
+/// name regardless of case).
+pub(crate) fn of_space(
+    conn: &mut DbConnection,
+    space_id: &str,
+    id_or_name: &str,
+) -> Result<Option<ConfigRow>, StoreError> {
+    let query = upload_configs::table
+        .filter(upload_configs::space_id.eq(space_id.to_owned()))
+        .into_boxed::<Backend>();
+    let query = if ids::is_valid(prefix::UPLOAD_CONFIG, id_or_name) {
+        query.filter(upload_configs::id.eq(id_or_name.to_owned()))
+    } else {
+        query.filter(upload_configs::name_key.eq(name_key(id_or_name.trim())))
+    };
+    Ok(query
+        .select(ConfigRow::as_select())
+        .first(conn)
+        .optional()?)
+}
+
+/// The config `id`, whatever reaches it (for uploads authorised by a
+/// signed URL).
+pub(crate) fn by_id(conn: &mut DbConnection, id: &str) -> Result<Option<ConfigRow>, StoreError> {
+    if !ids::is_valid(prefix::UPLOAD_CONFIG, id) {
+        return Ok(None);
+    }
+    Ok(upload_configs::table
+        .find(id)
+        .select(ConfigRow::as_select())
+        .first(conn)
+        .optional()?)
+}
+
+/// The config `id` within `reach`; 404 otherwise.
+pub(crate) fn find_within(
+    conn: &mut DbConnection,
+    reach: &Reach,
+    id: &str,
+) -> Result<ConfigRow, Fail> {
+    find(conn, reach, id)
 }
 
 /// The active config of the space `space_id`.

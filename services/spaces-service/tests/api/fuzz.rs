@@ -24,7 +24,10 @@ fn field_name() -> impl Strategy<Value = String> {
             "validation", "min_image_width", "max_image_width", "min_image_height",
             "max_image_height", "transformations", "upload_quality", "upload_format",
             "progressive", "strip_metadata", "eager", "width", "height", "crop", "metadata",
-            "tags", "auto_tagging", "notifications",
+            "tags", "auto_tagging", "notifications", "file_ids", "filename", "content_type",
+            "size", "ref", "parent_id", "folder_id", "folder_path", "upload_config",
+            "upload_config_id", "expiration_minutes", "expires_in", "transformations", "w", "f",
+            "original_name", "mime_type", "storage_path",
         ])
         .prop_map(str::to_owned),
         1 => "[a-z_]{1,12}",
@@ -97,9 +100,24 @@ fn percent_encode(s: &str) -> String {
 /// (method, path, body?, as the gateway?) of one probe.
 type Probe = (Method, String, Option<Value>, bool);
 
-fn probes(space: &str, config: &str, key_id: &str) -> impl Strategy<Value = Probe> {
-    let (space, config, key_id) = (space.to_owned(), config.to_owned(), key_id.to_owned());
-    (0usize..17, body(), text(), any::<bool>()).prop_map(move |(which, body, raw_id, real_id)| {
+/// Ids of what the probes may name.
+struct Known {
+    space: String,
+    config: String,
+    key_id: String,
+    folder: String,
+    file: String,
+}
+
+fn probes(known: Known) -> impl Strategy<Value = Probe> {
+    let Known {
+        space,
+        config,
+        key_id,
+        folder,
+        file,
+    } = known;
+    (0usize..28, body(), text(), any::<bool>()).prop_map(move |(which, body, raw_id, real_id)| {
         let id = if real_id {
             space.clone()
         } else {
@@ -111,6 +129,16 @@ fn probes(space: &str, config: &str, key_id: &str) -> impl Strategy<Value = Prob
             percent_encode(&raw_id)
         };
         let q = percent_encode(&raw_id);
+        let fld = if real_id {
+            folder.clone()
+        } else {
+            percent_encode(&raw_id)
+        };
+        let fil = if real_id {
+            file.clone()
+        } else {
+            percent_encode(&raw_id)
+        };
         match which {
             0 => (Method::POST, "/api/v1/spaces".into(), Some(body), false),
             1 => (
@@ -183,7 +211,7 @@ fn probes(space: &str, config: &str, key_id: &str) -> impl Strategy<Value = Prob
                 Method::DELETE,
                 format!(
                     "/api/v1/spaces/{space}/api-keys/{}",
-                    if real_id { key_id.clone() } else { q }
+                    if real_id { key_id.clone() } else { q.clone() }
                 ),
                 None,
                 false,
@@ -201,10 +229,61 @@ fn probes(space: &str, config: &str, key_id: &str) -> impl Strategy<Value = Prob
                 Some(json!({ "config": body })),
                 false,
             ),
-            _ => (
+            16 => (
                 Method::GET,
                 format!("/api/v1/upload-configs/{upc}"),
                 None,
+                false,
+            ),
+            17 => (Method::POST, "/api/v1/folders".into(), Some(body), false),
+            18 => (
+                Method::PUT,
+                format!("/api/v1/folders/{fld}"),
+                Some(body),
+                false,
+            ),
+            19 => (Method::PUT, "/api/v1/files".into(), Some(body), false),
+            20 => (
+                Method::POST,
+                "/api/v1/upload/presign".into(),
+                Some(body),
+                false,
+            ),
+            21 => (
+                Method::POST,
+                "/api/v1/upload/generate-signed-url".into(),
+                Some(body),
+                false,
+            ),
+            22 => (Method::POST, "/api/v1/files/urls".into(), Some(body), false),
+            23 => (
+                Method::POST,
+                format!("/api/v1/files/{fil}/signed-url"),
+                Some(body),
+                false,
+            ),
+            24 => (
+                Method::GET,
+                format!("/api/v1/files?space_id={id}&cursor={q}&limit={q}"),
+                None,
+                false,
+            ),
+            25 => (
+                Method::PUT,
+                format!("/api/v1/files/{fil}/access-control"),
+                Some(body),
+                false,
+            ),
+            26 => (
+                Method::GET,
+                format!("/api/v1/files/by-ref?space_id={id}&ref={q}"),
+                None,
+                false,
+            ),
+            _ => (
+                Method::POST,
+                format!("/api/v1/upload/confirm/{fil}"),
+                Some(body),
                 false,
             ),
         }
@@ -219,19 +298,35 @@ fn no_input_yields_a_server_error(kind: DbKind) {
         .unwrap();
     let workspace = new_workspace();
     let me = member(&workspace);
-    let (app, space, config, key_id) = runtime.block_on(async {
+    let (app, known) = runtime.block_on(async {
         let app = TestSpaces::start(kind).await;
         let space = app.create_space(&me, "Fuzzed").await;
-        let key = app.mint_key(&me, space["id"].as_str().unwrap(), "k").await;
-        (
-            app,
-            space["id"].as_str().unwrap().to_owned(),
-            space["active_upload_config_id"]
+        let space_id = space["id"].as_str().unwrap().to_owned();
+        let key = app.mint_key(&me, &space_id, "k").await;
+        let folder = app
+            .post(
+                &me,
+                "/api/v1/folders",
+                json!({"name": "fuzzed", "space_id": space_id}),
+            )
+            .await;
+        assert_eq!(folder.status, 201, "{}", folder.json());
+        let form = crate::helpers::Multipart::new()
+            .text("space", space["handle"].as_str().unwrap())
+            .file("file", "f.png", "image/png", &crate::helpers::png(4, 4));
+        let file = app.upload(Some(&me), "/api/v1/upload", form).await;
+        assert_eq!(file.status, 201, "{}", file.json());
+        let known = Known {
+            config: space["active_upload_config_id"]
                 .as_str()
                 .unwrap()
                 .to_owned(),
-            key["id"].to_string(),
-        )
+            key_id: key["id"].to_string(),
+            folder: folder.json()["data"]["id"].as_str().unwrap().to_owned(),
+            file: file.json()["data"]["id"].as_str().unwrap().to_owned(),
+            space: space_id,
+        };
+        (app, known)
     });
     // Which statuses the probes met: the property means little unless they
     // reach past the parsers into the checks and the database.
@@ -242,48 +337,45 @@ fn no_input_yields_a_server_error(kind: DbKind) {
         ..Config::default()
     });
     runner
-        .run(
-            &probes(&space, &config, &key_id),
-            |(method, path, body, gateway)| {
-                let who = if gateway {
-                    Identity::gateway()
-                } else {
-                    me.clone()
-                };
-                let answer = runtime.block_on(app.call(&who, method.clone(), &path, body.clone()));
-                prop_assert!(
-                    answer.status < 500,
-                    "{} {} {:?} → {}: {}",
-                    method,
-                    path,
-                    body,
-                    answer.status,
-                    String::from_utf8_lossy(&answer.body)
-                );
-                let body: Value = serde_json::from_slice(&answer.body)
-                    .map_err(|e| TestCaseError::fail(format!("not JSON: {e}")))?;
-                if path.starts_with("/internal/") {
-                    prop_assert_eq!(body["success"].as_bool(), Some(answer.status < 400));
-                } else if answer.status < 400 {
-                    prop_assert!(body.get("data").is_some(), "{}", body);
-                    prop_assert!(body.get("success").is_none(), "{}", body);
-                } else {
-                    prop_assert!(body["message"].is_string(), "{}", body);
-                    prop_assert!(body.get("success").is_none(), "{}", body);
-                    if let Some(errors) = body.get("errors") {
-                        prop_assert!(
-                            errors.as_object().is_some_and(|e| e.values().all(|m| m
-                                .as_array()
-                                .is_some_and(|m| m.iter().all(Value::is_string)))),
-                            "{}",
-                            body
-                        );
-                    }
+        .run(&probes(known), |(method, path, body, gateway)| {
+            let who = if gateway {
+                Identity::gateway()
+            } else {
+                me.clone()
+            };
+            let answer = runtime.block_on(app.call(&who, method.clone(), &path, body.clone()));
+            prop_assert!(
+                answer.status < 500,
+                "{} {} {:?} → {}: {}",
+                method,
+                path,
+                body,
+                answer.status,
+                String::from_utf8_lossy(&answer.body)
+            );
+            let body: Value = serde_json::from_slice(&answer.body)
+                .map_err(|e| TestCaseError::fail(format!("not JSON: {e}")))?;
+            if path.starts_with("/internal/") {
+                prop_assert_eq!(body["success"].as_bool(), Some(answer.status < 400));
+            } else if answer.status < 400 {
+                prop_assert!(body.get("data").is_some(), "{}", body);
+                prop_assert!(body.get("success").is_none(), "{}", body);
+            } else {
+                prop_assert!(body["message"].is_string(), "{}", body);
+                prop_assert!(body.get("success").is_none(), "{}", body);
+                if let Some(errors) = body.get("errors") {
+                    prop_assert!(
+                        errors.as_object().is_some_and(|e| e
+                            .values()
+                            .all(|m| m.as_array().is_some_and(|m| m.iter().all(Value::is_string)))),
+                        "{}",
+                        body
+                    );
                 }
-                seen.lock().unwrap().insert(answer.status);
-                Ok(())
-            },
-        )
+            }
+            seen.lock().unwrap().insert(answer.status);
+            Ok(())
+        })
         .unwrap();
     let seen = seen.into_inner().unwrap();
     for status in [200, 400, 404, 422] {

@@ -6,7 +6,8 @@ use serde_json::Value;
 use service_kit::config::Secret;
 use service_kit::ids::{self, prefix};
 use spaces_service::SpacesService;
-use spaces_service::config::SpacesConfig;
+use spaces_service::config::{SpacesConfig, StorageConfig};
+use spaces_service::storage::Storage;
 use testkit::part::start_part_with;
 use testkit::reqwest::Method;
 use testkit::{CacheKind, DbKind, TestCache, TestDatabase, TestResponse, TestServer};
@@ -20,6 +21,13 @@ pub fn isolate(config: &mut SpacesConfig) {
     getrandom::fill(&mut root).unwrap();
     config.secret.key = Secret::new(base64::engine::general_purpose::STANDARD.encode(root));
     config.events.stream_url = Secret::new(unique_stream_url());
+    // Never the working directory's ./data/objects.
+    config.storage.url = format!(
+        "file://{}",
+        std::env::temp_dir()
+            .join(format!("spaces-objects-{}", ids::new_id("test")))
+            .display()
+    );
 }
 
 /// An in-process event stream no other test uses.
@@ -31,6 +39,110 @@ pub struct TestSpaces {
     pub server: TestServer,
     pub cache: TestCache,
     pub db: TestDatabase,
+    pub storage: TestStorage,
+    /// The configuration the service runs with.
+    pub config: SpacesConfig,
+}
+
+/// Where a test's file bytes go.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StorageKind {
+    /// A temporary directory.
+    Filesystem,
+    /// A fresh bucket of the S3 API server at `TEST_S3_URL` (moto in CI).
+    S3,
+}
+
+/// An object store that exists for one test.
+pub struct TestStorage {
+    pub config: StorageConfig,
+    _dir: Option<tempfile::TempDir>,
+}
+
+impl TestStorage {
+    /// A temporary directory, or a new bucket; panics (the test fails) when
+    /// `TEST_S3_URL` is unset or the server unreachable.
+    pub async fn new(kind: StorageKind) -> TestStorage {
+        let mut config = SpacesConfig::defaults().storage;
+        match kind {
+            StorageKind::Filesystem => {
+                let dir = tempfile::tempdir().unwrap();
+                config.url = format!("file://{}", dir.path().display());
+                TestStorage {
+                    config,
+                    _dir: Some(dir),
+                }
+            }
+            StorageKind::S3 => {
+                let endpoint = std::env::var("TEST_S3_URL")
+                    .ok()
+                    .filter(|v| !v.trim().is_empty())
+                    .unwrap_or_else(|| {
+                        panic!(
+                            "TEST_S3_URL is not set: this test needs an S3 API server \
+                             (CI starts moto on http://127.0.0.1:9000)"
+                        )
+                    });
+                let endpoint = endpoint.trim_end_matches('/').to_owned();
+                let ulid = ids::new_id("x")
+                    .trim_start_matches("x_")
+                    .to_ascii_lowercase();
+                let bucket = format!("spaces-test-{ulid}");
+                let created = testkit::client()
+                    .put(format!("{endpoint}/{bucket}"))
+                    .send()
+                    .await
+                    .unwrap_or_else(|e| panic!("no S3 API server at TEST_S3_URL={endpoint}: {e}"));
+                assert!(
+                    created.status().is_success(),
+                    "creating bucket {bucket}: {}",
+                    created.status()
+                );
+                config.url = format!("s3://{bucket}");
+                config.endpoint = endpoint;
+                config.path_style = true;
+                config.access_key_id = Secret::new("test");
+                config.secret_access_key = Secret::new("test");
+                TestStorage { config, _dir: None }
+            }
+        }
+    }
+
+    /// The store, as the service sees it.
+    pub fn open(&self) -> Storage {
+        Storage::from_config(&self.config).unwrap()
+    }
+}
+
+/// Generates one test per database and store a content flow runs on:
+/// `NAME::sqlite` and `NAME::postgres` (filesystem store), `NAME::s3`
+/// (SQLite, S3 store), each calling `BODY(DbKind, StorageKind)`.
+#[macro_export]
+macro_rules! content_test {
+    ($name:ident, $body:ident) => {
+        mod $name {
+            #[tokio::test]
+            async fn sqlite() {
+                super::$body(
+                    testkit::DbKind::Sqlite,
+                    $crate::helpers::StorageKind::Filesystem,
+                )
+                .await
+            }
+            #[tokio::test]
+            async fn postgres() {
+                super::$body(
+                    testkit::DbKind::Postgres,
+                    $crate::helpers::StorageKind::Filesystem,
+                )
+                .await
+            }
+            #[tokio::test]
+            async fn s3() {
+                super::$body(testkit::DbKind::Sqlite, $crate::helpers::StorageKind::S3).await
+            }
+        }
+    };
 }
 
 impl TestSpaces {
@@ -43,14 +155,73 @@ impl TestSpaces {
         cache: CacheKind,
         tweak: impl FnOnce(&mut SpacesConfig),
     ) -> TestSpaces {
+        Self::start_full(kind, cache, StorageKind::Filesystem, tweak).await
+    }
+
+    /// A service on `kind` and the store `storage`.
+    pub async fn with_storage(kind: DbKind, storage: StorageKind) -> TestSpaces {
+        Self::start_full(kind, CacheKind::Memory, storage, |_| {}).await
+    }
+
+    pub async fn start_full(
+        kind: DbKind,
+        cache: CacheKind,
+        storage: StorageKind,
+        tweak: impl FnOnce(&mut SpacesConfig),
+    ) -> TestSpaces {
         let db = TestDatabase::new(kind);
         let cache = TestCache::new(cache);
+        let storage = TestStorage::new(storage).await;
+        let mut used = None;
         let server = start_part_with::<SpacesService>(Some(&db), &cache, |config| {
             isolate(config);
+            config.storage = storage.config.clone();
             tweak(config);
+            used = Some(config.clone());
         })
         .await;
-        TestSpaces { server, cache, db }
+        TestSpaces {
+            server,
+            cache,
+            db,
+            storage,
+            config: used.unwrap(),
+        }
+    }
+
+    /// The service's keys (from its root secret).
+    pub fn keys(&self) -> spaces_service::secrets::Keys {
+        spaces_service::secrets::Keys::load(self.config.secret.key.expose(), "").unwrap()
+    }
+
+    /// Sends a multipart `form` as `who` (`None`: without a credential, as
+    /// the gateway forwards public routes) to `path` (with its query).
+    pub async fn upload(
+        &self,
+        who: Option<&Identity>,
+        path: &str,
+        form: Multipart,
+    ) -> TestResponse {
+        self.upload_with(who, path, form, &[]).await
+    }
+
+    pub async fn upload_with(
+        &self,
+        who: Option<&Identity>,
+        path: &str,
+        form: Multipart,
+        headers: &[(&str, &str)],
+    ) -> TestResponse {
+        let anonymous = Identity::anonymous();
+        let (content_type, body) = form.finish();
+        let mut request = self
+            .request_as(who.unwrap_or(&anonymous), Method::POST, path)
+            .header("content-type", content_type)
+            .body(body);
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        self.server.send(request).await
     }
 
     /// A request made as `who`, through the gateway.
@@ -223,4 +394,132 @@ pub fn sorted<const N: usize>(fields: [&str; N]) -> Vec<String> {
     let mut fields = fields.map(str::to_owned).to_vec();
     fields.sort();
     fields
+}
+
+/// A `multipart/form-data` body, built in memory.
+pub struct Multipart {
+    boundary: String,
+    body: Vec<u8>,
+}
+
+impl Default for Multipart {
+    fn default() -> Self {
+        Multipart::new()
+    }
+}
+
+impl Multipart {
+    pub fn new() -> Multipart {
+        Multipart {
+            boundary: format!("----spaceport{}", ids::new_id("b")),
+            body: Vec::new(),
+        }
+    }
+
+    pub fn boundary(&self) -> &str {
+        &self.boundary
+    }
+
+    pub fn text(mut self, name: &str, value: &str) -> Multipart {
+        self.body.extend_from_slice(
+            format!(
+                "--{}\r\nContent-Disposition: form-data; name=\"{name}\"\r\n\r\n{value}\r\n",
+                self.boundary
+            )
+            .as_bytes(),
+        );
+        self
+    }
+
+    /// The part headers of a file, up to its bytes.
+    pub fn file_head(boundary: &str, name: &str, filename: &str, content_type: &str) -> String {
+        format!(
+            "--{boundary}\r\nContent-Disposition: form-data; name=\"{name}\"; filename=\"{filename}\"\r\nContent-Type: {content_type}\r\n\r\n"
+        )
+    }
+
+    pub fn file(
+        mut self,
+        name: &str,
+        filename: &str,
+        content_type: &str,
+        bytes: &[u8],
+    ) -> Multipart {
+        self.body.extend_from_slice(
+            Multipart::file_head(&self.boundary, name, filename, content_type).as_bytes(),
+        );
+        self.body.extend_from_slice(bytes);
+        self.body.extend_from_slice(b"\r\n");
+        self
+    }
+
+    /// `(content type, body)`.
+    pub fn finish(mut self) -> (String, Vec<u8>) {
+        self.body
+            .extend_from_slice(format!("--{}--\r\n", self.boundary).as_bytes());
+        (
+            format!("multipart/form-data; boundary={}", self.boundary),
+            self.body,
+        )
+    }
+}
+
+/// SHA-256 in lowercase hex.
+pub fn sha256(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    spaces_service::storage::hex(&sha2::Sha256::digest(bytes))
+}
+
+/// A `width`×`height` PNG with some detail.
+pub fn png(width: u32, height: u32) -> Vec<u8> {
+    let image = image::RgbImage::from_fn(width, height, |x, y| {
+        image::Rgb([
+            (x * 7 % 256) as u8,
+            (y * 13 % 256) as u8,
+            ((x + y) % 256) as u8,
+        ])
+    });
+    let mut out = std::io::Cursor::new(Vec::new());
+    image.write_to(&mut out, image::ImageFormat::Png).unwrap();
+    out.into_inner()
+}
+
+/// A `width`×`height` PNG of noise (which does not compress: about 3
+/// bytes a pixel).
+pub fn noisy_png(width: u32, height: u32) -> Vec<u8> {
+    let pixels = noise((width * height * 3) as usize, 11);
+    let image = image::RgbImage::from_raw(width, height, pixels).unwrap();
+    let mut out = std::io::Cursor::new(Vec::new());
+    image.write_to(&mut out, image::ImageFormat::Png).unwrap();
+    out.into_inner()
+}
+
+/// A `width`×`height` JPEG.
+pub fn jpeg(width: u32, height: u32) -> Vec<u8> {
+    let image = image::RgbImage::from_fn(width, height, |x, y| {
+        image::Rgb([(x * 3 % 256) as u8, (y * 5 % 256) as u8, 128])
+    });
+    let mut out = std::io::Cursor::new(Vec::new());
+    image.write_to(&mut out, image::ImageFormat::Jpeg).unwrap();
+    out.into_inner()
+}
+
+/// Bytes an MP4 sniffer recognises, then `len` bytes of noise.
+pub fn mp4(len: usize) -> Vec<u8> {
+    let mut bytes = b"\x00\x00\x00\x18ftypmp42\x00\x00\x00\x00mp42isom".to_vec();
+    bytes.extend(noise(len, 7));
+    bytes
+}
+
+/// Deterministic pseudo-random bytes (xorshift).
+pub fn noise(len: usize, seed: u64) -> Vec<u8> {
+    let mut state = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    (0..len)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            (state >> 24) as u8
+        })
+        .collect()
 }

@@ -6,15 +6,20 @@ use store::{Database, StoreError};
 use testkit::{DbKind, TestDatabase, db_test};
 
 mod access;
+mod content;
 mod fuzz;
 mod helpers;
 mod openapi;
+mod purge;
 mod settings;
 mod space_events;
 mod space_keys;
 mod spaces;
+mod storage;
+mod streaming;
 mod tuzzle;
 mod upload_configs;
+mod uploads;
 
 testkit::service_part_tests!(
     SpacesService,

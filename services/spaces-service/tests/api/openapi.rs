@@ -333,3 +333,298 @@ async fn answers_fit_the_document() {
         &app.delete(&me, &space_path).await,
     );
 }
+
+#[tokio::test]
+async fn content_answers_fit_the_document() {
+    use crate::helpers::{Multipart, mp4, png};
+    let doc = document().json;
+    let app = TestSpaces::start(DbKind::Sqlite).await;
+    let me = member(&new_workspace());
+    let stranger = member(&new_workspace());
+    let space = app.create_space(&me, "Documented content").await;
+    let (id, handle) = (
+        space["id"].as_str().unwrap().to_owned(),
+        space["handle"].as_str().unwrap().to_owned(),
+    );
+    let config = space["active_upload_config_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let check = |method: &str, path: &str, answer: &testkit::TestResponse| {
+        assert_response(&doc, method, path, answer)
+    };
+
+    // Uploads and their refusals.
+    let form = || Multipart::new().text("space", &handle);
+    let one = app
+        .upload(
+            Some(&me),
+            "/api/v1/upload",
+            form()
+                .text("ref", "doc-1")
+                .file("file", "a.png", "image/png", &png(6, 6)),
+        )
+        .await;
+    check("post", "/api/v1/upload", &one);
+    let file = one.json()["data"]["id"].as_str().unwrap().to_owned();
+    for refused in [
+        form()
+            .file("files[]", "b.png", "image/png", &png(5, 5))
+            .file("files[]", "c.png", "image/png", &png(5, 5)),
+        form().file("file", "shell.php.png", "image/png", &png(5, 5)),
+        form().file("file", "x.jpg", "image/jpeg", &png(5, 5)),
+        form().file("file", "../x.png", "image/png", &png(5, 5)),
+        form().file("file", "big.png", "image/png", &vec![0u8; 11 * 1024 * 1024]),
+        Multipart::new().file("file", "a.png", "image/png", &png(5, 5)),
+    ] {
+        check(
+            "post",
+            "/api/v1/upload",
+            &app.upload(Some(&me), "/api/v1/upload", refused).await,
+        );
+    }
+    check(
+        "post",
+        "/api/v1/upload",
+        &app.upload(Some(&stranger), "/api/v1/upload", form()).await,
+    );
+
+    // Signed and unsigned uploads.
+    let signed = app
+        .post(
+            &me,
+            "/api/v1/upload/generate-signed-url",
+            json!({"upload_config_id": config}),
+        )
+        .await;
+    check("post", "/api/v1/upload/generate-signed-url", &signed);
+    let url = url::Url::parse(signed.json()["data"]["url"].as_str().unwrap()).unwrap();
+    let signed_path = format!("{}?{}", url.path(), url.query().unwrap());
+    let uploaded = app
+        .upload(
+            None,
+            &signed_path,
+            Multipart::new().file("file", "s.png", "image/png", &png(4, 4)),
+        )
+        .await;
+    check("post", "/api/v1/upload/signed", &uploaded);
+    let tampered = app
+        .upload(
+            None,
+            &signed_path.replace("expires=", "expires=9"),
+            Multipart::new().file("file", "s.png", "image/png", &png(4, 4)),
+        )
+        .await;
+    check("post", "/api/v1/upload/signed", &tampered);
+    check(
+        "post",
+        "/api/v1/upload/generate-signed-url",
+        &app.post(&me, "/api/v1/upload/generate-signed-url", json!({}))
+            .await,
+    );
+    let unsigned = app
+        .upload(
+            None,
+            &format!("/api/v1/upload/unsigned/{handle}/starter"),
+            Multipart::new().file("file", "u.png", "image/png", &png(4, 4)),
+        )
+        .await;
+    check(
+        "post",
+        "/api/v1/upload/unsigned/{spaceHandle}/{configName}",
+        &unsigned,
+    );
+
+    // Presign, PUT, confirm.
+    let changed = app
+        .put(
+            &me,
+            &format!("/api/v1/upload-configs/{config}"),
+            json!({"config": {"validation": {"allowed_formats": "mp4,png"}}}),
+        )
+        .await;
+    assert_eq!(changed.status, 200);
+    let bytes = mp4(1000);
+    let presigned = app
+        .post(
+            &me,
+            "/api/v1/upload/presign",
+            json!({"space": handle, "filename": "v.mp4", "content_type": "video/mp4", "size": bytes.len()}),
+        )
+        .await;
+    check("post", "/api/v1/upload/presign", &presigned);
+    let pending = presigned.json()["file_id"].as_str().unwrap().to_owned();
+    let confirm = format!("/api/v1/upload/confirm/{pending}");
+    check(
+        "post",
+        "/api/v1/upload/confirm/{fileId}",
+        &app.post(&me, &confirm, json!({})).await,
+    );
+    let put_url = url::Url::parse(presigned.json()["upload_url"].as_str().unwrap()).unwrap();
+    let put = app
+        .server
+        .send(
+            app.request_as(
+                &Identity::anonymous(),
+                testkit::reqwest::Method::PUT,
+                &format!("{}?{}", put_url.path(), put_url.query().unwrap()),
+            )
+            .body(bytes),
+        )
+        .await;
+    check("put", "/api/v1/upload/objects/{fileId}", &put);
+    check(
+        "post",
+        "/api/v1/upload/confirm/{fileId}",
+        &app.post(&me, &confirm, json!({})).await,
+    );
+    check(
+        "post",
+        "/api/v1/upload/presign",
+        &app.post(&me, "/api/v1/upload/presign", json!({"space": handle}))
+            .await,
+    );
+
+    // Files.
+    let path = format!("/api/v1/files/{file}");
+    check("get", "/api/v1/files/{id}", &app.get(&me, &path).await);
+    check(
+        "get",
+        "/api/v1/files/{id}",
+        &app.get(&stranger, &path).await,
+    );
+    check(
+        "get",
+        "/api/v1/files",
+        &app.get(&me, &format!("/api/v1/files?space_id={id}&limit=1"))
+            .await,
+    );
+    check("get", "/api/v1/files", &app.get(&me, "/api/v1/files").await);
+    check(
+        "get",
+        "/api/v1/files/by-ref",
+        &app.get(
+            &me,
+            &format!("/api/v1/files/by-ref?space_id={id}&ref=doc-1"),
+        )
+        .await,
+    );
+    check(
+        "put",
+        "/api/v1/files",
+        &app.put(
+            &me,
+            "/api/v1/files",
+            json!({"id": file, "original_name": "b.png"}),
+        )
+        .await,
+    );
+    check(
+        "put",
+        "/api/v1/files",
+        &app.put(&me, "/api/v1/files", json!({"id": file, "size": 1}))
+            .await,
+    );
+    check(
+        "post",
+        "/api/v1/files/{id}/signed-url",
+        &app.post(
+            &me,
+            &format!("{path}/signed-url"),
+            json!({"expires_in": 60}),
+        )
+        .await,
+    );
+    check(
+        "post",
+        "/api/v1/files/urls",
+        &app.post(&me, "/api/v1/files/urls", json!({"file_ids": [file]}))
+            .await,
+    );
+    let acl = format!("{path}/access-control");
+    check(
+        "put",
+        "/api/v1/files/{id}/access-control",
+        &app.put(&me, &acl, json!({"access_control": {"public_read": false}}))
+            .await,
+    );
+    check(
+        "delete",
+        "/api/v1/files/{id}/access-control",
+        &app.delete(&me, &acl).await,
+    );
+
+    // Folders.
+    let created = app
+        .post(
+            &me,
+            "/api/v1/folders",
+            json!({"name": "docs", "space_id": id}),
+        )
+        .await;
+    check("post", "/api/v1/folders", &created);
+    check(
+        "post",
+        "/api/v1/folders",
+        &app.post(
+            &me,
+            "/api/v1/folders",
+            json!({"name": "docs", "space_id": id}),
+        )
+        .await,
+    );
+    let folder = format!(
+        "/api/v1/folders/{}",
+        created.json()["data"]["id"].as_str().unwrap()
+    );
+    check(
+        "get",
+        "/api/v1/folders",
+        &app.get(&me, &format!("/api/v1/folders?space_id={id}"))
+            .await,
+    );
+    check("get", "/api/v1/folders/{id}", &app.get(&me, &folder).await);
+    check(
+        "put",
+        "/api/v1/folders/{id}",
+        &app.put(&me, &folder, json!({"name": "papers"})).await,
+    );
+    let moved = app
+        .put(
+            &me,
+            "/api/v1/files",
+            json!({"id": file, "folder_path": "papers/"}),
+        )
+        .await;
+    assert_eq!(moved.status, 200, "{}", moved.json());
+    check(
+        "delete",
+        "/api/v1/folders/{id}",
+        &app.delete(&me, &folder).await,
+    );
+    check(
+        "put",
+        "/api/v1/folders/{id}/access-control",
+        &app.put(
+            &me,
+            &format!("{folder}/access-control"),
+            json!({"access_control": {"requires_auth": true}}),
+        )
+        .await,
+    );
+    check(
+        "delete",
+        "/api/v1/folders/{id}/access-control",
+        &app.delete(&me, &format!("{folder}/access-control")).await,
+    );
+    check(
+        "delete",
+        "/api/v1/files/{id}",
+        &app.delete(&me, &path).await,
+    );
+    check(
+        "delete",
+        "/api/v1/folders/{id}",
+        &app.delete(&me, &folder).await,
+    );
+}

@@ -739,3 +739,313 @@ async fn pagination_walk(kind: DbKind) {
     }
     assert_eq!(by_url, seen);
 }
+
+/// `curl -X POST …/api/v1PATH -F …`: a multipart form as curl sends it
+/// (`-F "file=@photo.jpg"` names the part's file and guesses its type).
+async fn curl_form(
+    app: &TestSpaces,
+    who: &Identity,
+    path: &str,
+    form: crate::helpers::Multipart,
+) -> TestResponse {
+    app.upload(Some(who), &format!("/api/v1{path}"), form).await
+}
+
+db_test!(the_tuzzle_upload_examples_work_verbatim, tuzzle_content);
+async fn tuzzle_content(kind: DbKind) {
+    use crate::helpers::{Multipart, jpeg, sha256};
+    let app = TestSpaces::start(kind).await;
+    let workspace = new_workspace();
+    let owner = admin(&workspace);
+    let home = app.create_space(&owner, "Home").await;
+    let space_id = home["id"].as_str().unwrap().to_owned();
+    let a1b2c3 = home["handle"].as_str().unwrap().to_owned();
+    let key = app.mint_key(&owner, &space_id, "uploads").await;
+    let sk = app.as_key(&key).await;
+    let photo = jpeg(32, 24);
+    let file = |name: &str| ("file", name.to_owned());
+
+    // Direct upload: `-F "file=@photo.jpg" -F "space=a1b2c3"`.
+    let (field, name) = file("photo.jpg");
+    let uploaded = data(
+        &curl_form(
+            &app,
+            &sk,
+            "/upload",
+            Multipart::new()
+                .file(field, &name, "image/jpeg", &photo)
+                .text("space", &a1b2c3),
+        )
+        .await,
+    );
+    has_documented_fields(
+        &json!({"id": "01HQ...", "name": "image-01HQ...", "original_name": "photo.jpg",
+                "mime_type": "image/jpeg", "size": 245000, "storage_path": "a1b2c3/image-01HQ...",
+                "type": "upload", "resource_type": "image", "status": "active", "extension": "jpg"}),
+        &uploaded,
+        "data",
+    );
+    assert_eq!(uploaded["hash"], sha256(&photo));
+    let file_id = uploaded["id"].as_str().unwrap().to_owned();
+
+    // Multiple files: `-F "files[]=@photo1.jpg" -F "files[]=@photo2.jpg" -F "space=a1b2c3"`.
+    let many = data(
+        &curl_form(
+            &app,
+            &sk,
+            "/upload",
+            Multipart::new()
+                .file("files[]", "photo1.jpg", "image/jpeg", &photo)
+                .file("files[]", "photo2.jpg", "image/jpeg", &jpeg(8, 8))
+                .text("space", &a1b2c3),
+        )
+        .await,
+    );
+    assert_eq!(many.as_array().map(Vec::len), Some(2), "{many}");
+
+    // Folders: `{"name": "photos", "space_id": "01HQ..."}`, then a child.
+    let photos = data(
+        &curl(
+            &app,
+            &sk,
+            Method::POST,
+            "/folders",
+            Some(&format!(
+                "{{\n    \"name\": \"photos\",\n    \"space_id\": \"{space_id}\"\n  }}"
+            )),
+        )
+        .await,
+    );
+    let photos_id = photos["id"].as_str().unwrap().to_owned();
+    let vacation = data(
+        &curl(
+            &app,
+            &sk,
+            Method::POST,
+            "/folders",
+            Some(&format!(
+                "{{\n    \"name\": \"vacation\",\n    \"space_id\": \"{space_id}\",\n    \"parent_id\": \"{photos_id}\"\n  }}"
+            )),
+        )
+        .await,
+    );
+    has_documented_fields(
+        &json!({"id": "01HQ...", "name": "photos", "path": "photos/", "space_id": "01HQ...",
+                "parent_id": null, "has_children": true, "access_control": {}, "security": {}}),
+        &photos,
+        "folder",
+    );
+    assert_eq!(vacation["path"], "photos/vacation/");
+    let vacation_id = vacation["id"].as_str().unwrap().to_owned();
+    let listed = page(
+        &curl(
+            &app,
+            &sk,
+            Method::GET,
+            &format!("/folders?space_id={space_id}"),
+            None,
+        )
+        .await,
+    );
+    assert_eq!(listed["data"].as_array().unwrap().len(), 2);
+    assert_eq!(listed["data"][0]["has_children"], true);
+
+    // Upload to a folder: `-F "folder_id=01HQ..." -F "folder_path=photos/vacation/"`.
+    let (field, name) = file("photo.jpg");
+    let in_folder = data(
+        &curl_form(
+            &app,
+            &sk,
+            "/upload",
+            Multipart::new()
+                .file(field, &name, "image/jpeg", &photo)
+                .text("space", &a1b2c3)
+                .text("folder_id", &vacation_id)
+                .text("folder_path", "photos/vacation/"),
+        )
+        .await,
+    );
+    assert_eq!(in_folder["folder_path"], "photos/vacation/");
+
+    // GET /files/:id, with storage_meta.
+    let got = data(&curl(&app, &sk, Method::GET, &format!("/files/{file_id}"), None).await);
+    has_documented_fields(
+        &json!({"id": "01HQ...", "name": "image-01HQ...", "original_name": "photo.jpg",
+                "mime_type": "image/jpeg", "size": 245000, "storage_path": "a1b2c3/image-01HQ...",
+                "type": "upload", "resource_type": "image", "status": "active", "extension": "jpg",
+                "public_id": null, "ref": null, "folder_path": null,
+                "storage_meta": {"width": 1920, "height": 1080, "blur_hash": "LEHV6nWB2yk8...",
+                                 "face_detections": []}}),
+        &got,
+        "data",
+    );
+    assert_eq!(got["storage_meta"]["width"], 32);
+    // GET /files?space_id=SPACE_ID&limit=20
+    let files = page(
+        &curl(
+            &app,
+            &sk,
+            Method::GET,
+            &format!("/files?space_id={space_id}&limit=20"),
+            None,
+        )
+        .await,
+    );
+    assert_eq!(files["data"].as_array().unwrap().len(), 4);
+    assert_eq!(files["per_page"], 20);
+    // PUT /files (the management guide's example).
+    let renamed = data(
+        &curl(
+            &app,
+            &sk,
+            Method::PUT,
+            "/files",
+            Some(&format!(
+                "{{\n    \"id\": \"{file_id}\",\n    \"name\": \"new-name\",\n    \"original_name\": \"renamed-photo.jpg\",\n    \"folder_id\": \"{photos_id}\",\n    \"folder_path\": \"photos/\"\n  }}"
+            )),
+        )
+        .await,
+    );
+    assert_eq!(renamed["name"], "new-name");
+    assert_eq!(renamed["original_name"], "renamed-photo.jpg");
+    assert_eq!(renamed["folder_path"], "photos/");
+    assert_eq!(renamed["storage_path"], format!("{a1b2c3}/new-name"));
+    // POST /files/FILE_ID/signed-url, no body.
+    let signed = data(
+        &curl(
+            &app,
+            &sk,
+            Method::POST,
+            &format!("/files/{file_id}/signed-url"),
+            None,
+        )
+        .await,
+    );
+    let url = signed["url"].as_str().unwrap();
+    assert!(
+        url.contains(&format!("/{a1b2c3}/new-name?expires=")),
+        "{url}"
+    );
+    assert!(url.contains("&signature="), "{url}");
+
+    // Folder management: rename, access control, delete when empty.
+    let folder_path = format!("/folders/{vacation_id}");
+    let renamed = data(
+        &curl(
+            &app,
+            &sk,
+            Method::PUT,
+            &folder_path,
+            Some(r#"{ "name": "new-name" }"#),
+        )
+        .await,
+    );
+    assert_eq!(renamed["path"], "photos/new-name/");
+    let controlled = data(
+        &curl(
+            &app,
+            &sk,
+            Method::PUT,
+            &format!("{folder_path}/access-control"),
+            Some(
+                r#"{
+    "access_control": {
+      "requires_auth": true
+    }
+  }"#,
+            ),
+        )
+        .await,
+    );
+    assert_eq!(controlled["access_control"]["requires_auth"], true);
+    data(
+        &curl(
+            &app,
+            &sk,
+            Method::DELETE,
+            &format!("{folder_path}/access-control"),
+            None,
+        )
+        .await,
+    );
+    error(
+        &curl(&app, &sk, Method::DELETE, &folder_path, None).await,
+        409,
+    );
+
+    // Signed upload: generate-signed-url, then the multipart form.
+    let config = home["active_upload_config_id"].as_str().unwrap();
+    let signed = data(
+        &curl(
+            &app,
+            &sk,
+            Method::POST,
+            "/upload/generate-signed-url",
+            Some(&format!(
+                "{{\n    \"upload_config_id\": \"{config}\",\n    \"expiration_minutes\": 30,\n    \"filename\": \"photo.jpg\",\n    \"content_type\": \"image/jpeg\"\n  }}"
+            )),
+        )
+        .await,
+    );
+    let url = url::Url::parse(signed["url"].as_str().unwrap()).unwrap();
+    let signed_path = format!("{}?{}", url.path(), url.query().unwrap());
+    let (field, name) = file("photo.jpg");
+    let via_url = app
+        .upload(
+            None,
+            &signed_path,
+            Multipart::new()
+                .file(field, &name, "image/jpeg", &photo)
+                .text("upload_config_id", config)
+                .text("space_id", &space_id),
+        )
+        .await;
+    assert_eq!(data(&via_url)["original_name"], "photo.jpg");
+
+    // Presign: the documented request, answered without `data`.
+    let answer = curl(
+        &app,
+        &owner,
+        Method::PUT,
+        &format!("/upload-configs/{config}"),
+        Some(
+            r#"{"config": {"validation": {"allowed_formats": "mp4", "max_file_size": 209715200}}}"#,
+        ),
+    )
+    .await;
+    data(&answer);
+    let presigned = curl(
+        &app,
+        &sk,
+        Method::POST,
+        "/upload/presign",
+        Some(&format!(
+            "{{\n    \"space\": \"{a1b2c3}\",\n    \"filename\": \"large-video.mp4\",\n    \"content_type\": \"video/mp4\",\n    \"size\": 104857600\n  }}"
+        )),
+    )
+    .await;
+    assert_eq!(presigned.status, 201, "{}", presigned.json());
+    let presigned = presigned.json();
+    has_documented_fields(
+        &json!({"file_id": "01HQ...", "upload_url": "https://...r2.cloudflarestorage.com/...",
+                "object_key": "a1b2c3/video-01HQ...", "expires_in": 3600}),
+        &presigned,
+        "presign",
+    );
+    assert_eq!(keys(&presigned).len(), 4, "{presigned}");
+    let pending = data(
+        &curl(
+            &app,
+            &sk,
+            Method::GET,
+            &format!("/files/{}", presigned["file_id"].as_str().unwrap()),
+            None,
+        )
+        .await,
+    );
+    assert_eq!(pending["status"], "pending");
+    assert_eq!(
+        pending["name"].as_str().unwrap().split('-').next(),
+        Some("video")
+    );
+}

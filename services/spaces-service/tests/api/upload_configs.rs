@@ -539,16 +539,24 @@ async fn migration(kind: DbKind) {
 
     // The service applies the rest as it starts, and answers in the new shape.
     let cache = testkit::TestCache::new(testkit::CacheKind::Memory);
+    let storage = crate::helpers::TestStorage::new(crate::helpers::StorageKind::Filesystem).await;
+    let mut used = None;
     let server = testkit::part::start_part_with::<spaces_service::SpacesService>(
         Some(&test_db),
         &cache,
-        crate::helpers::isolate,
+        |config| {
+            crate::helpers::isolate(config);
+            config.storage = storage.config.clone();
+            used = Some(config.clone());
+        },
     )
     .await;
     let app = TestSpaces {
         server,
         cache,
         db: test_db,
+        storage,
+        config: used.unwrap(),
     };
     let me = member(WORKSPACE);
     let get = |id: &'static str| {

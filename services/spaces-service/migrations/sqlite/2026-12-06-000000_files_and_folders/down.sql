@@ -1,0 +1,3 @@
+DROP TABLE space_purges;
+DROP TABLE files;
+DROP TABLE folders;
