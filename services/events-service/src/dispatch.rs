@@ -17,7 +17,10 @@
 //!   less those waiting) and hands them to the workers in memory, so the
 //!   common case needs no claim query and no lease update. A handed delivery
 //!   that waited so long that its lease no longer covers a whole attempt is
-//!   left to the lease's end and claimed then.
+//!   left to the lease's end and claimed then. The intake reads the stream
+//!   on only while no more deliveries wait than there are workers (for at
+//!   most 5 s a batch), so a backlog stays in the stream rather than in the
+//!   delivery table, where every claim would step over it.
 //! - **Sending**: the URL is checked again (the policy may have changed), the
 //!   body is signed (see [`crate::signatures`]) and POSTed through the
 //!   `outbound` client: no redirects, the connect-time address check, TLS
@@ -44,6 +47,7 @@ use chrono::NaiveDateTime;
 use diesel::prelude::*;
 use serde::Serialize;
 use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use store::{Database, DbConnection, StoreError};
@@ -71,6 +75,8 @@ const RECORD_QUEUE: usize = 1024;
 const RECORD_BATCH: usize = 256;
 /// Rows per multi-row `INSERT` of attempts (10 parameters each).
 const ATTEMPT_INSERT_CHUNK: usize = 500;
+/// How often the intake looks whether the workers have room.
+const ROOM_POLL: Duration = Duration::from_millis(2);
 /// Time a handed delivery's lease keeps beyond a whole attempt: one that
 /// waited longer for a worker is left to the lease's end.
 const LEASE_MARGIN: Duration = Duration::from_secs(2);
@@ -254,11 +260,8 @@ pub async fn claim(
                 // index still holds for rows that left `pending` (until vacuum
                 // removes them) before sorting; a plain index scan walks it in
                 // `next_attempt_at` order and stops after `limit` live rows.
-                // `SET LOCAL`: for this transaction only. A table that grew
-                // fast since it was last analyzed looks small to the planner,
-                // which then scans all of it and sorts: never, here.
+                // `SET LOCAL`: for this transaction only.
                 diesel::sql_query("SET LOCAL enable_bitmapscan = off").execute(pg)?;
-                diesel::sql_query("SET LOCAL enable_seqscan = off").execute(pg)?;
                 due!().for_update().skip_locked().load(pg)?
             }
             // The transaction holds SQLite's write lock: no other claim runs.
@@ -424,6 +427,8 @@ struct Inner {
     handed: Mutex<VecDeque<Ready>>,
     /// Attempts made, to the recorder.
     finished: mpsc::Sender<Finished>,
+    /// Deliveries may be due in the table (not handed over): claim.
+    claim_due: AtomicBool,
 }
 
 /// A claimed batch's subscriptions and events, by id.
@@ -541,6 +546,7 @@ impl Dispatcher {
                 secrets: Mutex::new(HashMap::new()),
                 handed: Mutex::new(VecDeque::new()),
                 finished,
+                claim_due: AtomicBool::new(true),
             }),
         };
         tokio::spawn(dispatcher.clone().deliver());
@@ -552,6 +558,7 @@ impl Dispatcher {
 
     /// Wakes the workers: deliveries are due.
     pub fn wake(&self) {
+        self.inner.claim_due.store(true, Ordering::Release);
         self.inner.wake.notify_one();
     }
 
@@ -579,7 +586,26 @@ impl Dispatcher {
             return;
         }
         self.handed().extend(ready);
-        self.wake();
+        // In memory: no claim needed for them.
+        self.inner.wake.notify_one();
+    }
+
+    /// Waits (at most `limit`) until no more deliveries wait for a worker
+    /// than there are workers, so that the intake reads on only as fast as
+    /// the workers deliver: a backlog stays in the stream, where it is cheap,
+    /// rather than in the delivery table, where every claim must step over
+    /// it. `false` when the wait ran out.
+    pub(crate) async fn wait_for_room(&self, limit: Duration) -> bool {
+        let deadline = Instant::now() + limit;
+        loop {
+            if self.handed().len() <= self.inner.workers {
+                return true;
+            }
+            if Instant::now() >= deadline {
+                return false;
+            }
+            tokio::time::sleep(ROOM_POLL).await;
+        }
     }
 
     fn handed(&self) -> std::sync::MutexGuard<'_, VecDeque<Ready>> {
@@ -616,6 +642,7 @@ impl Dispatcher {
     /// poll interval.
     async fn deliver(self) {
         let workers = Arc::new(Semaphore::new(self.inner.workers));
+        let mut last_claim = Instant::now();
         loop {
             let Ok(first) = workers.clone().acquire_owned().await else {
                 return;
@@ -634,9 +661,27 @@ impl Dispatcher {
             // again as each worker frees up.
             let mut drained = false;
             if ready.is_empty() {
+                // The table is asked only when something may be due there:
+                // after a wake-up for it, a full claim, or the poll interval
+                // (retries come due by the clock). Deliveries handed over
+                // need no claim.
+                let due = inner.claim_due.swap(false, Ordering::AcqRel)
+                    || last_claim.elapsed() >= inner.poll;
+                if !due {
+                    drop(permits);
+                    tokio::select! {
+                        () = inner.wake.notified() => {}
+                        () = tokio::time::sleep(inner.poll.saturating_sub(last_claim.elapsed())) => {}
+                    }
+                    continue;
+                }
+                last_claim = Instant::now();
                 match claim(&inner.db, &inner.owner, permits.len(), inner.lease).await {
                     Ok(claimed) => {
                         drained = claimed.len() < permits.len();
+                        if !drained {
+                            inner.claim_due.store(true, Ordering::Release);
+                        }
                         ready = self.prepare(claimed).await;
                     }
                     Err(error) => {

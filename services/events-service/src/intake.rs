@@ -18,6 +18,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use store::{Database, DbConnection, StoreError};
 
+/// Longest the intake waits for the workers before it stores a batch anyway
+/// (its deliveries then wait for a claim).
+const ROOM_WAIT: Duration = Duration::from_secs(5);
 /// How often the streams' lag is measured for the metrics.
 const LAG_INTERVAL: Duration = Duration::from_secs(10);
 
@@ -55,14 +58,22 @@ pub fn start(setup: Setup) {
                 let metrics = metrics.clone();
                 let stream_name = stream_name.clone();
                 async move {
+                    // Read on only as fast as the workers deliver (the wait is
+                    // bounded well below the stream's claim-back idle time).
+                    if !dispatcher.wait_for_room(ROOM_WAIT).await {
+                        tracing::debug!(
+                            "the workers are busy; the batch's deliveries wait for a claim"
+                        );
+                    }
                     let events = batch.into_iter().map(|d| d.event).collect();
                     let handoff = Handoff::from(&dispatcher);
                     let (recorded, ready) = record_and_hand(&db, events, Some(handoff)).await?;
                     for duplicate in &recorded.events {
                         metrics.consumed(&stream_name, *duplicate);
                     }
-                    // One wake for the whole batch.
-                    if ready.is_empty() && recorded.deliveries > 0 {
+                    // One wake for the whole batch's deliveries not handed
+                    // over (the workers claim them).
+                    if recorded.deliveries > ready.len() {
                         dispatcher.wake();
                     }
                     dispatcher.hand(ready);
