@@ -133,20 +133,57 @@ struct EventRow {
     received_at: NaiveDateTime,
 }
 
+/// Rows per multi-row `INSERT` of events (10 parameters each).
+const EVENT_INSERT_CHUNK: usize = 500;
+
+/// Stores each of `events` unless it is stored already (or earlier in the
+/// list); returns, in order, whether each was new. On PostgreSQL one
+/// statement per chunk (`ON CONFLICT DO NOTHING RETURNING id`); on SQLite one
+/// per event.
+fn insert_events(conn: &mut DbConnection, events: &[Event]) -> Result<Vec<bool>, StoreError> {
+    let DbConnection::Postgresql(pg) = conn else {
+        return events
+            .iter()
+            .map(|event| insert_event(conn, event))
+            .collect();
+    };
+    let mut inserted = std::collections::HashSet::new();
+    for chunk in events.chunks(EVENT_INSERT_CHUNK) {
+        let rows: Vec<EventRow> = chunk.iter().map(EventRow::from).collect();
+        let ids: Vec<String> = diesel::insert_into(events::table)
+            .values(&rows)
+            .on_conflict_do_nothing()
+            .returning(events::id)
+            .get_results(pg)?;
+        inserted.extend(ids);
+    }
+    // An id inserted once is new at its first place in the list only.
+    Ok(events
+        .iter()
+        .map(|event| inserted.remove(&event.id))
+        .collect())
+}
+
+impl From<&Event> for EventRow {
+    fn from(event: &Event) -> Self {
+        EventRow {
+            id: event.id.clone(),
+            event_type: event.event_type.clone(),
+            occurred_at: event.occurred_at.naive_utc(),
+            workspace_id: event.workspace_id.clone(),
+            organization_id: event.organization_id.clone(),
+            subject_id: event.subject_id.clone(),
+            data: event.data.to_string(),
+            producer: event.producer.clone(),
+            request_id: event.request_id.clone(),
+            received_at: now(),
+        }
+    }
+}
+
 /// Stores `event` unless it is stored already; returns whether it was new.
 pub(crate) fn insert_event(conn: &mut DbConnection, event: &Event) -> Result<bool, StoreError> {
-    let row = EventRow {
-        id: event.id.clone(),
-        event_type: event.event_type.clone(),
-        occurred_at: event.occurred_at.naive_utc(),
-        workspace_id: event.workspace_id.clone(),
-        organization_id: event.organization_id.clone(),
-        subject_id: event.subject_id.clone(),
-        data: event.data.to_string(),
-        producer: event.producer.clone(),
-        request_id: event.request_id.clone(),
-        received_at: now(),
-    };
+    let row = EventRow::from(event);
     let insert = diesel::insert_into(events::table)
         .values(&row)
         .on_conflict_do_nothing();
@@ -237,15 +274,16 @@ pub(crate) async fn record_and_hand(
         .filter_map(|event| Some((event.id.clone(), take_targets(event)?)))
         .collect();
     db.transaction(move |conn| {
-        let mut duplicates = Vec::with_capacity(events.len());
-        let mut fresh: Vec<&Event> = Vec::new();
-        for event in &events {
-            let stored = insert_event(conn, event)?;
-            duplicates.push(!stored);
-            if stored && event.event_type != catalog::PING && event.workspace_id.is_some() {
-                fresh.push(event);
-            }
-        }
+        let stored = insert_events(conn, &events)?;
+        let duplicates: Vec<bool> = stored.iter().map(|new| !new).collect();
+        let fresh: Vec<&Event> = events
+            .iter()
+            .zip(&stored)
+            .filter(|(event, new)| {
+                **new && event.event_type != catalog::PING && event.workspace_id.is_some()
+            })
+            .map(|(event, _)| event)
+            .collect();
         let mut workspaces: Vec<&str> = fresh
             .iter()
             .filter_map(|e| e.workspace_id.as_deref())
