@@ -69,8 +69,6 @@ const PRUNE_BATCH: i64 = 500;
 const SECRET_CACHE: usize = 10_000;
 /// Tries to record a batch of attempts before leaving them to their leases.
 const RECORD_TRIES: u32 = 3;
-/// Attempts waiting to be recorded at most; beyond, workers wait.
-const RECORD_QUEUE: usize = 1024;
 /// Attempts recorded by one transaction at most.
 const RECORD_BATCH: usize = 256;
 /// Rows per multi-row `INSERT` of attempts (10 parameters each).
@@ -525,7 +523,11 @@ impl Dispatcher {
             user_agent: "Spaceport-Webhooks/1.0".into(),
             max_idle_per_host: webhooks.workers.min(64),
         })?;
-        let (finished, recorder) = mpsc::channel(RECORD_QUEUE);
+        // Attempts waiting to be recorded: as many as there are workers, at
+        // most; beyond, workers wait. So a replica that dies leaves at most
+        // three times its workers sent but unrecorded (in flight, queued,
+        // being written), each sent again when its lease ends.
+        let (finished, recorder) = mpsc::channel(webhooks.workers.max(1));
         let dispatcher = Dispatcher {
             inner: Arc::new(Inner {
                 db: setup.db,

@@ -1,8 +1,8 @@
 //! Chaos (issue 13): a burst of bookings on two booking replicas while one of
 //! two events-service replicas is SIGKILLed and Redis is restarted (empty: no
 //! persistence). Every booking event must reach every subscription it matches
-//! at least once; duplicates may come only from attempts that were in flight
-//! on the killed replica; each lifecycle transition happens once across both
+//! at least once; duplicates may come only from attempts the killed replica
+//! had sent but not recorded; each lifecycle transition happens once across both
 //! booking replicas.
 //!
 //! The test runs a Redis of its own (restarting the shared one would take it
@@ -44,7 +44,8 @@ const BURST_SPACES: usize = 5;
 /// minutes later (announced at once, not started during the test).
 const LIFECYCLE_SPACES: usize = 3;
 /// events-service's attempts in flight per replica: the killed one can leave
-/// at most this many sent but unrecorded, which are the only duplicates.
+/// at most three times this many sent but unrecorded (in flight, queued for
+/// its recorder, being written), which are the only duplicates.
 const WORKERS: usize = 16;
 /// events-service's attempt timeout: generous, so that a loaded machine does
 /// not turn a received delivery into a failed attempt (and a duplicate).
@@ -371,9 +372,12 @@ async fn events_survive_a_killed_replica_and_a_redis_restart_postgres_redis() {
             );
         }
     }
+    // Sent but not yet recorded when the replica died: at most its workers'
+    // attempts in flight, as many queued for the recorder, and as many being
+    // written (events-service's dispatch module).
     assert!(
-        duplicates <= WORKERS,
-        "{duplicates} duplicates: more than the killed replica's {WORKERS} workers could have had in flight"
+        duplicates <= 3 * WORKERS,
+        "{duplicates} duplicates: more than the killed replica's {WORKERS} workers could have had sent and not recorded"
     );
 
     // The lifecycle: each transition once, across both booking replicas.
