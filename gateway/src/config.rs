@@ -134,7 +134,8 @@ fn parse_digest(hex: &str) -> Option<[u8; 32]> {
 }
 
 /// `rate_limits.*`: requests per minute, counted in the shared cache so every
-/// gateway replica enforces one budget.
+/// gateway replica enforces one budget. Each replica spends allowances leased
+/// from it (see `rate_limits` for the accuracy this buys).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RateLimitConfig {
@@ -145,6 +146,15 @@ pub struct RateLimitConfig {
     pub per_api_key_per_minute: u32,
     /// Per client IP, for anonymous requests.
     pub per_ip_per_minute: u32,
+    /// Gateway replicas sharing the budget. While the shared cache is
+    /// unreachable each replica enforces `limit / replicas` (at least 1) alone.
+    pub replicas: u32,
+    /// A replica leases what it expects a key to spend here in this time, at
+    /// the rate it observes (never more than 1% of the limit).
+    pub lease_horizon_ms: u64,
+    /// A lease not granted within this time counts as the shared cache being
+    /// unreachable (local limits until it answers again).
+    pub lease_timeout_ms: u64,
 }
 
 impl Default for RateLimitConfig {
@@ -155,6 +165,9 @@ impl Default for RateLimitConfig {
             per_token_per_minute: 500,
             per_api_key_per_minute: 1000,
             per_ip_per_minute: 100,
+            replicas: 1,
+            lease_horizon_ms: 200,
+            lease_timeout_ms: 250,
         }
     }
 }
@@ -298,6 +311,10 @@ pub fn default_routes() -> Vec<RouteConfig> {
         ("/api/v1/bookings", "booking", Public, SpaceOs),
         ("/api/v1/spaces", "spaces", Authenticated, Tuzzle),
         ("/api/v1/upload-configs", "spaces", Authenticated, Tuzzle),
+        ("/api/v1/upload", "spaces", Public, Tuzzle),
+        ("/api/v1/files", "spaces", Authenticated, Tuzzle),
+        ("/api/v1/folders", "spaces", Authenticated, Tuzzle),
+        ("/cdn", "spaces", Public, Tuzzle),
         ("/api/v1/webhooks", "events", Authenticated, SpaceOs),
         ("/v1/webhooks", "events", Authenticated, Gospace),
     ]
@@ -307,8 +324,23 @@ pub fn default_routes() -> Vec<RouteConfig> {
         dialect,
         ..RouteConfig::new(prefix, upstream)
     })
+    .map(|route| match route.prefix.as_str() {
+        // Uploads stream through (spaces-service holds each to its upload
+        // config's limit) and answer once the whole file is stored.
+        UPLOADS => RouteConfig {
+            max_body_bytes: Some(MAX_UPLOAD_BYTES),
+            timeout_ms: Some(UPLOAD_TIMEOUT_MS),
+            ..route
+        },
+        _ => route,
+    })
     .collect()
 }
+
+/// The upload prefix, its largest body and its time to an answer.
+const UPLOADS: &str = "/api/v1/upload";
+const MAX_UPLOAD_BYTES: u64 = 5 * 1024 * 1024 * 1024;
+const UPLOAD_TIMEOUT_MS: u64 = 600_000;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -429,6 +461,24 @@ impl Settings for GatewayConfig {
             return Err(ConfigError::invalid(
                 "rate_limits",
                 "limits must be at least 1 (set rate_limits.enabled = false to turn them off)",
+            ));
+        }
+        if r.replicas == 0 {
+            return Err(ConfigError::invalid(
+                "rate_limits.replicas",
+                "must be at least 1",
+            ));
+        }
+        if !(1..=10_000).contains(&r.lease_horizon_ms) {
+            return Err(ConfigError::invalid(
+                "rate_limits.lease_horizon_ms",
+                "must be between 1 and 10000",
+            ));
+        }
+        if !(1..=10_000).contains(&r.lease_timeout_ms) {
+            return Err(ConfigError::invalid(
+                "rate_limits.lease_timeout_ms",
+                "must be between 1 and 10000",
             ));
         }
         if self.proxy.connect_timeout_ms == 0 || self.proxy.timeout_ms == 0 {

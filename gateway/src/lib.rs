@@ -143,11 +143,17 @@ impl ServicePart for GatewayPart {
         let published = web::Data::new(bytes::Bytes::from(
             serde_json::to_vec(&openapi::merged(&routes)).expect("the document serializes"),
         ));
+        let rate_limiter = rate_limits::RateLimiter::new(
+            cache.clone(),
+            config.cache.clone(),
+            config.rate_limits.clone(),
+        );
+        let rate_limit_metrics = rate_limiter.metrics();
         let gateway = web::Data::new(Gateway {
             routes,
             signer,
             authenticator,
-            rate_limiter: rate_limits::RateLimiter::new(cache.clone(), config.rate_limits.clone()),
+            rate_limiter,
             trusted_proxies: client_ip::TrustedProxies::new(&config.proxy.trusted_proxies),
             auth_failures: auth_failures.clone(),
             upstream_latency: upstream_latency.clone(),
@@ -188,6 +194,7 @@ impl ServicePart for GatewayPart {
             "Credentials refused, by reason",
             auth_failures,
         );
+        rate_limit_metrics.register(spec.metrics.registry_mut());
         spec.metrics.registry_mut().register(
             "gateway_upstream_duration_seconds",
             "Time until an upstream's response headers, by upstream and outcome",

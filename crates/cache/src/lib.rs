@@ -18,7 +18,7 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-pub use rate_limit::{Quota, RateDecision};
+pub use rate_limit::{Lease, Quota, RateDecision};
 pub use subscription::Subscription;
 
 use memory::MemoryStore;
@@ -105,6 +105,17 @@ impl Cache {
             prefix: key_prefix.into(),
             bus_prefix: bus_prefix.into(),
         })
+    }
+
+    /// An in-process store of its own, shared only by this handle's clones: state
+    /// one process keeps for itself whatever `cache.url` says (a gateway's local
+    /// rate limits while Redis is unreachable).
+    pub fn private(key_prefix: &str) -> Cache {
+        Cache {
+            backend: Arc::new(Backend::Memory(Arc::new(MemoryStore::new()))),
+            prefix: key_prefix.into(),
+            bus_prefix: key_prefix.into(),
+        }
     }
 
     /// For logs and readiness output, so operators can see which store a process uses.
@@ -209,6 +220,39 @@ impl Cache {
         }
     }
 
+    /// Takes up to `wanted` units of a GCRA quota at once, for the caller to spend
+    /// locally (a gateway replica's allowance): the same key and arithmetic as
+    /// [`Cache::rate_limit`], so taking `n` units is what `n` requests arriving
+    /// together would do. Fewer are granted when fewer are left, none when the quota
+    /// is spent (then `retry_after` says when one unit is back). `wanted = 0` only
+    /// looks. One Lua script in Redis, reading the server's `TIME`.
+    pub async fn lease(&self, key: &str, quota: Quota, wanted: u32) -> Result<Lease, CacheError> {
+        quota.validate()?;
+        let key = self.key(key);
+        match &*self.backend {
+            Backend::Memory(store) => store.lease(key, quota, wanted),
+            Backend::Redis(redis) => redis.lease(&key, quota, wanted).await,
+        }
+    }
+
+    /// Gives back `units` leased earlier and not spent: the quota grows by as many,
+    /// never past full (units that would have refilled meanwhile are not counted
+    /// twice). A key that has expired is left alone.
+    pub async fn release(&self, key: &str, quota: Quota, units: u32) -> Result<(), CacheError> {
+        quota.validate()?;
+        if units == 0 {
+            return Ok(());
+        }
+        let key = self.key(key);
+        match &*self.backend {
+            Backend::Memory(store) => {
+                store.release(key, quota, units);
+                Ok(())
+            }
+            Backend::Redis(redis) => redis.release(&key, quota, units).await,
+        }
+    }
+
     /// Fire-and-forget delivery to current subscribers; nothing is stored for later ones.
     pub async fn publish(&self, channel: &str, payload: &[u8]) -> Result<(), CacheError> {
         let channel = self.channel(channel);
@@ -291,6 +335,18 @@ mod tests {
         );
         assert_eq!(a.get("shared").await.unwrap(), None);
         assert_eq!(d1.backend_name(), "memory");
+
+        let own = Cache::private(prefix);
+        own.set("shared", b"no", None).await.unwrap();
+        assert_eq!(
+            d1.get("shared").await.unwrap().as_deref(),
+            Some(&b"yes"[..])
+        );
+        assert_eq!(
+            own.clone().get("shared").await.unwrap().as_deref(),
+            Some(&b"no"[..])
+        );
+        assert_eq!(Cache::private(prefix).get("shared").await.unwrap(), None);
     }
 
     /// Parts keep their keys apart but share one bus: what auth-service

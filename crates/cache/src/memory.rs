@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::broadcast;
 
 use crate::CacheError;
-use crate::rate_limit::{self, Quota, RateDecision};
+use crate::rate_limit::{self, Lease, Quota, RateDecision};
 use crate::subscription::Subscription;
 
 /// Named stores live as long as the process, like a Redis server outlives its clients.
@@ -83,7 +83,7 @@ impl Data {
 }
 
 impl MemoryStore {
-    fn new() -> Self {
+    pub(crate) fn new() -> Self {
         MemoryStore {
             epoch: Instant::now(),
             data: Mutex::new(Data::default()),
@@ -150,18 +150,40 @@ impl MemoryStore {
     }
 
     pub(crate) fn rate_limit(&self, key: String, quota: Quota) -> Result<RateDecision, CacheError> {
+        Ok(self.lease(key, quota, 1)?.decision(quota.limit))
+    }
+
+    pub(crate) fn lease(
+        &self,
+        key: String,
+        quota: Quota,
+        wanted: u32,
+    ) -> Result<Lease, CacheError> {
         let instant = Instant::now();
         let now = instant.duration_since(self.epoch).as_secs_f64();
         let mut data = lock(&self.data);
-        // Unreadable state counts as a fresh key, like `tonumber` returning nil in the script.
-        let tat = data
-            .live(&key, instant)
-            .and_then(|e| std::str::from_utf8(&e.value).ok()?.parse::<f64>().ok());
-        let step = rate_limit::step(quota, now, tat);
-        if let Some((new_tat, ttl)) = step.store {
+        let take = rate_limit::take(quota, now, tat(&mut data, &key, instant), wanted);
+        if let Some((new_tat, ttl)) = take.store {
             data.insert(key, new_tat.to_string().into_bytes(), Some(ttl), instant);
         }
-        Ok(step.decision)
+        Ok(take.lease)
+    }
+
+    pub(crate) fn release(&self, key: String, quota: Quota, units: u32) {
+        let instant = Instant::now();
+        let now = instant.duration_since(self.epoch).as_secs_f64();
+        let mut data = lock(&self.data);
+        let Some(tat) = tat(&mut data, &key, instant) else {
+            return;
+        };
+        match rate_limit::give_back(quota, now, tat, units) {
+            Some((new_tat, ttl)) => {
+                data.insert(key, new_tat.to_string().into_bytes(), Some(ttl), instant)
+            }
+            None => {
+                data.entries.remove(&key);
+            }
+        }
     }
 
     pub(crate) fn publish(&self, channel: &str, payload: &[u8]) {
@@ -182,6 +204,13 @@ impl MemoryStore {
             .subscribe();
         Subscription::from_broadcast(channel.to_owned(), receiver)
     }
+}
+
+/// A rate-limit key's arrival time. Unreadable state counts as a fresh key, like
+/// `tonumber` returning nil in the script.
+fn tat(data: &mut Data, key: &str, now: Instant) -> Option<f64> {
+    data.live(key, now)
+        .and_then(|e| std::str::from_utf8(&e.value).ok()?.parse::<f64>().ok())
 }
 
 /// A panic elsewhere while holding the lock cannot leave these maps half-updated in a way

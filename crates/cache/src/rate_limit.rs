@@ -2,8 +2,11 @@
 //!
 //! GCRA keeps one number per key (the theoretical arrival time, TAT) instead of a window of
 //! counters, refills smoothly instead of at window edges, and needs a single round trip.
-//! The arithmetic exists twice, in Rust for the memory store and in Lua for Redis
-//! ([`REDIS_SCRIPT`]); keep the two in step.
+//! A request takes one unit; a lease ([`Lease`]) takes several at once for a
+//! replica to spend locally, and unspent units can be given back. The arithmetic
+//! exists twice, in Rust for the memory store ([`take`], [`give_back`]) and in Lua
+//! for Redis ([`REDIS_TAKE_SCRIPT`], [`REDIS_GIVE_BACK_SCRIPT`]); keep the two in
+//! step.
 
 use std::time::Duration;
 
@@ -50,54 +53,94 @@ pub struct RateDecision {
     pub retry_after: Option<Duration>,
 }
 
+/// Units taken from a quota at once, to be spent later by whoever took them (a
+/// gateway replica spending a local allowance). Taking `n` units is exactly what
+/// `n` requests arriving together would do to the quota, so leases and single
+/// requests can share one key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Lease {
+    /// At most what was asked for, fewer when the quota holds fewer; zero when it
+    /// is spent (or when nothing was asked for: a look at `remaining`).
+    pub granted: u32,
+    /// Units left in the quota after this grant; never above the limit.
+    pub remaining: u32,
+    /// Time until the quota is fully refilled.
+    pub reset_after: Duration,
+    /// Set only when units were asked for and none granted: how long until one
+    /// unit is available.
+    pub retry_after: Option<Duration>,
+}
+
+impl Lease {
+    /// A lease of one unit is one request's decision.
+    pub(crate) fn decision(self, limit: u32) -> RateDecision {
+        RateDecision {
+            allowed: self.granted > 0,
+            limit,
+            remaining: self.remaining,
+            reset_after: self.reset_after,
+            retry_after: self.retry_after,
+        }
+    }
+}
+
 /// Float error can make an exact count such as 4 come out as 3.9999999 and floor to 3;
 /// one millionth of a request is far below anything observable.
 pub(crate) const REMAINING_EPSILON: f64 = 1e-6;
 
-/// The outcome of one GCRA step, plus the new TAT to store when the request was allowed.
-pub(crate) struct Step {
-    pub decision: RateDecision,
-    /// `(new_tat, ttl)` to store; `None` when nothing changes (denied).
+/// The outcome of taking units at time `now`, plus the new TAT to store when any
+/// were granted.
+pub(crate) struct Take {
+    pub lease: Lease,
+    /// `(new_tat, ttl)` to store; `None` when nothing changes.
     pub store: Option<(f64, Duration)>,
 }
 
-/// One GCRA step at time `now` (seconds on any monotonic scale shared with `tat`).
-pub(crate) fn step(quota: Quota, now: f64, tat: Option<f64>) -> Step {
+/// Takes up to `wanted` units at time `now` (seconds on any monotonic scale shared
+/// with `tat`). GCRA: the quota is full when the TAT is at or before `now`, and
+/// each unit taken moves the TAT one emission interval on; at most `limit`
+/// intervals ahead of `now` (the burst).
+pub(crate) fn take(quota: Quota, now: f64, tat: Option<f64>, wanted: u32) -> Take {
     let interval = quota.emission_interval();
     let burst_offset = interval * f64::from(quota.limit);
     let tat = tat.unwrap_or(now).max(now);
-    let new_tat = tat + interval;
-    let allow_at = new_tat - burst_offset;
-    let diff = now - allow_at;
-    let remaining = diff / interval;
-
     // `tat + interval - burst_offset` can land a hair after `now` in floating
     // point exactly at the boundary (the first request of a quota of one, a
     // request arriving just as a unit refills); within the epsilon it is on time.
-    if remaining + REMAINING_EPSILON < 0.0 {
-        return Step {
-            decision: RateDecision {
-                allowed: false,
-                limit: quota.limit,
-                remaining: 0,
+    let available = floor_remaining((now + burst_offset - tat) / interval, quota.limit);
+    let granted = wanted.min(available);
+    if granted == 0 {
+        return Take {
+            lease: Lease {
+                granted: 0,
+                remaining: available,
                 reset_after: secs(tat - now),
-                retry_after: Some(secs(-diff)),
+                retry_after: (wanted > 0).then(|| secs(tat + interval - burst_offset - now)),
             },
             store: None,
         };
     }
+    let new_tat = tat + f64::from(granted) * interval;
     let reset_after = new_tat - now;
-    Step {
-        decision: RateDecision {
-            allowed: true,
-            limit: quota.limit,
-            remaining: floor_remaining(remaining, quota.limit),
+    Take {
+        lease: Lease {
+            granted,
+            remaining: available - granted,
             reset_after: secs(reset_after),
             retry_after: None,
         },
         store: (reset_after > 0.0)
             .then(|| (new_tat, Duration::from_secs(reset_after.ceil() as u64))),
     }
+}
+
+/// Gives `units` taken earlier back: the TAT moves back as many intervals, never
+/// before `now` (a quota is never fuller than full). `None`: the quota is full,
+/// the key can go.
+pub(crate) fn give_back(quota: Quota, now: f64, tat: f64, units: u32) -> Option<(f64, Duration)> {
+    let new_tat = tat - f64::from(units) * quota.emission_interval();
+    let reset_after = new_tat - now;
+    (reset_after > 0.0).then(|| (new_tat, Duration::from_secs(reset_after.ceil() as u64)))
 }
 
 pub(crate) fn floor_remaining(remaining: f64, limit: u32) -> u32 {
@@ -110,15 +153,16 @@ pub(crate) fn secs(value: f64) -> Duration {
     Duration::try_from_secs_f64(value.max(0.0)).unwrap_or(Duration::MAX)
 }
 
-/// The Redis twin of [`step`]. It reads Redis `TIME` so all replicas share one clock,
+/// The Redis twin of [`take`]. It reads Redis `TIME` so all replicas share one clock,
 /// and returns floats as strings because Redis truncates Lua numbers to integers.
-/// `ARGV`: limit, period in seconds, epsilon. Returns `{allowed, remaining, retry_after,
-/// reset_after}`.
-pub(crate) const REDIS_SCRIPT: &str = r#"
+/// `ARGV`: limit, period in seconds, epsilon, units wanted. Returns `{granted,
+/// remaining, retry_after (or "-1"), reset_after}`.
+pub(crate) const REDIS_TAKE_SCRIPT: &str = r#"
 local key = KEYS[1]
 local limit = tonumber(ARGV[1])
 local period = tonumber(ARGV[2])
 local epsilon = tonumber(ARGV[3])
+local wanted = tonumber(ARGV[4])
 
 local interval = period / limit
 local burst_offset = interval * limit
@@ -133,25 +177,65 @@ if not tat then
 end
 tat = math.max(tat, now)
 
-local new_tat = tat + interval
-local allow_at = new_tat - burst_offset
-local diff = now - allow_at
-local remaining = diff / interval
+local available = math.floor((now + burst_offset - tat) / interval + epsilon)
+available = math.max(0, math.min(available, limit))
+local granted = math.min(wanted, available)
 
-if remaining + epsilon < 0 then
-  return {0, 0, tostring(-diff), tostring(tat - now)}
+if granted == 0 then
+  local retry_after = "-1"
+  if wanted > 0 then
+    retry_after = tostring(tat + interval - burst_offset - now)
+  end
+  return {0, available, retry_after, tostring(tat - now)}
 end
 
+local new_tat = tat + granted * interval
 local reset_after = new_tat - now
 if reset_after > 0 then
   redis.call("SET", key, string.format("%.6f", new_tat), "EX", math.ceil(reset_after))
 end
-return {1, math.floor(remaining + epsilon), "-1", tostring(reset_after)}
+return {granted, available - granted, "-1", tostring(reset_after)}
+"#;
+
+/// The Redis twin of [`give_back`]. `ARGV`: limit, period in seconds, units.
+pub(crate) const REDIS_GIVE_BACK_SCRIPT: &str = r#"
+local key = KEYS[1]
+local tat = tonumber(redis.call("GET", key))
+if not tat then
+  return 0
+end
+local interval = tonumber(ARGV[2]) / tonumber(ARGV[1])
+local t = redis.call("TIME")
+local now = (tonumber(t[1]) - 1483228800) + (tonumber(t[2]) / 1000000)
+local new_tat = tat - tonumber(ARGV[3]) * interval
+local reset_after = new_tat - now
+if reset_after > 0 then
+  redis.call("SET", key, string.format("%.6f", new_tat), "EX", math.ceil(reset_after))
+else
+  redis.call("DEL", key)
+end
+return 1
 "#;
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// One request's outcome, plus the new TAT to store when it was allowed.
+    struct Step {
+        decision: RateDecision,
+        /// `(new_tat, ttl)` to store; `None` when nothing changes (denied).
+        store: Option<(f64, Duration)>,
+    }
+
+    /// One request: a lease of one unit.
+    fn step(quota: Quota, now: f64, tat: Option<f64>) -> Step {
+        let take = take(quota, now, tat, 1);
+        Step {
+            decision: take.lease.decision(quota.limit),
+            store: take.store,
+        }
+    }
 
     #[test]
     fn burst_then_smooth_refill() {
@@ -195,6 +279,33 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn leases_take_what_is_there_and_come_back() {
+        let quota = Quota::new(10, Duration::from_secs(10));
+        let first = take(quota, 100.0, None, 4);
+        assert_eq!((first.lease.granted, first.lease.remaining), (4, 6));
+        let tat = first.store.map(|(t, _)| t);
+        // More than is left: what is left.
+        let second = take(quota, 100.0, tat, 8);
+        assert_eq!((second.lease.granted, second.lease.remaining), (6, 0));
+        let tat = second.store.map(|(t, _)| t);
+        let spent = take(quota, 100.0, tat, 3);
+        assert_eq!(spent.lease.granted, 0);
+        assert_eq!(spent.lease.retry_after, Some(Duration::from_secs(1)));
+        assert!(spent.store.is_none());
+        // A look (nothing wanted) changes nothing and promises no retry time.
+        let look = take(quota, 100.0, tat, 0);
+        assert_eq!((look.lease.granted, look.lease.retry_after), (0, None));
+        // Five units back: five available again; all back: the key can go.
+        let (back, _) = give_back(quota, 100.0, tat.unwrap(), 5).unwrap();
+        assert_eq!(take(quota, 100.0, Some(back), 0).lease.remaining, 5);
+        assert!(give_back(quota, 100.0, back, 5).is_none());
+        // Returned after some refill: never fuller than full.
+        assert!(give_back(quota, 105.0, tat.unwrap(), 10).is_none());
+        let (late, _) = give_back(quota, 105.0, tat.unwrap(), 2).unwrap();
+        assert_eq!(take(quota, 105.0, Some(late), 0).lease.remaining, 7);
     }
 
     #[test]

@@ -9,7 +9,7 @@ use redis::{Client, RedisError, Script};
 use tokio::sync::mpsc;
 
 use crate::CacheError;
-use crate::rate_limit::{self, Quota, REDIS_SCRIPT, RateDecision};
+use crate::rate_limit::{self, Lease, Quota, RateDecision};
 use crate::redis_url::{self, ConnectError, redact};
 use crate::subscription::Subscription;
 
@@ -20,7 +20,9 @@ const RESUBSCRIBE_MAX_DELAY: Duration = Duration::from_secs(5);
 /// Messages buffered per subscription before new ones are dropped (and logged).
 const SUBSCRIPTION_BUFFER: usize = 1024;
 
-static RATE_LIMIT: LazyLock<Script> = LazyLock::new(|| Script::new(REDIS_SCRIPT));
+static TAKE: LazyLock<Script> = LazyLock::new(|| Script::new(rate_limit::REDIS_TAKE_SCRIPT));
+static GIVE_BACK: LazyLock<Script> =
+    LazyLock::new(|| Script::new(rate_limit::REDIS_GIVE_BACK_SCRIPT));
 
 /// `EXISTS` and `INCRBY` in one script so that the TTL is set exactly when the key is
 /// created, even if the caller dies between the two commands.
@@ -147,22 +149,48 @@ impl RedisBackend {
         key: &str,
         quota: Quota,
     ) -> Result<RateDecision, CacheError> {
-        let (allowed, remaining, retry_after, reset_after): (i64, i64, f64, f64) = RATE_LIMIT
+        Ok(self.lease(key, quota, 1).await?.decision(quota.limit))
+    }
+
+    pub(crate) async fn lease(
+        &self,
+        key: &str,
+        quota: Quota,
+        wanted: u32,
+    ) -> Result<Lease, CacheError> {
+        let (granted, remaining, retry_after, reset_after): (i64, i64, f64, f64) = TAKE
             .key(key)
             .arg(quota.limit)
             .arg(quota.period.as_secs_f64())
             .arg(rate_limit::REMAINING_EPSILON)
+            .arg(wanted)
             .invoke_async(&mut self.conn())
             .await
             .map_err(self.error("rate limit script"))?;
-        let allowed = allowed == 1;
-        Ok(RateDecision {
-            allowed,
-            limit: quota.limit,
+        let granted = u32::try_from(granted.max(0)).unwrap_or(0).min(wanted);
+        Ok(Lease {
+            granted,
             remaining: rate_limit::floor_remaining(remaining as f64, quota.limit),
             reset_after: rate_limit::secs(reset_after),
-            retry_after: (!allowed).then(|| rate_limit::secs(retry_after)),
+            retry_after: (granted == 0 && wanted > 0).then(|| rate_limit::secs(retry_after)),
         })
+    }
+
+    pub(crate) async fn release(
+        &self,
+        key: &str,
+        quota: Quota,
+        units: u32,
+    ) -> Result<(), CacheError> {
+        GIVE_BACK
+            .key(key)
+            .arg(quota.limit)
+            .arg(quota.period.as_secs_f64())
+            .arg(units)
+            .invoke_async::<i64>(&mut self.conn())
+            .await
+            .map(drop)
+            .map_err(self.error("rate limit give-back script"))
     }
 
     pub(crate) async fn publish(&self, channel: &str, payload: &[u8]) -> Result<(), CacheError> {

@@ -91,6 +91,8 @@ on_both_backends! {
     rate_limit_allows_quota_then_denies => rate_limit_allows_quota_then_denies_memory, rate_limit_allows_quota_then_denies_redis;
     rate_limit_refills_smoothly => rate_limit_refills_smoothly_memory, rate_limit_refills_smoothly_redis;
     rate_limit_is_shared_between_handles => rate_limit_is_shared_between_handles_memory, rate_limit_is_shared_between_handles_redis;
+    leases_share_the_quota_with_requests => leases_share_the_quota_with_requests_memory, leases_share_the_quota_with_requests_redis;
+    released_units_can_be_spent_again => released_units_can_be_spent_again_memory, released_units_can_be_spent_again_redis;
     pubsub_delivers_to_subscriber => pubsub_delivers_to_subscriber_memory, pubsub_delivers_to_subscriber_redis;
     pubsub_delivers_to_every_subscriber => pubsub_delivers_to_every_subscriber_memory, pubsub_delivers_to_every_subscriber_redis;
     pubsub_ignores_other_channels => pubsub_ignores_other_channels_memory, pubsub_ignores_other_channels_redis;
@@ -262,6 +264,61 @@ async fn rate_limit_is_shared_between_handles(h: Harness) {
     assert_eq!(allowed, 5);
     assert_denied(replica_b.rate_limit("user", quota).await.unwrap());
     assert_denied(h.cache.rate_limit("user", quota).await.unwrap());
+}
+
+async fn leases_share_the_quota_with_requests(h: Harness) {
+    let replica_b = h.another_handle().await;
+    let quota = Quota::new(10, Duration::from_secs(60));
+    let first = h.cache.lease("key", quota, 4).await.unwrap();
+    assert_eq!(
+        (first.granted, first.remaining, first.retry_after),
+        (4, 6, None)
+    );
+    // The same budget, seen by a single request from another replica.
+    assert_allowed(replica_b.rate_limit("key", quota).await.unwrap(), 5, 10);
+    // More than is left: what is left.
+    let rest = replica_b.lease("key", quota, 8).await.unwrap();
+    assert_eq!((rest.granted, rest.remaining), (5, 0));
+    assert!(rest.reset_after > Duration::from_secs(59), "{rest:?}");
+    let none = h.cache.lease("key", quota, 3).await.unwrap();
+    assert_eq!(none.granted, 0);
+    let retry = none.retry_after.expect("when one unit is back");
+    assert!(
+        retry > Duration::from_secs(5) && retry <= Duration::from_secs(6),
+        "{none:?}"
+    );
+    assert_denied(h.cache.rate_limit("key", quota).await.unwrap());
+    // A look takes nothing.
+    let look = h.cache.lease("other", quota, 0).await.unwrap();
+    assert_eq!(
+        (look.granted, look.remaining, look.retry_after),
+        (0, 10, None)
+    );
+    assert_eq!(
+        h.cache.lease("other", quota, 0).await.unwrap().remaining,
+        10
+    );
+}
+
+async fn released_units_can_be_spent_again(h: Harness) {
+    let replica_b = h.another_handle().await;
+    let quota = Quota::new(100, Duration::from_secs(60));
+    assert_eq!(h.cache.lease("key", quota, 100).await.unwrap().granted, 100);
+    assert_denied(replica_b.rate_limit("key", quota).await.unwrap());
+    h.cache.release("key", quota, 30).await.unwrap();
+    let back = replica_b.lease("key", quota, 0).await.unwrap();
+    // 30 back, plus at most one refilled meanwhile (one every 0.6 s).
+    assert!((30..=31).contains(&back.remaining), "{back:?}");
+    assert_eq!(replica_b.lease("key", quota, 30).await.unwrap().granted, 30);
+    // Everything back: the quota is full, never fuller.
+    h.cache.release("key", quota, 200).await.unwrap();
+    assert_eq!(h.cache.lease("key", quota, 0).await.unwrap().remaining, 100);
+    // Giving back to a key that has gone is harmless.
+    h.cache.release("gone", quota, 5).await.unwrap();
+    assert_eq!(
+        h.cache.lease("gone", quota, 0).await.unwrap().remaining,
+        100
+    );
 }
 
 async fn receive(subscription: &mut cache::Subscription) -> Vec<u8> {

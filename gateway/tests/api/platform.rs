@@ -10,7 +10,9 @@ use testkit::{CacheKind, DbKind, TestCache, TestDatabase, TestServer};
 
 pub struct Platform {
     pub gw: TestServer,
-    _echo: Echo,
+    pub echo: Echo,
+    /// The cache (and bus) every part shares.
+    pub cache: service_kit::config::CacheConfig,
     pub sink: mail::sink::SmtpSink,
     pub auth: TestServer,
     _spaces: TestServer,
@@ -114,7 +116,8 @@ impl Platform {
         .await;
         Platform {
             gw,
-            _echo: echo,
+            echo,
+            cache: cache.config.clone(),
             sink,
             auth,
             _spaces: spaces,
@@ -122,6 +125,24 @@ impl Platform {
             _db: db,
             _spaces_db: spaces_db,
         }
+    }
+
+    /// Another gateway replica in front of the same auth-service, spaces-service
+    /// and echo, on the same cache.
+    pub async fn another_gateway(
+        &self,
+        tweak: impl FnOnce(&mut gateway::config::GatewayConfig),
+    ) -> TestServer {
+        let auth = self.auth.base.clone();
+        let spaces = self._spaces.base.clone();
+        let cache = self.cache.clone();
+        gateway_with(&self.echo.server.base, |c| {
+            c.upstreams.auth = auth;
+            c.upstreams.spaces = spaces;
+            c.cache = cache;
+            tweak(c);
+        })
+        .await
     }
 
     /// Signs in by one-time code through the gateway; returns the answer's `data`.
