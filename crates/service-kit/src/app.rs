@@ -43,7 +43,13 @@ pub struct AppSpec {
     pub fallback: Option<Fallback>,
     /// The dialect of each route family (SpaceOS for all by default).
     pub families: crate::dialect::Families,
+    /// Run, in order, once the server has stopped (after the last request):
+    /// a part's background work finishing what it holds.
+    pub on_stop: Vec<StopHook>,
 }
+
+/// Work a part finishes when its server stops (see [`AppSpec::on_stop`]).
+pub type StopHook = Arc<dyn Fn() -> futures_util::future::BoxFuture<'static, ()> + Send + Sync>;
 
 /// Makes, per worker, the route for unmatched paths.
 pub type Fallback = Arc<dyn Fn() -> actix_web::Route + Send + Sync>;
@@ -62,6 +68,7 @@ impl AppSpec {
             guard: None,
             fallback: None,
             families: Default::default(),
+            on_stop: Vec::new(),
         }
     }
 
@@ -89,6 +96,12 @@ impl AppSpec {
         route: impl Fn() -> actix_web::Route + Send + Sync + 'static,
     ) -> Self {
         self.fallback = Some(Arc::new(route));
+        self
+    }
+
+    /// Runs `hook` once the server has stopped (see [`AppSpec::on_stop`]).
+    pub fn on_stop(mut self, hook: StopHook) -> Self {
+        self.on_stop.push(hook);
         self
     }
 

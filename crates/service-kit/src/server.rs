@@ -15,6 +15,7 @@ pub struct RunningServer {
     pub addr: SocketAddr,
     handle: ServerHandle,
     task: JoinHandle<std::io::Result<()>>,
+    on_stop: Vec<crate::app::StopHook>,
 }
 
 impl RunningServer {
@@ -23,7 +24,8 @@ impl RunningServer {
     }
 
     /// Stops accepting, lets in-flight requests finish (up to the shutdown timeout
-    /// when `graceful`), and waits until the server is gone.
+    /// when `graceful`), waits until the server is gone, then runs the app's
+    /// stop hooks.
     pub async fn stop(self, graceful: bool) {
         self.handle.stop(graceful).await;
         match self.task.await {
@@ -32,6 +34,9 @@ impl RunningServer {
                 tracing::warn!(server = self.name, error = %e, "server ended with an error")
             }
             Err(e) => tracing::warn!(server = self.name, error = %e, "server task failed"),
+        }
+        for hook in &self.on_stop {
+            hook().await;
         }
     }
 }
@@ -57,6 +62,7 @@ pub fn start(
     };
     let addr = listener.local_addr()?;
     let name = spec.name;
+    let on_stop = spec.on_stop.clone();
     let spec = Arc::new(spec);
     let server = HttpServer::new(move || build_app(spec.clone()))
         .workers(worker_count(http))
@@ -73,6 +79,7 @@ pub fn start(
         addr,
         handle,
         task,
+        on_stop,
     })
 }
 

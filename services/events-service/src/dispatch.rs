@@ -427,6 +427,12 @@ struct Inner {
     finished: mpsc::Sender<Finished>,
     /// Deliveries may be due in the table (not handed over): claim.
     claim_due: AtomicBool,
+    /// One permit per worker.
+    permits: Arc<Semaphore>,
+    /// The recorder is writing a batch.
+    recording: AtomicBool,
+    /// The replica is stopping: no new work is taken.
+    stopping: tokio::sync::watch::Sender<bool>,
 }
 
 /// A claimed batch's subscriptions and events, by id.
@@ -549,6 +555,9 @@ impl Dispatcher {
                 handed: Mutex::new(VecDeque::new()),
                 finished,
                 claim_due: AtomicBool::new(true),
+                permits: Arc::new(Semaphore::new(webhooks.workers)),
+                recording: AtomicBool::new(false),
+                stopping: tokio::sync::watch::Sender::new(false),
             }),
         };
         tokio::spawn(dispatcher.clone().deliver());
@@ -577,6 +586,9 @@ impl Dispatcher {
     /// How many more deliveries the workers take by hand now: twice the
     /// workers, less those already waiting.
     pub(crate) fn room(&self) -> usize {
+        if self.is_stopping() {
+            return 0;
+        }
         let waiting = self.handed().len();
         (self.inner.workers * 2).saturating_sub(waiting)
     }
@@ -600,7 +612,7 @@ impl Dispatcher {
     pub(crate) async fn wait_for_room(&self, limit: Duration) -> bool {
         let deadline = Instant::now() + limit;
         loop {
-            if self.handed().len() <= self.inner.workers {
+            if self.handed().len() <= self.inner.workers || self.is_stopping() {
                 return true;
             }
             if Instant::now() >= deadline {
@@ -608,6 +620,80 @@ impl Dispatcher {
             }
             tokio::time::sleep(ROOM_POLL).await;
         }
+    }
+
+    fn is_stopping(&self) -> bool {
+        *self.inner.stopping.borrow()
+    }
+
+    /// Resolves once the replica is stopping ([`Dispatcher::drain`]): the
+    /// intake stops reading the stream then.
+    pub(crate) fn stopped(&self) -> impl std::future::Future<Output = ()> + Send + 'static {
+        let mut stopping = self.inner.stopping.subscribe();
+        async move {
+            let _ = stopping.wait_for(|s| *s).await;
+        }
+    }
+
+    /// Stops taking work and finishes what this replica holds, within
+    /// `limit`: the intake stops reading (its last batch's deliveries are left
+    /// unleased, for any replica), the workers finish their attempts, the
+    /// recorder writes them, and deliveries handed over but not attempted
+    /// are given back (their leases cleared), so that another replica claims
+    /// them at once rather than when the leases end. What is still unwritten
+    /// at `limit` is left to the leases.
+    pub async fn drain(&self, limit: Duration) {
+        let deadline = tokio::time::Instant::now() + limit;
+        self.inner.stopping.send_replace(true);
+        self.inner.wake.notify_one();
+        let workers = u32::try_from(self.inner.workers).unwrap_or(u32::MAX);
+        let idle =
+            tokio::time::timeout_at(deadline, self.inner.permits.acquire_many(workers)).await;
+        let flushed = tokio::time::timeout_at(deadline, async {
+            while self.inner.finished.capacity() < self.inner.finished.max_capacity()
+                || self.inner.recording.load(Ordering::Acquire)
+            {
+                tokio::time::sleep(ROOM_POLL).await;
+            }
+        })
+        .await;
+        let handed: Vec<Ready> = self.handed().drain(..).collect();
+        let given_back = handed.len();
+        if !handed.is_empty() {
+            let held: Vec<(String, String)> = handed
+                .into_iter()
+                .map(|r| (r.claimed.id, r.claimed.lease))
+                .collect();
+            let released = self
+                .inner
+                .db
+                .run(move |conn| {
+                    let mut released = 0;
+                    for (id, lease) in &held {
+                        released += diesel::update(
+                            deliveries::table
+                                .filter(deliveries::id.eq(id))
+                                .filter(deliveries::lease_owner.eq(lease)),
+                        )
+                        .set((
+                            deliveries::lease_owner.eq(None::<String>),
+                            deliveries::lease_until.eq(None::<NaiveDateTime>),
+                        ))
+                        .execute(conn)?;
+                    }
+                    Ok::<_, StoreError>(released)
+                })
+                .await;
+            if let Err(error) = released {
+                tracing::warn!(%error, "could not give back the deliveries handed over; they are claimed when their leases end");
+            }
+        }
+        tracing::info!(
+            workers_idle = idle.is_ok(),
+            attempts_recorded = flushed.is_ok(),
+            given_back,
+            "delivery stopped"
+        );
     }
 
     fn handed(&self) -> std::sync::MutexGuard<'_, VecDeque<Ready>> {
@@ -643,12 +729,15 @@ impl Dispatcher {
     /// each on a task of its own; when none is due, wait for a wake-up or the
     /// poll interval.
     async fn deliver(self) {
-        let workers = Arc::new(Semaphore::new(self.inner.workers));
+        let workers = self.inner.permits.clone();
         let mut last_claim = Instant::now();
         loop {
             let Ok(first) = workers.clone().acquire_owned().await else {
                 return;
             };
+            if self.is_stopping() {
+                return;
+            }
             let mut permits = vec![first];
             while permits.len() < CLAIM_BATCH {
                 match workers.clone().try_acquire_owned() {
@@ -892,7 +981,9 @@ impl Dispatcher {
         let mut batch = Vec::with_capacity(RECORD_BATCH);
         while queue.recv_many(&mut batch, RECORD_BATCH).await > 0 {
             let finished: Vec<Finished> = std::mem::take(&mut batch);
+            self.inner.recording.store(true, Ordering::Release);
             self.write(finished).await;
+            self.inner.recording.store(false, Ordering::Release);
         }
     }
 

@@ -49,6 +49,7 @@ pub fn start(setup: Setup) {
         let dispatcher = setup.dispatcher.clone();
         let metrics = setup.metrics.clone();
         let stream_name = name.clone();
+        let stopped = setup.dispatcher.stopped();
         tokio::spawn(async move {
             // One transaction per read batch: the events, then their
             // deliveries; the batch is acknowledged once that commits.
@@ -80,7 +81,7 @@ pub fn start(setup: Setup) {
                     Ok::<(), StoreError>(())
                 }
             };
-            consumer.run_batches(handler, std::future::pending()).await;
+            consumer.run_batches(handler, stopped).await;
         });
     }
     tokio::spawn(measure_lag(

@@ -85,6 +85,7 @@ use events::EventStream;
 use service_kit::cli::ServicePart;
 use service_kit::{ApiError, AppSpec};
 use std::sync::Arc;
+use std::time::Duration;
 use store::{Database, Migrations, StoreError};
 
 const POSTGRES_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/postgres");
@@ -175,6 +176,8 @@ pub async fn build_with(config: EventsConfig, options: Options) -> anyhow::Resul
         dispatcher: dispatcher.clone(),
         metrics: metrics.clone(),
     });
+    let draining = dispatcher.clone();
+    let drain_limit = Duration::from_secs(config.http.shutdown_timeout_secs);
     let state = web::Data::new(EventsState {
         db: backing.db.clone(),
         keys,
@@ -187,7 +190,11 @@ pub async fn build_with(config: EventsConfig, options: Options) -> anyhow::Resul
             register(cfg);
         })
         .families(families())
-        .readiness(Arc::new(stream));
+        .readiness(Arc::new(stream))
+        .on_stop(Arc::new(move || {
+            let draining = draining.clone();
+            Box::pin(async move { draining.drain(drain_limit).await })
+        }));
     metrics.register(spec.metrics.registry_mut());
     tracing::info!(
         streams = %config.events.streams,

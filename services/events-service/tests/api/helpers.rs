@@ -374,6 +374,8 @@ struct Script {
     otherwise: u16,
     /// The body of every answer; `answered <status>` when `None`.
     body: Option<String>,
+    /// How long each answer waits.
+    delay: Duration,
     received: Vec<Received>,
 }
 
@@ -396,6 +398,7 @@ impl Receiver {
             next: first.iter().copied().collect(),
             otherwise,
             body: None,
+            delay: Duration::ZERO,
             received: Vec::new(),
         }));
         let shared = web::Data::from(script.clone());
@@ -419,6 +422,11 @@ impl Receiver {
     /// Answers with `body` from now on.
     pub fn answer_with(&self, body: String) {
         self.script.lock().unwrap().body = Some(body);
+    }
+
+    /// Answers only after `delay` from now on (the request is recorded at once).
+    pub fn delay(&self, delay: Duration) {
+        self.script.lock().unwrap().delay = delay;
     }
 
     /// Answers `status` from now on.
@@ -469,6 +477,11 @@ async fn receive(
         .body
         .clone()
         .unwrap_or_else(|| format!("answered {status}"));
+    let delay = script.delay;
+    drop(script);
+    if !delay.is_zero() {
+        tokio::time::sleep(delay).await;
+    }
     HttpResponse::build(actix_web::http::StatusCode::from_u16(status).unwrap())
         .insert_header(("location", "http://127.0.0.1:1/elsewhere"))
         .body(body)

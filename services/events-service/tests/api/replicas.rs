@@ -1,6 +1,7 @@
 //! Replicas share the work without sending one attempt twice: claims are
-//! exclusive, a dead replica's claims are taken again after their lease, and
-//! two running replicas deliver each event once.
+//! exclusive, a dead replica's claims are taken again after their lease, two
+//! running replicas deliver each event once, and a replica that stops records
+//! what it sent and gives back what it held.
 
 use crate::helpers::{
     Receiver, Start, TestEvents, admin, booking_created, new_organization, new_workspace,
@@ -344,4 +345,99 @@ async fn two_replicas(db: DbKind, cache: CacheKind) {
     let a = consumed(&String::from_utf8(first.server.get("/metrics").await.body).unwrap());
     let b = consumed(&String::from_utf8(second.server.get("/metrics").await.body).unwrap());
     assert_eq!(a + b, EVENTS, "each event consumed once ({a} + {b})");
+}
+
+on_both_databases!(
+    a_stopping_replica_records_its_attempts_and_gives_back_the_rest,
+    stopping
+);
+async fn stopping(kind: DbKind) {
+    let receiver = Receiver::start().await;
+    // Slow answers: attempts are in flight when the replica stops.
+    receiver.delay(Duration::from_millis(400));
+    let first = Start::new(kind, CacheKind::Memory)
+        .run(|config| {
+            config.webhooks.allow_private_targets = true;
+            config.webhooks.workers = 2;
+            // Far longer than the test: only a give-back frees what it held.
+            config.webhooks.lease_secs = 600;
+            config.webhooks.timeout_secs = 30;
+        })
+        .await;
+    let workspace = new_workspace();
+    let me = admin(&workspace);
+    let organization = new_organization();
+    let hook = first
+        .create_webhook(
+            &me,
+            json!({"organization_id": organization, "url": receiver.url, "events": ["booking.created"]}),
+        )
+        .await;
+    let hook = hook["id"].as_str().unwrap().to_owned();
+    const EVENTS: usize = 8;
+    for _ in 0..EVENTS {
+        first
+            .publish(
+                &first.streams.booking,
+                &booking_created(&workspace, &organization),
+            )
+            .await;
+    }
+    // Two attempts in flight (two workers), the rest handed over and waiting.
+    receiver.wait_for(2, WAIT).await;
+    let second_start = Start::replica_of(&first);
+    let db = first.database().await;
+    first.server.stop().await;
+
+    // What the stopped replica sent is recorded, under its lease: each of its
+    // attempts is in the log, and it holds no lease any more.
+    let sent: BTreeSet<String> = receiver
+        .received()
+        .iter()
+        .map(|r| r.header("webhook-id").to_owned())
+        .collect();
+    let rows: Vec<(String, String, i32, Option<String>)> = db
+        .run(|conn| {
+            deliveries::table
+                .select((
+                    deliveries::id,
+                    deliveries::status,
+                    deliveries::attempts,
+                    deliveries::lease_owner,
+                ))
+                .load(conn)
+                .map_err(StoreError::from)
+        })
+        .await
+        .unwrap();
+    assert_eq!(rows.len(), EVENTS, "{rows:?}");
+    for (id, status, attempts, lease) in &rows {
+        assert_eq!(lease, &None, "{id} still leased after the stop: {rows:?}");
+        if sent.contains(id) {
+            assert_eq!((status.as_str(), *attempts), ("succeeded", 1), "{id}");
+        } else {
+            assert_eq!((status.as_str(), *attempts), ("pending", 0), "{id}");
+        }
+    }
+    assert!(sent.len() < EVENTS, "the test needs deliveries left over");
+
+    // Another replica takes the rest at once, not when leases end.
+    receiver.delay(Duration::ZERO);
+    let second = second_start.run(|_| {}).await;
+    let started = Instant::now();
+    receiver.wait_for(EVENTS, WAIT).await;
+    assert!(
+        started.elapsed() < Duration::from_secs(60),
+        "the rest waited for leases"
+    );
+    let log = second.deliveries(&me, &hook).await;
+    assert_eq!(log.len(), EVENTS);
+    assert!(log.iter().all(|d| d["status"] == "succeeded"));
+    let mut per_delivery: BTreeMap<String, usize> = BTreeMap::new();
+    for r in receiver.received() {
+        *per_delivery
+            .entry(r.header("webhook-id").to_owned())
+            .or_default() += 1;
+    }
+    assert!(per_delivery.values().all(|n| *n == 1), "{per_delivery:?}");
 }
