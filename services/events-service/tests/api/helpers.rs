@@ -465,20 +465,21 @@ async fn receive(
             )
         })
         .collect();
-    let mut script = script.lock().unwrap();
-    script.received.push(Received {
-        uri: request.uri().to_string(),
-        headers,
-        body: body.to_vec(),
-        at: Instant::now(),
-    });
-    let status = script.next.pop_front().unwrap_or(script.otherwise);
-    let body = script
-        .body
-        .clone()
-        .unwrap_or_else(|| format!("answered {status}"));
-    let delay = script.delay;
-    drop(script);
+    let (status, body, delay) = {
+        let mut script = script.lock().unwrap();
+        script.received.push(Received {
+            uri: request.uri().to_string(),
+            headers,
+            body: body.to_vec(),
+            at: Instant::now(),
+        });
+        let status = script.next.pop_front().unwrap_or(script.otherwise);
+        let body = script
+            .body
+            .clone()
+            .unwrap_or_else(|| format!("answered {status}"));
+        (status, body, script.delay)
+    };
     if !delay.is_zero() {
         tokio::time::sleep(delay).await;
     }
