@@ -14,7 +14,8 @@
 //! - [`process_upload`]: an upload's metadata stripped (losslessly when the
 //!   format stays), or the image converted; with its size and blurhash.
 //! - [`Transform`], [`negotiate`], [`render`]: Tuzzle's delivery transforms
-//!   (`w`, `h`, `r`, `g`, `f`, `q`), with a space's [`Watermark`].
+//!   (`w`, `h`, `r`, `g`, `f`, `q`), with a space's [`Watermark`]; [`output`]
+//!   tells what a render gives (format, size) without decoding.
 //! - [`blurhash()`]: the placeholder string of `storage_meta.blur_hash`.
 //!
 //! Formats: JPEG, PNG and WebP are decoded, transformed and encoded (WebP
@@ -37,7 +38,7 @@ pub use blur::blurhash;
 pub use codec::Format;
 pub use names::{MAX_FOLDER_DEPTH, MAX_NAME_BYTES, NameError, safe_filename, safe_folder_path};
 pub use probe::{ImageInfo, Limits, probe};
-pub use render::{Rendered, render};
+pub use render::{Output, Rendered, output, render};
 pub use sniff::{Family, SNIFF_BYTES, Sniffed, sniff};
 pub use transform::{
     Compass, Gravity, InvalidModifiers, MAX_DIMENSION, Resize, Transform, WEBP_MAX_DIMENSION,

@@ -5,7 +5,7 @@ use fast_image_resize::{FilterType, PixelType, ResizeAlg, ResizeOptions, Resizer
 use image::{DynamicImage, RgbImage, RgbaImage};
 
 use crate::codec::{self, default_quality};
-use crate::probe::{Header, Limits};
+use crate::probe::{Header, ImageInfo, Limits};
 use crate::transform::{
     Gravity, InvalidModifiers, MAX_DIMENSION, Resize, Transform, WEBP_MAX_DIMENSION,
 };
@@ -42,23 +42,7 @@ pub fn render(
     limits: &Limits,
 ) -> Result<Rendered, MediaError> {
     let header = Header::admitted(bytes, limits)?;
-    let source = header.info();
-    let mut plan = Plan::new(source.width, source.height, transform);
-    let mut format = transform.format().unwrap_or(source.format);
-    if format == Format::Webp && plan.exceeds(WEBP_MAX_DIMENSION) {
-        if transform.format_negotiated() {
-            format = source.format;
-        } else if transform.resize() == Resize::Fit {
-            plan.shrink_within(WEBP_MAX_DIMENSION);
-        } else {
-            return Err(InvalidModifiers::one(
-                "f",
-                format!("WebP output is limited to {WEBP_MAX_DIMENSION} pixels on each side."),
-            )
-            .into());
-        }
-    }
-
+    let (plan, format) = resolve(header.info(), transform)?;
     let decoded = codec::decode(bytes, &header, limits, Some(plan.decoded_size_needed()))?;
     let mut output = plan.apply(decoded, transform.gravity())?;
     if let Some(watermark) = watermark {
@@ -74,6 +58,46 @@ pub fn render(
         width,
         height,
     })
+}
+
+/// What [`render`] makes of an image: its format and size.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Output {
+    pub format: Format,
+    pub width: u32,
+    pub height: u32,
+}
+
+/// The format and size [`render`] gives `transform` on an image of
+/// `source`'s format and displayed size, or why it cannot apply (Tuzzle's
+/// post-meta validation), without decoding a pixel: a caller can name,
+/// validate and describe a variant before rendering it.
+pub fn output(source: ImageInfo, transform: &Transform) -> Result<Output, InvalidModifiers> {
+    let (plan, format) = resolve(source, transform)?;
+    Ok(Output {
+        format,
+        width: plan.out.0,
+        height: plan.out.1,
+    })
+}
+
+/// The plan and the output format of `transform` on `source`.
+fn resolve(source: ImageInfo, transform: &Transform) -> Result<(Plan, Format), InvalidModifiers> {
+    let mut plan = Plan::new(source.width, source.height, transform);
+    let mut format = transform.format().unwrap_or(source.format);
+    if format == Format::Webp && plan.exceeds(WEBP_MAX_DIMENSION) {
+        if transform.format_negotiated() {
+            format = source.format;
+        } else if transform.resize() == Resize::Fit {
+            plan.shrink_within(WEBP_MAX_DIMENSION);
+        } else {
+            return Err(InvalidModifiers::one(
+                "f",
+                format!("WebP output is limited to {WEBP_MAX_DIMENSION} pixels on each side."),
+            ));
+        }
+    }
+    Ok((plan, format))
 }
 
 /// The geometry of one transform on one source size.

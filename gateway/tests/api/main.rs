@@ -3,6 +3,7 @@
 
 mod api_keys;
 mod authn;
+mod content;
 mod dialects;
 mod hygiene;
 mod interop;

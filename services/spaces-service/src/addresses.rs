@@ -55,8 +55,10 @@ pub fn referrer_pattern(raw: &str) -> Result<String, &'static str> {
 
 /// A URL an image is fetched from (the watermark): `https`, no credentials,
 /// a public host ([`outbound`]'s checks; the fetch goes through its guard).
-pub fn image_url(raw: &str) -> Result<String, String> {
-    outbound::check_url(raw, outbound::Policy::STRICT)
+/// With `allow_private` (`watermarks.allow_private_targets`, development and
+/// tests), `http` and internal hosts too.
+pub fn image_url(raw: &str, allow_private: bool) -> Result<String, String> {
+    outbound::check_url(raw, outbound::Policy { allow_private })
         .map(String::from)
         .map_err(|refusal| refusal.to_string())
 }
@@ -161,8 +163,10 @@ mod tests {
         // Where private targets are allowed (development), plain http too.
         assert!(webhook_url("http://127.0.0.1/hook", true).is_ok());
         assert!(webhook_url("ftp://127.0.0.1/hook", true).is_err());
-        assert!(image_url("https://cdn.example.com/mark.png").is_ok());
-        assert!(image_url("https://169.254.169.254/latest").is_err());
+        assert!(image_url("https://cdn.example.com/mark.png", false).is_ok());
+        assert!(image_url("https://169.254.169.254/latest", false).is_err());
+        assert!(image_url("http://127.0.0.1:9000/mark.png", false).is_err());
+        assert!(image_url("http://127.0.0.1:9000/mark.png", true).is_ok());
         assert!(webhook_url("https://93.184.216.34/hook", false).is_ok());
     }
 }

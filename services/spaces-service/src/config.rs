@@ -99,6 +99,40 @@ pub struct DeliveryConfig {
     /// the longest one may ask for.
     pub signed_url_ttl_secs: u64,
     pub signed_url_max_ttl_secs: u64,
+    /// `Cache-Control: public, max-age=…` of content anyone may read
+    /// (Tuzzle's 30 days). Other answers are `private`.
+    pub public_max_age_secs: u64,
+    /// How long the first request for a variant waits for a free transform
+    /// slot (one per core, shared with uploads) before answering 503 with
+    /// `Retry-After`, as Tuzzle's CDN does when its processing limit is reached.
+    pub transform_wait_ms: u64,
+    /// How long a request waits for its variant to be rendered before
+    /// answering 504. The rendering itself cannot be interrupted: it runs
+    /// on, bounded by the pixel limit and the output bounds, holding its
+    /// slot, and is stored for the next request.
+    pub transform_timeout_ms: u64,
+    /// The largest original transformed (it is read whole into memory, under
+    /// a slot); a larger image is served only as it is.
+    pub transform_max_source_bytes: u64,
+}
+
+/// `watermarks.*`: the images spaces lay over the images they deliver
+/// (`security.watermark.url`), fetched through the outbound guard.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WatermarksConfig {
+    /// Accept watermark URLs that are `http`, or name `localhost` or a
+    /// loopback, private or link-local address. Off in production: such a URL
+    /// would let a tenant make the platform fetch from its own network.
+    pub allow_private_targets: bool,
+    /// Watermarks kept decoded (each at most 1024 pixels a side, 4 MiB),
+    /// by URL, position and opacity; the least recently used go first.
+    pub cache_entries: usize,
+    /// A fetched watermark is used this long, then fetched again: a changed
+    /// image gives new variants. A failed fetch is retried after 30 s.
+    pub refresh_secs: u64,
+    /// The largest watermark image fetched, in bytes.
+    pub max_bytes: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -117,6 +151,7 @@ pub struct SpacesConfig {
     pub storage: StorageConfig,
     pub uploads: UploadsConfig,
     pub delivery: DeliveryConfig,
+    pub watermarks: WatermarksConfig,
 }
 
 impl SpacesConfig {
@@ -158,6 +193,16 @@ impl SpacesConfig {
                 cdn_url: "http://127.0.0.1:8080/cdn".into(),
                 signed_url_ttl_secs: 3600,
                 signed_url_max_ttl_secs: 7 * 24 * 3600,
+                public_max_age_secs: 30 * 24 * 3600,
+                transform_wait_ms: 1000,
+                transform_timeout_ms: 10_000,
+                transform_max_source_bytes: 64 * MIB,
+            },
+            watermarks: WatermarksConfig {
+                allow_private_targets: false,
+                cache_entries: 16,
+                refresh_secs: 300,
+                max_bytes: 4 * MIB,
             },
         }
     }
@@ -203,7 +248,7 @@ impl SpacesConfig {
         }
         check_base_url(&self.uploads.public_url, "uploads.public_url")?;
         check_base_url(&self.delivery.cdn_url, "delivery.cdn_url")?;
-        let ranges: [(&str, u64, u64, u64); 6] = [
+        let ranges: [(&str, u64, u64, u64); 12] = [
             (
                 "uploads.max_request_bytes",
                 self.uploads.max_request_bytes,
@@ -240,6 +285,42 @@ impl SpacesConfig {
                 60,
                 self.delivery.signed_url_max_ttl_secs,
             ),
+            (
+                "delivery.public_max_age_secs",
+                self.delivery.public_max_age_secs,
+                0,
+                365 * 24 * 3600,
+            ),
+            (
+                "delivery.transform_wait_ms",
+                self.delivery.transform_wait_ms,
+                0,
+                60_000,
+            ),
+            (
+                "delivery.transform_timeout_ms",
+                self.delivery.transform_timeout_ms,
+                100,
+                300_000,
+            ),
+            (
+                "delivery.transform_max_source_bytes",
+                self.delivery.transform_max_source_bytes,
+                MIB,
+                1024 * MIB,
+            ),
+            (
+                "watermarks.cache_entries",
+                self.watermarks.cache_entries as u64,
+                1,
+                1024,
+            ),
+            (
+                "watermarks.max_bytes",
+                self.watermarks.max_bytes,
+                1024,
+                64 * MIB,
+            ),
         ];
         for (key, value, min, max) in ranges {
             if !(min..=max).contains(&value) {
@@ -248,6 +329,12 @@ impl SpacesConfig {
                     format!("must be between {min} and {max}"),
                 ));
             }
+        }
+        if !(1..=86_400).contains(&self.watermarks.refresh_secs) {
+            return Err(ConfigError::invalid(
+                "watermarks.refresh_secs",
+                "must be between 1 and 86400",
+            ));
         }
         let default = u64::from(self.uploads.signed_url_default_minutes);
         if !(1..=u64::from(self.uploads.signed_url_max_minutes)).contains(&default) {
@@ -313,7 +400,18 @@ mod tests {
         s3.storage.endpoint = "http://127.0.0.1:9000".into();
         s3.check_sections().unwrap();
         type Spoil = fn(&mut SpacesConfig);
-        let cases: [(&str, Spoil); 10] = [
+        let cases: [(&str, Spoil); 15] = [
+            ("delivery.transform_timeout_ms", |c| {
+                c.delivery.transform_timeout_ms = 0
+            }),
+            ("delivery.transform_max_source_bytes", |c| {
+                c.delivery.transform_max_source_bytes = 10
+            }),
+            ("watermarks.cache_entries", |c| {
+                c.watermarks.cache_entries = 0
+            }),
+            ("watermarks.refresh_secs", |c| c.watermarks.refresh_secs = 0),
+            ("watermarks.max_bytes", |c| c.watermarks.max_bytes = 1),
             ("storage.url", |c| c.storage.url = "ftp://x".into()),
             ("storage.url", |c| c.storage.url = "s3://No_Bucket".into()),
             ("storage.endpoint", |c| c.storage.endpoint = "nope".into()),

@@ -1,5 +1,6 @@
 //! spaces-service: content spaces, access control, security settings, upload configs and
-//! space API keys, and the content itself: uploads, files and folders.
+//! space API keys, and the content itself: uploads, files, folders and their delivery
+//! (`/cdn`).
 //!
 //! A library (`SpacesService` builds the app, testable in-process or on port 0) and a thin
 //! binary. The surface is Tuzzle's Upload API and admin API, in Tuzzle's wire dialect
@@ -146,6 +147,57 @@
 //!   checks them), so they do not depend on where the CDN is mounted. Variants are
 //!   stored beside their original at `{handle}/_variants/{file id}/{digest}` and
 //!   removed with it.
+//! - The CDN ([`cdn`], `GET|HEAD /cdn/{handle}/{name}`, public at the gateway):
+//!   errors in Tuzzle's CDN shape (`{error: {code, message, type, details},
+//!   request_id}`; only the gateway's and the identity check's refusals come in
+//!   the API's). Unknown files and other workspaces' files answer 404 whoever
+//!   asks; a name with `..`, `/`, `\` or control characters 400; a file that is
+//!   not public needs a credential reaching its space (`spaces:read`; another
+//!   workspace's credential gets 404) or a signed URL (403 `unsigned`,
+//!   `expired`, `invalid_signature`); a disabled space serves nothing (403).
+//!   JPEG, PNG and WebP images take `w h r g f q` (422 `Invalid modifiers`,
+//!   each parameter named in `details` and in `x-tzzl-errors`); without `f`,
+//!   WebP when `Accept` lists it (`Vary: Accept`); everything else is served as
+//!   it is, parameters ignored. A variant's digest is the transform's
+//!   normalised key (`w100_h0_rfit_gc_fwebp_q0`, negotiated formats marked),
+//!   plus `_m{fingerprint}` of the watermark (its image bytes, position and
+//!   opacity) when one applies: a changed watermark makes new variants. The
+//!   first requests for a variant share one rendering in this replica; it takes
+//!   a transform slot (`image_work`, one per core, shared with uploads) within
+//!   `delivery.transform_wait_ms` (else 503 `Server busy, try again later`,
+//!   `Retry-After: 1`) and only then reads the original (at most
+//!   `delivery.transform_max_source_bytes`; larger images are served only as
+//!   they are, or 422 when a transform or watermark is asked). Requests wait
+//!   `delivery.transform_timeout_ms` for it (then 504, `Retry-After`); the
+//!   rendering, which cannot be interrupted on its blocking thread, keeps its
+//!   slot until done and is stored for the next request: what bounds it is the
+//!   work (the pixel limit read from the header before decoding, outputs of at
+//!   most 4096 pixels a side). Stored variants are streamed from storage
+//!   (`x-cache: HIT`; `MISS` when rendered for the request).
+//! - The watermark (security settings) is laid over every image delivered,
+//!   originals included, while enabled: fetched through `outbound`'s guard
+//!   (https and public hosts only, unless `watermarks.allow_private_targets`,
+//!   which the settings check obeys too; no redirects; at most
+//!   `watermarks.max_bytes`), decoded once, kept by URL, position and opacity
+//!   (`watermarks.cache_entries`, least recently used out), fetched again after
+//!   `watermarks.refresh_secs`, the copy in hand kept while a refetch fails. An
+//!   image whose watermark never could be fetched is not served bare (503).
+//! - Delivery headers: strong `ETag`s (an original's SHA-256; a variant's from
+//!   it and its digest, known before the variant is), `Last-Modified` (the
+//!   file's creation: its bytes never change), 304 on `If-None-Match` /
+//!   `If-Modified-Since` before storage is touched, one `Range` per request on
+//!   originals (206, 416 with `Content-Range: bytes */size`, `If-Range`; several
+//!   ranges get the whole file), variants whole (`Accept-Ranges: none`).
+//!   `Cache-Control`: public content `public, max-age={delivery.public_max_age_secs}`
+//!   (Tuzzle's 30 days; not `immutable`, since a name may later hold other bytes
+//!   or another watermark); a signed URL of a cacheable file `public` until it
+//!   expires (Tuzzle: private files are public once signed); with a credential
+//!   `private, no-cache`; `authenticated` files `private, no-store`; errors
+//!   `no-store`. Images carry `x-image-width`, `x-image-height` (the original's,
+//!   as Tuzzle documents) and `x-blurhash`; every answer `x-content-type-options:
+//!   nosniff` and a sandboxing `content-security-policy`. Bodies stream from
+//!   storage with their `Content-Length`. Metrics: `cdn_transforms_total{outcome}`,
+//!   `cdn_transform_duration_seconds`, `cdn_variant_requests_total{cache}`.
 //! - Deleting a space ([`purge`]) deletes its row, configs and keys at once and
 //!   records a purge in the same transaction; its files, objects (everything under
 //!   its handle) and folders go in the background, worked at start-up, after each
@@ -157,6 +209,7 @@
 pub mod access;
 pub mod access_control;
 pub mod addresses;
+pub mod cdn;
 pub mod config;
 pub mod delivery;
 pub mod files;
@@ -216,6 +269,8 @@ pub struct SpacesState {
     /// Bounds how many images are decoded at once (one per core), so that
     /// image work cannot take every core and all the memory.
     pub image_work: Arc<tokio::sync::Semaphore>,
+    /// The `/cdn` handler's settings, variants in flight and watermarks.
+    pub cdn: cdn::Cdn,
 }
 
 /// The settings of uploads that handlers read.
@@ -275,7 +330,10 @@ impl ServicePart for SpacesService {
             storage.clone(),
             Duration::from_secs(config.uploads.presign_expires_secs),
         );
+        let cdn = cdn::Cdn::new(&config)?;
+        let cdn_metrics = cdn.variants.metrics.clone();
         let state = web::Data::new(SpacesState {
+            cdn,
             delivery: delivery::Delivery::new(&config.delivery, &secrets),
             settings: ContentSettings {
                 uploads: config.uploads.clone(),
@@ -294,12 +352,14 @@ impl ServicePart for SpacesService {
             allow_private_webhooks: config.webhooks.allow_private_targets,
             events: nudge,
         });
-        Ok(backing
+        let mut spec = backing
             .app_spec(Self::NAME, &config, move |cfg| {
                 cfg.app_data(state.clone());
                 register(cfg);
             })
-            .families(families()))
+            .families(families());
+        cdn_metrics.register(spec.metrics.registry_mut());
+        Ok(spec)
     }
 }
 
@@ -374,6 +434,11 @@ service_kit::service_routes! {
         "/api/v1/folders/{id}/access-control" => [
             put => folders::set_access_control,
             delete => folders::reset_access_control,
+        ],
+        // Errors in Tuzzle's CDN shape, written by the handler itself.
+        "/cdn/{handle}/{name}" => [
+            get => cdn::get,
+            head => cdn::head,
         ],
     }
     SpaceOs {

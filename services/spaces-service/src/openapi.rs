@@ -5,7 +5,7 @@
 //! (`SPACEPORT_UPDATE_OPENAPI=1 cargo test -p spaces-service --test api openapi`
 //! rewrites it) or when a route in [`crate::ROUTES`] is missing from it.
 
-use crate::{files, folders, settings, space_keys, spaces, upload_configs, uploads};
+use crate::{cdn, files, folders, settings, space_keys, spaces, upload_configs, uploads};
 use service_kit::envelope::Meta;
 pub(crate) use service_kit::openapi::{
     CursorParams, Envelope, ErrorEnvelope, ListEnvelope, NoData,
@@ -115,9 +115,11 @@ endpoint, as do the gateway's own refusals (401, 403, 429, 502, 503, 504). \
         folders::delete,
         folders::set_access_control,
         folders::reset_access_control,
+        cdn::get,
+        cdn::head,
         space_keys::introspect,
     ),
-    components(schemas(ErrorEnvelope, ErrorCode, FieldError, Meta)),
+    components(schemas(ErrorEnvelope, ErrorCode, FieldError, Meta, cdn::CdnErrorBody)),
     modifiers(&Conventions),
     tags(
         (name = "spaces", description = "Spaces and their settings."),
@@ -126,6 +128,7 @@ endpoint, as do the gateway's own refusals (401, 403, 429, 502, 503, 504). \
         (name = "upload", description = "Tuzzle's Upload API: files into a space, checked against an upload config."),
         (name = "files", description = "A space's files, and their delivery URLs."),
         (name = "folders", description = "How a space's files are organised."),
+        (name = "delivery", description = "Tuzzle's CDN: files served, images transformed and watermarked."),
         (name = "internal", description = "Called by the gateway only, never proxied."),
     )
 )]

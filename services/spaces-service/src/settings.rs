@@ -252,13 +252,20 @@ pub async fn reset_access_control(
 }
 
 /// Applies a watermark patch, checking the result as a whole.
-fn apply_watermark(watermark: &mut Watermark, patch: WatermarkPatch) -> Result<(), ApiError> {
+fn apply_watermark(
+    watermark: &mut Watermark,
+    patch: WatermarkPatch,
+    allow_private: bool,
+) -> Result<(), ApiError> {
     let mut errors = Vec::new();
     if let Some(v) = patch.enabled {
         watermark.enabled = v;
     }
     if let Some(url) = patch.url {
-        watermark.url = match url.map(|u| addresses::image_url(&u)).transpose() {
+        watermark.url = match url
+            .map(|u| addresses::image_url(&u, allow_private))
+            .transpose()
+        {
             Ok(url) => url,
             Err(message) => {
                 errors.push(FieldError::new("security.watermark.url", message));
@@ -318,12 +325,13 @@ pub async fn set_security(
     state: web::Data<SpacesState>,
 ) -> Result<ApiResponse<SpaceView>, ApiError> {
     let patch = body.into_inner().security;
+    let allow_private = state.cdn.watermarks.allows_private_targets();
     change_settings(
         identity,
         path.into_inner(),
         state,
         move |_, security| match patch.and_then(|p| p.watermark) {
-            Some(watermark) => apply_watermark(&mut security.watermark, watermark),
+            Some(watermark) => apply_watermark(&mut security.watermark, watermark, allow_private),
             None => Ok(()),
         },
     )

@@ -1,5 +1,5 @@
 use image::{ImageFormat, RgbImage};
-use media::{Format, Limits, MediaError, Transform, probe, render};
+use media::{Format, Limits, MediaError, Transform, output, probe, render};
 
 use crate::fixtures;
 
@@ -350,4 +350,34 @@ fn probe_needs_only_the_head_of_the_file() {
         let info = probe(&bytes[..4096]).unwrap_or_else(|e| panic!("{format:?}: {e}"));
         assert_eq!((info.format, info.width, info.height), (format, 640, 480));
     }
+}
+
+#[test]
+fn output_tells_what_render_gives_without_decoding() {
+    let bytes = fixtures::jpeg(&fixtures::photo(800, 200), 90);
+    let info = probe(&bytes).unwrap();
+    let limits = Limits::default();
+    let cases = [
+        transform(&[("w", "100")]),
+        transform(&[("w", "50"), ("h", "50"), ("r", "fill"), ("f", "png")]),
+        transform(&[("w", "300"), ("h", "90"), ("r", "crop"), ("f", "webp")]),
+        transform(&[]).negotiated(Some("image/webp"), Format::Jpeg),
+        transform(&[("w", "120")]).negotiated(Some("image/webp"), Format::Jpeg),
+        transform(&[("w", "3000"), ("f", "webp")]),
+    ];
+    for t in cases {
+        let planned = output(info, &t).unwrap();
+        let rendered = render(&bytes, &t, None, &limits).unwrap();
+        assert_eq!(
+            (planned.format, planned.width, planned.height),
+            (rendered.format, rendered.width, rendered.height),
+            "{t:?}"
+        );
+    }
+    // The refusals render would make, made first.
+    let refused = output(
+        info,
+        &transform(&[("w", "2400"), ("h", "100"), ("r", "scale"), ("f", "webp")]),
+    );
+    assert!(refused.unwrap_err().details().contains_key("f"));
 }

@@ -6,6 +6,7 @@ use store::{Database, StoreError};
 use testkit::{DbKind, TestDatabase, db_test};
 
 mod access;
+mod cdn;
 mod content;
 mod fuzz;
 mod helpers;

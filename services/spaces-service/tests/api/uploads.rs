@@ -763,7 +763,7 @@ async fn strip_metadata(kind: DbKind, storage: StorageKind) {
 }
 
 /// `jpeg` with an Exif segment holding a GPS position.
-fn with_gps(jpeg: &[u8]) -> Vec<u8> {
+pub fn with_gps(jpeg: &[u8]) -> Vec<u8> {
     let mut tiff = b"II*\0\x08\0\0\0".to_vec();
     // IFD0: one entry, the GPS IFD pointer (at 26).
     tiff.extend_from_slice(&1u16.to_le_bytes());
@@ -797,7 +797,7 @@ fn with_gps(jpeg: &[u8]) -> Vec<u8> {
     out
 }
 
-fn has_gps(file: &[u8]) -> bool {
+pub fn has_gps(file: &[u8]) -> bool {
     exif::Reader::new()
         .read_from_container(&mut std::io::Cursor::new(file))
         .is_ok_and(|exif| exif.fields().any(|f| f.tag == exif::Tag::GPSLatitude))

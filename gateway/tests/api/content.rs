@@ -1,0 +1,522 @@
+//! Content through the gateway, with the real auth-service and spaces-service:
+//! a Tuzzle `sk_` key uploads into a space, the CDN route serves the files
+//! anonymously from a public space (transformed, conditional, by ranges) and
+//! refuses private ones, and a 200 MB file streams up and back down through
+//! the gateway while the process's memory stays flat.
+//!
+//! Every part runs in this test's process, so `/proc/self/status` measures
+//! them all (nextest gives each test a process of its own).
+
+use crate::gateway_with;
+use base64::Engine;
+use bytes::Bytes;
+use futures_util::StreamExt;
+use serde_json::{Value, json};
+use service_kit::config::Secret;
+use sha2::{Digest, Sha256};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use testkit::{CacheKind, DbKind, TestCache, TestDatabase, TestResponse, TestServer};
+
+/// The gateway in front of auth-service and spaces-service (its objects in a
+/// temporary directory), an SMTP sink for sign-in codes.
+struct Stack {
+    gw: TestServer,
+    sink: mail::sink::SmtpSink,
+    _auth: TestServer,
+    _spaces: TestServer,
+    _dbs: [TestDatabase; 2],
+    _objects: tempfile::TempDir,
+}
+
+impl Stack {
+    async fn start() -> Stack {
+        let sink = mail::sink::SmtpSink::start().await;
+        let cache = TestCache::new(CacheKind::Memory);
+        let dbs = [
+            TestDatabase::new(DbKind::Sqlite),
+            TestDatabase::new(DbKind::Sqlite),
+        ];
+        let sink_url = sink.url();
+        let auth = testkit::part::start_part_with::<auth_service::AuthService>(
+            Some(&dbs[0]),
+            &cache,
+            |c| {
+                c.secret.key =
+                    Secret::new(base64::engine::general_purpose::STANDARD.encode([15u8; 32]));
+                c.mail.url = Secret::new(sink_url);
+            },
+        )
+        .await;
+        let objects = tempfile::tempdir().unwrap();
+        let objects_url = format!("file://{}", objects.path().display());
+        let spaces = testkit::part::start_part_with::<spaces_service::SpacesService>(
+            Some(&dbs[1]),
+            &cache,
+            |c| {
+                c.secret.key =
+                    Secret::new(base64::engine::general_purpose::STANDARD.encode([16u8; 32]));
+                c.events.stream_url = Secret::new(format!(
+                    "memory://{}",
+                    service_kit::ids::new_id("gateway-content")
+                ));
+                c.storage.url = objects_url;
+            },
+        )
+        .await;
+        let (auth_base, spaces_base, cache_config) =
+            (auth.base.clone(), spaces.base.clone(), cache.config.clone());
+        let gw = gateway_with(&spaces.base, |c| {
+            c.upstreams.auth = auth_base;
+            c.upstreams.spaces = spaces_base;
+            c.cache = cache_config;
+        })
+        .await;
+        Stack {
+            gw,
+            sink,
+            _auth: auth,
+            _spaces: spaces,
+            _dbs: dbs,
+            _objects: objects,
+        }
+    }
+
+    /// Signs in by one-time code; the access token.
+    async fn sign_in(&self, email: &str) -> String {
+        let gw = &self.gw;
+        let requested = gw
+            .send(
+                gw.client
+                    .post(gw.url("/api/v1/auth/otp/request"))
+                    .json(&json!({ "email": email })),
+            )
+            .await;
+        assert_eq!(requested.status, 200, "{:?}", requested.json());
+        let mail = self
+            .sink
+            .wait_for(email, Duration::from_secs(5))
+            .await
+            .expect("code mailed");
+        let code = mail
+            .body_text()
+            .split(|c: char| !c.is_ascii_digit())
+            .find(|run| run.len() == 6)
+            .expect("a six-digit code")
+            .to_owned();
+        let signed_in = gw
+            .send(
+                gw.client
+                    .post(gw.url("/api/v1/auth/otp/verify"))
+                    .json(&json!({ "email": email, "otp": code })),
+            )
+            .await;
+        assert_eq!(signed_in.status, 200, "{:?}", signed_in.json());
+        signed_in.json()["data"]["access_token"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    }
+
+    /// `method path` with `credential` as a bearer token and a JSON body.
+    async fn call(
+        &self,
+        credential: &str,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> Value {
+        let gw = &self.gw;
+        let mut request = gw
+            .client
+            .request(method, gw.url(path))
+            .bearer_auth(credential);
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let answer = gw.send(request).await;
+        assert!(
+            (200..300).contains(&answer.status),
+            "{path}: {} {}",
+            answer.status,
+            String::from_utf8_lossy(&answer.body)
+        );
+        answer.json()["data"].clone()
+    }
+
+    /// A space, its handle and active upload config, and a space key for it.
+    async fn space(&self, token: &str, name: &str) -> (Value, String) {
+        let space = self
+            .call(
+                token,
+                reqwest::Method::POST,
+                "/api/v1/spaces",
+                Some(json!({ "name": name })),
+            )
+            .await;
+        let id = space["id"].as_str().unwrap();
+        let key = self
+            .call(
+                token,
+                reqwest::Method::POST,
+                &format!("/api/v1/spaces/{id}/api-keys"),
+                Some(json!({ "name": "uploads" })),
+            )
+            .await;
+        let key = key["key"].as_str().unwrap().to_owned();
+        assert!(key.starts_with("sk_"));
+        (space, key)
+    }
+
+    /// Uploads `bytes` as `filename` into the space `handle` with the key.
+    async fn upload(&self, key: &str, handle: &str, filename: &str, bytes: &[u8]) -> Value {
+        let boundary = "----gateway-content-test";
+        let (content_type, body) = (
+            format!("multipart/form-data; boundary={boundary}"),
+            [
+                fields(boundary, handle).into_bytes(),
+                file_head(boundary, filename).into_bytes(),
+                bytes.to_vec(),
+                format!("\r\n--{boundary}--\r\n").into_bytes(),
+            ]
+            .concat(),
+        );
+        let gw = &self.gw;
+        let answer = gw
+            .send(
+                gw.client
+                    .post(gw.url("/api/v1/upload"))
+                    .bearer_auth(key)
+                    .header("content-type", content_type)
+                    .body(body),
+            )
+            .await;
+        assert_eq!(
+            answer.status,
+            201,
+            "{}",
+            String::from_utf8_lossy(&answer.body)
+        );
+        answer.json()["data"].clone()
+    }
+
+    /// An anonymous CDN request for `file`, with `query` and `headers`.
+    async fn cdn(&self, file: &Value, query: &str, headers: &[(&str, &str)]) -> TestResponse {
+        let gw = &self.gw;
+        let path = format!("/cdn/{}?{query}", file["storage_path"].as_str().unwrap());
+        let mut request = gw.client.get(gw.url(&path));
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        gw.send(request).await
+    }
+}
+
+/// The form fields before the file: the space.
+fn fields(boundary: &str, handle: &str) -> String {
+    format!("--{boundary}\r\nContent-Disposition: form-data; name=\"space\"\r\n\r\n{handle}\r\n")
+}
+
+fn file_head(boundary: &str, filename: &str) -> String {
+    format!(
+        "--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"{filename}\"\r\nContent-Type: application/octet-stream\r\n\r\n"
+    )
+}
+
+/// A `width`×`height` RGB PNG, written by hand (stored blocks, no
+/// compression): this crate does not depend on an image library.
+fn png(width: u32, height: u32) -> Vec<u8> {
+    let mut raw = Vec::new();
+    for y in 0..height {
+        raw.push(0); // no filter
+        for x in 0..width {
+            raw.extend_from_slice(&[(x * 5) as u8, (y * 3) as u8, 128]);
+        }
+    }
+    let mut zlib = vec![0x78, 0x01];
+    let blocks: Vec<&[u8]> = raw.chunks(65_535).collect();
+    for (i, block) in blocks.iter().enumerate() {
+        zlib.push(u8::from(i + 1 == blocks.len()));
+        let len = block.len() as u16;
+        zlib.extend_from_slice(&len.to_le_bytes());
+        zlib.extend_from_slice(&(!len).to_le_bytes());
+        zlib.extend_from_slice(block);
+    }
+    let (mut a, mut b) = (1u32, 0u32);
+    for byte in &raw {
+        a = (a + u32::from(*byte)) % 65_521;
+        b = (b + a) % 65_521;
+    }
+    zlib.extend_from_slice(&((b << 16) | a).to_be_bytes());
+    let mut ihdr = width.to_be_bytes().to_vec();
+    ihdr.extend_from_slice(&height.to_be_bytes());
+    ihdr.extend_from_slice(&[8, 2, 0, 0, 0]);
+    let mut out = b"\x89PNG\r\n\x1a\n".to_vec();
+    for (kind, data) in [(*b"IHDR", ihdr), (*b"IDAT", zlib), (*b"IEND", Vec::new())] {
+        out.extend_from_slice(&(data.len() as u32).to_be_bytes());
+        let mut chunk = kind.to_vec();
+        chunk.extend_from_slice(&data);
+        out.extend_from_slice(&chunk);
+        out.extend_from_slice(&crc32(&chunk).to_be_bytes());
+    }
+    out
+}
+
+fn crc32(data: &[u8]) -> u32 {
+    let mut crc = 0xFFFF_FFFFu32;
+    for byte in data {
+        crc ^= u32::from(*byte);
+        for _ in 0..8 {
+            crc = if crc & 1 == 1 {
+                (crc >> 1) ^ 0xEDB8_8320
+            } else {
+                crc >> 1
+            };
+        }
+    }
+    !crc
+}
+
+/// The width and height a PNG's header states.
+fn png_size(bytes: &[u8]) -> (u32, u32) {
+    assert!(bytes.starts_with(b"\x89PNG\r\n\x1a\n"), "not a PNG");
+    let word = |at: usize| u32::from_be_bytes(bytes[at..at + 4].try_into().unwrap());
+    (word(16), word(20))
+}
+
+/// Deterministic pseudo-random bytes (xorshift).
+fn noise(len: usize, seed: u64) -> Vec<u8> {
+    let mut state = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    (0..len)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            (state >> 24) as u8
+        })
+        .collect()
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[tokio::test]
+async fn uploads_with_a_space_key_are_delivered_by_the_cdn() {
+    let stack = Stack::start().await;
+    let token = stack.sign_in("content@example.com").await;
+    let (space, key) = stack.space(&token, "Public media").await;
+    let handle = space["handle"].as_str().unwrap();
+    let original = png(320, 200);
+    let file = stack.upload(&key, handle, "cover.png", &original).await;
+    assert_eq!(file["mime_type"], "image/png");
+
+    // Anonymous, through the gateway: the original, then a variant.
+    let plain = stack.cdn(&file, "", &[]).await;
+    assert_eq!(plain.status, 200);
+    assert_eq!(plain.body, original);
+    assert_eq!(plain.header("content-type"), Some("image/png"));
+    assert_eq!(
+        plain.header("cache-control"),
+        Some("public, max-age=2592000")
+    );
+    assert_eq!(plain.header("x-image-width"), Some("320"));
+    let small = stack.cdn(&file, "w=100&f=png", &[]).await;
+    assert_eq!(small.status, 200);
+    assert_eq!(png_size(&small.body), (100, 63));
+    assert_eq!(small.header("x-cache"), Some("MISS"));
+    let again = stack.cdn(&file, "w=100&f=png", &[]).await;
+    assert_eq!(again.header("x-cache"), Some("HIT"));
+    assert_eq!(again.body, small.body);
+    let webp = stack.cdn(&file, "w=80", &[("accept", "image/webp")]).await;
+    assert_eq!(webp.header("content-type"), Some("image/webp"));
+    assert_eq!(&webp.body[8..12], b"WEBP");
+    // Conditional and partial requests pass through.
+    let etag = small.header("etag").unwrap();
+    let cached = stack
+        .cdn(&file, "w=100&f=png", &[("if-none-match", etag)])
+        .await;
+    assert_eq!(cached.status, 304);
+    assert!(cached.body.is_empty());
+    let part = stack.cdn(&file, "", &[("range", "bytes=0-7")]).await;
+    assert_eq!(part.status, 206);
+    assert_eq!(part.body, b"\x89PNG\r\n\x1a\n");
+    // Tuzzle's CDN error shape, from spaces-service through the gateway.
+    let invalid = stack.cdn(&file, "w=0", &[]).await;
+    let body = invalid.json();
+    assert_eq!(invalid.status, 422, "{body}");
+    assert_eq!(body["error"]["message"], "Invalid modifiers");
+    assert_eq!(body["error"]["type"], "ValidationError");
+    assert!(body["error"]["details"]["w"].is_string());
+    assert_eq!(body["request_id"].as_str(), invalid.header("x-request-id"));
+
+    // A private file: refused anonymously, served to the key (also as
+    // Tuzzle's `?api_key=`, which the gateway takes as the credential).
+    let config = space["active_upload_config_id"].as_str().unwrap();
+    stack
+        .call(
+            &token,
+            reqwest::Method::PUT,
+            &format!("/api/v1/upload-configs/{config}"),
+            Some(json!({ "delivery_type": "private" })),
+        )
+        .await;
+    let secret = stack.upload(&key, handle, "secret.png", &original).await;
+    let refused = stack.cdn(&secret, "", &[]).await;
+    assert_eq!(refused.status, 403);
+    assert_eq!(refused.json()["error"]["type"], "AuthorizationError");
+    let gw = &stack.gw;
+    let path = format!("/cdn/{}", secret["storage_path"].as_str().unwrap());
+    let with_key = gw
+        .send(gw.client.get(gw.url(&path)).bearer_auth(&key))
+        .await;
+    assert_eq!(with_key.status, 200);
+    assert_eq!(with_key.body, original);
+    assert_eq!(with_key.header("cache-control"), Some("private, no-cache"));
+    let in_query = gw.get(&format!("{path}?api_key={key}&w=50&f=png")).await;
+    assert_eq!(in_query.status, 200);
+    assert_eq!(png_size(&in_query.body).0, 50);
+}
+
+/// Resident memory of this process, in bytes.
+fn rss() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    let line = status
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))
+        .expect("VmRSS in /proc/self/status");
+    let kb: u64 = line
+        .split_whitespace()
+        .nth(1)
+        .and_then(|n| n.parse().ok())
+        .unwrap();
+    kb * 1024
+}
+
+const SIZE: usize = 200 * 1024 * 1024;
+const CHUNK: usize = 64 * 1024;
+const MAX_GROWTH: u64 = 30 * 1024 * 1024;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_200_mb_file_streams_up_and_down_through_the_gateway_in_flat_memory() {
+    let stack = Stack::start().await;
+    let token = stack.sign_in("large@example.com").await;
+    let (space, key) = stack.space(&token, "Large files").await;
+    let handle = space["handle"].as_str().unwrap().to_owned();
+    let config = space["active_upload_config_id"].as_str().unwrap();
+    stack
+        .call(
+            &token,
+            reqwest::Method::PUT,
+            &format!("/api/v1/upload-configs/{config}"),
+            Some(json!({"config": {"validation": {
+                "allowed_formats": null, "max_file_size": 300 * 1024 * 1024,
+            }}})),
+        )
+        .await;
+    // Both paths warmed up once.
+    let warm = stack
+        .upload(&key, &handle, "warm.bin", &noise(6 * 1024 * 1024, 4))
+        .await;
+    assert_eq!(stack.cdn(&warm, "", &[]).await.status, 200);
+
+    let baseline = rss();
+    let peak = Arc::new(AtomicU64::new(baseline));
+    let done = Arc::new(AtomicBool::new(false));
+    let sampler = {
+        let (peak, done) = (peak.clone(), done.clone());
+        std::thread::spawn(move || {
+            while !done.load(Ordering::Relaxed) {
+                peak.fetch_max(rss(), Ordering::Relaxed);
+                std::thread::sleep(Duration::from_millis(5));
+            }
+        })
+    };
+
+    // Up: the body made as it is sent, hashed on the way.
+    let boundary = "----gateway-content-large";
+    let hasher = Arc::new(Mutex::new(Sha256::new()));
+    let mut seed = 0u64;
+    let chunks = {
+        let hasher = hasher.clone();
+        futures_util::stream::iter((0..SIZE / CHUNK).map(move |_| {
+            seed += 1;
+            let chunk = noise(CHUNK, seed);
+            hasher.lock().unwrap().update(&chunk);
+            Ok::<_, std::io::Error>(Bytes::from(chunk))
+        }))
+    };
+    let body = futures_util::stream::iter([
+        Ok(Bytes::from(fields(boundary, &handle))),
+        Ok(Bytes::from(file_head(boundary, "big.bin"))),
+    ])
+    .chain(chunks)
+    .chain(futures_util::stream::iter([Ok(Bytes::from(format!(
+        "\r\n--{boundary}--\r\n"
+    )))]));
+    let gw = &stack.gw;
+    let answer = gw
+        .send(
+            gw.client
+                .post(gw.url("/api/v1/upload"))
+                .bearer_auth(&key)
+                .header(
+                    "content-type",
+                    format!("multipart/form-data; boundary={boundary}"),
+                )
+                .timeout(Duration::from_secs(600))
+                .body(reqwest::Body::wrap_stream(body)),
+        )
+        .await;
+    assert_eq!(
+        answer.status,
+        201,
+        "{}",
+        String::from_utf8_lossy(&answer.body)
+    );
+    let sent = hex(&hasher.lock().unwrap().clone().finalize());
+    let file = answer.json()["data"].clone();
+    assert_eq!(file["size"], SIZE);
+    assert_eq!(file["hash"], sent);
+
+    // Down: anonymously from the CDN, hashed as it arrives.
+    let path = format!("/cdn/{}", file["storage_path"].as_str().unwrap());
+    let response = gw
+        .client
+        .get(gw.url(&path))
+        .timeout(Duration::from_secs(600))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(
+        response.headers()["content-length"].to_str().unwrap(),
+        SIZE.to_string()
+    );
+    let mut received = Sha256::new();
+    let mut length = 0usize;
+    let mut stream = response.bytes_stream();
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.unwrap();
+        length += chunk.len();
+        received.update(&chunk);
+    }
+    done.store(true, Ordering::Relaxed);
+    sampler.join().unwrap();
+    assert_eq!(length, SIZE);
+    assert_eq!(hex(&received.finalize()), sent);
+
+    let growth = peak.load(Ordering::Relaxed).saturating_sub(baseline);
+    eprintln!(
+        "RSS: baseline {} MiB, peak {} MiB, growth {} MiB",
+        baseline >> 20,
+        peak.load(Ordering::Relaxed) >> 20,
+        growth >> 20
+    );
+    assert!(
+        growth < MAX_GROWTH,
+        "200 MB up and down grew RSS by {} MiB (limit 30 MB)",
+        growth >> 20
+    );
+}
