@@ -58,7 +58,12 @@ REQUIRED = {
     "gateway": {"IDENTITY__SIGNING_KEY", "CACHE__URL"},
     "auth-service": _SERVICE_REQUIRED | {"SECRET__KEY", "MAIL__URL", "TOKENS__ISSUER"},
     "booking-service": set(_SERVICE_REQUIRED),
-    "spaces-service": _SERVICE_REQUIRED | {"SECRET__KEY"},
+    # STORAGE__URL: the default, a directory under ./data, is writable in a
+    # read-only container only where a volume is mounted, and is not shared by
+    # replicas; so it is stated (an s3:// bucket, or a file:// volume). The public
+    # URLs: the defaults name 127.0.0.1, which no client of a deployment reaches.
+    "spaces-service": _SERVICE_REQUIRED | {"SECRET__KEY", "STORAGE__URL", "UPLOADS__PUBLIC_URL",
+                                           "DELIVERY__CDN_URL"},
     # SECRET__KEY seals webhook secrets: every replica needs the same one. MAIL__URL:
     # the default writes files under ./data, which a read-only container cannot.
     "events-service": _SERVICE_REQUIRED | {"SECRET__KEY", "MAIL__URL"},

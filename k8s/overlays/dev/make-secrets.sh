@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Writes the dev overlay's Secret sources under secrets/ (git-ignored): the
 # gateway's Ed25519 identity key pair, the root secrets of auth-service,
-# spaces-service and events-service, and a random password per PostgreSQL.
+# spaces-service and events-service, a random password per PostgreSQL, and
+# MinIO's credentials (also spaces-service's, to reach its bucket).
 # Existing files are kept, so re-running changes nothing (and adds what a newer
 # part needs); delete secrets/ to rotate everything. Needs openssl.
 set -euo pipefail
@@ -31,4 +32,12 @@ for db in auth booking spaces events; do
       > "secrets/${db}-service.env"
   fi
 done
+# MinIO's root user is spaces-service's S3 identity, as each PostgreSQL's user is
+# its service's (and minio-bucket's, which creates the bucket).
+if [[ ! -s secrets/minio.env || ! -s secrets/spaces-storage.env ]]; then
+  password=$(openssl rand -hex 24)
+  printf 'MINIO_ROOT_USER=spaces\nMINIO_ROOT_PASSWORD=%s\n' "$password" > secrets/minio.env
+  printf 'storage-access-key-id=spaces\nstorage-secret-access-key=%s\n' "$password" \
+    > secrets/spaces-storage.env
+fi
 echo "dev secrets are in $(pwd)/secrets"
