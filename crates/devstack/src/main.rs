@@ -8,11 +8,13 @@
 //! (`AUTH__…`, `BOOKING__…`, `SPACES__…`, `EVENTS__…`, `GATEWAY__…`), so any
 //! part can be pointed at PostgreSQL or Redis without changing the others.
 //!
-//! One default differs from the binaries': events-service starts with
+//! Two defaults differ from the binaries': events-service starts with
 //! `webhooks.allow_private_targets = true`, so that webhook receivers on this
-//! machine (`http://127.0.0.1:…`) work out of the box. It is a built-in
-//! default of the devstack only, so `EVENTS__WEBHOOKS__ALLOW_PRIVATE_TARGETS=false`
-//! turns the receiver checks back on.
+//! machine (`http://127.0.0.1:…`) work out of the box, and spaces-service with
+//! `watermarks.allow_private_targets = true`, so that a watermark image served
+//! on this machine does too. They are built-in defaults of the devstack only,
+//! so `EVENTS__WEBHOOKS__ALLOW_PRIVATE_TARGETS=false` (and
+//! `SPACES__WATERMARKS__ALLOW_PRIVATE_TARGETS=false`) turn the checks back on.
 
 use service_kit::cli::{ServicePart, load_config};
 use service_kit::config::Settings;
@@ -53,7 +55,7 @@ async fn run() -> anyhow::Result<()> {
         launch::<gateway::GatewayPart>(&mut servers).await?;
         launch::<auth_service::AuthService>(&mut servers).await?;
         launch::<booking_service::BookingService>(&mut servers).await?;
-        launch::<spaces_service::SpacesService>(&mut servers).await?;
+        launch_with::<spaces_service::SpacesService>(&mut servers, spaces_defaults()).await?;
         launch_with::<events_service::EventsService>(&mut servers, events_defaults()).await
     }
     .await;
@@ -78,6 +80,14 @@ async fn run() -> anyhow::Result<()> {
 fn events_defaults() -> events_service::config::EventsConfig {
     let mut defaults = events_service::config::EventsConfig::defaults();
     defaults.webhooks.allow_private_targets = true;
+    defaults
+}
+
+/// spaces-service's defaults in the devstack: watermark images on this machine
+/// are allowed. Production keeps the built-in `false`.
+fn spaces_defaults() -> spaces_service::config::SpacesConfig {
+    let mut defaults = spaces_service::config::SpacesConfig::defaults();
+    defaults.watermarks.allow_private_targets = true;
     defaults
 }
 
