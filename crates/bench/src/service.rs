@@ -7,10 +7,15 @@ use anyhow::{Context, Result};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use launcher::PartProcess;
+use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 pub const STARTUP_TIMEOUT: Duration = Duration::from_secs(60);
+/// Per minute: the gateway's limits in every bench. Never reached, so the
+/// limiter leases and counts as in production (lease sizes follow the
+/// observed rate; see the gateway's `rate_limits`) but never refuses.
+pub const UNREACHED_RATE_LIMIT: u32 = 1_000_000_000;
 
 /// What the bench decides about a service's configuration.
 pub struct Settings<'a> {
@@ -109,6 +114,89 @@ pub async fn start_auth(
     )
     .await?;
     Ok((service, outbox))
+}
+
+/// Where a bench's gateway keeps its rate limits, caches and revocation bus.
+pub enum GatewayCache<'a> {
+    /// `memory://`: in the process.
+    Memory,
+    /// A Redis server, under the run's key prefix (keys and bus channels).
+    Redis { url: &'a str, prefix: &'a str },
+}
+
+/// How a bench runs a gateway.
+pub struct GatewaySettings<'a> {
+    /// `gateway-redis` and the like: the log's name.
+    pub name: &'a str,
+    /// The private key it signs identity tokens with, PEM.
+    pub signing_key_pem: String,
+    /// `(NAME, base URL)`: `GATEWAY__UPSTREAMS__NAME`.
+    pub upstreams: Vec<(&'a str, String)>,
+    pub cache: GatewayCache<'a>,
+    /// A TOML file layered over the defaults (`--config`), e.g. routes.
+    pub config_file: Option<&'a Path>,
+    pub dir: &'a Path,
+}
+
+/// Starts the gateway binary and waits until it is ready. Rate limiting is
+/// on with every limit at [`UNREACHED_RATE_LIMIT`]; the lease settings keep
+/// their defaults. Only warnings and errors are logged.
+pub async fn start_gateway(binary: &Path, settings: &GatewaySettings<'_>) -> Result<PartProcess> {
+    let limit = UNREACHED_RATE_LIMIT.to_string();
+    let mut env: Vec<(String, String)> = vec![
+        (
+            "GATEWAY__IDENTITY__SIGNING_KEY".into(),
+            settings.signing_key_pem.clone(),
+        ),
+        ("GATEWAY__LOG__LEVEL".into(), "warn".into()),
+        ("GATEWAY__RATE_LIMITS__ENABLED".into(), "true".into()),
+        (
+            "GATEWAY__RATE_LIMITS__PER_TOKEN_PER_MINUTE".into(),
+            limit.clone(),
+        ),
+        (
+            "GATEWAY__RATE_LIMITS__PER_API_KEY_PER_MINUTE".into(),
+            limit.clone(),
+        ),
+        ("GATEWAY__RATE_LIMITS__PER_IP_PER_MINUTE".into(), limit),
+    ];
+    for (name, url) in &settings.upstreams {
+        env.push((format!("GATEWAY__UPSTREAMS__{name}"), url.clone()));
+    }
+    match settings.cache {
+        GatewayCache::Memory => env.push(("GATEWAY__CACHE__URL".into(), "memory://".into())),
+        GatewayCache::Redis { url, prefix } => env.extend([
+            ("GATEWAY__CACHE__URL".into(), url.to_owned()),
+            (
+                "GATEWAY__CACHE__KEY_PREFIX".into(),
+                format!("{prefix}:gateway:"),
+            ),
+            // Its own channels too: no revocation another user of the
+            // server publishes reaches it.
+            (
+                "GATEWAY__CACHE__BUS_PREFIX".into(),
+                format!("{prefix}:bus:"),
+            ),
+        ]),
+    }
+    let args: Vec<&OsStr> = match settings.config_file {
+        Some(file) => vec![OsStr::new("--config"), file.as_os_str()],
+        None => Vec::new(),
+    };
+    let mut gateway = PartProcess::start_with_args(
+        settings.name,
+        binary,
+        "GATEWAY",
+        launcher::free_port()?,
+        &env,
+        settings.dir,
+        &args,
+    )?;
+    gateway
+        .wait_ready(STARTUP_TIMEOUT)
+        .await
+        .with_context(|| format!("starting {}", settings.name))?;
+    Ok(gateway)
 }
 
 /// A scratch working directory, removed when dropped.
