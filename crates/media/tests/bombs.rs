@@ -8,6 +8,11 @@ use image::{ImageEncoder, RgbImage};
 use media::{Compass, Limits, MediaError, Transform, UploadOptions, Watermark, probe};
 use peak_alloc::PeakAlloc;
 
+// The main test binary's fixtures (this one uses only some of them).
+#[path = "media/fixtures.rs"]
+#[allow(dead_code)]
+mod fixtures;
+
 #[global_allocator]
 static HEAP: PeakAlloc = PeakAlloc;
 
@@ -37,24 +42,9 @@ fn png_bomb() -> Vec<u8> {
         .unwrap();
     bytes[16..20].copy_from_slice(&CLAIMED.to_be_bytes());
     bytes[20..24].copy_from_slice(&CLAIMED.to_be_bytes());
-    let crc = crc32(&bytes[12..29]);
+    let crc = fixtures::crc32(&bytes[12..29]);
     bytes[29..33].copy_from_slice(&crc.to_be_bytes());
     bytes
-}
-
-fn crc32(data: &[u8]) -> u32 {
-    let mut crc = 0xFFFF_FFFFu32;
-    for byte in data {
-        crc ^= u32::from(*byte);
-        for _ in 0..8 {
-            crc = if crc & 1 != 0 {
-                (crc >> 1) ^ 0xEDB8_8320
-            } else {
-                crc >> 1
-            };
-        }
-    }
-    !crc
 }
 
 /// Runs `f` and returns how far the heap grew above where it started.

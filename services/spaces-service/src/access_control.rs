@@ -5,7 +5,7 @@
 //! they inherit): `PUT …/access-control` starts from what they inherit and
 //! changes the fields it names; `DELETE` makes them inherit again.
 
-use crate::settings::{AccessControl, AccessControlPatch};
+use crate::settings::{AccessControl, AccessControlPatch, AccessControlUpdate};
 use serde::Serialize;
 use utoipa::ToSchema;
 
@@ -93,6 +93,24 @@ pub fn patched(base: AccessControl, patch: Option<AccessControlPatch>) -> Access
         patch.apply(&mut setting);
     }
     setting
+}
+
+/// An item's own setting, as stored, after a change: `None` clears it (the
+/// item inherits again); an update starts from its own setting, else from
+/// what it `inherited`.
+pub fn changed<E>(
+    own: Option<&str>,
+    update: Option<AccessControlUpdate>,
+    inherited: impl FnOnce() -> Result<EffectiveAccess, E>,
+) -> Result<Option<String>, E> {
+    let Some(update) = update else {
+        return Ok(None);
+    };
+    let base = match parse(own) {
+        Some(own) => own,
+        None => inherited()?.settings(),
+    };
+    Ok(Some(store(&patched(base, update.access_control))))
 }
 
 /// The folder paths above and at `path` (`a/b/` → `a/`, `a/b/`), nearest

@@ -13,16 +13,17 @@ use crate::delivery::{self, Delivery};
 use crate::openapi::{Envelope, ErrorEnvelope, ListEnvelope, NoData};
 use crate::schema::{files, folders};
 use crate::settings::AccessControlUpdate;
-use crate::spaces::{self, SpaceRow, nullable};
+use crate::spaces::{self, SpaceListQuery, SpaceRow, nullable};
 use crate::upload_configs::DeliveryType;
-use crate::{Backend, Fail, SpacesState, cursor_time, now, plain_text, rfc3339};
+use crate::{
+    Backend, Fail, SpacesState, now, page_end, page_start, plain_text, rfc3339, unix_rfc3339,
+};
 use actix_web::web;
 use chrono::NaiveDateTime;
 use diesel::prelude::*;
 use identity::Identity;
 use serde::{Deserialize, Serialize};
 use service_kit::ids::{self, prefix};
-use service_kit::pagination::{CursorPosition, CursorQuery};
 use service_kit::{ApiError, ApiResponse, FieldError, Json, Query};
 use store::{DbConnection, StoreError};
 use utoipa::ToSchema;
@@ -228,11 +229,8 @@ pub(crate) fn find(
         .first(conn)
         .optional()?
         .ok_or_else(missing)?;
-    match spaces::find(conn, reach, &row.space_id) {
-        Ok(space) => Ok((row, space)),
-        Err(Fail::Api(_)) => Err(missing()),
-        Err(other) => Err(other),
-    }
+    let space = spaces::holding(conn, reach, &row.space_id, missing)?;
+    Ok((row, space))
 }
 
 /// Whether `storage_path` is free, but for the file `except`.
@@ -306,17 +304,10 @@ pub(crate) async fn delete_bytes(state: &SpacesState, handle: &str, row: &FileRo
     }
 }
 
-#[derive(Debug, Deserialize)]
-pub struct ListQuery {
-    space_id: Option<String>,
-    cursor: Option<String>,
-    limit: Option<u32>,
-}
-
 /// `?space_id=` of the file list.
 #[derive(utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
-#[allow(dead_code)] // described, never built: `ListQuery` reads it
+#[allow(dead_code)] // described, never built: `SpaceListQuery` reads it
 pub(crate) struct SpaceParam {
     /// Required: the space (`spc_…`).
     space_id: String,
@@ -325,7 +316,7 @@ pub(crate) struct SpaceParam {
 /// `?limit=&cursor=` of the file list (Tuzzle's parameters).
 #[derive(utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
-#[allow(dead_code)] // described, never built: `ListQuery` reads it
+#[allow(dead_code)] // described, never built: `SpaceListQuery` reads it
 pub(crate) struct PageParams {
     /// Items per page, 1 to 100 (default 20).
     #[param(minimum = 1, maximum = 100)]
@@ -360,23 +351,12 @@ fn required(field: &str) -> ApiError {
 )]
 pub async fn list(
     identity: Identity,
-    query: Query<ListQuery>,
+    query: Query<SpaceListQuery>,
     state: web::Data<SpacesState>,
 ) -> Result<ApiResponse<Vec<FileView>>, ApiError> {
     let reach = access::readable(&state, &identity).await?;
-    let ListQuery {
-        space_id,
-        cursor,
-        limit,
-    } = query.into_inner();
-    let space_id = space_id
-        .filter(|s| !s.is_empty())
-        .ok_or_else(|| required("space_id"))?;
-    let page = state.cursors.validate(&CursorQuery { cursor, limit })?;
-    let after = match &page.after {
-        Some(p) => Some((cursor_time(p.created_at_ms)?, p.id.clone())),
-        None => None,
-    };
+    let (space_id, page) = query.into_inner().space_page(&state.cursors)?;
+    let after = page_start(&page)?;
     let limit = page.limit;
     let delivery = state.delivery.clone();
     let (views, has_more, last) = state
@@ -398,12 +378,7 @@ pub async fn list(
                 .limit(i64::from(limit) + 1)
                 .select(FileRow::as_select())
                 .load(conn)?;
-            let has_more = rows.len() > limit as usize;
-            rows.truncate(limit as usize);
-            let last = rows.last().map(|r| CursorPosition {
-                created_at_ms: r.created_at.and_utc().timestamp_millis(),
-                id: r.id.clone(),
-            });
+            let (has_more, last) = page_end(&mut rows, limit, |r| (r.created_at, &r.id));
             let views = rows
                 .into_iter()
                 .map(|row| view(conn, &delivery, &space, row))
@@ -699,19 +674,9 @@ pub async fn update(
             }
             match (folder_id, folder_path) {
                 (Some(Some(folder)), _) => {
-                    let found = crate::folders::find(conn, &reach, &folder)
-                        .ok()
-                        .filter(|f| f.space_id == space.id);
-                    row.folder_id = Some(
-                        found
-                            .ok_or_else(|| {
-                                Fail::Api(ApiError::validation(vec![FieldError::new(
-                                    "folder_id",
-                                    "The selected folder id is invalid.",
-                                )]))
-                            })?
-                            .id,
-                    );
+                    let folder =
+                        crate::folders::find_in(conn, &reach, &space, &folder, "folder_id")?;
+                    row.folder_id = Some(folder.id);
                 }
                 (Some(None), _) | (None, Some(None)) => row.folder_id = None,
                 (None, Some(Some(path))) => {
@@ -907,9 +872,7 @@ pub async fn signed_url(
     Ok(ApiResponse::ok(SignedUrlView {
         url: signed.url,
         expires: signed.expires,
-        expires_at: chrono::DateTime::from_timestamp(signed.expires, 0)
-            .map(service_kit::time::format_rfc3339)
-            .unwrap_or_default(),
+        expires_at: unix_rfc3339(signed.expires).unwrap_or_default(),
     }))
 }
 
@@ -1007,8 +970,7 @@ pub async fn urls(
                     url: signed.url,
                     id: row.id,
                     signed: true,
-                    expires_at: chrono::DateTime::from_timestamp(signed.expires, 0)
-                        .map(service_kit::time::format_rfc3339),
+                    expires_at: unix_rfc3339(signed.expires),
                 }
             }
         })
@@ -1029,23 +991,12 @@ async fn change_access(
         .db
         .transaction(move |conn| {
             let (mut row, space) = find(conn, &reach, &id)?;
-            row.access_control = match update {
-                None => None,
-                Some(update) => {
-                    let base = match access_control::parse(row.access_control.as_deref()) {
-                        Some(own) => own,
-                        None => {
-                            let mut inheriting = row.clone();
-                            inheriting.access_control = None;
-                            delivery::effective_access(conn, &inheriting, &space)?.settings()
-                        }
-                    };
-                    Some(access_control::store(&access_control::patched(
-                        base,
-                        update.access_control,
-                    )))
-                }
-            };
+            row.access_control =
+                access_control::changed(row.access_control.as_deref(), update, || {
+                    let mut inheriting = row.clone();
+                    inheriting.access_control = None;
+                    delivery::effective_access(conn, &inheriting, &space)
+                })?;
             row.updated_at = now();
             diesel::update(files::table.find(&row.id))
                 .set((

@@ -12,18 +12,20 @@ use crate::access_control::{self, EffectiveAccess};
 use crate::openapi::{CursorParams, Envelope, ErrorEnvelope, ListEnvelope, NoData};
 use crate::schema::{files, folders};
 use crate::settings::{AccessControl, AccessControlUpdate, Security};
-use crate::spaces::{self, SpaceRow, nullable};
-use crate::{Backend, Fail, SpacesState, cursor_time, now, rfc3339};
+use crate::spaces::{self, SpaceListQuery, SpaceRow, nullable};
+use crate::{Backend, Fail, SpacesState, now, page_end, page_start, rfc3339};
 use actix_web::web;
 use chrono::NaiveDateTime;
 use diesel::prelude::*;
 use identity::Identity;
 use serde::{Deserialize, Serialize};
 use service_kit::ids::{self, prefix};
-use service_kit::pagination::{CursorPosition, CursorQuery};
 use service_kit::{ApiError, ApiResponse, FieldError, Json, Query};
 use store::{DbConnection, StoreError};
 use utoipa::ToSchema;
+
+/// Why a folder that holds something is not deleted.
+const NOT_EMPTY: &str = "the folder is not empty: delete or move its files and folders first";
 
 #[derive(Queryable, Selectable, Insertable, Debug, Clone)]
 #[diesel(table_name = folders)]
@@ -37,6 +39,25 @@ pub(crate) struct FolderRow {
     pub access_control: Option<String>,
     pub created_at: NaiveDateTime,
     pub updated_at: NaiveDateTime,
+}
+
+impl FolderRow {
+    /// A new folder `name` at `path` of `space`, in `parent` (or at the
+    /// root), with no setting of its own.
+    fn new(space: &SpaceRow, parent: Option<&FolderRow>, name: String, path: String) -> FolderRow {
+        let at = now();
+        FolderRow {
+            id: ids::new_id(prefix::FOLDER),
+            workspace_id: space.workspace_id.clone(),
+            space_id: space.id.clone(),
+            parent_id: parent.map(|p| p.id.clone()),
+            name,
+            path,
+            access_control: None,
+            created_at: at,
+            updated_at: at,
+        }
+    }
 }
 
 /// A folder, with the access control in force for it.
@@ -79,8 +100,13 @@ fn check_name(raw: &str, errors: &mut Vec<FieldError>) -> String {
     name
 }
 
-/// The folder `id` if its space is within `reach`; 404 otherwise.
-pub(crate) fn find(conn: &mut DbConnection, reach: &Reach, id: &str) -> Result<FolderRow, Fail> {
+/// The folder `id` and its space, if the space exists and is within
+/// `reach`; 404 otherwise.
+pub(crate) fn find(
+    conn: &mut DbConnection,
+    reach: &Reach,
+    id: &str,
+) -> Result<(FolderRow, SpaceRow), Fail> {
     let missing = || Fail::Api(ApiError::not_found("folder"));
     if !ids::is_valid(prefix::FOLDER, id) {
         return Err(missing());
@@ -99,13 +125,8 @@ pub(crate) fn find(conn: &mut DbConnection, reach: &Reach, id: &str) -> Result<F
         .first(conn)
         .optional()?
         .ok_or_else(missing)?;
-    // Its space must still exist (a deleted space's folders await their
-    // purge) and be within reach.
-    match spaces::find(conn, reach, &row.space_id) {
-        Ok(_) => Ok(row),
-        Err(Fail::Api(_)) => Err(missing()),
-        Err(other) => Err(other),
-    }
+    let space = spaces::holding(conn, reach, &row.space_id, missing)?;
+    Ok((row, space))
 }
 
 /// The folder at `path` (`a/b/`) of the space.
@@ -140,18 +161,7 @@ pub(crate) fn ensure_path(
                     .next()
                     .unwrap_or_default()
                     .to_owned();
-                let at = now();
-                let row = FolderRow {
-                    id: ids::new_id(prefix::FOLDER),
-                    workspace_id: space.workspace_id.clone(),
-                    space_id: space.id.clone(),
-                    parent_id: parent.as_ref().map(|p| p.id.clone()),
-                    name,
-                    path: level,
-                    access_control: None,
-                    created_at: at,
-                    updated_at: at,
-                };
+                let row = FolderRow::new(space, parent.as_ref(), name, level);
                 diesel::insert_into(folders::table)
                     .values(&row)
                     .execute(conn)?;
@@ -230,6 +240,15 @@ fn view(conn: &mut DbConnection, space: &SpaceRow, row: FolderRow) -> Result<Fol
         .expect("one folder in, one view out"))
 }
 
+/// The folder `id` as stored now (after a change), viewed.
+fn stored_view(conn: &mut DbConnection, space: &SpaceRow, id: &str) -> Result<FolderView, Fail> {
+    let row = folders::table
+        .find(id)
+        .select(FolderRow::as_select())
+        .first(conn)?;
+    view(conn, space, row)
+}
+
 fn name_taken_error() -> ApiError {
     ApiError::validation(vec![FieldError::new("name", "has already been taken.")])
 }
@@ -297,25 +316,14 @@ pub async fn create(
         .transaction(move |conn| {
             let space = spaces::find(conn, &reach, space_id.trim())?;
             let parent = match parent_id.filter(|p| !p.is_empty()) {
-                Some(id) => Some(parent_in(conn, &reach, &space, &id)?),
+                Some(id) => Some(find_in(conn, &reach, &space, &id, "parent_id")?),
                 None => None,
             };
             let path = format!("{}{name}/", parent.as_ref().map_or("", |p| p.path.as_str()));
             if find_by_path(conn, &space.id, &path)?.is_some() {
                 return Err(Fail::Api(name_taken_error()));
             }
-            let at = now();
-            let row = FolderRow {
-                id: ids::new_id(prefix::FOLDER),
-                workspace_id: space.workspace_id.clone(),
-                space_id: space.id.clone(),
-                parent_id: parent.map(|p| p.id),
-                name,
-                path,
-                access_control: None,
-                created_at: at,
-                updated_at: at,
-            };
+            let row = FolderRow::new(&space, parent.as_ref(), name, path);
             diesel::insert_into(folders::table)
                 .values(&row)
                 .execute(conn)?;
@@ -326,19 +334,20 @@ pub async fn create(
     Ok(ApiResponse::created(view))
 }
 
-/// The folder `id` as the parent of something in `space`: 422 unless it is
-/// one of the space's folders.
-fn parent_in(
+/// The folder `id` that the request's `field` names in `space`: 422 unless
+/// it is one of the space's folders.
+pub(crate) fn find_in(
     conn: &mut DbConnection,
     reach: &Reach,
     space: &SpaceRow,
     id: &str,
+    field: &str,
 ) -> Result<FolderRow, Fail> {
     match find(conn, reach, id) {
-        Ok(parent) if parent.space_id == space.id => Ok(parent),
+        Ok((folder, _)) if folder.space_id == space.id => Ok(folder),
         _ => Err(Fail::Api(ApiError::validation(vec![FieldError::new(
-            "parent_id",
-            "The selected parent id is invalid.",
+            field,
+            format!("The selected {} is invalid.", field.replace('_', " ")),
         )]))),
     }
 }
@@ -351,17 +360,10 @@ fn folder_fail(fail: Fail) -> ApiError {
     }
 }
 
-#[derive(Debug, Deserialize)]
-pub struct ListQuery {
-    space_id: Option<String>,
-    cursor: Option<String>,
-    limit: Option<u32>,
-}
-
 /// `?space_id=` of the folder list.
 #[derive(utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
-#[allow(dead_code)] // described, never built: `ListQuery` reads it
+#[allow(dead_code)] // described, never built: `SpaceListQuery` reads it
 pub(crate) struct SpaceFilter {
     /// Required: the space whose folders to list (`spc_…`).
     space_id: String,
@@ -389,26 +391,12 @@ pub(crate) struct SpaceFilter {
 )]
 pub async fn list(
     identity: Identity,
-    query: Query<ListQuery>,
+    query: Query<SpaceListQuery>,
     state: web::Data<SpacesState>,
 ) -> Result<ApiResponse<Vec<FolderView>>, ApiError> {
     let reach = access::readable(&state, &identity).await?;
-    let ListQuery {
-        space_id,
-        cursor,
-        limit,
-    } = query.into_inner();
-    let Some(space_id) = space_id.filter(|s| !s.is_empty()) else {
-        return Err(ApiError::validation(vec![FieldError::new(
-            "space_id",
-            "field is required",
-        )]));
-    };
-    let page = state.cursors.validate(&CursorQuery { cursor, limit })?;
-    let after = match &page.after {
-        Some(p) => Some((cursor_time(p.created_at_ms)?, p.id.clone())),
-        None => None,
-    };
+    let (space_id, page) = query.into_inner().space_page(&state.cursors)?;
+    let after = page_start(&page)?;
     let limit = page.limit;
     let (views, has_more, last) = state
         .db
@@ -429,12 +417,7 @@ pub async fn list(
                 .limit(i64::from(limit) + 1)
                 .select(FolderRow::as_select())
                 .load(conn)?;
-            let has_more = rows.len() > limit as usize;
-            rows.truncate(limit as usize);
-            let last = rows.last().map(|r| CursorPosition {
-                created_at_ms: r.created_at.and_utc().timestamp_millis(),
-                id: r.id.clone(),
-            });
+            let (has_more, last) = page_end(&mut rows, limit, |r| (r.created_at, &r.id));
             Ok::<_, Fail>((views(conn, &space, rows)?, has_more, last))
         })
         .await
@@ -469,8 +452,7 @@ pub async fn get(
     let view = state
         .db
         .run(move |conn| {
-            let row = find(conn, &reach, &id)?;
-            let space = spaces::find(conn, &reach, &row.space_id)?;
+            let (row, space) = find(conn, &reach, &id)?;
             view(conn, &space, row)
         })
         .await
@@ -535,16 +517,15 @@ pub async fn update(
     let view = state
         .db
         .transaction(move |conn| {
-            let row = find(conn, &reach, &id)?;
-            let space = spaces::find(conn, &reach, &row.space_id)?;
+            let (row, space) = find(conn, &reach, &id)?;
             let parent = match parent_id {
                 None => match &row.parent_id {
-                    Some(p) => Some(parent_in(conn, &reach, &space, p)?),
+                    Some(p) => Some(find_in(conn, &reach, &space, p, "parent_id")?),
                     None => None,
                 },
                 Some(None) => None,
                 Some(Some(p)) => {
-                    let parent = parent_in(conn, &reach, &space, &p)?;
+                    let parent = find_in(conn, &reach, &space, &p, "parent_id")?;
                     if parent.path.starts_with(&row.path) {
                         return Err(Fail::Api(ApiError::validation(vec![FieldError::new(
                             "parent_id",
@@ -568,11 +549,7 @@ pub async fn update(
                     folders::updated_at.eq(updated_at),
                 ))
                 .execute(conn)?;
-            let row = folders::table
-                .find(&row.id)
-                .select(FolderRow::as_select())
-                .first(conn)?;
-            view(conn, &space, row)
+            stored_view(conn, &space, &row.id)
         })
         .await
         .map_err(folder_fail)?;
@@ -647,7 +624,7 @@ pub async fn delete(
     state
         .db
         .transaction(move |conn| {
-            let row = find(conn, &reach, &id)?;
+            let (row, _) = find(conn, &reach, &id)?;
             let children: i64 = folders::table
                 .filter(folders::parent_id.eq(&row.id))
                 .count()
@@ -657,9 +634,7 @@ pub async fn delete(
                 .count()
                 .get_result(conn)?;
             if children + held > 0 {
-                return Err(Fail::Api(ApiError::conflict(
-                    "the folder is not empty: delete or move its files and folders first",
-                )));
+                return Err(Fail::Api(ApiError::conflict(NOT_EMPTY)));
             }
             diesel::delete(folders::table.find(&row.id)).execute(conn)?;
             Ok::<_, Fail>(())
@@ -667,9 +642,7 @@ pub async fn delete(
         .await
         .map_err(|fail| match fail {
             // A file or folder added meanwhile (the foreign key held).
-            Fail::Store(StoreError::ConstraintViolation { .. }) => ApiError::conflict(
-                "the folder is not empty: delete or move its files and folders first",
-            ),
+            Fail::Store(StoreError::ConstraintViolation { .. }) => ApiError::conflict(NOT_EMPTY),
             other => other.into(),
         })?;
     Ok(ApiResponse::ok(()).message("folder deleted"))
@@ -686,39 +659,25 @@ async fn change_access(
     let view = state
         .db
         .transaction(move |conn| {
-            let row = find(conn, &reach, &id)?;
-            let space = spaces::find(conn, &reach, &row.space_id)?;
-            let setting = match update {
-                None => None,
-                Some(update) => {
-                    let mut above = chain(conn, &space.id, &row.path)?;
-                    // What the folder would inherit: its chain without itself.
-                    above.retain(|(folder, _)| *folder != row.id);
-                    let inherited = access_control::resolve(
-                        None,
-                        &above,
-                        &space.id,
-                        &AccessControl::stored(&space.access_control),
-                    );
-                    let base = access_control::parse(row.access_control.as_deref())
-                        .unwrap_or_else(|| inherited.settings());
-                    Some(access_control::store(&access_control::patched(
-                        base,
-                        update.access_control,
-                    )))
-                }
-            };
+            let (row, space) = find(conn, &reach, &id)?;
+            let setting = access_control::changed(row.access_control.as_deref(), update, || {
+                let mut above = chain(conn, &space.id, &row.path)?;
+                // What the folder would inherit: its chain without itself.
+                above.retain(|(folder, _)| *folder != row.id);
+                Ok::<_, StoreError>(access_control::resolve(
+                    None,
+                    &above,
+                    &space.id,
+                    &AccessControl::stored(&space.access_control),
+                ))
+            })?;
             diesel::update(folders::table.find(&row.id))
                 .set((
                     folders::access_control.eq(setting),
                     folders::updated_at.eq(now()),
                 ))
                 .execute(conn)?;
-            let row = folders::table
-                .find(&row.id)
-                .select(FolderRow::as_select())
-                .first(conn)?;
-            view(conn, &space, row)
+            stored_view(conn, &space, &row.id)
         })
         .await
         .map_err(ApiError::from)?;

@@ -523,6 +523,11 @@ pub(crate) fn rfc3339(t: chrono::NaiveDateTime) -> String {
     service_kit::time::format_rfc3339(t.and_utc())
 }
 
+/// Unix seconds in RFC 3339 (`None` out of chrono's range).
+pub(crate) fn unix_rfc3339(secs: i64) -> Option<String> {
+    chrono::DateTime::from_timestamp(secs, 0).map(service_kit::time::format_rfc3339)
+}
+
 /// The backend type of boxed queries.
 pub(crate) type Backend = <store::DbConnection as diesel::Connection>::Backend;
 
@@ -531,6 +536,37 @@ pub(crate) fn cursor_time(ms: i64) -> Result<chrono::NaiveDateTime, ApiError> {
     chrono::DateTime::from_timestamp_millis(ms)
         .map(|t| t.naive_utc())
         .ok_or_else(|| ApiError::invalid_query("cursor", "is not a valid cursor"))
+}
+
+/// Where a page of a list ordered by `(created_at, id)` starts: after the
+/// position its cursor names (400 for a position no list wrote), or at the
+/// beginning.
+pub(crate) fn page_start(
+    page: &service_kit::pagination::CursorPage,
+) -> Result<Option<(chrono::NaiveDateTime, String)>, ApiError> {
+    match &page.after {
+        Some(p) => Ok(Some((cursor_time(p.created_at_ms)?, p.id.clone()))),
+        None => Ok(None),
+    }
+}
+
+/// Cuts `rows`, loaded `limit + 1` at a time, to the page: whether more
+/// follow, and the position of its last row (`created_at`, `id`).
+pub(crate) fn page_end<T>(
+    rows: &mut Vec<T>,
+    limit: u32,
+    position: impl Fn(&T) -> (chrono::NaiveDateTime, &str),
+) -> (bool, Option<service_kit::pagination::CursorPosition>) {
+    let has_more = rows.len() > limit as usize;
+    rows.truncate(limit as usize);
+    let last = rows.last().map(|row| {
+        let (created_at, id) = position(row);
+        service_kit::pagination::CursorPosition {
+            created_at_ms: created_at.and_utc().timestamp_millis(),
+            id: id.to_owned(),
+        }
+    });
+    (has_more, last)
 }
 
 /// Text a person typed (names, descriptions): no control characters, which

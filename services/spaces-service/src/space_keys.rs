@@ -17,7 +17,7 @@ use crate::access::{self, Caller};
 use crate::openapi::{CursorParams, Envelope, ErrorEnvelope, ListEnvelope, NoData};
 use crate::schema::space_api_keys;
 use crate::spaces::{check_name, find};
-use crate::{Backend, Fail, SpacesState, cursor_time, now, rfc3339};
+use crate::{Backend, Fail, SpacesState, now, page_end, page_start, rfc3339};
 use actix_web::web;
 use chrono::{DateTime, NaiveDateTime, Utc};
 use diesel::prelude::*;
@@ -26,7 +26,7 @@ use identity::revocation::{self, Revocation};
 use identity::{Identity, PrincipalType, Scope};
 use serde::{Deserialize, Serialize};
 use service_kit::ids::{self, prefix};
-use service_kit::pagination::{CursorPosition, CursorQuery};
+use service_kit::pagination::CursorQuery;
 use service_kit::{ApiError, ApiResponse, FieldError, Json, Query};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, RwLock};
@@ -460,10 +460,7 @@ pub async fn list(
     let reach = access::readable(&state, &identity).await?;
     let space_id = path.into_inner();
     let page = state.cursors.validate(&query)?;
-    let after = match &page.after {
-        Some(p) => Some((cursor_time(p.created_at_ms)?, p.id.clone())),
-        None => None,
-    };
+    let after = page_start(&page)?;
     let limit = page.limit;
     let mut rows = state
         .db
@@ -491,12 +488,7 @@ pub async fn list(
         })
         .await
         .map_err(ApiError::from)?;
-    let has_more = rows.len() > limit as usize;
-    rows.truncate(limit as usize);
-    let last = rows.last().map(|r| CursorPosition {
-        created_at_ms: r.created_at.and_utc().timestamp_millis(),
-        id: r.id.clone(),
-    });
+    let (has_more, last) = page_end(&mut rows, limit, |r| (r.created_at, &r.id));
     Ok(
         ApiResponse::ok(rows.into_iter().map(SpaceKeyView::from).collect()).meta(page.meta(
             &state.cursors,

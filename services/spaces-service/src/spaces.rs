@@ -6,7 +6,7 @@ use crate::purge::PurgeRow;
 use crate::schema::{space_api_keys, space_purges, spaces, upload_configs};
 use crate::settings::{AccessControl, Security};
 use crate::upload_configs::ConfigRow;
-use crate::{Backend, Fail, SpacesState, cursor_time, handles, now, plain_text, rfc3339};
+use crate::{Backend, Fail, SpacesState, handles, now, page_end, page_start, plain_text, rfc3339};
 use actix_web::{HttpRequest, web};
 use chrono::NaiveDateTime;
 use diesel::prelude::*;
@@ -14,7 +14,7 @@ use identity::Identity;
 use serde::{Deserialize, Deserializer, Serialize};
 use service_kit::cli::ServicePart;
 use service_kit::ids::{self, prefix};
-use service_kit::pagination::{CursorPosition, CursorQuery};
+use service_kit::pagination::{CursorCodec, CursorPage, CursorQuery};
 use service_kit::{ApiError, ApiResponse, FieldError, Json, Query};
 use store::{DbConnection, StoreError};
 use utoipa::ToSchema;
@@ -136,6 +136,59 @@ pub(crate) fn find(conn: &mut DbConnection, reach: &Reach, id: &str) -> Result<S
         .first(conn)
         .optional()?
         .ok_or_else(missing)
+}
+
+/// The space of something found by its id (a file, a folder): it must still
+/// exist (a deleted space's contents await their purge) and be within
+/// `reach`; otherwise the thing is `missing` too.
+pub(crate) fn holding(
+    conn: &mut DbConnection,
+    reach: &Reach,
+    space_id: &str,
+    missing: impl FnOnce() -> Fail,
+) -> Result<SpaceRow, Fail> {
+    match find(conn, reach, space_id) {
+        Err(Fail::Api(_)) => Err(missing()),
+        found => found,
+    }
+}
+
+/// `?space_id=&cursor=&limit=` of the lists of what spaces hold (files,
+/// folders, upload configs).
+#[derive(Debug, Deserialize)]
+pub struct SpaceListQuery {
+    space_id: Option<String>,
+    cursor: Option<String>,
+    limit: Option<u32>,
+}
+
+impl SpaceListQuery {
+    /// The space named, if any, and the page (400 for a bad cursor or limit).
+    pub(crate) fn page(
+        self,
+        cursors: &CursorCodec,
+    ) -> Result<(Option<String>, CursorPage), ApiError> {
+        let page = cursors.validate(&CursorQuery {
+            cursor: self.cursor,
+            limit: self.limit,
+        })?;
+        Ok((self.space_id, page))
+    }
+
+    /// The space named (422 without one), and the page.
+    pub(crate) fn space_page(
+        self,
+        cursors: &CursorCodec,
+    ) -> Result<(String, CursorPage), ApiError> {
+        let Some(space_id) = self.space_id.clone().filter(|s| !s.is_empty()) else {
+            return Err(ApiError::validation(vec![FieldError::new(
+                "space_id",
+                "field is required",
+            )]));
+        };
+        let (_, page) = self.page(cursors)?;
+        Ok((space_id, page))
+    }
 }
 
 /// The space whose handle is `handle`, within `reach` when one is given
@@ -440,10 +493,7 @@ pub async fn list(
 ) -> Result<ApiResponse<Vec<SpaceView>>, ApiError> {
     let reach = access::readable(&state, &identity).await?;
     let page = state.cursors.validate(&query)?;
-    let after = match &page.after {
-        Some(p) => Some((cursor_time(p.created_at_ms)?, p.id.clone())),
-        None => None,
-    };
+    let after = page_start(&page)?;
     let limit = page.limit;
     let mut rows = state
         .db
@@ -470,12 +520,7 @@ pub async fn list(
                 .map_err(StoreError::from)
         })
         .await?;
-    let has_more = rows.len() > limit as usize;
-    rows.truncate(limit as usize);
-    let last = rows.last().map(|r| CursorPosition {
-        created_at_ms: r.created_at.and_utc().timestamp_millis(),
-        id: r.id.clone(),
-    });
+    let (has_more, last) = page_end(&mut rows, limit, |r| (r.created_at, &r.id));
     Ok(
         ApiResponse::ok(rows.into_iter().map(SpaceView::from).collect()).meta(page.meta(
             &state.cursors,

@@ -320,21 +320,7 @@ impl Storage {
     /// Deletes every object under `prefix` (whole segments: `abc` covers
     /// `abc/x`, not `abcd/x`); returns how many there were.
     pub async fn delete_prefix(&self, prefix: &str) -> Result<usize, StorageError> {
-        let prefix = self::key(prefix)?;
-        let listed = self
-            .store
-            .list(Some(&prefix))
-            .map(|meta| meta.map(|m| m.location));
-        let mut deleted = 0;
-        let mut results = self.store.delete_stream(listed.boxed());
-        while let Some(result) = results.next().await {
-            match result {
-                Ok(_) => deleted += 1,
-                Err(object_store::Error::NotFound { .. }) => {}
-                Err(e) => return Err(e.into()),
-            }
-        }
-        Ok(deleted)
+        self.delete_chosen(prefix, |_| true).await
     }
 
     /// Deletes the objects under `prefix` last written before `cutoff`;
@@ -344,19 +330,27 @@ impl Storage {
         prefix: &str,
         cutoff: chrono::DateTime<chrono::Utc>,
     ) -> Result<usize, StorageError> {
+        self.delete_chosen(prefix, move |meta| meta.last_modified < cutoff)
+            .await
+    }
+
+    /// Deletes the objects under `prefix` that `chosen` picks; returns how
+    /// many there were (one already gone is not counted, and no error).
+    async fn delete_chosen(
+        &self,
+        prefix: &str,
+        chosen: impl Fn(&object_store::ObjectMeta) -> bool + Send + 'static,
+    ) -> Result<usize, StorageError> {
         let prefix = self::key(prefix)?;
-        let old = self
-            .store
-            .list(Some(&prefix))
-            .filter_map(move |meta| async move {
-                match meta {
-                    Ok(meta) if meta.last_modified < cutoff => Some(Ok(meta.location)),
-                    Ok(_) => None,
-                    Err(e) => Some(Err(e)),
-                }
-            });
+        let listed = self.store.list(Some(&prefix)).filter_map(move |meta| {
+            std::future::ready(match meta {
+                Ok(meta) if chosen(&meta) => Some(Ok(meta.location)),
+                Ok(_) => None,
+                Err(e) => Some(Err(e)),
+            })
+        });
         let mut deleted = 0;
-        let mut results = self.store.delete_stream(old.boxed());
+        let mut results = self.store.delete_stream(listed.boxed());
         while let Some(result) = results.next().await {
             match result {
                 Ok(_) => deleted += 1,

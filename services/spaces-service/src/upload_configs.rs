@@ -18,8 +18,8 @@ pub(crate) use document::{
 use crate::access::{self, Reach};
 use crate::openapi::{CursorParams, Envelope, ErrorEnvelope, ListEnvelope, NoData};
 use crate::schema::{spaces, upload_configs};
-use crate::spaces::{check_name, name_key, name_taken_error, nullable};
-use crate::{Backend, Fail, SpacesState, cursor_time, now, rfc3339};
+use crate::spaces::{SpaceListQuery, check_name, name_key, name_taken_error, nullable};
+use crate::{Backend, Fail, SpacesState, now, page_end, page_start, rfc3339};
 use actix_web::web;
 use chrono::NaiveDateTime;
 use diesel::prelude::*;
@@ -27,7 +27,7 @@ use document::{Patch, Rules, UnsignedRestrictionsInput, UploadSettingsPatch};
 use identity::Identity;
 use serde::{Deserialize, Serialize};
 use service_kit::ids::{self, prefix};
-use service_kit::pagination::{CursorPage, CursorPosition, CursorQuery};
+use service_kit::pagination::{CursorPage, CursorQuery};
 use service_kit::{ApiError, ApiResponse, FieldError, Json, Query};
 use store::{DbConnection, StoreError};
 use utoipa::ToSchema;
@@ -264,17 +264,10 @@ fn name_taken(
     Ok(query.count().get_result::<i64>(conn)? > 0)
 }
 
-#[derive(Debug, Deserialize)]
-pub struct ListQuery {
-    space_id: Option<String>,
-    cursor: Option<String>,
-    limit: Option<u32>,
-}
-
 /// `?space_id=` of the config list, beside the paging parameters.
 #[derive(utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
-#[allow(dead_code)] // described, never built: `ListQuery` reads it
+#[allow(dead_code)] // described, never built: `SpaceListQuery` reads it
 pub(crate) struct SpaceFilter {
     /// Only this space's configs (`spc_…`); default: every space within reach.
     space_id: Option<String>,
@@ -288,10 +281,7 @@ async fn list_page(
     space_id: Option<String>,
     page: CursorPage,
 ) -> Result<ApiResponse<Vec<UploadConfigView>>, ApiError> {
-    let after = match &page.after {
-        Some(p) => Some((cursor_time(p.created_at_ms)?, p.id.clone())),
-        None => None,
-    };
+    let after = page_start(&page)?;
     let limit = page.limit;
     let (mut rows, actives) = state
         .db
@@ -332,12 +322,7 @@ async fn list_page(
         })
         .await
         .map_err(ApiError::from)?;
-    let has_more = rows.len() > limit as usize;
-    rows.truncate(limit as usize);
-    let last = rows.last().map(|r| CursorPosition {
-        created_at_ms: r.created_at.and_utc().timestamp_millis(),
-        id: r.id.clone(),
-    });
+    let (has_more, last) = page_end(&mut rows, limit, |r| (r.created_at, &r.id));
     let views = rows
         .into_iter()
         .map(|row| {
@@ -369,16 +354,11 @@ async fn list_page(
 )]
 pub async fn list(
     identity: Identity,
-    query: Query<ListQuery>,
+    query: Query<SpaceListQuery>,
     state: web::Data<SpacesState>,
 ) -> Result<ApiResponse<Vec<UploadConfigView>>, ApiError> {
     let reach = access::readable(&state, &identity).await?;
-    let ListQuery {
-        space_id,
-        cursor,
-        limit,
-    } = query.into_inner();
-    let page = state.cursors.validate(&CursorQuery { cursor, limit })?;
+    let (space_id, page) = query.into_inner().page(&state.cursors)?;
     list_page(&state, reach, space_id, page).await
 }
 

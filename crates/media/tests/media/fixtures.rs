@@ -28,7 +28,12 @@ pub fn halves(width: u32, height: u32, left: [u8; 3], right: [u8; 3]) -> RgbImag
 
 pub fn jpeg(image: &RgbImage, quality: u8) -> Vec<u8> {
     let mut out = Vec::new();
-    JpegEncoder::new_with_quality(&mut out, quality)
+    write_rgb(JpegEncoder::new_with_quality(&mut out, quality), image);
+    out
+}
+
+fn write_rgb(encoder: impl ImageEncoder, image: &RgbImage) {
+    encoder
         .write_image(
             image.as_raw(),
             image.width(),
@@ -36,7 +41,6 @@ pub fn jpeg(image: &RgbImage, quality: u8) -> Vec<u8> {
             image::ExtendedColorType::Rgb8,
         )
         .unwrap();
-    out
 }
 
 pub fn png(image: &DynamicImage) -> Vec<u8> {
@@ -63,14 +67,7 @@ pub fn png_rgba(image: &RgbaImage) -> Vec<u8> {
 /// A lossless WebP (image's own encoder, independent of the crate's libwebp).
 pub fn webp(image: &RgbImage) -> Vec<u8> {
     let mut out = Vec::new();
-    WebPEncoder::new_lossless(&mut out)
-        .write_image(
-            image.as_raw(),
-            image.width(),
-            image.height(),
-            image::ExtendedColorType::Rgb8,
-        )
-        .unwrap();
+    write_rgb(WebPEncoder::new_lossless(&mut out), image);
     out
 }
 

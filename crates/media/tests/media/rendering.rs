@@ -87,15 +87,7 @@ fn large_jpegs_decoded_at_a_reduced_scale_keep_their_content() {
         &fixtures::halves(1600, 1200, [220, 20, 20], [20, 20, 220]),
         92,
     );
-    let rendered = render(
-        &bytes,
-        &transform(&[("w", "100"), ("f", "png")]),
-        None,
-        &Limits::default(),
-    )
-    .unwrap();
-    assert_eq!((rendered.width, rendered.height), (100, 75));
-    let image = fixtures::decode(&rendered.bytes, ImageFormat::Png).into_rgb8();
+    let image = rendered_png(&bytes, &[("w", "100")], (100, 75));
     let left = image.get_pixel(10, 37);
     let right = image.get_pixel(90, 37);
     assert!(left[0] > 180 && left[2] < 60, "left is red: {left:?}");
@@ -117,21 +109,29 @@ fn large_jpegs_decoded_at_a_reduced_scale_keep_their_content() {
     assert!(image.get_pixel(40, 150)[0] > 180 && image.get_pixel(360, 150)[2] > 180);
 }
 
+/// `bytes` rendered as `query` asks (with `f=png`), asserted to be
+/// `size`, decoded.
+fn rendered_png(bytes: &[u8], query: &[(&str, &str)], size: (u32, u32)) -> RgbImage {
+    let mut query = query.to_vec();
+    query.push(("f", "png"));
+    let rendered = render(bytes, &transform(&query), None, &Limits::default()).unwrap();
+    assert_eq!((rendered.width, rendered.height), size);
+    fixtures::decode(&rendered.bytes, ImageFormat::Png).into_rgb8()
+}
+
+/// `bytes` rendered into a 100×100 PNG with the resize `mode` and gravity `g`.
+fn square(bytes: &[u8], mode: &str, g: &str) -> RgbImage {
+    rendered_png(
+        bytes,
+        &[("w", "100"), ("h", "100"), ("r", mode), ("g", g)],
+        (100, 100),
+    )
+}
+
 #[test]
 fn crop_takes_the_region_at_the_gravity() {
     let bytes = fixtures::png_rgb(&fixtures::halves(400, 200, [0, 0, 0], [255, 255, 255]));
-    let crop = |g: &str| {
-        let t = transform(&[
-            ("w", "100"),
-            ("h", "100"),
-            ("r", "crop"),
-            ("g", g),
-            ("f", "png"),
-        ]);
-        let rendered = render(&bytes, &t, None, &Limits::default()).unwrap();
-        assert_eq!((rendered.width, rendered.height), (100, 100));
-        fixtures::decode(&rendered.bytes, ImageFormat::Png).into_rgb8()
-    };
+    let crop = |g: &str| square(&bytes, "crop", g);
     assert!(crop("east").pixels().all(|p| p.0 == [255, 255, 255]));
     assert!(crop("w").pixels().all(|p| p.0 == [0, 0, 0]));
     let centre = crop("center");
@@ -151,16 +151,7 @@ fn fill_covers_the_box_and_auto_gravity_finds_the_detail() {
     });
     let bytes = fixtures::png_rgb(&image);
     let fill = |g: &str| {
-        let t = transform(&[
-            ("w", "100"),
-            ("h", "100"),
-            ("r", "fill"),
-            ("g", g),
-            ("f", "png"),
-        ]);
-        let rendered = render(&bytes, &t, None, &Limits::default()).unwrap();
-        assert_eq!((rendered.width, rendered.height), (100, 100));
-        let out = fixtures::decode(&rendered.bytes, ImageFormat::Png).into_rgb8();
+        let out = square(&bytes, "fill", g);
         out.pixels().filter(|p| p[0] < 100).count()
     };
     assert_eq!(fill("center"), 0, "the centre of the image is flat");
@@ -182,15 +173,7 @@ fn exif_orientation_is_applied() {
         (info.format, info.width, info.height),
         (Format::Jpeg, 20, 40)
     );
-    let rendered = render(
-        &bytes,
-        &transform(&[("f", "png")]),
-        None,
-        &Limits::default(),
-    )
-    .unwrap();
-    assert_eq!((rendered.width, rendered.height), (20, 40));
-    let out = fixtures::decode(&rendered.bytes, ImageFormat::Png).into_rgb8();
+    let out = rendered_png(&bytes, &[], (20, 40));
     // Rotating 90° clockwise puts the stored left (red) half on top.
     assert!(out.get_pixel(10, 5)[0] > 200, "top is red");
     assert!(out.get_pixel(10, 35)[2] > 200, "bottom is blue");
@@ -198,15 +181,7 @@ fn exif_orientation_is_applied() {
     // The same through a reduced-scale decode: 1600×800 stored, 800×1600 shown.
     let stored = fixtures::halves(1600, 800, [250, 0, 0], [0, 0, 250]);
     let bytes = fixtures::with_jpeg_segment(&fixtures::jpeg(&stored, 95), 0xE1, &exif);
-    let rendered = render(
-        &bytes,
-        &transform(&[("w", "100"), ("f", "png")]),
-        None,
-        &Limits::default(),
-    )
-    .unwrap();
-    assert_eq!((rendered.width, rendered.height), (100, 200));
-    let out = fixtures::decode(&rendered.bytes, ImageFormat::Png).into_rgb8();
+    let out = rendered_png(&bytes, &[("w", "100")], (100, 200));
     assert!(out.get_pixel(50, 20)[0] > 200 && out.get_pixel(50, 180)[2] > 200);
 }
 

@@ -185,12 +185,7 @@ impl FolderChoice {
         };
         match (&self.id, &self.path) {
             (Some(id), path) => {
-                let folder = folders::find(conn, &reach, id).map_err(|_| {
-                    Fail::Api(ApiError::validation(vec![FieldError::new(
-                        "folder_id",
-                        "The selected folder id is invalid.",
-                    )]))
-                })?;
+                let folder = folders::find_in(conn, &reach, space, id, "folder_id")?;
                 if path.as_ref().is_some_and(|p| *p != folder.path) {
                     return Err(Fail::Api(ApiError::validation(vec![FieldError::new(
                         "folder_path",
@@ -440,11 +435,14 @@ fn multipart_error(e: actix_multipart::MultipartError) -> ApiError {
 }
 
 /// The request body, refused (413) past `cap` bytes whatever it declares.
-fn capped(
+fn capped<S>(
     req: &HttpRequest,
-    payload: web::Payload,
+    payload: S,
     cap: u64,
-) -> Result<impl futures_util::Stream<Item = Result<Bytes, PayloadError>> + 'static, ApiError> {
+) -> Result<impl futures_util::Stream<Item = Result<Bytes, PayloadError>> + 'static, ApiError>
+where
+    S: futures_util::Stream<Item = Result<Bytes, PayloadError>> + 'static,
+{
     let declared = req
         .headers()
         .get("content-length")
@@ -872,9 +870,7 @@ pub async fn generate_signed_url(
         upload_config_id: config.id().to_owned(),
         space_id: config.space_id().to_owned(),
         expires,
-        expires_at: chrono::DateTime::from_timestamp(expires, 0)
-            .map(service_kit::time::format_rfc3339)
-            .unwrap_or_default(),
+        expires_at: crate::unix_rfc3339(expires).unwrap_or_default(),
     }))
 }
 

@@ -5,9 +5,10 @@
 
 use crate::content_test;
 use crate::helpers::{
-    Multipart, StorageKind, TestSpaces, jpeg, member, new_workspace, noise, noisy_png, png, sha256,
+    Multipart, Space, StorageKind, TestSpaces, configure, configured_space, jpeg, member,
+    new_workspace, noise, noisy_png, png, sha256, space,
 };
-use crate::uploads::{Space, configure, has_gps, space, with_gps};
+use crate::uploads::{has_gps, with_gps};
 use identity::Identity;
 use serde_json::{Value, json};
 use spaces_service::delivery::Delivery;
@@ -33,14 +34,7 @@ async fn upload(
     let form = Multipart::new()
         .text("space", &space.handle)
         .file("file", name, mime, bytes);
-    let answer = app.upload(Some(who), "/api/v1/upload", form).await;
-    assert_eq!(
-        answer.status,
-        201,
-        "{}",
-        String::from_utf8_lossy(&answer.body)
-    );
-    answer.json()["data"].clone()
+    app.upload_ok(who, form).await
 }
 
 /// `/cdn/{storage_path}` of a file, with `query`.
@@ -332,7 +326,7 @@ async fn errors(kind: DbKind) {
         cdn_error(&answer, 400, "InvalidPathError");
     }
     // Another space's name under this handle is not found.
-    let other = crate::uploads::space(&app, &me, "Other").await;
+    let other = crate::helpers::space(&app, &me, "Other").await;
     let elsewhere = upload(&app, &me, &other, "x.png", &png(8, 8)).await;
     let name = elsewhere["name"].as_str().unwrap();
     cdn_error(
@@ -387,14 +381,7 @@ async fn private_files(kind: DbKind, storage: StorageKind) {
     let app = TestSpaces::with_storage(kind, storage).await;
     let workspace = new_workspace();
     let me = member(&workspace);
-    let space = space(&app, &me, "Private").await;
-    configure(
-        &app,
-        &me,
-        &space.config,
-        json!({"delivery_type": "private"}),
-    )
-    .await;
+    let space = configured_space(&app, &me, "Private", json!({"delivery_type": "private"})).await;
     let original = png(300, 200);
     let file = upload(&app, &me, &space, "secret.png", &original).await;
     assert_eq!(file["type"], "private");
@@ -432,7 +419,7 @@ async fn private_files(kind: DbKind, storage: StorageKind) {
         "NotFoundError",
     );
     // Another space's key neither.
-    let other = space_of(&app, &me, "Elsewhere").await;
+    let other = crate::helpers::space(&app, &me, "Elsewhere").await.id;
     let other_key = app.mint_key(&me, &other, "other").await;
     let as_other = app.as_key(&other_key).await;
     cdn_error(
@@ -498,7 +485,7 @@ async fn private_files(kind: DbKind, storage: StorageKind) {
     );
 
     // A public file in a space that requires auth: refused anonymously too.
-    let public_space = space_of(&app, &me, "Members only").await;
+    let public_space = crate::helpers::space(&app, &me, "Members only").await.id;
     let answer = app
         .put(
             &me,
@@ -507,15 +494,7 @@ async fn private_files(kind: DbKind, storage: StorageKind) {
         )
         .await;
     assert_eq!(answer.status, 200, "{}", answer.json());
-    let handle = answer.json()["data"]["handle"].as_str().unwrap().to_owned();
-    let members_only = Space {
-        id: public_space.clone(),
-        handle,
-        config: answer.json()["data"]["active_upload_config_id"]
-            .as_str()
-            .unwrap()
-            .to_owned(),
-    };
+    let members_only = Space::from_data(&answer.json()["data"]);
     let guarded = upload(&app, &me, &members_only, "m.png", &png(8, 8)).await;
     assert_eq!(guarded["type"], "upload");
     cdn_error(
@@ -531,22 +510,14 @@ async fn private_files(kind: DbKind, storage: StorageKind) {
     );
 }
 
-async fn space_of(app: &TestSpaces, who: &Identity, name: &str) -> String {
-    app.create_space(who, name).await["id"]
-        .as_str()
-        .unwrap()
-        .to_owned()
-}
-
 content_test!(files_are_served_by_byte_ranges, ranges);
 async fn ranges(kind: DbKind, storage: StorageKind) {
     let app = TestSpaces::with_storage(kind, storage).await;
     let me = member(&new_workspace());
-    let space = space(&app, &me, "Files").await;
-    configure(
+    let space = configured_space(
         &app,
         &me,
-        &space.config,
+        "Files",
         json!({"config": {"validation": {"allowed_formats": null}}}),
     )
     .await;
@@ -617,11 +588,10 @@ content_test!(
 async fn stripped(kind: DbKind, storage: StorageKind) {
     let app = TestSpaces::with_storage(kind, storage).await;
     let me = member(&new_workspace());
-    let space = space(&app, &me, "Holidays").await;
-    configure(
+    let space = configured_space(
         &app,
         &me,
-        &space.config,
+        "Holidays",
         json!({"config": {"transformations": {"strip_metadata": true}}}),
     )
     .await;
@@ -829,16 +799,9 @@ async fn bounded(kind: DbKind) {
     })
     .await;
     let me = member(&new_workspace());
-    let space = space(&app, &me, "Heavy").await;
-    configure(
-        &app,
-        &me,
-        &space.config,
-        json!({"config": {"validation": {"allowed_formats": null, "max_file_size": 64 * 1024 * 1024}}}),
-    )
-    .await;
+    let space = configured_space(&app, &me, "Heavy", json!({"config": {"validation": {"allowed_formats": null, "max_file_size": 64 * 1024 * 1024}}})).await;
     // Noise does not compress: decoding it takes a while.
-    let file = upload(&app, &me, &space, "noise.png", &noisy_png(2500, 2500)).await;
+    let file = upload(&app, &me, &space, "noise.png", &noisy_png(2000, 2000)).await;
 
     // Past the time budget: 504 with Retry-After; the rendering goes on and
     // is stored for the next request.

@@ -4,8 +4,10 @@
 //! reference, renamed, moved, signed and deleted with their bytes; and the
 //! CDN's look-up (`spaces_service::delivery`) sees what the API set.
 
-use crate::helpers::{Multipart, StorageKind, TestSpaces, member, new_workspace, png};
-use crate::uploads::{configure, refused, space};
+use crate::helpers::{
+    Multipart, StorageKind, TestSpaces, configure, member, new_workspace, png, space,
+};
+use crate::uploads::refused;
 use serde_json::{Value, json};
 use spaces_service::delivery::{self, Delivery};
 use spaces_service::signed_urls::{Refusal, param};
@@ -79,7 +81,7 @@ async fn folders_nest(kind: DbKind) {
         assert_eq!(answer.status, 422, "{bad:?}: {}", answer.json());
     }
     // A parent of another space is refused.
-    let other = space_of(&app, &me, "Other").await;
+    let other = crate::helpers::space(&app, &me, "Other").await.id;
     let answer = app
         .post(
             &me,
@@ -198,13 +200,6 @@ async fn folders_nest(kind: DbKind) {
     );
 }
 
-async fn space_of(app: &TestSpaces, who: &identity::Identity, name: &str) -> String {
-    app.create_space(who, name).await["id"]
-        .as_str()
-        .unwrap()
-        .to_owned()
-}
-
 /// Uploads `bytes` named `name` into `space` (fields first); the file's JSON.
 async fn upload(
     app: &TestSpaces,
@@ -217,10 +212,8 @@ async fn upload(
     for (field, value) in extra {
         form = form.text(field, value);
     }
-    let form = form.file("file", name, "image/png", &png(12, 10));
-    let answer = app.upload(Some(who), "/api/v1/upload", form).await;
-    assert_eq!(answer.status, 201, "{}", answer.json());
-    answer.json()["data"].clone()
+    app.upload_ok(who, form.file("file", name, "image/png", &png(12, 10)))
+        .await
 }
 
 crate::content_test!(files_are_listed_renamed_moved_and_deleted, files_api);

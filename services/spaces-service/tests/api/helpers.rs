@@ -280,6 +280,12 @@ impl TestSpaces {
         created.json()["data"].clone()
     }
 
+    /// Uploads `form` to `/api/v1/upload` as `who`; the stored file's
+    /// `data` (a 201 is asserted).
+    pub async fn upload_ok(&self, who: &Identity, form: Multipart) -> Value {
+        created(&self.upload(Some(who), "/api/v1/upload", form).await)
+    }
+
     /// Mints a space key; returns the answer's `data` (with `key`).
     pub async fn mint_key(&self, who: &Identity, space_id: &str, name: &str) -> Value {
         let created = self
@@ -312,6 +318,54 @@ impl TestSpaces {
         assert_eq!(seen.status, 200, "{}", seen.json());
         seen.json()["data"].clone()
     }
+}
+
+/// `data` of a 201.
+pub fn created(answer: &TestResponse) -> Value {
+    assert_eq!(
+        answer.status,
+        201,
+        "{}",
+        String::from_utf8_lossy(&answer.body)
+    );
+    answer.json()["data"].clone()
+}
+
+/// A space, created by `who`, with its handle and active config.
+pub struct Space {
+    pub id: String,
+    pub handle: String,
+    pub config: String,
+}
+
+impl Space {
+    /// The space of a space's `data`.
+    pub fn from_data(data: &Value) -> Space {
+        Space {
+            id: data["id"].as_str().unwrap().into(),
+            handle: data["handle"].as_str().unwrap().into(),
+            config: data["active_upload_config_id"].as_str().unwrap().into(),
+        }
+    }
+}
+
+pub async fn space(app: &TestSpaces, who: &Identity, name: &str) -> Space {
+    Space::from_data(&app.create_space(who, name).await)
+}
+
+/// Changes the space's config `id` (a PUT on it).
+pub async fn configure(app: &TestSpaces, who: &Identity, id: &str, body: Value) {
+    let answer = app
+        .put(who, &format!("/api/v1/upload-configs/{id}"), body)
+        .await;
+    assert_eq!(answer.status, 200, "{}", answer.json());
+}
+
+/// A space created by `who` whose active config `body` changes.
+pub async fn configured_space(app: &TestSpaces, who: &Identity, name: &str, body: Value) -> Space {
+    let space = space(app, who, name).await;
+    configure(app, who, &space.config, body).await;
+    space
 }
 
 pub fn new_workspace() -> String {

@@ -2,8 +2,7 @@
 //! background, and a purge that was interrupted resumes.
 
 use crate::content_test;
-use crate::helpers::{Multipart, StorageKind, TestSpaces, member, new_workspace, png};
-use crate::uploads::space;
+use crate::helpers::{Multipart, StorageKind, TestSpaces, member, new_workspace, png, space};
 use bytes::Bytes;
 use diesel::prelude::*;
 use spaces_service::schema::{files, folders, space_purges, spaces};
@@ -85,7 +84,7 @@ async fn space_purge(kind: DbKind, storage: StorageKind) {
     let app = TestSpaces::with_storage(kind, storage).await;
     let me = member(&new_workspace());
     let space = space(&app, &me, "Doomed").await;
-    let keep = crate::uploads::space(&app, &me, "Kept").await;
+    let keep = crate::helpers::space(&app, &me, "Kept").await;
     let keys = fill(&app, &me, &space.handle).await;
     let kept = fill(&app, &me, &keep.handle).await;
     let db = Database::connect(&app.db.config()).await.unwrap();

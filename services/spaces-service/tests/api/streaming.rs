@@ -6,8 +6,9 @@
 //! client and server together; nextest runs each test in a process of its
 //! own, so no other test's memory is counted.
 
-use crate::helpers::{Multipart, StorageKind, TestSpaces, member, new_workspace, noise};
-use crate::uploads::{configure, space};
+use crate::helpers::{
+    Multipart, StorageKind, TestSpaces, configured_space, member, new_workspace, noise,
+};
 use bytes::Bytes;
 use futures_util::StreamExt;
 use serde_json::json;
@@ -47,14 +48,7 @@ async fn a_200_mb_upload_streams_in_flat_memory() {
     )
     .await;
     let me = member(&new_workspace());
-    let space = space(&app, &me, "Large").await;
-    configure(
-        &app,
-        &me,
-        &space.config,
-        json!({"config": {"validation": {"allowed_formats": null, "max_file_size": 300 * 1024 * 1024}}}),
-    )
-    .await;
+    let space = configured_space(&app, &me, "Large", json!({"config": {"validation": {"allowed_formats": null, "max_file_size": 300 * 1024 * 1024}}})).await;
     // Everything the upload path needs, warmed up once.
     let warm = Multipart::new().text("space", &space.handle).file(
         "file",

@@ -5,7 +5,8 @@
 
 use crate::content_test;
 use crate::helpers::{
-    Multipart, StorageKind, TestSpaces, jpeg, member, mp4, new_workspace, noisy_png, png, sha256,
+    Multipart, StorageKind, TestSpaces, configure, configured_space, created, jpeg, member, mp4,
+    new_workspace, noisy_png, png, sha256, space,
 };
 use diesel::prelude::*;
 use events::outbox::outbox;
@@ -15,30 +16,6 @@ use store::StoreError;
 use testkit::reqwest::Method;
 use testkit::{DbKind, TestResponse};
 
-/// A space, created by `who`, with its handle and active config.
-pub struct Space {
-    pub id: String,
-    pub handle: String,
-    pub config: String,
-}
-
-pub async fn space(app: &TestSpaces, who: &Identity, name: &str) -> Space {
-    let data = app.create_space(who, name).await;
-    Space {
-        id: data["id"].as_str().unwrap().into(),
-        handle: data["handle"].as_str().unwrap().into(),
-        config: data["active_upload_config_id"].as_str().unwrap().into(),
-    }
-}
-
-/// Changes the space's config `id` (a PUT on it).
-pub async fn configure(app: &TestSpaces, who: &Identity, id: &str, body: Value) {
-    let answer = app
-        .put(who, &format!("/api/v1/upload-configs/{id}"), body)
-        .await;
-    assert_eq!(answer.status, 200, "{}", answer.json());
-}
-
 /// The path and query of a URL the service made (which starts with
 /// `uploads.public_url`, the gateway's address).
 pub fn path_of(url: &str) -> String {
@@ -47,17 +24,6 @@ pub fn path_of(url: &str) -> String {
         Some(query) => format!("{}?{query}", url.path()),
         None => url.path().to_owned(),
     }
-}
-
-/// `data` of a 201.
-fn created(answer: &TestResponse) -> Value {
-    assert_eq!(
-        answer.status,
-        201,
-        "{}",
-        String::from_utf8_lossy(&answer.body)
-    );
-    answer.json()["data"].clone()
 }
 
 /// Asserts a refusal: its status and Tuzzle's message.
@@ -116,7 +82,7 @@ async fn direct_upload(kind: DbKind, storage: StorageKind) {
     let form = Multipart::new()
         .file("file", "photo.png", "image/png", &bytes)
         .text("space", &space.handle);
-    let data = created(&app.upload(Some(&me), "/api/v1/upload", form).await);
+    let data = app.upload_ok(&me, form).await;
     let id = data["id"].as_str().unwrap();
     assert!(id.starts_with("fil_"), "{data}");
     let name = data["name"].as_str().unwrap();
@@ -215,7 +181,7 @@ async fn several_files(kind: DbKind, storage: StorageKind) {
         Multipart::new()
             .text("space", &space.handle)
             .file("file", "people.csv", "text/csv", &b);
-    let data = created(&app.upload(Some(&me), "/api/v1/upload", again).await);
+    let data = app.upload_ok(&me, again).await;
     assert_eq!(data["name"], "people-2.csv");
     assert_eq!(data["original_name"], "people.csv");
     assert!(data["folder_path"].is_null());
@@ -401,14 +367,7 @@ content_test!(
 async fn presigned(kind: DbKind, storage: StorageKind) {
     let app = TestSpaces::with_storage(kind, storage).await;
     let me = member(&new_workspace());
-    let space = space(&app, &me, "Videos").await;
-    configure(
-        &app,
-        &me,
-        &space.config,
-        json!({"config": {"validation": {"allowed_formats": "mp4,mov", "max_file_size": 1_000_000}}}),
-    )
-    .await;
+    let space = configured_space(&app, &me, "Videos", json!({"config": {"validation": {"allowed_formats": "mp4,mov", "max_file_size": 1_000_000}}})).await;
     let bytes = mp4(200_000);
     let answer = app
         .post(
@@ -537,101 +496,104 @@ async fn refusal(app: &TestSpaces, who: &Identity, form: Multipart, status: u16,
     refused(&answer, status, message);
 }
 
+/// The answer to `form` uploaded as `who`, which must have `status`.
+async fn answered(app: &TestSpaces, who: &Identity, form: Multipart, status: u16) -> TestResponse {
+    let answer = app.upload(Some(who), "/api/v1/upload", form).await;
+    assert_eq!(answer.status, status, "{}", answer.json());
+    answer
+}
+
 content_test!(refused_uploads_store_nothing, refusals);
 async fn refusals(kind: DbKind, storage: StorageKind) {
     let app = TestSpaces::with_storage(kind, storage).await;
     let me = member(&new_workspace());
-    let space = space(&app, &me, "Strict").await;
-    configure(
+    let space = configured_space(
         &app,
         &me,
-        &space.config,
+        "Strict",
         json!({"config": {"validation": {"max_file_size": 4096, "allowed_formats": "jpg,png",
                                          "min_image_width": 4, "max_image_width": 2000}}}),
     )
     .await;
     let h = space.handle.as_str();
     let form = || Multipart::new().text("space", h);
-    // Over the config's size, while it streams.
-    refusal(
-        &app,
-        &me,
-        form().file("file", "big.png", "image/png", &noisy_png(64, 64)),
-        413,
-        "File too large.",
-    )
-    .await;
-    // A PNG named .jpg is judged by its content.
-    refusal(
-        &app,
-        &me,
-        form().file("file", "photo.jpg", "image/jpeg", &png(8, 8)),
-        422,
-        "File type not allowed.",
-    )
-    .await;
-    // A format the config does not take.
-    refusal(
-        &app,
-        &me,
-        form().file("file", "notes.csv", "text/csv", b"a,b\n"),
-        422,
-        "File type not allowed.",
-    )
-    .await;
-    // A double extension that a server would execute.
-    refusal(
-        &app,
-        &me,
-        form().file("file", "shell.php.jpg", "image/jpeg", &jpeg(8, 8)),
-        422,
-        "Security validation failed.",
-    )
-    .await;
+    // Far past the limit: refused as it streams; the client, still sending,
+    // reads the answer.
+    let mut huge = noisy_png(64, 64);
+    huge.resize(8 << 20, 0);
+    for (form, status, message) in [
+        // Over the config's size, while it streams.
+        (
+            form().file("file", "big.png", "image/png", &noisy_png(64, 64)),
+            413,
+            "File too large.",
+        ),
+        (
+            form().file("file", "huge.png", "image/png", &huge),
+            413,
+            "File too large.",
+        ),
+        // A PNG named .jpg is judged by its content.
+        (
+            form().file("file", "photo.jpg", "image/jpeg", &png(8, 8)),
+            422,
+            "File type not allowed.",
+        ),
+        // A format the config does not take.
+        (
+            form().file("file", "notes.csv", "text/csv", b"a,b\n"),
+            422,
+            "File type not allowed.",
+        ),
+        // A double extension that a server would execute.
+        (
+            form().file("file", "shell.php.jpg", "image/jpeg", &jpeg(8, 8)),
+            422,
+            "Security validation failed.",
+        ),
+    ] {
+        refusal(&app, &me, form, status, message).await;
+    }
     // Traversal in a name, in a folder path.
-    let answer = app
-        .upload(
-            Some(&me),
-            "/api/v1/upload",
-            form().file("file", "../../etc/passwd.png", "image/png", &png(8, 8)),
-        )
-        .await;
-    assert_eq!(answer.status, 400, "{}", answer.json());
-    let answer = app
-        .upload(
-            Some(&me),
-            "/api/v1/upload",
-            form().text("folder_path", "photos/../../../etc").file(
-                "file",
-                "a.png",
-                "image/png",
-                &png(8, 8),
-            ),
-        )
-        .await;
-    assert_eq!(answer.status, 400, "{}", answer.json());
+    answered(
+        &app,
+        &me,
+        form().file("file", "../../etc/passwd.png", "image/png", &png(8, 8)),
+        400,
+    )
+    .await;
+    answered(
+        &app,
+        &me,
+        form().text("folder_path", "photos/../../../etc").file(
+            "file",
+            "a.png",
+            "image/png",
+            &png(8, 8),
+        ),
+        400,
+    )
+    .await;
     // Dimension bounds.
-    let answer = app
-        .upload(
-            Some(&me),
-            "/api/v1/upload",
-            form().file("file", "tiny.png", "image/png", &png(2, 2)),
-        )
-        .await;
-    assert_eq!(answer.status, 422, "{}", answer.json());
+    let answer = answered(
+        &app,
+        &me,
+        form().file("file", "tiny.png", "image/png", &png(2, 2)),
+        422,
+    )
+    .await;
     assert_eq!(
         answer.json()["errors"]["file"][0],
         "The file has invalid image dimensions."
     );
     // A decompression bomb: a small file whose header claims 100000² pixels.
-    let answer = app
-        .upload(
-            Some(&me),
-            "/api/v1/upload",
-            form().file("file", "bomb.png", "image/png", &bomb_png()),
-        )
-        .await;
-    assert_eq!(answer.status, 422, "{}", answer.json());
+    answered(
+        &app,
+        &me,
+        form().file("file", "bomb.png", "image/png", &bomb_png()),
+        422,
+    )
+    .await;
     // No file, no space.
     refusal(&app, &me, form(), 422, "The file field is required.").await;
     refusal(
@@ -644,14 +606,13 @@ async fn refusals(kind: DbKind, storage: StorageKind) {
     .await;
     // Another workspace's space is not there.
     let stranger = member(&new_workspace());
-    let answer = app
-        .upload(
-            Some(&stranger),
-            "/api/v1/upload",
-            form().file("file", "a.png", "image/png", &png(8, 8)),
-        )
-        .await;
-    assert_eq!(answer.status, 404, "{}", answer.json());
+    answered(
+        &app,
+        &stranger,
+        form().file("file", "a.png", "image/png", &png(8, 8)),
+        404,
+    )
+    .await;
     // Not multipart.
     let answer = app
         .call(
@@ -730,11 +691,10 @@ content_test!(strip_metadata_removes_exif_and_gps, strip_metadata);
 async fn strip_metadata(kind: DbKind, storage: StorageKind) {
     let app = TestSpaces::with_storage(kind, storage).await;
     let me = member(&new_workspace());
-    let space = space(&app, &me, "Private photos").await;
-    configure(
+    let space = configured_space(
         &app,
         &me,
-        &space.config,
+        "Private photos",
         json!({"config": {"transformations": {"strip_metadata": true}}}),
     )
     .await;
@@ -746,7 +706,7 @@ async fn strip_metadata(kind: DbKind, storage: StorageKind) {
         "image/jpeg",
         &original,
     );
-    let data = created(&app.upload(Some(&me), "/api/v1/upload", form).await);
+    let data = app.upload_ok(&me, form).await;
     let stored = app
         .storage
         .open()
@@ -815,7 +775,7 @@ async fn cross_workspace(kind: DbKind, storage: StorageKind) {
         "image/png",
         &png(8, 8),
     );
-    let data = created(&app.upload(Some(&me), "/api/v1/upload", form).await);
+    let data = app.upload_ok(&me, form).await;
     let id = data["id"].as_str().unwrap();
     let file = format!("/api/v1/files/{id}");
     for answer in [
@@ -872,20 +832,13 @@ content_test!(
 async fn file_first(kind: DbKind, storage: StorageKind) {
     let app = TestSpaces::with_storage(kind, storage).await;
     let me = member(&new_workspace());
-    let space = space(&app, &me, "Late fields").await;
-    configure(
-        &app,
-        &me,
-        &space.config,
-        json!({"config": {"validation": {"allowed_formats": null, "max_file_size": 8 * 1024 * 1024}}}),
-    )
-    .await;
+    let space = configured_space(&app, &me, "Late fields", json!({"config": {"validation": {"allowed_formats": null, "max_file_size": 8 * 1024 * 1024}}})).await;
     // Larger than a storage part: streamed aside, then moved into place.
     let bytes = crate::helpers::noise(6 * 1024 * 1024 + 7, 9);
     let form = Multipart::new()
         .file("file", "archive.bin", "application/octet-stream", &bytes)
         .text("space", &space.handle);
-    let data = created(&app.upload(Some(&me), "/api/v1/upload", form).await);
+    let data = app.upload_ok(&me, form).await;
     assert_eq!(data["size"], bytes.len());
     assert_eq!(data["hash"], sha256(&bytes));
     assert_eq!(stored_hash(&app, &data).await, sha256(&bytes));
