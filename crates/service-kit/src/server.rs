@@ -41,6 +41,13 @@ impl RunningServer {
     }
 }
 
+/// How long an idle keep-alive connection is kept open: longer than the
+/// gateway keeps idle upstream connections (`proxy.pool_idle_timeout_secs`,
+/// 90 s), so that a service never closes a connection the gateway is about to
+/// reuse (a request written into a connection the server just closed fails
+/// with a broken pipe; actix's own default is 5 s).
+const KEEP_ALIVE: Duration = Duration::from_secs(100);
+
 fn worker_count(http: &HttpConfig) -> usize {
     match http.workers {
         0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
@@ -67,6 +74,7 @@ pub fn start(
     let server = HttpServer::new(move || build_app(spec.clone()))
         .workers(worker_count(http))
         .shutdown_timeout(http.shutdown_timeout_secs)
+        .keep_alive(KEEP_ALIVE)
         .client_request_timeout(Duration::from_secs(10))
         .disable_signals()
         .listen(listener)?
