@@ -2,7 +2,10 @@
 //! a Tuzzle `sk_` key uploads into a space, the CDN route serves the files
 //! anonymously from a public space (transformed, conditional, by ranges) and
 //! refuses private ones, and a 200 MB file streams up and back down through
-//! the gateway while the process's memory stays flat.
+//! the gateway while the process's memory stays flat. The Upload API's other
+//! flows (a signed URL, unsigned uploads within their restrictions, presign +
+//! PUT + confirm) run as a client runs them: every request to the gateway,
+//! the URLs spaces-service signs pointing at it.
 //!
 //! Every part runs in this test's process, so `/proc/self/status` measures
 //! them all (nextest gives each test a process of its own).
@@ -12,6 +15,7 @@ use base64::Engine;
 use bytes::Bytes;
 use futures_util::StreamExt;
 use serde_json::{Value, json};
+use service_kit::cli::ServicePart;
 use service_kit::config::Secret;
 use sha2::{Digest, Sha256};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -25,7 +29,7 @@ struct Stack {
     gw: TestServer,
     sink: mail::sink::SmtpSink,
     _auth: TestServer,
-    _spaces: TestServer,
+    _spaces: service_kit::server::RunningServer,
     _dbs: [TestDatabase; 2],
     _objects: tempfile::TempDir,
 }
@@ -50,29 +54,39 @@ impl Stack {
         )
         .await;
         let objects = tempfile::tempdir().unwrap();
-        let objects_url = format!("file://{}", objects.path().display());
-        let spaces = testkit::part::start_part_with::<spaces_service::SpacesService>(
-            Some(&dbs[1]),
-            &cache,
-            |c| {
-                c.secret.key =
-                    Secret::new(base64::engine::general_purpose::STANDARD.encode([16u8; 32]));
-                c.events.stream_url = Secret::new(format!(
-                    "memory://{}",
-                    service_kit::ids::new_id("gateway-content")
-                ));
-                c.storage.url = objects_url;
-            },
-        )
-        .await;
-        let (auth_base, spaces_base, cache_config) =
-            (auth.base.clone(), spaces.base.clone(), cache.config.clone());
-        let gw = gateway_with(&spaces.base, |c| {
+        // spaces-service signs upload URLs for the gateway's address
+        // (`uploads.public_url`), and the gateway needs spaces-service's: the
+        // spaces port is bound first (connections wait in its backlog) and
+        // served once the gateway's address is known.
+        let spaces_listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let spaces_base = format!("http://{}", spaces_listener.local_addr().unwrap());
+        let (auth_base, spaces_upstream, cache_config) =
+            (auth.base.clone(), spaces_base.clone(), cache.config.clone());
+        let gw = gateway_with(&spaces_base, |c| {
             c.upstreams.auth = auth_base;
-            c.upstreams.spaces = spaces_base;
+            c.upstreams.spaces = spaces_upstream;
             c.cache = cache_config;
         })
         .await;
+        let mut config = spaces_service::SpacesService::default_config();
+        config.http = testkit::http_config();
+        config.database = dbs[1].config();
+        config.cache = cache.config.clone();
+        config.identity.gateway_public_keys = testkit::identity::public_pem();
+        config.secret.key =
+            Secret::new(base64::engine::general_purpose::STANDARD.encode([16u8; 32]));
+        config.events.stream_url = Secret::new(format!(
+            "memory://{}",
+            service_kit::ids::new_id("gateway-content")
+        ));
+        config.storage.url = format!("file://{}", objects.path().display());
+        config.uploads.public_url = gw.base.clone();
+        let http = config.http.clone();
+        let spec = spaces_service::SpacesService::build(config)
+            .await
+            .expect("spaces-service");
+        let spaces = service_kit::server::start(spec, &http, Some(spaces_listener))
+            .expect("spaces-service serving");
         Stack {
             gw,
             sink,
@@ -171,17 +185,7 @@ impl Stack {
 
     /// Uploads `bytes` as `filename` into the space `handle` with the key.
     async fn upload(&self, key: &str, handle: &str, filename: &str, bytes: &[u8]) -> Value {
-        let boundary = "----gateway-content-test";
-        let (content_type, body) = (
-            format!("multipart/form-data; boundary={boundary}"),
-            [
-                fields(boundary, handle).into_bytes(),
-                file_head(boundary, filename).into_bytes(),
-                bytes.to_vec(),
-                format!("\r\n--{boundary}--\r\n").into_bytes(),
-            ]
-            .concat(),
-        );
+        let (content_type, body) = form(Some(handle), filename, bytes);
         let gw = &self.gw;
         let answer = gw
             .send(
@@ -201,6 +205,39 @@ impl Stack {
         answer.json()["data"].clone()
     }
 
+    /// An anonymous multipart `POST` of `bytes` as `filename` to `url`, a full
+    /// URL as the platform hands it out, with `headers`.
+    async fn post_file(
+        &self,
+        url: &str,
+        headers: &[(&str, &str)],
+        filename: &str,
+        bytes: &[u8],
+    ) -> TestResponse {
+        let (content_type, body) = form(None, filename, bytes);
+        let mut request = self
+            .gw
+            .client
+            .post(url)
+            .header("content-type", content_type)
+            .body(body);
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        self.gw.send(request).await
+    }
+
+    /// `GET /api/v1/files/{id}` with `credential`: the file's record.
+    async fn file(&self, credential: &str, id: &str) -> Value {
+        self.call(
+            credential,
+            reqwest::Method::GET,
+            &format!("/api/v1/files/{id}"),
+            None,
+        )
+        .await
+    }
+
     /// An anonymous CDN request for `file`, with `query` and `headers`.
     async fn cdn(&self, file: &Value, query: &str, headers: &[(&str, &str)]) -> TestResponse {
         let gw = &self.gw;
@@ -211,6 +248,20 @@ impl Stack {
         }
         gw.send(request).await
     }
+}
+
+/// A multipart body holding `bytes` as `filename`, after the `space` field
+/// when one is given; its content type and bytes.
+fn form(space: Option<&str>, filename: &str, bytes: &[u8]) -> (String, Vec<u8>) {
+    let boundary = "----gateway-content-test";
+    let body = [
+        space.map_or_else(Vec::new, |handle| fields(boundary, handle).into_bytes()),
+        file_head(boundary, filename).into_bytes(),
+        bytes.to_vec(),
+        format!("\r\n--{boundary}--\r\n").into_bytes(),
+    ]
+    .concat();
+    (format!("multipart/form-data; boundary={boundary}"), body)
 }
 
 /// The form fields before the file: the space.
@@ -377,6 +428,198 @@ async fn uploads_with_a_space_key_are_delivered_by_the_cdn() {
     let in_query = gw.get(&format!("{path}?api_key={key}&w=50&f=png")).await;
     assert_eq!(in_query.status, 200);
     assert_eq!(png_size(&in_query.body).0, 50);
+}
+
+fn sha256(bytes: &[u8]) -> String {
+    hex(&Sha256::digest(bytes))
+}
+
+/// `url` with the first digit of its `signature` changed.
+fn tampered(url: &str) -> String {
+    let at = url.find("signature=").expect("a signed URL") + "signature=".len();
+    let other = if url.as_bytes()[at] == b'0' { '1' } else { '0' };
+    format!("{}{other}{}", &url[..at], &url[at + 1..])
+}
+
+/// Asserts Tuzzle's refusal, as the gateway passes it on: status and message.
+fn assert_refused(answer: &TestResponse, status: u16, message: &str) {
+    let body = answer.json();
+    assert_eq!(answer.status, status, "{body}");
+    assert_eq!(body["message"], message, "{body}");
+}
+
+/// The stored file, read back two ways: its record's `hash`, and the bytes
+/// the CDN serves anonymously.
+async fn assert_stored(stack: &Stack, key: &str, file: &Value, sent: &[u8]) {
+    let record = stack.file(key, file["id"].as_str().unwrap()).await;
+    assert_eq!(record["status"], "active", "{record}");
+    assert_eq!(record["hash"], sha256(sent), "{record}");
+    let delivered = stack.cdn(&record, "", &[]).await;
+    assert_eq!(delivered.status, 200);
+    assert_eq!(sha256(&delivered.body), sha256(sent));
+}
+
+#[tokio::test]
+async fn signed_upload_urls_take_uploads_through_the_gateway_without_a_credential() {
+    let stack = Stack::start().await;
+    let token = stack.sign_in("signed@example.com").await;
+    let (space, key) = stack.space(&token, "Signed uploads").await;
+    // `starter`, a new space's active config, is signed.
+    let config = space["active_upload_config_id"].as_str().unwrap();
+    let signed = stack
+        .call(
+            &key,
+            reqwest::Method::POST,
+            "/api/v1/upload/generate-signed-url",
+            Some(json!({"upload_config_id": config, "expiration_minutes": 10,
+                        "filename": "avatar.png", "content_type": "image/png"})),
+        )
+        .await;
+    assert_eq!(signed["space_id"], space["id"]);
+    let url = signed["url"].as_str().unwrap();
+    assert!(
+        url.starts_with(&stack.gw.url("/api/v1/upload/signed?")),
+        "signed for the gateway's address: {url}"
+    );
+
+    let bytes = png(48, 32);
+    // An altered signature authorises nothing.
+    let forged = stack
+        .post_file(&tampered(url), &[], "IMG_0001.png", &bytes)
+        .await;
+    assert_refused(&forged, 403, "Forbidden.");
+    // The URL as made, with no credential: the signature authorises.
+    let answer = stack.post_file(url, &[], "IMG_0001.png", &bytes).await;
+    assert_eq!(
+        answer.status,
+        201,
+        "{}",
+        String::from_utf8_lossy(&answer.body)
+    );
+    let file = answer.json()["data"].clone();
+    assert_eq!(file["original_name"], "avatar.png");
+    assert_eq!(file["mime_type"], "image/png");
+    assert_stored(&stack, &key, &file, &bytes).await;
+}
+
+#[tokio::test]
+async fn unsigned_uploads_through_the_gateway_follow_their_restrictions() {
+    let stack = Stack::start().await;
+    let token = stack.sign_in("unsigned@example.com").await;
+    let (space, key) = stack.space(&token, "Unsigned uploads").await;
+    stack
+        .call(
+            &token,
+            reqwest::Method::POST,
+            "/api/v1/upload-configs",
+            Some(
+                json!({"space_id": space["id"], "name": "user-avatars", "allow_unsigned": true,
+                        "unsigned_restrictions": {"allowed_referrers": ["example.com"],
+                                                  "require_https": false,
+                                                  "max_uploads_per_hour": 2}}),
+            ),
+        )
+        .await;
+    let handle = space["handle"].as_str().unwrap();
+    let url = stack
+        .gw
+        .url(&format!("/api/v1/upload/unsigned/{handle}/user-avatars"));
+    let bytes = png(20, 10);
+    let upload = |referer: &'static str| {
+        let (stack, url, bytes) = (&stack, &url, &bytes);
+        async move {
+            let headers: &[(&str, &str)] = if referer.is_empty() {
+                &[]
+            } else {
+                &[("referer", referer)]
+            };
+            stack.post_file(url, headers, "me.png", bytes).await
+        }
+    };
+
+    // Other referrers, or none: refused, and not counted.
+    for referer in [
+        "https://evil.example.org/form",
+        "https://example.com.evil.org/",
+        "",
+    ] {
+        assert_refused(&upload(referer).await, 403, "Forbidden.");
+    }
+    let first = upload("https://example.com/signup").await;
+    assert_eq!(first.status, 201, "{}", first.json());
+    assert_stored(&stack, &key, &first.json()["data"], &bytes).await;
+    let second = upload("https://example.com/profile").await;
+    assert_eq!(second.status, 201, "{}", second.json());
+    // The third of the hour is one too many.
+    let third = upload("https://example.com/profile").await;
+    assert_eq!(third.status, 429, "{}", third.json());
+    assert!(
+        third
+            .header("retry-after")
+            .and_then(|s| s.parse::<u64>().ok())
+            .is_some_and(|s| s > 0),
+        "{:?}",
+        third.headers
+    );
+}
+
+#[tokio::test]
+async fn presigned_uploads_are_put_and_confirmed_through_the_gateway() {
+    let stack = Stack::start().await;
+    let token = stack.sign_in("presigned@example.com").await;
+    let (space, key) = stack.space(&token, "Presigned uploads").await;
+    let bytes = png(64, 40);
+    let gw = &stack.gw;
+    let answer = gw
+        .send(
+            gw.client
+                .post(gw.url("/api/v1/upload/presign"))
+                .bearer_auth(&key)
+                .json(&json!({"space": space["handle"], "filename": "banner.png",
+                              "content_type": "image/png", "size": bytes.len()})),
+        )
+        .await;
+    assert_eq!(answer.status, 201, "{}", answer.json());
+    // Bare, as Tuzzle answers it.
+    let presigned = answer.json();
+    let file_id = presigned["file_id"].as_str().unwrap();
+    let upload_url = presigned["upload_url"].as_str().unwrap();
+    assert!(
+        upload_url.starts_with(&gw.url(&format!("/api/v1/upload/objects/{file_id}?"))),
+        "signed for the gateway's address: {upload_url}"
+    );
+    assert_eq!(stack.file(&key, file_id).await["status"], "pending");
+
+    let put = |url: String| {
+        gw.send(
+            gw.client
+                .put(url)
+                .header("content-type", "image/png")
+                .body(bytes.clone()),
+        )
+    };
+    // An altered signature stores nothing.
+    assert_eq!(put(tampered(upload_url)).await.status, 403);
+    // No credential: the signature authorises.
+    let stored = put(upload_url.to_owned()).await;
+    assert_eq!(
+        stored.status,
+        200,
+        "{}",
+        String::from_utf8_lossy(&stored.body)
+    );
+    let confirmed = stack
+        .call(
+            &key,
+            reqwest::Method::POST,
+            &format!("/api/v1/upload/confirm/{file_id}"),
+            None,
+        )
+        .await;
+    assert_eq!(confirmed["id"], file_id);
+    assert_eq!(confirmed["status"], "active");
+    assert_eq!(confirmed["hash"], sha256(&bytes));
+    assert_stored(&stack, &key, &confirmed, &bytes).await;
 }
 
 /// Resident memory of this process, in bytes.
