@@ -1,9 +1,10 @@
 //! Test support: each test gets its own database (a fresh SQLite file, or a fresh
 //! PostgreSQL database created from `TEST_DATABASE_URL`), its own cache namespace
-//! (in-process, or Redis at `TEST_REDIS_URL` under a unique key prefix), and its
-//! servers on port 0.
+//! (in-process, or Redis at `TEST_REDIS_URL` under a unique key prefix), its own
+//! object store (a temporary directory, or a fresh bucket on the S3 API server at
+//! `TEST_S3_URL`), and its servers on port 0.
 //!
-//! Tests that need PostgreSQL or Redis panic when the variable is unset or the
+//! Tests that need PostgreSQL, Redis or S3 panic when the variable is unset or the
 //! server unreachable: they never pass without having run. `make test` leaves them
 //! out (and says so) on a machine without those servers.
 
@@ -18,6 +19,9 @@ pub use reqwest;
 pub mod identity;
 pub mod openapi;
 pub mod part;
+pub mod storage;
+
+pub use storage::{StorageKind, TestStore};
 
 /// Generates one test per database backend: `NAME::sqlite` and `NAME::postgres`,
 /// each calling `BODY(DbKind)`.
@@ -276,6 +280,13 @@ pub fn http_config() -> HttpConfig {
     }
 }
 
+/// A loopback port chosen by the OS, bound now and served later: a server
+/// whose address another part must know before it starts (connections
+/// made meanwhile wait in the backlog).
+pub fn bind() -> TcpListener {
+    TcpListener::bind("127.0.0.1:0").expect("bind port 0")
+}
+
 /// A server on a loopback port chosen by the OS.
 pub struct TestServer {
     pub base: String,
@@ -291,7 +302,11 @@ impl TestServer {
     }
 
     pub fn start_with(spec: AppSpec, http: &HttpConfig) -> TestServer {
-        let listener = TcpListener::bind("127.0.0.1:0").expect("bind port 0");
+        Self::start_on(spec, http, bind())
+    }
+
+    /// Serves on `listener`, bound earlier (see [`bind`]).
+    pub fn start_on(spec: AppSpec, http: &HttpConfig, listener: TcpListener) -> TestServer {
         let server = service_kit::server::start(spec, http, Some(listener)).expect("start server");
         TestServer {
             base: server.url(),

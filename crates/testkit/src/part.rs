@@ -20,6 +20,17 @@ pub async fn start_part_with<P: ServicePart>(
     cache: &TestCache,
     tweak: impl FnOnce(&mut P::Config),
 ) -> TestServer {
+    start_part_on::<P>(crate::bind(), db, cache, tweak).await
+}
+
+/// As [`start_part_with`], served on `listener`, bound earlier: for a part
+/// whose address is configured into another before it starts.
+pub async fn start_part_on<P: ServicePart>(
+    listener: std::net::TcpListener,
+    db: Option<&TestDatabase>,
+    cache: &TestCache,
+    tweak: impl FnOnce(&mut P::Config),
+) -> TestServer {
     let mut config = P::default_config();
     *config.http_mut() = http_config();
     if let (Some(slot), Some(db)) = (config.database_mut(), db) {
@@ -34,7 +45,8 @@ pub async fn start_part_with<P: ServicePart>(
     tweak(&mut config);
     let http = config.http().clone();
     let spec = P::build(config).await.expect("build part");
-    TestServer::start_with(spec, &http).with_identity(&::identity::Identity::anonymous(), P::NAME)
+    TestServer::start_on(spec, &http, listener)
+        .with_identity(&::identity::Identity::anonymous(), P::NAME)
 }
 
 /// Health, readiness, request ids, envelope 404/405, metrics — and readiness

@@ -1,47 +1,62 @@
 //! Content through the gateway, with the real auth-service and spaces-service:
-//! a Tuzzle `sk_` key uploads into a space, the CDN route serves the files
-//! anonymously from a public space (transformed, conditional, by ranges) and
-//! refuses private ones, and a 200 MB file streams up and back down through
-//! the gateway while the process's memory stays flat. The Upload API's other
-//! flows (a signed URL, unsigned uploads within their restrictions, presign +
-//! PUT + confirm) run as a client runs them: every request to the gateway,
-//! the URLs spaces-service signs pointing at it.
+//! a Tuzzle `sk_` key uploads into a space (one file, or several), the CDN
+//! route serves the files anonymously from a public space (transformed,
+//! conditional, by ranges) and refuses private ones, and a 200 MB file streams
+//! up and back down through the gateway while the process's memory stays
+//! flat. The Upload API's other flows (a signed URL, unsigned uploads within
+//! their restrictions, presign + PUT + confirm) run as a client runs them:
+//! every request to the gateway, the URLs spaces-service signs pointing at it
+//! (and, on S3, the PUT to the store's own presigned URL).
+//!
+//! Each test runs on both object stores (`NAME::filesystem`, `NAME::s3`: a
+//! fresh bucket on the S3 API server at `TEST_S3_URL`), and the bytes stored
+//! are read back from the store itself.
 //!
 //! Every part runs in this test's process, so `/proc/self/status` measures
-//! them all (nextest gives each test a process of its own).
+//! them all (nextest gives each test a process of its own); on S3 that is the
+//! S3 client's side of the stream, not moto's.
 
 use crate::gateway_with;
 use base64::Engine;
 use bytes::Bytes;
 use futures_util::StreamExt;
 use serde_json::{Value, json};
-use service_kit::cli::ServicePart;
 use service_kit::config::Secret;
 use sha2::{Digest, Sha256};
+use spaces_service::config::StorageConfig;
+use spaces_service::storage::Storage;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use testkit::{CacheKind, DbKind, TestCache, TestDatabase, TestResponse, TestServer};
+use testkit::{
+    CacheKind, DbKind, StorageKind, TestCache, TestDatabase, TestResponse, TestServer, TestStore,
+    storage_test,
+};
 
 /// The gateway in front of auth-service and spaces-service (its objects in a
-/// temporary directory), an SMTP sink for sign-in codes.
+/// store of the test's own), an SMTP sink for sign-in codes.
 struct Stack {
     gw: TestServer,
     sink: mail::sink::SmtpSink,
+    store: TestStore,
+    /// The store as spaces-service sees it, to read objects back.
+    objects: Storage,
     _auth: TestServer,
-    _spaces: service_kit::server::RunningServer,
+    _spaces: TestServer,
     _dbs: [TestDatabase; 2],
-    _objects: tempfile::TempDir,
 }
 
 impl Stack {
-    async fn start() -> Stack {
+    async fn start(kind: StorageKind) -> Stack {
         let sink = mail::sink::SmtpSink::start().await;
         let cache = TestCache::new(CacheKind::Memory);
         let dbs = [
             TestDatabase::new(DbKind::Sqlite),
             TestDatabase::new(DbKind::Sqlite),
         ];
+        let store = TestStore::new(kind).await;
+        let storage = storage_config(&store);
+        let objects = Storage::from_config(&storage).expect("object store");
         let sink_url = sink.url();
         let auth = testkit::part::start_part_with::<auth_service::AuthService>(
             Some(&dbs[0]),
@@ -53,12 +68,11 @@ impl Stack {
             },
         )
         .await;
-        let objects = tempfile::tempdir().unwrap();
         // spaces-service signs upload URLs for the gateway's address
         // (`uploads.public_url`), and the gateway needs spaces-service's: the
         // spaces port is bound first (connections wait in its backlog) and
         // served once the gateway's address is known.
-        let spaces_listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let spaces_listener = testkit::bind();
         let spaces_base = format!("http://{}", spaces_listener.local_addr().unwrap());
         let (auth_base, spaces_upstream, cache_config) =
             (auth.base.clone(), spaces_base.clone(), cache.config.clone());
@@ -68,32 +82,31 @@ impl Stack {
             c.cache = cache_config;
         })
         .await;
-        let mut config = spaces_service::SpacesService::default_config();
-        config.http = testkit::http_config();
-        config.database = dbs[1].config();
-        config.cache = cache.config.clone();
-        config.identity.gateway_public_keys = testkit::identity::public_pem();
-        config.secret.key =
-            Secret::new(base64::engine::general_purpose::STANDARD.encode([16u8; 32]));
-        config.events.stream_url = Secret::new(format!(
-            "memory://{}",
-            service_kit::ids::new_id("gateway-content")
-        ));
-        config.storage.url = format!("file://{}", objects.path().display());
-        config.uploads.public_url = gw.base.clone();
-        let http = config.http.clone();
-        let spec = spaces_service::SpacesService::build(config)
-            .await
-            .expect("spaces-service");
-        let spaces = service_kit::server::start(spec, &http, Some(spaces_listener))
-            .expect("spaces-service serving");
+        let public_url = gw.base.clone();
+        let spaces = testkit::part::start_part_on::<spaces_service::SpacesService>(
+            spaces_listener,
+            Some(&dbs[1]),
+            &cache,
+            |c| {
+                c.secret.key =
+                    Secret::new(base64::engine::general_purpose::STANDARD.encode([16u8; 32]));
+                c.events.stream_url = Secret::new(format!(
+                    "memory://{}",
+                    service_kit::ids::new_id("gateway-content")
+                ));
+                c.storage = storage;
+                c.uploads.public_url = public_url;
+            },
+        )
+        .await;
         Stack {
             gw,
             sink,
+            store,
+            objects,
             _auth: auth,
             _spaces: spaces,
             _dbs: dbs,
-            _objects: objects,
         }
     }
 
@@ -185,7 +198,13 @@ impl Stack {
 
     /// Uploads `bytes` as `filename` into the space `handle` with the key.
     async fn upload(&self, key: &str, handle: &str, filename: &str, bytes: &[u8]) -> Value {
-        let (content_type, body) = form(Some(handle), filename, bytes);
+        self.upload_form(key, form(Some(handle), filename, bytes))
+            .await
+    }
+
+    /// `POST /api/v1/upload` of `form` (its content type and body) with the
+    /// key; the answer's `data` (a 201 is asserted).
+    async fn upload_form(&self, key: &str, (content_type, body): (String, Vec<u8>)) -> Value {
         let gw = &self.gw;
         let answer = gw
             .send(
@@ -250,17 +269,37 @@ impl Stack {
     }
 }
 
+/// spaces-service's `storage.*` for `store`: S3 addressed path-style, with
+/// the credentials the server takes.
+fn storage_config(store: &TestStore) -> StorageConfig {
+    let mut config = spaces_service::config::SpacesConfig::defaults().storage;
+    config.url = store.url.clone();
+    if store.kind == StorageKind::S3 {
+        config.endpoint = store.endpoint.clone();
+        config.path_style = true;
+        config.access_key_id = Secret::new(store.access_key_id.clone());
+        config.secret_access_key = Secret::new(store.secret_access_key.clone());
+    }
+    config
+}
+
 /// A multipart body holding `bytes` as `filename`, after the `space` field
 /// when one is given; its content type and bytes.
 fn form(space: Option<&str>, filename: &str, bytes: &[u8]) -> (String, Vec<u8>) {
+    form_of(space, "file", &[(filename, bytes)])
+}
+
+/// A multipart body holding each of `files` (name, bytes) in a field
+/// `field`, after the `space` field when one is given.
+fn form_of(space: Option<&str>, field: &str, files: &[(&str, &[u8])]) -> (String, Vec<u8>) {
     let boundary = "----gateway-content-test";
-    let body = [
-        space.map_or_else(Vec::new, |handle| fields(boundary, handle).into_bytes()),
-        file_head(boundary, filename).into_bytes(),
-        bytes.to_vec(),
-        format!("\r\n--{boundary}--\r\n").into_bytes(),
-    ]
-    .concat();
+    let mut body = space.map_or_else(Vec::new, |handle| fields(boundary, handle).into_bytes());
+    for (filename, bytes) in files {
+        body.extend_from_slice(file_head(boundary, field, filename).as_bytes());
+        body.extend_from_slice(bytes);
+        body.extend_from_slice(b"\r\n");
+    }
+    body.extend_from_slice(format!("--{boundary}--\r\n").as_bytes());
     (format!("multipart/form-data; boundary={boundary}"), body)
 }
 
@@ -269,9 +308,9 @@ fn fields(boundary: &str, handle: &str) -> String {
     format!("--{boundary}\r\nContent-Disposition: form-data; name=\"space\"\r\n\r\n{handle}\r\n")
 }
 
-fn file_head(boundary: &str, filename: &str) -> String {
+fn file_head(boundary: &str, field: &str, filename: &str) -> String {
     format!(
-        "--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"{filename}\"\r\nContent-Type: application/octet-stream\r\n\r\n"
+        "--{boundary}\r\nContent-Disposition: form-data; name=\"{field}\"; filename=\"{filename}\"\r\nContent-Type: application/octet-stream\r\n\r\n"
     )
 }
 
@@ -353,15 +392,19 @@ fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-#[tokio::test]
-async fn uploads_with_a_space_key_are_delivered_by_the_cdn() {
-    let stack = Stack::start().await;
+storage_test!(
+    uploads_with_a_space_key_are_delivered_by_the_cdn,
+    cdn_delivery
+);
+async fn cdn_delivery(storage: StorageKind) {
+    let stack = Stack::start(storage).await;
     let token = stack.sign_in("content@example.com").await;
     let (space, key) = stack.space(&token, "Public media").await;
     let handle = space["handle"].as_str().unwrap();
     let original = png(320, 200);
     let file = stack.upload(&key, handle, "cover.png", &original).await;
     assert_eq!(file["mime_type"], "image/png");
+    assert_stored(&stack, &key, &file, &original).await;
 
     // Anonymous, through the gateway: the original, then a variant.
     let plain = stack.cdn(&file, "", &[]).await;
@@ -448,20 +491,51 @@ fn assert_refused(answer: &TestResponse, status: u16, message: &str) {
     assert_eq!(body["message"], message, "{body}");
 }
 
-/// The stored file, read back two ways: its record's `hash`, and the bytes
-/// the CDN serves anonymously.
+/// The stored file, read back three ways: its record's `hash`, its object
+/// read from the store itself, and the bytes the CDN serves anonymously.
 async fn assert_stored(stack: &Stack, key: &str, file: &Value, sent: &[u8]) {
     let record = stack.file(key, file["id"].as_str().unwrap()).await;
     assert_eq!(record["status"], "active", "{record}");
     assert_eq!(record["hash"], sha256(sent), "{record}");
+    let object = stack
+        .objects
+        .read_all(record["object_key"].as_str().unwrap())
+        .await
+        .unwrap_or_else(|e| panic!("{record} in {}: {e}", stack.store.url));
+    assert_eq!(sha256(&object), sha256(sent), "in {}", stack.store.url);
     let delivered = stack.cdn(&record, "", &[]).await;
     assert_eq!(delivered.status, 200);
     assert_eq!(sha256(&delivered.body), sha256(sent));
 }
 
-#[tokio::test]
-async fn signed_upload_urls_take_uploads_through_the_gateway_without_a_credential() {
-    let stack = Stack::start().await;
+storage_test!(several_files_upload_in_one_request, several_files);
+async fn several_files(storage: StorageKind) {
+    let stack = Stack::start(storage).await;
+    let token = stack.sign_in("several@example.com").await;
+    let (space, key) = stack.space(&token, "Several files").await;
+    let handle = space["handle"].as_str().unwrap();
+    let sent: [(&str, &[u8]); 3] = [
+        ("chart.png", &png(30, 20)),
+        ("banner.png", &png(120, 16)),
+        ("icon.png", &png(8, 8)),
+    ];
+    let uploaded = stack
+        .upload_form(&key, form_of(Some(handle), "files[]", &sent))
+        .await;
+    let files = uploaded.as_array().expect("files[] answers a list");
+    assert_eq!(files.len(), sent.len(), "{uploaded}");
+    for (file, (name, bytes)) in files.iter().zip(sent) {
+        assert_eq!(file["original_name"], name, "{file}");
+        assert_stored(&stack, &key, file, bytes).await;
+    }
+}
+
+storage_test!(
+    signed_upload_urls_take_uploads_through_the_gateway_without_a_credential,
+    signed_uploads
+);
+async fn signed_uploads(storage: StorageKind) {
+    let stack = Stack::start(storage).await;
     let token = stack.sign_in("signed@example.com").await;
     let (space, key) = stack.space(&token, "Signed uploads").await;
     // `starter`, a new space's active config, is signed.
@@ -502,9 +576,12 @@ async fn signed_upload_urls_take_uploads_through_the_gateway_without_a_credentia
     assert_stored(&stack, &key, &file, &bytes).await;
 }
 
-#[tokio::test]
-async fn unsigned_uploads_through_the_gateway_follow_their_restrictions() {
-    let stack = Stack::start().await;
+storage_test!(
+    unsigned_uploads_through_the_gateway_follow_their_restrictions,
+    unsigned_uploads
+);
+async fn unsigned_uploads(storage: StorageKind) {
+    let stack = Stack::start(storage).await;
     let token = stack.sign_in("unsigned@example.com").await;
     let (space, key) = stack.space(&token, "Unsigned uploads").await;
     stack
@@ -563,9 +640,12 @@ async fn unsigned_uploads_through_the_gateway_follow_their_restrictions() {
     );
 }
 
-#[tokio::test]
-async fn presigned_uploads_are_put_and_confirmed_through_the_gateway() {
-    let stack = Stack::start().await;
+storage_test!(
+    presigned_uploads_are_put_and_confirmed_through_the_gateway,
+    presigned_uploads
+);
+async fn presigned_uploads(storage: StorageKind) {
+    let stack = Stack::start(storage).await;
     let token = stack.sign_in("presigned@example.com").await;
     let (space, key) = stack.space(&token, "Presigned uploads").await;
     let bytes = png(64, 40);
@@ -584,10 +664,18 @@ async fn presigned_uploads_are_put_and_confirmed_through_the_gateway() {
     let presigned = answer.json();
     let file_id = presigned["file_id"].as_str().unwrap();
     let upload_url = presigned["upload_url"].as_str().unwrap();
-    assert!(
-        upload_url.starts_with(&gw.url(&format!("/api/v1/upload/objects/{file_id}?"))),
-        "signed for the gateway's address: {upload_url}"
-    );
+    match storage {
+        StorageKind::Filesystem => assert!(
+            upload_url.starts_with(&gw.url(&format!("/api/v1/upload/objects/{file_id}?"))),
+            "spaces-service's own, signed for the gateway's address: {upload_url}"
+        ),
+        // The bytes go to the store, not through the gateway.
+        StorageKind::S3 => assert!(
+            upload_url.starts_with(&format!("{}/", stack.store.endpoint))
+                && upload_url.contains("X-Amz-Signature="),
+            "the store's own presigned URL: {upload_url}"
+        ),
+    }
     assert_eq!(stack.file(&key, file_id).await["status"], "pending");
 
     let put = |url: String| {
@@ -598,8 +686,11 @@ async fn presigned_uploads_are_put_and_confirmed_through_the_gateway() {
                 .body(bytes.clone()),
         )
     };
-    // An altered signature stores nothing.
-    assert_eq!(put(tampered(upload_url)).await.status, 403);
+    // An altered signature stores nothing. S3 checks its own signatures
+    // (moto checks none).
+    if storage == StorageKind::Filesystem {
+        assert_eq!(put(tampered(upload_url)).await.status, 403);
+    }
     // No credential: the signature authorises.
     let stored = put(upload_url.to_owned()).await;
     assert_eq!(
@@ -641,9 +732,14 @@ const SIZE: usize = 200 * 1024 * 1024;
 const CHUNK: usize = 64 * 1024;
 const MAX_GROWTH: u64 = 30 * 1024 * 1024;
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_200_mb_file_streams_up_and_down_through_the_gateway_in_flat_memory() {
-    let stack = Stack::start().await;
+storage_test!(
+    a_200_mb_file_streams_up_and_down_through_the_gateway_in_flat_memory,
+    large_file,
+    flavor = "multi_thread",
+    worker_threads = 2
+);
+async fn large_file(storage: StorageKind) {
+    let stack = Stack::start(storage).await;
     let token = stack.sign_in("large@example.com").await;
     let (space, key) = stack.space(&token, "Large files").await;
     let handle = space["handle"].as_str().unwrap().to_owned();
@@ -692,7 +788,7 @@ async fn a_200_mb_file_streams_up_and_down_through_the_gateway_in_flat_memory() 
     };
     let body = futures_util::stream::iter([
         Ok(Bytes::from(fields(boundary, &handle))),
-        Ok(Bytes::from(file_head(boundary, "big.bin"))),
+        Ok(Bytes::from(file_head(boundary, "file", "big.bin"))),
     ])
     .chain(chunks)
     .chain(futures_util::stream::iter([Ok(Bytes::from(format!(
@@ -762,4 +858,6 @@ async fn a_200_mb_file_streams_up_and_down_through_the_gateway_in_flat_memory() 
         "200 MB up and down grew RSS by {} MiB (limit 30 MB)",
         growth >> 20
     );
+    // moto keeps objects until it stops, and every S3 test shares it.
+    stack.objects.delete_prefix(&handle).await.unwrap();
 }

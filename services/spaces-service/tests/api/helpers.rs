@@ -12,6 +12,8 @@ use testkit::part::start_part_with;
 use testkit::reqwest::Method;
 use testkit::{CacheKind, DbKind, TestCache, TestDatabase, TestResponse, TestServer};
 
+pub use testkit::StorageKind;
+
 /// Settings no test should leave to the defaults: an inline root secret (the
 /// default would create a key file in the working directory), and events to an
 /// in-process stream of the test's own (never a shared Redis).
@@ -44,67 +46,29 @@ pub struct TestSpaces {
     pub config: SpacesConfig,
 }
 
-/// Where a test's file bytes go.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum StorageKind {
-    /// A temporary directory.
-    Filesystem,
-    /// A fresh bucket of the S3 API server at `TEST_S3_URL` (moto in CI).
-    S3,
-}
-
-/// An object store that exists for one test.
+/// An object store that exists for one test ([`testkit::TestStore`]), as
+/// spaces-service's `storage.*` names it.
 pub struct TestStorage {
     pub config: StorageConfig,
-    _dir: Option<tempfile::TempDir>,
+    _store: testkit::TestStore,
 }
 
 impl TestStorage {
     /// A temporary directory, or a new bucket; panics (the test fails) when
     /// `TEST_S3_URL` is unset or the server unreachable.
     pub async fn new(kind: StorageKind) -> TestStorage {
+        let store = testkit::TestStore::new(kind).await;
         let mut config = SpacesConfig::defaults().storage;
-        match kind {
-            StorageKind::Filesystem => {
-                let dir = tempfile::tempdir().unwrap();
-                config.url = format!("file://{}", dir.path().display());
-                TestStorage {
-                    config,
-                    _dir: Some(dir),
-                }
-            }
-            StorageKind::S3 => {
-                let endpoint = std::env::var("TEST_S3_URL")
-                    .ok()
-                    .filter(|v| !v.trim().is_empty())
-                    .unwrap_or_else(|| {
-                        panic!(
-                            "TEST_S3_URL is not set: this test needs an S3 API server \
-                             (CI starts moto on http://127.0.0.1:9000)"
-                        )
-                    });
-                let endpoint = endpoint.trim_end_matches('/').to_owned();
-                let ulid = ids::new_id("x")
-                    .trim_start_matches("x_")
-                    .to_ascii_lowercase();
-                let bucket = format!("spaces-test-{ulid}");
-                let created = testkit::client()
-                    .put(format!("{endpoint}/{bucket}"))
-                    .send()
-                    .await
-                    .unwrap_or_else(|e| panic!("no S3 API server at TEST_S3_URL={endpoint}: {e}"));
-                assert!(
-                    created.status().is_success(),
-                    "creating bucket {bucket}: {}",
-                    created.status()
-                );
-                config.url = format!("s3://{bucket}");
-                config.endpoint = endpoint;
-                config.path_style = true;
-                config.access_key_id = Secret::new("test");
-                config.secret_access_key = Secret::new("test");
-                TestStorage { config, _dir: None }
-            }
+        config.url = store.url.clone();
+        if kind == StorageKind::S3 {
+            config.endpoint = store.endpoint.clone();
+            config.path_style = true;
+            config.access_key_id = Secret::new(store.access_key_id.clone());
+            config.secret_access_key = Secret::new(store.secret_access_key.clone());
+        }
+        TestStorage {
+            config,
+            _store: store,
         }
     }
 

@@ -5,21 +5,7 @@ use crate::helpers::{StorageKind, TestStorage, noise, sha256};
 use bytes::Bytes;
 use futures_util::StreamExt;
 use spaces_service::storage::StorageError;
-
-macro_rules! storage_test {
-    ($name:ident, $body:ident) => {
-        mod $name {
-            #[tokio::test]
-            async fn filesystem() {
-                super::$body(crate::helpers::StorageKind::Filesystem).await
-            }
-            #[tokio::test]
-            async fn s3() {
-                super::$body(crate::helpers::StorageKind::S3).await
-            }
-        }
-    };
-}
+use testkit::storage_test;
 
 storage_test!(
     writes_stream_in_parts_and_read_back_in_ranges,
