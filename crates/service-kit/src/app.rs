@@ -327,7 +327,11 @@ macro_rules! service_routes {
         }
 
         fn register(cfg: &mut $crate::app::__actix_web::web::ServiceConfig) {
-            $($(cfg.service($crate::app::__actix_web::web::resource($path)$(.$method($handler))+);)*)*
+            $($(cfg.service(
+                $crate::app::__actix_web::web::resource($path)
+                    .app_data($crate::metrics::RoutePattern($path))
+                    $(.$method($handler))+
+            );)*)*
         }
     };
 }

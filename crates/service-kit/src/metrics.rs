@@ -106,6 +106,13 @@ impl Metrics {
 #[derive(Debug, Clone)]
 pub struct MetricsRoute(pub String);
 
+/// A resource's path pattern, as its route label: `service_routes!` gives
+/// each resource its own as app data, so the label is read after routing
+/// rather than found again by `match_pattern`, which tries every pattern
+/// (a regular expression each, for those with parameters) on every request.
+#[derive(Debug, Clone, Copy)]
+pub struct RoutePattern(pub &'static str);
+
 pub fn method_label(method: &Method) -> &'static str {
     match *method {
         Method::GET => "GET",
@@ -135,6 +142,10 @@ pub(crate) async fn middleware(
             .extensions()
             .get::<MetricsRoute>()
             .map(|r| r.0.clone())
+            .or_else(|| {
+                let pattern = response.request().app_data::<RoutePattern>();
+                pattern.map(|p| p.0.to_owned())
+            })
             .or_else(|| response.request().match_pattern())
             .unwrap_or_else(|| "unmatched".to_owned());
         spec.metrics.observe(

@@ -114,6 +114,14 @@ pub struct DeliveryConfig {
     /// The largest original transformed (it is read whole into memory, under
     /// a slot); a larger image is served only as it is.
     pub transform_max_source_bytes: u64,
+    /// Seconds a replica serves a file it looked up (the file, its space, the
+    /// access control in force) without asking the database again; 0: every
+    /// request asks. Changes reach every replica at once over the cache bus;
+    /// this bounds how long one that missed a message serves what it knew.
+    pub cache_ttl_secs: u64,
+    /// Bytes of variants (each at most 1 MiB) a replica keeps in memory, so
+    /// the most requested are served without reading storage; 0: none.
+    pub variant_memory_bytes: u64,
 }
 
 /// `watermarks.*`: the images spaces lay over the images they deliver
@@ -197,6 +205,8 @@ impl SpacesConfig {
                 transform_wait_ms: 1000,
                 transform_timeout_ms: 10_000,
                 transform_max_source_bytes: 64 * MIB,
+                cache_ttl_secs: 5,
+                variant_memory_bytes: 64 * MIB,
             },
             watermarks: WatermarksConfig {
                 allow_private_targets: false,

@@ -553,6 +553,11 @@ pub async fn update(
         })
         .await
         .map_err(folder_fail)?;
+    state
+        .cdn
+        .cache
+        .space_changed(&state.cache, &view.space_id)
+        .await;
     Ok(ApiResponse::ok(view))
 }
 
@@ -681,6 +686,11 @@ async fn change_access(
         })
         .await
         .map_err(ApiError::from)?;
+    state
+        .cdn
+        .cache
+        .space_changed(&state.cache, &view.space_id)
+        .await;
     Ok(ApiResponse::ok(view))
 }
 

@@ -174,6 +174,13 @@
 //!   work (the pixel limit read from the header before decoding, outputs of at
 //!   most 4096 pixels a side). Stored variants are streamed from storage
 //!   (`x-cache: HIT`; `MISS` when rendered for the request).
+//! - A replica remembers between requests ([`cdn::cache`]) the files it
+//!   looked up (file, space, access control in force) for
+//!   `delivery.cache_ttl_secs`, and up to `delivery.variant_memory_bytes` of
+//!   variant bytes (each at most 1 MiB, the oldest out first), so a request
+//!   for content already delivered reads neither the database nor storage.
+//!   Every change to a space's files, folders or settings forgets the space's
+//!   entries at once on every replica (the cache bus, `spaces.delivery`).
 //! - The watermark (security settings) is laid over every image delivered,
 //!   originals included, while enabled: fetched through `outbound`'s guard
 //!   (https and public hosts only, unless `watermarks.allow_private_targets`,
@@ -331,6 +338,7 @@ impl ServicePart for SpacesService {
             Duration::from_secs(config.uploads.presign_expires_secs),
         );
         let cdn = cdn::Cdn::new(&config)?;
+        cdn.cache.clone().listen(&backing.cache).await?;
         let cdn_metrics = cdn.variants.metrics.clone();
         let state = web::Data::new(SpacesState {
             cdn,
@@ -363,8 +371,19 @@ impl ServicePart for SpacesService {
     }
 }
 
+// Routes are tried in this order, each pattern with a parameter by a regular
+// expression: the hot paths (the gateway's introspection of space keys, the
+// CDN) come first, so their requests are not matched against the others.
 service_kit::service_routes! {
+    SpaceOs {
+        "/internal/space-keys/introspect" => [post => space_keys::introspect],
+    }
     Tuzzle {
+        // Errors in Tuzzle's CDN shape, written by the handler itself.
+        "/cdn/{handle}/{name}" => [
+            get => cdn::get,
+            head => cdn::head,
+        ],
         "/api/v1/spaces" => [
             get => spaces::list,
             post => spaces::create,
@@ -435,14 +454,6 @@ service_kit::service_routes! {
             put => folders::set_access_control,
             delete => folders::reset_access_control,
         ],
-        // Errors in Tuzzle's CDN shape, written by the handler itself.
-        "/cdn/{handle}/{name}" => [
-            get => cdn::get,
-            head => cdn::head,
-        ],
-    }
-    SpaceOs {
-        "/internal/space-keys/introspect" => [post => space_keys::introspect],
     }
 }
 

@@ -744,6 +744,7 @@ pub async fn update(
         })
         .await
         .map_err(ApiError::from)?;
+    state.cdn.cache.space_changed(&state.cache, &row.id).await;
     if recorded {
         state.events.nudge();
     }
@@ -766,7 +767,7 @@ fn lock_space(conn: &mut DbConnection, id: &str) -> Result<(), StoreError> {
 /// Deletes a space within reach with its configs and keys; returns the ids of
 /// the keys, which the caller revokes.
 async fn remove(state: &SpacesState, reach: Reach, id: String) -> Result<(), ApiError> {
-    let keys = state
+    let (keys, space_id) = state
         .db
         .transaction(move |conn| {
             let row = find(conn, &reach, &id)?;
@@ -787,10 +788,11 @@ async fn remove(state: &SpacesState, reach: Reach, id: String) -> Result<(), Api
             diesel::insert_into(space_purges::table)
                 .values(&PurgeRow::new(&row.id, &row.workspace_id, &row.handle))
                 .execute(conn)?;
-            Ok::<_, Fail>(keys)
+            Ok::<_, Fail>((keys, row.id))
         })
         .await
         .map_err(ApiError::from)?;
+    state.cdn.cache.space_changed(&state.cache, &space_id).await;
     state.purges.wake();
     state.revoke_space_keys(keys).await;
     Ok(())

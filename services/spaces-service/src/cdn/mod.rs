@@ -32,6 +32,7 @@
 //! and a sandboxing `content-security-policy` (uploaded content never runs
 //! as the platform's page). Errors are Tuzzle's CDN shape ([`CdnError`]).
 
+pub mod cache;
 pub mod conditional;
 pub mod variants;
 pub mod watermarks;
@@ -70,6 +71,8 @@ pub struct Cdn {
     pub max_source_bytes: u64,
     pub variants: variants::Variants,
     pub watermarks: watermarks::Watermarks,
+    /// Files looked up and variant bytes, remembered between requests.
+    pub cache: std::sync::Arc<cache::DeliveryCache>,
 }
 
 impl Cdn {
@@ -82,6 +85,10 @@ impl Cdn {
                 Duration::from_millis(config.delivery.transform_timeout_ms),
             ),
             watermarks: watermarks::Watermarks::new(&config.watermarks)?,
+            cache: std::sync::Arc::new(cache::DeliveryCache::new(
+                Duration::from_secs(config.delivery.cache_ttl_secs),
+                config.delivery.variant_memory_bytes,
+            )),
         })
     }
 }
@@ -400,17 +407,26 @@ async fn deliver(
     let storage_path = storage_path(req.path())?;
     let query = req.query_string();
     let transform = media::Transform::parse(form_urlencoded::parse(query.as_bytes()));
-    let looked_up = storage_path.clone();
-    let found = state
-        .db
-        .run(move |conn| delivery::find(conn, &looked_up))
-        .await
-        .map_err(service_kit::ApiError::from)?
-        .ok_or_else(CdnError::not_found)?;
-    let grant = authorise(state, identity, &found, &storage_path, query).await?;
+    let found = match state.cdn.cache.deliverable(&storage_path) {
+        Some(found) => found,
+        None => {
+            let looked_up = storage_path.clone();
+            let found = state
+                .db
+                .run(move |conn| delivery::find(conn, &looked_up))
+                .await
+                .map_err(service_kit::ApiError::from)?
+                .map(std::sync::Arc::new)
+                .ok_or_else(CdnError::not_found)?;
+            state.cdn.cache.remember(&storage_path, found.clone());
+            found
+        }
+    };
+    let found = &*found;
+    let grant = authorise(state, identity, found, &storage_path, query).await?;
     let transform = transform.map_err(|e| CdnError::invalid_modifiers(&e))?;
-    let reply = Reply::new(req, state, &found, grant);
-    let Some(source) = image_source(state, &found).await else {
+    let reply = Reply::new(req, state, found, grant);
+    let Some(source) = image_source(state, found).await else {
         // Not an image this service transforms: as it is.
         return reply.original(None).await;
     };
@@ -737,6 +753,12 @@ impl<'a> Reply<'a> {
         self.headers(&etag, &mut response);
         self.content_headers(planned.format.mime(), Some(source), &mut response);
         response.insert_header((header::ACCEPT_RANGES, "none"));
+        let cache = &self.state.cdn.cache;
+        if let Some(bytes) = cache.variant(&job.key) {
+            metrics.request(true);
+            response.insert_header(("x-cache", "HIT"));
+            return Ok(self.whole(response, bytes));
+        }
         let storage = &self.state.storage;
         let stored = if self.head_only() {
             storage.head(&job.key).await.map(|info| (info.size, None))
@@ -752,6 +774,13 @@ impl<'a> Reply<'a> {
             db: self.state.db.clone(),
         };
         let (length, body) = match stored {
+            Ok((length, Some(body))) if cache.keeps_variant(length) => {
+                metrics.request(true);
+                response.insert_header(("x-cache", "HIT"));
+                let bytes = collect(body, length).await?;
+                cache.remember_variant(&job.key, bytes.clone());
+                return Ok(self.whole(response, bytes));
+            }
             Ok(found) => {
                 metrics.request(true);
                 response.insert_header(("x-cache", "HIT"));
@@ -763,11 +792,8 @@ impl<'a> Reply<'a> {
                 let key = job.key.clone();
                 match self.state.cdn.variants.obtain(&tools, job).await? {
                     variants::Ready::Rendered(bytes) => {
-                        let length = bytes.len() as u64;
-                        let body =
-                            futures_util::stream::once(async move { Ok::<_, StorageError>(bytes) })
-                                .boxed();
-                        (length, Some(body))
+                        cache.remember_variant(&key, bytes.clone());
+                        return Ok(self.whole(response, bytes));
                     }
                     variants::Ready::Stored => {
                         let object = storage.get(&key, None).await?;
@@ -785,6 +811,30 @@ impl<'a> Reply<'a> {
             )),
         })
     }
+
+    /// A 200 with `bytes` as its body (none for `HEAD`, its length kept).
+    fn whole(&self, mut response: HttpResponseBuilder, bytes: Bytes) -> HttpResponse {
+        let length = bytes.len() as u64;
+        let body: futures_util::stream::BoxStream<'static, Result<Bytes, StorageError>> =
+            if self.head_only() {
+                futures_util::stream::empty().boxed()
+            } else {
+                futures_util::stream::once(async move { Ok(bytes) }).boxed()
+            };
+        response.body(SizedStream::new(length, body))
+    }
+}
+
+/// A stored object's bytes, `length` of them, read whole.
+async fn collect(
+    mut body: futures_util::stream::BoxStream<'static, Result<Bytes, StorageError>>,
+    length: u64,
+) -> Result<Bytes, StorageError> {
+    let mut whole = bytes::BytesMut::with_capacity(length as usize);
+    while let Some(chunk) = body.next().await {
+        whole.extend_from_slice(&chunk?);
+    }
+    Ok(whole.freeze())
 }
 
 /// A strong tag from its parts: 32 hex digits.

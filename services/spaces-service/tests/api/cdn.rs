@@ -17,7 +17,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 use testkit::reqwest::Method;
-use testkit::{CacheKind, DbKind, TestResponse, db_test};
+use testkit::{CacheKind, DbKind, TestResponse, cache_test, db_test};
 
 /// Uploads `bytes` as `name` into `space`; the file's `data`.
 async fn upload(
@@ -890,4 +890,81 @@ async fn cdn_answers_fit_the_document() {
     testkit::openapi::assert_response(&doc, "get", route, &traversal);
     let head = fetch(&app, None, Method::HEAD, &cdn_path(&file, ""), &[]).await;
     testkit::openapi::assert_response(&doc, "head", route, &head);
+}
+
+cache_test!(changes_reach_every_replicas_cdn_at_once, replicas);
+async fn replicas(cache: CacheKind) {
+    // Two replicas on one database, store and cache bus, each remembering
+    // what it looked up for an hour: only the bus can make them forget.
+    let remember = |config: &mut spaces_service::config::SpacesConfig| {
+        config.delivery.cache_ttl_secs = 3600;
+    };
+    let a = TestSpaces::start_with(DbKind::Sqlite, cache, remember).await;
+    let (secret, storage) = (a.config.secret.key.clone(), a.config.storage.clone());
+    let b = testkit::part::start_part_with::<spaces_service::SpacesService>(
+        Some(&a.db),
+        &a.cache,
+        move |config| {
+            crate::helpers::isolate(config);
+            config.secret.key = secret;
+            config.storage = storage;
+            remember(config);
+        },
+    )
+    .await;
+    let me = member(&new_workspace());
+    let space = space(&a, &me, "Shared").await;
+    let file = upload(&a, &me, &space, "p.png", &png(16, 16)).await;
+    let file_id = file["id"].as_str().unwrap();
+    let path = cdn_path(&file, "w=8&f=png");
+    assert_eq!(get(&a, &path, &[]).await.status, 200);
+    assert_eq!(anonymous_status(&b, &path).await, 200);
+
+    // Made private on one replica: refused on both, at once on the one that
+    // made the change, as soon as the bus delivers on the other.
+    let private = a
+        .put(
+            &me,
+            &format!("/api/v1/files/{file_id}/access-control"),
+            json!({"access_control": {"public_read": false}}),
+        )
+        .await;
+    assert_eq!(private.status, 200, "{}", private.json());
+    cdn_error(&get(&a, &path, &[]).await, 403, "AuthorizationError");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let status = anonymous_status(&b, &path).await;
+        if status == 403 {
+            break;
+        }
+        assert_eq!(status, 200);
+        assert!(
+            Instant::now() < deadline,
+            "the other replica still serves it"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    // Deleted: gone from both.
+    let deleted = a.delete(&me, &format!("/api/v1/files/{file_id}")).await;
+    assert_eq!(deleted.status, 200);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while anonymous_status(&b, &path).await != 404 {
+        assert!(
+            Instant::now() < deadline,
+            "the other replica still knows it"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(get(&a, &path, &[]).await.status, 404);
+}
+
+/// The status of an anonymous `GET path` at a replica without a test harness.
+async fn anonymous_status(server: &testkit::TestServer, path: &str) -> u16 {
+    let token = testkit::identity::token(&Identity::anonymous(), "spaces-service");
+    let request = server
+        .client
+        .get(server.url(path))
+        .header(identity::HEADER, token);
+    server.send(request).await.status
 }
