@@ -45,7 +45,9 @@ build:
 # gateway with node-oidc-provider (installed by the bench with npm into
 # target/bench-node). The auth, gateway and events benches also need Redis
 # (BENCH_REDIS_URL, default the local server); their keys get a fresh prefix
-# per run and are deleted at the end.
+# per run and are deleted at the end. The content bench uploads through the
+# gateway to the filesystem store in a temporary directory (a few GB, removed
+# at the end) and serves the same variant from nginx.
 bench:
 	$(CARGO) build --release -p auth-service -p booking-service -p spaces-service -p gateway -p events-service -p bench
 	target/release/spaceport-bench auth
@@ -53,6 +55,7 @@ bench:
 	target/release/spaceport-bench spaces
 	target/release/spaceport-bench gateway
 	target/release/spaceport-bench events
+	target/release/spaceport-bench content
 
 # The OpenAPI documents are generated from the code; the API tests fail when the
 # committed ones are stale, and this rewrites them.

@@ -84,6 +84,21 @@ impl Tally {
         }
     }
 
+    /// Successful requests of the given latencies, over `elapsed`.
+    pub fn of(latencies: Vec<Duration>, elapsed: Duration) -> Tally {
+        let mut latencies_us: Vec<u32> = latencies
+            .iter()
+            .map(|d| u32::try_from(d.as_micros()).unwrap_or(u32::MAX))
+            .collect();
+        latencies_us.sort_unstable();
+        Tally {
+            ok: latencies_us.len() as u64,
+            latencies_us,
+            elapsed,
+            ..Tally::default()
+        }
+    }
+
     /// The `q` quantile (0–1) of successful requests' latency, nearest rank.
     pub fn latency(&self, q: f64) -> Option<Duration> {
         if self.latencies_us.is_empty() {

@@ -37,12 +37,20 @@
 //! the stream; beside them the raw Redis Streams XADD + XREADGROUP + XACK
 //! rate; events-service's peak RSS and CPU per delivery.
 //!
+//! `spaceport-bench content` measures Tuzzle's Upload API and CDN through the
+//! gateway on the filesystem store: upload MB/s beside a raw write of the
+//! same bytes to the same disk; requests/s of a stored variant beside nginx
+//! serving the same file; the p99 of a 12-megapixel JPEG's first 400-pixel
+//! WebP, one at a time, and spaces-service's peak RSS while several render
+//! at once.
+//!
 //! Each service runs as its own binary (started by the `launcher` crate) on a
 //! scratch database; every workload is a closed loop (`load`).
 
 mod api;
 mod auth;
 mod booking;
+mod content;
 mod cpu;
 mod envoy;
 mod events;
@@ -98,6 +106,51 @@ enum Command {
     /// commit-to-receiver latency at 1,000 bookings/s, sustained deliveries/s
     /// beside the raw Redis Streams rate, events-service's peak RSS
     Events(EventsArgs),
+    /// Tuzzle's Upload API and CDN through the gateway on the filesystem
+    /// store: upload MB/s beside a raw write, stored-variant requests/s
+    /// beside nginx, first-transform latency of a 12 MP JPEG, peak RSS while
+    /// transforms run at once
+    Content(ContentArgs),
+}
+
+#[derive(Args)]
+struct ContentArgs {
+    /// Uploads at once (closed loop), and threads of the raw write
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u16).range(1..=64))]
+    upload_concurrency: u16,
+    /// MiB of each uploaded file
+    #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..=4096))]
+    upload_mib: u32,
+    /// Connections of the CDN and nginx phases
+    #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u16).range(1..))]
+    cdn_concurrency: u16,
+    /// Measured seconds of each throughput phase
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..))]
+    seconds: u64,
+    /// 12-megapixel JPEGs uploaded; each is rendered for the first time once
+    /// one at a time and once with --transform-concurrency at once
+    #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u16).range(1..=1_000))]
+    transforms: u16,
+    /// First renders requested at once in the concurrent phase
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=256))]
+    transform_concurrency: u16,
+    /// PostgreSQL server on which the bench creates (and drops) the services'
+    /// databases [default: $BENCH_DATABASE_URL, else postgres://postgres@127.0.0.1:5432/postgres]
+    #[arg(long)]
+    database_url: Option<String>,
+    /// Redis server of the gateway; the run's keys get a fresh prefix and
+    /// are deleted at the end [default: $BENCH_REDIS_URL, else redis://127.0.0.1:6379]
+    #[arg(long)]
+    redis_url: Option<String>,
+    /// The auth-service binary [default: auth-service next to this binary]
+    #[arg(long)]
+    auth_bin: Option<PathBuf>,
+    /// The spaces-service binary [default: spaces-service next to this binary]
+    #[arg(long)]
+    spaces_bin: Option<PathBuf>,
+    /// The gateway binary [default: gateway next to this binary]
+    #[arg(long)]
+    gateway_bin: Option<PathBuf>,
 }
 
 #[derive(Args)]
@@ -260,6 +313,7 @@ fn main() -> ExitCode {
         Command::Booking(args) => bench_booking(args),
         Command::Gateway(args) => bench_gateway(args),
         Command::Events(args) => bench_events(args),
+        Command::Content(args) => bench_content(args),
     };
     match outcome {
         Ok(code) => code,
@@ -369,6 +423,28 @@ fn bench_events(args: EventsArgs) -> Result<ExitCode> {
         events::run(&options),
         |r| r.render(&options),
         events::EventsReport::failed_workloads,
+    )
+}
+
+fn bench_content(args: ContentArgs) -> Result<ExitCode> {
+    let options = content::Options {
+        upload_concurrency: usize::from(args.upload_concurrency),
+        upload_bytes: usize::try_from(args.upload_mib).context("--upload-mib")? << 20,
+        cdn_concurrency: usize::from(args.cdn_concurrency),
+        duration: Duration::from_secs(args.seconds),
+        warmup: Duration::from_secs(1),
+        transforms: usize::from(args.transforms),
+        transform_concurrency: usize::from(args.transform_concurrency),
+        database_url: database_url(args.database_url),
+        redis_url: redis_url(args.redis_url),
+        auth_bin: part_binary(args.auth_bin, "auth-service")?,
+        spaces_bin: part_binary(args.spaces_bin, "spaces-service")?,
+        gateway_bin: part_binary(args.gateway_bin, "gateway")?,
+    };
+    execute(
+        content::run(&options),
+        |r| r.render(&options),
+        content::ContentReport::failed_workloads,
     )
 }
 

@@ -1,39 +1,51 @@
-//! nginx as the trivial upstream every proxy forwards to, and as the
-//! reference proxy (`proxy_pass`): the Debian package, installed with apt-get
+//! nginx as the trivial upstream every proxy forwards to, as the reference
+//! proxy (`proxy_pass`), and as the reference file server (files written
+//! below [`Nginx::files_root`]): the Debian package, installed with apt-get
 //! when missing.
 
 use crate::external::{self, ExternalProcess};
 use anyhow::{Context, Result};
 use std::net::SocketAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 /// nginx's keep-alive connections to the upstream, per worker.
 const UPSTREAM_KEEPALIVE: u32 = 64;
 
-/// nginx in the foreground with two servers: the trivial upstream, answering
-/// `200 ok` to every request, and the reference proxy in front of it. Stopped
-/// (master and workers) when dropped.
+/// nginx in the foreground with three servers: the trivial upstream,
+/// answering `200 ok` to every request, the reference proxy in front of it,
+/// and a static file server of [`Nginx::files_root`]. Stopped (master and
+/// workers) when dropped.
 pub struct Nginx {
     _process: ExternalProcess,
     pub upstream: SocketAddr,
     pub proxy: SocketAddr,
+    /// Serves the files below `files_root` (`sendfile`, no access log).
+    pub files: SocketAddr,
+    pub files_root: PathBuf,
     pub version: String,
 }
 
 impl Nginx {
-    /// Starts it below `dir` and waits until both servers answer `GET path`.
+    /// Starts it below `dir` and waits until the upstream and the proxy
+    /// answer `GET path` (the file server is in the same process).
     pub async fn start(dir: &Path, path: &str) -> Result<Nginx> {
         let binary = external::program_or_apt("nginx", &["nginx-light", "nginx"])?;
         let version = external::version_line(&binary, &["-v"])
             .map(|v| v.trim_start_matches("nginx version: ").to_owned())
             .unwrap_or_default();
         let prefix = dir.join("nginx");
-        std::fs::create_dir_all(prefix.join("logs"))
-            .with_context(|| format!("creating {}", prefix.display()))?;
-        let (upstream, proxy) = (launcher::free_port()?, launcher::free_port()?);
+        let files_root = prefix.join("files");
+        for dir in [prefix.join("logs"), files_root.clone()] {
+            std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+        }
+        let (upstream, proxy, files) = (
+            launcher::free_port()?,
+            launcher::free_port()?,
+            launcher::free_port()?,
+        );
         let conf = prefix.join("nginx.conf");
-        std::fs::write(&conf, nginx_conf(&prefix, upstream, proxy))
+        std::fs::write(&conf, nginx_conf(&prefix, upstream, proxy, files))
             .with_context(|| format!("writing {}", conf.display()))?;
         let mut process = ExternalProcess::spawn(
             "nginx",
@@ -60,6 +72,8 @@ impl Nginx {
             _process: process,
             upstream,
             proxy,
+            files,
+            files_root,
             version,
         })
     }
@@ -68,7 +82,7 @@ impl Nginx {
 /// Two workers (the machine's cores); no access log; everything it writes
 /// below `prefix`. Keep-alive requests are not capped, as the gateway's are
 /// not.
-fn nginx_conf(prefix: &Path, upstream: SocketAddr, proxy: SocketAddr) -> String {
+fn nginx_conf(prefix: &Path, upstream: SocketAddr, proxy: SocketAddr, files: SocketAddr) -> String {
     let prefix = prefix.display();
     format!(
         "worker_processes 2;
@@ -100,6 +114,18 @@ http {{
             proxy_pass http://trivial;
             proxy_http_version 1.1;
             proxy_set_header Connection \"\";
+        }}
+    }}
+    server {{
+        listen {files};
+        root {prefix}/files;
+        sendfile on;
+        tcp_nopush on;
+        location / {{
+            types {{
+                image/webp webp;
+            }}
+            default_type application/octet-stream;
         }}
     }}
 }}
