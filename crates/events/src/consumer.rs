@@ -35,6 +35,9 @@ pub struct Consumer {
     pub claim_interval: Duration,
     /// Pause after a stream error before trying again.
     pub retry_delay: Duration,
+    /// Other consumers of the group idle this long with nothing pending are
+    /// removed from it (checked every `defaults::CONSUMER_FORGET_INTERVAL`).
+    pub forget_after: Duration,
 }
 
 impl Consumer {
@@ -54,6 +57,7 @@ impl Consumer {
             min_idle: defaults::CONSUMER_MIN_IDLE,
             claim_interval: defaults::CONSUMER_CLAIM_INTERVAL,
             retry_delay: defaults::CONSUMER_RETRY_DELAY,
+            forget_after: defaults::CONSUMER_FORGET_AFTER,
         }
     }
 
@@ -157,6 +161,10 @@ impl Consumer {
                         return Ok(claimed);
                     }
                 }
+                if now >= state.next_forget {
+                    state.next_forget = now + defaults::CONSUMER_FORGET_INTERVAL;
+                    self.forget_idle_consumers().await;
+                }
                 // Wake up in time for the next claim.
                 let block = self
                     .block
@@ -191,6 +199,27 @@ impl Consumer {
                     }
                 }
             }
+        }
+    }
+
+    /// Removes the group's long-idle consumers that hold nothing (replicas
+    /// that went away); a failure is only logged, and tried again later.
+    async fn forget_idle_consumers(&self) {
+        match self
+            .stream
+            .forget_idle_consumers(
+                &self.stream_name,
+                &self.group,
+                &self.consumer_name,
+                self.forget_after,
+            )
+            .await
+        {
+            Ok(0) => {}
+            Ok(forgotten) => tracing::info!(stream = %self.stream_name, group = %self.group,
+                forgotten, "removed consumers idle with nothing pending from the group"),
+            Err(error) => tracing::warn!(stream = %self.stream_name, group = %self.group,
+                %error, "could not look for idle consumers"),
         }
     }
 
@@ -234,6 +263,7 @@ impl Consumer {
 struct LoopState {
     group_ready: bool,
     next_claim: Instant,
+    next_forget: Instant,
 }
 
 impl LoopState {
@@ -241,6 +271,7 @@ impl LoopState {
         LoopState {
             group_ready: false,
             next_claim: Instant::now(),
+            next_forget: Instant::now(),
         }
     }
 }

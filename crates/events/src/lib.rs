@@ -105,4 +105,9 @@ pub mod defaults {
     pub const CONSUMER_CLAIM_INTERVAL: Duration = Duration::from_secs(15);
     /// Pause after a stream error.
     pub const CONSUMER_RETRY_DELAY: Duration = Duration::from_secs(1);
+    /// A consumer of the group that has held nothing and done nothing this
+    /// long (a replica that went away) is removed from the group.
+    pub const CONSUMER_FORGET_AFTER: Duration = Duration::from_secs(60 * 60);
+    /// How often a consumer looks for such consumers.
+    pub const CONSUMER_FORGET_INTERVAL: Duration = Duration::from_secs(5 * 60);
 }

@@ -286,6 +286,26 @@ impl EventStream {
         self.decode(stream, group, entries).await
     }
 
+    /// Removes from the group the consumers other than `keep` that hold no
+    /// pending entry and have been idle for at least `idle`: the names of
+    /// replicas that went away, which Redis otherwise keeps for good. Each is
+    /// removed by a script that checks again, atomically, that it holds
+    /// nothing, so no entry handed out in between is ever dropped; a live
+    /// consumer removed while idle comes back with its next read. Returns how
+    /// many went. The in-process stream keeps no consumers: nothing to do.
+    pub async fn forget_idle_consumers(
+        &self,
+        stream: &str,
+        group: &str,
+        keep: &str,
+        idle: Duration,
+    ) -> Result<usize, StreamError> {
+        match &*self.backend {
+            Backend::Memory(_) => Ok(0),
+            Backend::Redis(redis) => redis.forget_idle_consumers(stream, group, keep, idle).await,
+        }
+    }
+
     /// How far the group is behind (`XINFO GROUPS`).
     pub async fn lag(&self, stream: &str, group: &str) -> Result<Lag, StreamError> {
         match &*self.backend {

@@ -1,5 +1,5 @@
 //! Redis Streams: `XADD`, consumer groups, `XREADGROUP`, `XACK`, `XAUTOCLAIM`,
-//! `XINFO GROUPS`. Replies are read from `redis::Value` by hand, so that the
+//! `XINFO GROUPS` and `CONSUMERS`, `XGROUP DELCONSUMER`. Replies are read from `redis::Value` by hand, so that the
 //! workspace's `redis` dependency needs no `streams` feature, and both RESP2
 //! (arrays) and RESP3 (maps) answers are understood.
 
@@ -16,6 +16,15 @@ use cache::redis_url::{
 
 /// Idle blocking-read connections kept for reuse.
 const MAX_IDLE_READERS: usize = 8;
+/// Removes consumer ARGV[2] from group ARGV[1] of stream KEYS[1] only while
+/// it holds no pending entry: 1 when removed, 0 when it holds one.
+const FORGET_CONSUMER: &str = r"
+if #redis.call('XPENDING', KEYS[1], ARGV[1], '-', '+', 1, ARGV[2]) > 0 then
+    return 0
+end
+redis.call('XGROUP', 'DELCONSUMER', KEYS[1], ARGV[1], ARGV[2])
+return 1
+";
 /// `XAUTOCLAIM` calls per `claim_stale`: each scans at most 10 × COUNT pending
 /// entries, so this bounds the work when few of many pending entries are stale.
 const MAX_CLAIM_ROUNDS: usize = 8;
@@ -252,6 +261,58 @@ impl RedisStream {
             cursor = next;
         }
         Ok(claimed)
+    }
+
+    pub(crate) async fn forget_idle_consumers(
+        &self,
+        stream: &str,
+        group: &str,
+        keep: &str,
+        idle: Duration,
+    ) -> Result<usize, StreamError> {
+        let reply: Value = redis::cmd("XINFO")
+            .arg("CONSUMERS")
+            .arg(stream)
+            .arg(group)
+            .query_async(&mut self.conn())
+            .await
+            .map_err(self.error("XINFO CONSUMERS"))?;
+        let consumers = items(reply).ok_or_else(|| unexpected("XINFO CONSUMERS"))?;
+        let mut idle_names = Vec::new();
+        for info in consumers {
+            let fields = pairs(info).ok_or_else(|| unexpected("XINFO CONSUMERS"))?;
+            let field = |name: &str| {
+                fields
+                    .iter()
+                    .find(|(k, _)| text(k).as_deref() == Some(name))
+                    .map(|(_, v)| v)
+            };
+            let Some(name) = field("name").and_then(text) else {
+                continue;
+            };
+            // `inactive` (Redis 7.2+) counts from the last successful read;
+            // `idle` from the last attempt there, from the last read before.
+            let quiet = field("inactive")
+                .or_else(|| field("idle"))
+                .and_then(integer)
+                .unwrap_or(0);
+            let pending = field("pending").and_then(integer).unwrap_or(1);
+            if name != keep && pending == 0 && quiet >= millis(idle) {
+                idle_names.push(name);
+            }
+        }
+        let mut forgotten = 0;
+        for name in idle_names {
+            let removed: u64 = redis::Script::new(FORGET_CONSUMER)
+                .key(stream)
+                .arg(group)
+                .arg(&name)
+                .invoke_async(&mut self.conn())
+                .await
+                .map_err(self.error("XGROUP DELCONSUMER"))?;
+            forgotten += usize::from(removed == 1);
+        }
+        Ok(forgotten)
     }
 
     pub(crate) async fn lag(&self, stream: &str, group: &str) -> Result<Lag, StreamError> {

@@ -160,6 +160,79 @@ async fn claims(kind: CacheKind) {
 }
 on_both_streams!(claim_stale_takes_over_after_min_idle, claims);
 
+/// The names of the group's consumers, as Redis lists them.
+async fn consumer_names(url: &str, name: &str, group: &str) -> Vec<String> {
+    let client = redis::Client::open(url).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let reply: Vec<std::collections::HashMap<String, redis::Value>> = redis::cmd("XINFO")
+        .arg("CONSUMERS")
+        .arg(name)
+        .arg(group)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let mut names: Vec<String> = reply
+        .iter()
+        .map(|info| redis::from_redis_value(info["name"].clone()).unwrap())
+        .collect();
+    names.sort();
+    names
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_consumers_holding_nothing_leave_the_group() {
+    let t = TestStream::new(CacheKind::Redis).await;
+    let (s, name) = (&t.stream, t.name.as_str());
+    s.ensure_group(name, "g").await.unwrap();
+    for n in 0..3 {
+        s.publish(name, &event(n)).await.unwrap();
+    }
+    // "gone" handled its entry; "holding" still holds one; "me" is the caller
+    // (also idle, holding nothing).
+    let handled = s.read(name, "g", "gone", 1, Duration::ZERO).await.unwrap();
+    let ids: Vec<String> = handled.iter().map(|d| d.entry_id.clone()).collect();
+    s.ack(name, "g", &ids).await.unwrap();
+    let held = s
+        .read(name, "g", "holding", 1, Duration::ZERO)
+        .await
+        .unwrap();
+    assert_eq!(held.len(), 1);
+    let mine = s.read(name, "g", "me", 1, Duration::ZERO).await.unwrap();
+    let ids: Vec<String> = mine.iter().map(|d| d.entry_id.clone()).collect();
+    s.ack(name, "g", &ids).await.unwrap();
+    let idle = Duration::from_millis(200);
+    assert_eq!(
+        s.forget_idle_consumers(name, "g", "me", idle)
+            .await
+            .unwrap(),
+        0,
+        "nobody idle long enough yet"
+    );
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        s.forget_idle_consumers(name, "g", "me", idle)
+            .await
+            .unwrap(),
+        1
+    );
+    assert_eq!(consumer_names(&t.url, name, "g").await, ["holding", "me"]);
+    // What "holding" held is still pending, and claimable.
+    let claimed = s.claim_stale(name, "g", "me", idle, 10).await.unwrap();
+    assert_eq!(claimed, held);
+    // The in-process stream keeps no consumers: nothing to remove.
+    let memory = TestStream::new(CacheKind::Memory).await;
+    let m = &memory.stream;
+    m.ensure_group(&memory.name, "g").await.unwrap();
+    assert_eq!(
+        m.forget_idle_consumers(&memory.name, "g", "me", Duration::ZERO)
+            .await
+            .unwrap(),
+        0
+    );
+    memory.clean_up().await;
+    t.clean_up().await;
+}
+
 async fn missing_group(kind: CacheKind) {
     let t = TestStream::new(kind).await;
     let err = t
