@@ -1,7 +1,8 @@
 //! Redis Streams: `XADD`, consumer groups, `XREADGROUP`, `XACK`, `XAUTOCLAIM`,
-//! `XINFO GROUPS` and `CONSUMERS`, `XGROUP DELCONSUMER`. Replies are read from `redis::Value` by hand, so that the
-//! workspace's `redis` dependency needs no `streams` feature, and both RESP2
-//! (arrays) and RESP3 (maps) answers are understood.
+//! `XINFO GROUPS` and `CONSUMERS`, `XGROUP DELCONSUMER`. Replies are read from
+//! `redis::Value` by hand, so that the workspace's `redis` dependency needs no
+//! `streams` feature, and both RESP2 (arrays) and RESP3 (maps) answers are
+//! understood.
 
 use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
@@ -281,12 +282,7 @@ impl RedisStream {
         let mut idle_names = Vec::new();
         for info in consumers {
             let fields = pairs(info).ok_or_else(|| unexpected("XINFO CONSUMERS"))?;
-            let field = |name: &str| {
-                fields
-                    .iter()
-                    .find(|(k, _)| text(k).as_deref() == Some(name))
-                    .map(|(_, v)| v)
-            };
+            let field = |name: &str| value_of(&fields, name);
             let Some(name) = field("name").and_then(text) else {
                 continue;
             };
@@ -332,12 +328,7 @@ impl RedisStream {
         let groups = items(reply).ok_or_else(|| unexpected("XINFO GROUPS"))?;
         for info in groups {
             let fields = pairs(info).ok_or_else(|| unexpected("XINFO GROUPS"))?;
-            let field = |name: &str| {
-                fields
-                    .iter()
-                    .find(|(k, _)| text(k).as_deref() == Some(name))
-                    .map(|(_, v)| v)
-            };
+            let field = |name: &str| value_of(&fields, name);
             if field("name").and_then(text).as_deref() != Some(group) {
                 continue;
             }
@@ -443,6 +434,14 @@ fn pairs(value: Value) -> Option<Vec<(Value, Value)>> {
         }
         _ => None,
     }
+}
+
+/// The value of `name` in a map reply's pairs.
+fn value_of<'a>(fields: &'a [(Value, Value)], name: &str) -> Option<&'a Value> {
+    fields
+        .iter()
+        .find(|(k, _)| text(k).as_deref() == Some(name))
+        .map(|(_, v)| v)
 }
 
 fn text(value: &Value) -> Option<String> {
