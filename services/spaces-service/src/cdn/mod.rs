@@ -715,17 +715,14 @@ impl<'a> Reply<'a> {
         response.insert_header((header::ACCEPT_RANGES, "bytes"));
         let length = range.as_ref().map_or(size, |r| r.end - r.start);
         if self.head_only() {
-            return Ok(response.body(SizedStream::new(
-                length,
-                futures_util::stream::empty::<Result<Bytes, StorageError>>(),
-            )));
+            return Ok(self.sized(response, length, None));
         }
         let object = self
             .state
             .storage
             .get(self.found.object_key(), range)
             .await?;
-        Ok(response.body(SizedStream::new(length, object.bytes)))
+        Ok(self.sized(response, length, Some(object.bytes)))
     }
 
     /// A variant: from storage when stored, else rendered (once) and stored.
@@ -768,11 +765,6 @@ impl<'a> Reply<'a> {
                 .await
                 .map(|object| (object.info.size, Some(object.bytes)))
         };
-        let tools = variants::Tools {
-            storage: storage.clone(),
-            image_work: self.state.image_work.clone(),
-            db: self.state.db.clone(),
-        };
         let (length, body) = match stored {
             Ok((length, Some(body))) if cache.keeps_variant(length) => {
                 metrics.request(true);
@@ -790,6 +782,11 @@ impl<'a> Reply<'a> {
                 metrics.request(false);
                 response.insert_header(("x-cache", "MISS"));
                 let key = job.key.clone();
+                let tools = variants::Tools {
+                    storage: storage.clone(),
+                    image_work: self.state.image_work.clone(),
+                    db: self.state.db.clone(),
+                };
                 match self.state.cdn.variants.obtain(&tools, job).await? {
                     variants::Ready::Rendered(bytes) => {
                         cache.remember_variant(&key, bytes.clone());
@@ -803,33 +800,37 @@ impl<'a> Reply<'a> {
             }
             Err(e) => return Err(e.into()),
         };
-        Ok(match body {
-            Some(body) if !self.head_only() => response.body(SizedStream::new(length, body)),
-            _ => response.body(SizedStream::new(
-                length,
-                futures_util::stream::empty::<Result<Bytes, StorageError>>(),
-            )),
-        })
+        Ok(self.sized(response, length, body))
     }
 
-    /// A 200 with `bytes` as its body (none for `HEAD`, its length kept).
-    fn whole(&self, mut response: HttpResponseBuilder, bytes: Bytes) -> HttpResponse {
+    /// A 200 with `bytes` as its body.
+    fn whole(&self, response: HttpResponseBuilder, bytes: Bytes) -> HttpResponse {
         let length = bytes.len() as u64;
-        let body: futures_util::stream::BoxStream<'static, Result<Bytes, StorageError>> =
-            if self.head_only() {
-                futures_util::stream::empty().boxed()
-            } else {
-                futures_util::stream::once(async move { Ok(bytes) }).boxed()
-            };
+        let body = futures_util::stream::once(async move { Ok(bytes) }).boxed();
+        self.sized(response, length, Some(body))
+    }
+
+    /// `response` with a body of `length` bytes: `body`, or none for `HEAD`
+    /// (its `Content-Length` still the `GET`'s).
+    fn sized(
+        &self,
+        mut response: HttpResponseBuilder,
+        length: u64,
+        body: Option<StoredBytes>,
+    ) -> HttpResponse {
+        let body = match body {
+            Some(body) if !self.head_only() => body,
+            _ => futures_util::stream::empty().boxed(),
+        };
         response.body(SizedStream::new(length, body))
     }
 }
 
+/// An object's bytes as storage streams them.
+type StoredBytes = futures_util::stream::BoxStream<'static, Result<Bytes, StorageError>>;
+
 /// A stored object's bytes, `length` of them, read whole.
-async fn collect(
-    mut body: futures_util::stream::BoxStream<'static, Result<Bytes, StorageError>>,
-    length: u64,
-) -> Result<Bytes, StorageError> {
+async fn collect(mut body: StoredBytes, length: u64) -> Result<Bytes, StorageError> {
     let mut whole = bytes::BytesMut::with_capacity(length as usize);
     while let Some(chunk) = body.next().await {
         whole.extend_from_slice(&chunk?);
