@@ -711,11 +711,7 @@ pub async fn update(
         })
         .await
         .map_err(file_fail)?;
-    state
-        .cdn
-        .cache
-        .space_changed(&state.cache, &view.space_id)
-        .await;
+    state.space_content_changed(&view.space_id).await;
     Ok(ApiResponse::ok(view))
 }
 
@@ -752,7 +748,7 @@ pub async fn delete(
         })
         .await
         .map_err(ApiError::from)?;
-    state.cdn.cache.space_changed(&state.cache, &space.id).await;
+    state.space_content_changed(&space.id).await;
     delete_bytes(&state, &space.handle, &row).await;
     Ok(ApiResponse::ok(()).message("file deleted"))
 }
@@ -1014,11 +1010,7 @@ async fn change_access(
         })
         .await
         .map_err(ApiError::from)?;
-    state
-        .cdn
-        .cache
-        .space_changed(&state.cache, &view.space_id)
-        .await;
+    state.space_content_changed(&view.space_id).await;
     Ok(ApiResponse::ok(view))
 }
 

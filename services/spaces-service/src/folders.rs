@@ -553,11 +553,7 @@ pub async fn update(
         })
         .await
         .map_err(folder_fail)?;
-    state
-        .cdn
-        .cache
-        .space_changed(&state.cache, &view.space_id)
-        .await;
+    state.space_content_changed(&view.space_id).await;
     Ok(ApiResponse::ok(view))
 }
 
@@ -686,11 +682,7 @@ async fn change_access(
         })
         .await
         .map_err(ApiError::from)?;
-    state
-        .cdn
-        .cache
-        .space_changed(&state.cache, &view.space_id)
-        .await;
+    state.space_content_changed(&view.space_id).await;
     Ok(ApiResponse::ok(view))
 }
 

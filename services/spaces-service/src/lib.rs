@@ -289,6 +289,12 @@ pub struct ContentSettings {
 }
 
 impl SpacesState {
+    /// Tells the CDN of every replica that what the space's files serve, or
+    /// to whom, may have changed ([`cdn::cache::DeliveryCache::space_changed`]).
+    async fn space_content_changed(&self, space_id: &str) {
+        self.cdn.cache.space_changed(&self.cache, space_id).await;
+    }
+
     /// Tells every gateway (and every replica's key cache) that a space key is
     /// gone. A failure is logged: the deletion itself has happened.
     async fn revoke_space_keys(&self, ids: Vec<String>) {

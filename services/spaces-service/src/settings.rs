@@ -181,7 +181,7 @@ async fn change_settings(
         })
         .await
         .map_err(ApiError::from)?;
-    state.cdn.cache.space_changed(&state.cache, &row.id).await;
+    state.space_content_changed(&row.id).await;
     if recorded {
         state.events.nudge();
     }

@@ -744,7 +744,7 @@ pub async fn update(
         })
         .await
         .map_err(ApiError::from)?;
-    state.cdn.cache.space_changed(&state.cache, &row.id).await;
+    state.space_content_changed(&row.id).await;
     if recorded {
         state.events.nudge();
     }
@@ -792,7 +792,7 @@ async fn remove(state: &SpacesState, reach: Reach, id: String) -> Result<(), Api
         })
         .await
         .map_err(ApiError::from)?;
-    state.cdn.cache.space_changed(&state.cache, &space_id).await;
+    state.space_content_changed(&space_id).await;
     state.purges.wake();
     state.revoke_space_keys(keys).await;
     Ok(())
