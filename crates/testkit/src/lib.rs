@@ -16,6 +16,7 @@ use std::net::TcpListener;
 
 pub use reqwest;
 
+pub mod content;
 pub mod identity;
 pub mod openapi;
 pub mod part;

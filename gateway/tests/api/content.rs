@@ -28,6 +28,7 @@ use spaces_service::storage::Storage;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
+use testkit::content::{noise, rss};
 use testkit::{
     CacheKind, DbKind, StorageKind, TestCache, TestDatabase, TestResponse, TestServer, TestStore,
     storage_test,
@@ -375,19 +376,6 @@ fn png_size(bytes: &[u8]) -> (u32, u32) {
     (word(16), word(20))
 }
 
-/// Deterministic pseudo-random bytes (xorshift).
-fn noise(len: usize, seed: u64) -> Vec<u8> {
-    let mut state = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    (0..len)
-        .map(|_| {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            (state >> 24) as u8
-        })
-        .collect()
-}
-
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
@@ -711,21 +699,6 @@ async fn presigned_uploads(storage: StorageKind) {
     assert_eq!(confirmed["status"], "active");
     assert_eq!(confirmed["hash"], sha256(&bytes));
     assert_stored(&stack, &key, &confirmed, &bytes).await;
-}
-
-/// Resident memory of this process, in bytes.
-fn rss() -> u64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap();
-    let line = status
-        .lines()
-        .find(|l| l.starts_with("VmRSS:"))
-        .expect("VmRSS in /proc/self/status");
-    let kb: u64 = line
-        .split_whitespace()
-        .nth(1)
-        .and_then(|n| n.parse().ok())
-        .unwrap();
-    kb * 1024
 }
 
 const SIZE: usize = 200 * 1024 * 1024;

@@ -16,27 +16,13 @@ use sha2::{Digest, Sha256};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
+use testkit::content::rss;
 use testkit::reqwest::{Body, Method};
 use testkit::{CacheKind, DbKind};
 
 const SIZE: usize = 200 * 1024 * 1024;
 const CHUNK: usize = 64 * 1024;
 const MAX_GROWTH: u64 = 30 * 1024 * 1024;
-
-/// Resident memory of this process, in bytes.
-fn rss() -> u64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap();
-    let line = status
-        .lines()
-        .find(|l| l.starts_with("VmRSS:"))
-        .expect("VmRSS in /proc/self/status");
-    let kb: u64 = line
-        .split_whitespace()
-        .nth(1)
-        .and_then(|n| n.parse().ok())
-        .unwrap();
-    kb * 1024
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_200_mb_upload_streams_in_flat_memory() {
