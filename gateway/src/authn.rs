@@ -16,6 +16,8 @@
 //!   for the service behind the route and pass through untouched.
 //! - Revocations (sessions, keys) arrive on the cache bus and apply at once.
 
+pub use crate::admissions::Admission;
+use crate::admissions::{Admitted, Recall, RevocationSubject};
 use crate::config::{GatewayConfig, TokenConfig};
 use actix_web::HttpRequest;
 use identity::access::AccessTokenError;
@@ -61,21 +63,21 @@ impl Failure {
 }
 
 /// The credential a request presents, read from its headers.
-pub enum Credential {
+pub enum Credential<'a> {
     None,
     /// An access token (JWT).
-    Bearer(String),
+    Bearer(&'a str),
     /// A workspace API key.
-    WorkspaceKey(String),
+    WorkspaceKey(&'a str),
     /// A space API key (`sk_…`).
-    SpaceKey(String),
+    SpaceKey(&'a str),
     /// An operator's system key (`sys_…`).
-    SystemKey(String),
+    SystemKey(&'a str),
     /// Unreadable, or more than one credential.
     Invalid,
 }
 
-impl Credential {
+impl Credential<'_> {
     /// Whether the gateway consumes the credential headers, rather than passing
     /// an `Authorization` header on to the service.
     pub fn consumes_authorization(&self) -> bool {
@@ -83,22 +85,22 @@ impl Credential {
     }
 }
 
-fn classify(token: &str) -> Credential {
+fn classify(token: &str) -> Credential<'_> {
     if token.starts_with("key_") {
-        Credential::WorkspaceKey(token.to_owned())
+        Credential::WorkspaceKey(token)
     } else if token.starts_with("sk_") {
-        Credential::SpaceKey(token.to_owned())
+        Credential::SpaceKey(token)
     } else if token.starts_with(SYSTEM_KEY_PREFIX) {
-        Credential::SystemKey(token.to_owned())
+        Credential::SystemKey(token)
     } else {
-        Credential::Bearer(token.to_owned())
+        Credential::Bearer(token)
     }
 }
 
 /// The credential of a request: its headers, and on Tuzzle routes the
 /// `?api_key=` of its query (`query_key`). A key in the query beside any
 /// credential header is ambiguous, so it is refused.
-pub fn credential_of(req: &HttpRequest, query_key: Option<&QueryKey>) -> Credential {
+pub fn credential_of<'a>(req: &'a HttpRequest, query_key: Option<&'a QueryKey>) -> Credential<'a> {
     let headers = req.headers();
     if let Some(query_key) = query_key {
         let beside = ["x-api-key", "x-org-api-key", "authorization"]
@@ -106,25 +108,29 @@ pub fn credential_of(req: &HttpRequest, query_key: Option<&QueryKey>) -> Credent
             .any(|name| headers.contains_key(*name));
         // Tuzzle documents space keys (`sk_…`) in the query, nothing else.
         return match &query_key.key {
-            Some(key) if !beside && key.starts_with("sk_") => Credential::SpaceKey(key.clone()),
+            Some(key) if !beside && key.starts_with("sk_") => Credential::SpaceKey(key),
             _ => Credential::Invalid,
         };
     }
-    let header_keys: Vec<Option<String>> = ["x-api-key", "x-org-api-key"]
+    // `None`: no key header; `Some(None)`: an unreadable one, or two.
+    let mut key_headers = ["x-api-key", "x-org-api-key"]
         .iter()
-        .filter_map(|name| headers.get(*name))
-        .map(|v| v.to_str().ok().map(|s| s.trim().to_owned()))
-        .collect();
+        .filter_map(|name| headers.get(*name));
+    let key = match (key_headers.next(), key_headers.next()) {
+        (None, _) => None,
+        (Some(value), None) => Some(value.to_str().ok().map(str::trim)),
+        (Some(_), Some(_)) => Some(None),
+    };
     let bearer = headers
         .get("authorization")
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.split_once(' '))
         .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
-        .map(|(_, token)| token.trim().to_owned());
-    match (header_keys.as_slice(), bearer) {
-        ([], None) => Credential::None,
-        ([], Some(token)) => classify(&token),
-        ([Some(key)], None)
+        .map(|(_, token)| token.trim());
+    match (key, bearer) {
+        (None, None) => Credential::None,
+        (None, Some(token)) => classify(token),
+        (Some(Some(key)), None)
             if key.starts_with("key_")
                 || key.starts_with("sk_")
                 || key.starts_with(SYSTEM_KEY_PREFIX) =>
@@ -168,7 +174,10 @@ impl QueryKey {
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, prometheus_client::encoding::EncodeLabelSet)]
 pub struct CacheLookup {
-    /// `api_key_introspection`, `space_key_introspection`, `membership` or `jwks`.
+    /// `api_key_introspection`, `space_key_introspection`, `membership`,
+    /// `jwks` (a token verified with the keys in hand, or a fetch) or
+    /// `bearer_admissions` (a token admitted before: hits only, its misses
+    /// are the `jwks` lookups).
     pub cache: &'static str,
     /// `hit` or `miss`.
     pub result: &'static str,
@@ -234,7 +243,18 @@ pub struct Authenticator {
     /// (workspace, user) → when their membership last changed (unix seconds):
     /// the member's tokens for that workspace issued up to then are refused.
     pub(crate) changed_memberships: RwLock<HashMap<(String, String), (u64, Instant)>>,
+    /// Bearer tokens admitted, until they expire.
+    admitted: Admitted,
+    /// Requests without a credential all stand for the one anonymous caller.
+    anonymous: Arc<Admission>,
+    /// `gateway_cache_lookups{cache="bearer_admissions",result="hit"}`, at
+    /// hand: it counts nearly every request.
+    admissions_recalled: prometheus_client::metrics::counter::Counter,
 }
+
+/// Bearer tokens remembered at once (a token, its identity and its identity
+/// tokens: a few kilobytes each at most).
+const ADMITTED_CAPACITY: usize = 10_000;
 
 impl Authenticator {
     pub fn new(
@@ -244,6 +264,13 @@ impl Authenticator {
         client: reqwest::Client,
         signer: Arc<identity::IdentitySigner>,
     ) -> Authenticator {
+        let lookups = CacheLookups::default();
+        let admissions_recalled = lookups
+            .get_or_create(&CacheLookup {
+                cache: "bearer_admissions",
+                result: "hit",
+            })
+            .clone();
         Authenticator {
             verifier: RwLock::new(None),
             config: config.tokens.clone(),
@@ -270,47 +297,86 @@ impl Authenticator {
             revoked_sessions: RwLock::new(HashMap::new()),
             revoked_keys: RwLock::new(HashMap::new()),
             changed_memberships: RwLock::new(HashMap::new()),
-            lookups: CacheLookups::default(),
+            admitted: Admitted::new(ADMITTED_CAPACITY),
+            anonymous: Admission::new(Identity::anonymous()),
+            admissions_recalled,
+            lookups,
         }
     }
 
-    /// The identity of a request, or why its credential is refused.
-    pub async fn identify(&self, credential: Credential) -> Result<Identity, Failure> {
+    /// Who a request's credential stands for, or why it is refused.
+    pub async fn identify(&self, credential: Credential<'_>) -> Result<Arc<Admission>, Failure> {
         match credential {
-            Credential::None => Ok(Identity::anonymous()),
+            Credential::None => Ok(self.anonymous.clone()),
             Credential::Invalid => Err(Failure::Malformed),
-            Credential::SpaceKey(key) => self.space_key(&key).await,
-            Credential::SystemKey(key) => self.system_key(&key),
-            Credential::WorkspaceKey(key) => self.workspace_key(&key).await,
-            Credential::Bearer(token) => {
-                let claims = self.verify(&token).await?;
-                if claims
-                    .sid
-                    .as_deref()
-                    .is_some_and(|sid| listed(&self.revoked_sessions, sid))
-                {
-                    return Err(Failure::Revoked);
-                }
-                if let Some(workspace) = &claims.wrk
-                    && self.membership_changed_since(workspace, &claims.sub, claims.iat)
-                {
-                    return Err(Failure::Revoked);
-                }
-                let principal_type = match claims.ptyp {
-                    PrincipalType::User | PrincipalType::Service => claims.ptyp,
-                    _ => return Err(Failure::Invalid),
-                };
-                let scopes = claims.scopes();
-                Ok(Identity {
-                    principal_id: claims.sub,
-                    principal_type,
-                    workspace_id: claims.wrk,
-                    scopes,
-                    space_id: None,
-                    organization_id: None,
-                })
-            }
+            Credential::SpaceKey(key) => self.space_key(key).await.map(Admission::new),
+            Credential::SystemKey(key) => self.system_key(key).map(Admission::new),
+            Credential::WorkspaceKey(key) => self.workspace_key(key).await.map(Admission::new),
+            Credential::Bearer(token) => self.bearer(token).await,
         }
+    }
+
+    /// An access token: recognised if admitted before (revocations checked
+    /// again only when one has arrived since), else verified, checked and
+    /// remembered until it expires.
+    async fn bearer(&self, token: &str) -> Result<Arc<Admission>, Failure> {
+        match self.admitted.recall(token) {
+            Recall::Admitted(admission) => {
+                self.admissions_recalled.inc();
+                return Ok(admission);
+            }
+            Recall::Recheck(subject, revocations) => {
+                self.check_revocations(&subject)?;
+                if let Some(admission) = self.admitted.checked(token, revocations) {
+                    self.admissions_recalled.inc();
+                    return Ok(admission);
+                }
+            }
+            Recall::Unknown => {}
+        }
+        let generations = self.admitted.generations();
+        let claims = self.verify(token).await?;
+        let subject = RevocationSubject {
+            sid: claims.sid.clone(),
+            workspace: claims.wrk.clone(),
+            subject: claims.sub.clone(),
+            issued_at: claims.iat,
+        };
+        self.check_revocations(&subject)?;
+        let principal_type = match claims.ptyp {
+            PrincipalType::User | PrincipalType::Service => claims.ptyp,
+            _ => return Err(Failure::Invalid),
+        };
+        let scopes = claims.scopes();
+        let admission = Admission::new(Identity {
+            principal_id: claims.sub,
+            principal_type,
+            workspace_id: claims.wrk,
+            scopes,
+            space_id: None,
+            organization_id: None,
+        });
+        self.admitted
+            .remember(token, admission.clone(), claims.exp, subject, generations);
+        Ok(admission)
+    }
+
+    /// A token of a revoked session, or issued before its holder's
+    /// membership of its workspace changed, is refused.
+    fn check_revocations(&self, subject: &RevocationSubject) -> Result<(), Failure> {
+        if subject
+            .sid
+            .as_deref()
+            .is_some_and(|sid| listed(&self.revoked_sessions, sid))
+        {
+            return Err(Failure::Revoked);
+        }
+        if let Some(workspace) = &subject.workspace
+            && self.membership_changed_since(workspace, &subject.subject, subject.issued_at)
+        {
+            return Err(Failure::Revoked);
+        }
+        Ok(())
     }
 
     async fn verify(&self, token: &str) -> Result<AccessClaims, Failure> {
@@ -361,6 +427,8 @@ impl Authenticator {
                 let verifier =
                     AccessTokenVerifier::new(&self.config.issuer, &self.config.audience, keys);
                 *self.verifier.write().unwrap_or_else(|e| e.into_inner()) = Some(verifier);
+                // A key withdrawn from the set takes its tokens with it.
+                self.admitted.keys_changed();
                 Ok(())
             }
             Err(e) => {
@@ -557,6 +625,12 @@ impl Authenticator {
     }
 
     pub fn apply(&self, revocation: &Revocation) {
+        self.record(revocation);
+        // After it is recorded: admitted tokens are checked again from now.
+        self.admitted.revoked();
+    }
+
+    fn record(&self, revocation: &Revocation) {
         match revocation {
             Revocation::Session { id } => remember(
                 &self.revoked_sessions,

@@ -1,6 +1,7 @@
 //! The gateway: the one public URL. It routes by path prefix to the services and
 //! proxies, streaming both ways over pooled keep-alive connections.
 
+pub mod admissions;
 pub mod authn;
 pub mod client_ip;
 pub mod config;
@@ -22,6 +23,7 @@ use prometheus_client::metrics::histogram::Histogram;
 use routes::RouteTable;
 use service_kit::AppSpec;
 use service_kit::cli::ServicePart;
+use service_kit::metrics::SharedLabel;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -32,9 +34,28 @@ struct FailureLabels {
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct UpstreamLabels {
-    upstream: String,
-    /// The upstream's status, or `connect` / `timeout` / `upstream` for failures.
-    outcome: String,
+    upstream: SharedLabel,
+    outcome: Outcome,
+}
+
+/// The upstream's status, or `connect` / `timeout` / `upstream` for failures.
+#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq)]
+pub(crate) enum Outcome {
+    Status(u16),
+    Failed(&'static str),
+}
+
+impl prometheus_client::encoding::EncodeLabelValue for Outcome {
+    fn encode(
+        &self,
+        encoder: &mut prometheus_client::encoding::LabelValueEncoder<'_>,
+    ) -> Result<(), std::fmt::Error> {
+        use std::fmt::Write;
+        match self {
+            Outcome::Status(status) => write!(encoder, "{status}"),
+            Outcome::Failed(what) => encoder.write_str(what),
+        }
+    }
 }
 
 /// Shared state of the proxy.
@@ -57,11 +78,11 @@ impl Gateway {
             .inc();
     }
 
-    fn observe_upstream(&self, upstream: &str, outcome: &str, seconds: f64) {
+    fn observe_upstream(&self, upstream: &Arc<str>, outcome: Outcome, seconds: f64) {
         self.upstream_latency
             .get_or_create(&UpstreamLabels {
-                upstream: upstream.to_owned(),
-                outcome: outcome.to_owned(),
+                upstream: SharedLabel(upstream.clone()),
+                outcome,
             })
             .observe(seconds);
     }

@@ -136,7 +136,7 @@ pub fn merged(routes: &RouteTable) -> Value {
             for (path, item) in map {
                 let routed = routes
                     .find(path)
-                    .is_some_and(|route| route.upstream == upstream);
+                    .is_some_and(|route| &*route.upstream == upstream);
                 if routed && !is_internal(path, item) {
                     paths.insert(path.clone(), item.clone());
                 }

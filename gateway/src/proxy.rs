@@ -11,7 +11,7 @@ use actix_web::http::{Method, StatusCode};
 use actix_web::{HttpMessage, HttpRequest, HttpResponse, web};
 use bytes::Bytes;
 use futures_util::StreamExt;
-use http_body_util::{BodyExt, Empty, StreamBody};
+use http_body_util::{BodyExt, Empty, Full, StreamBody};
 use hyper::body::{Body as _, Frame};
 use service_kit::metrics::MetricsRoute;
 use service_kit::request_id::RequestId;
@@ -148,8 +148,8 @@ fn copy_response_headers(
     }
 }
 
-/// Upstream bodies up to this size (with a Content-Length) are buffered
-/// rather than streamed.
+/// Bodies up to this size (with a Content-Length), the client's and the
+/// upstream's, are read whole rather than streamed.
 const BUFFERED_BODY_MAX: u64 = 64 * 1024;
 
 /// 502: the upstream's answer could not be read.
@@ -207,18 +207,51 @@ fn stream_body(mut payload: web::Payload, limit: u64, exceeded: Arc<AtomicBool>)
     StreamBody::new(frames).boxed_unsync()
 }
 
+/// A small body of declared length, read whole before the request goes
+/// upstream: no task and channel to feed it, as a streamed one needs.
+async fn read_small_body(
+    mut payload: web::Payload,
+    route: &Route,
+) -> Result<RequestBody, ApiError> {
+    let read = async {
+        // One chunk (the usual case) is sent as it came; more are joined.
+        let mut whole = Bytes::new();
+        let mut joined: Option<bytes::BytesMut> = None;
+        while let Some(chunk) = payload.next().await {
+            let chunk = chunk.map_err(|e| {
+                ApiError::bad_request(format!("could not read the request body: {e}"))
+            })?;
+            if whole.is_empty() && joined.is_none() {
+                whole = chunk;
+                continue;
+            }
+            joined
+                .get_or_insert_with(|| bytes::BytesMut::from(&whole[..]))
+                .extend_from_slice(&chunk);
+        }
+        Ok::<_, ApiError>(joined.map_or(whole, bytes::BytesMut::freeze))
+    };
+    let body = tokio::time::timeout(route.timeout, read)
+        .await
+        .map_err(|_| ApiError::bad_request("the request body did not arrive in time"))??;
+    Ok(Full::new(body)
+        .map_err(|never| match never {})
+        .boxed_unsync())
+}
+
 fn no_body() -> RequestBody {
     Empty::new().map_err(|never| match never {}).boxed_unsync()
 }
 
+fn declared_length(req: &HttpRequest) -> Option<u64> {
+    req.headers()
+        .get("content-length")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok())
+}
+
 fn has_body(req: &HttpRequest) -> bool {
-    req.headers().contains_key("transfer-encoding")
-        || req
-            .headers()
-            .get("content-length")
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse::<u64>().ok())
-            .is_some_and(|n| n > 0)
+    req.headers().contains_key("transfer-encoding") || declared_length(req).is_some_and(|n| n > 0)
 }
 
 /// The client a worker proxies over (one per worker thread).
@@ -251,11 +284,7 @@ pub async fn forward(
     req.extensions_mut()
         .insert(MetricsRoute(route.prefix.clone()));
 
-    let declared = req
-        .headers()
-        .get("content-length")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
+    let declared = declared_length(&req);
     if declared.is_some_and(|n| n > route.max_body_bytes) {
         return Err(body_too_large(route.max_body_bytes));
     }
@@ -264,7 +293,7 @@ pub async fn forward(
         .flatten();
     let credential = authn::credential_of(&req, query_key.as_ref());
     let bearer_consumed = credential.consumes_authorization();
-    let identity = gateway
+    let admission = gateway
         .authenticator
         .identify(credential)
         .await
@@ -280,10 +309,11 @@ pub async fn forward(
                 .map_err(|_| ApiError::bad_request("x-workspace-key must be a workspace id"))?,
         ),
     };
-    let identity = gateway
+    let admission = gateway
         .authenticator
-        .select_workspace(identity, requested)
+        .select_workspace(admission, requested)
         .await?;
+    let identity = &admission.identity;
     if (route.policy == RoutePolicy::Authenticated || !route.scopes.is_empty())
         && identity.is_anonymous()
     {
@@ -296,7 +326,7 @@ pub async fn forward(
         )));
     }
     let client_ip = gateway.trusted_proxies.client(&req);
-    let budget = gateway.rate_limiter.spend(&identity, client_ip).await;
+    let budget = gateway.rate_limiter.spend(&admission, client_ip).await;
     if let Some(decision) = budget.as_ref().filter(|d| !d.allowed) {
         return Err(rate_limits::exceeded(decision));
     }
@@ -305,7 +335,7 @@ pub async fn forward(
         payload,
         (&gateway, &client.0),
         route,
-        &identity,
+        &admission,
         client_ip,
         (bearer_consumed, query_key.as_ref().map(|k| k.rest.as_str())),
     )
@@ -325,7 +355,7 @@ async fn send(
     payload: web::Payload,
     (gateway, upstream_client): (&Gateway, &crate::upstream_client::UpstreamClient),
     route: &Route,
-    identity: &identity::Identity,
+    admission: &authn::Admission,
     client: Option<std::net::IpAddr>,
     (bearer_consumed, query_without_key): (bool, Option<&str>),
 ) -> Result<HttpResponse, ApiError> {
@@ -349,15 +379,17 @@ async fn send(
     let method = reqwest::Method::from_bytes(req.method().as_str().as_bytes())
         .map_err(|_| ApiError::new(ErrorCode::MethodNotAllowed, "unsupported method"))?;
     let mut headers = upstream_headers(req, client, bearer_consumed);
-    let token = gateway.signer.token_for(identity, &route.audience);
-    if let Ok(value) = reqwest::header::HeaderValue::from_str(&token) {
-        headers.insert(identity::HEADER, value);
+    if let Some(token) = admission.token_for(&gateway.signer, &route.audience) {
+        headers.insert(identity::HEADER, token);
     }
     let exceeded = Arc::new(AtomicBool::new(false));
-    let body = if has_body(req) && req.method() != Method::GET && req.method() != Method::HEAD {
-        stream_body(payload, route.max_body_bytes, exceeded.clone())
-    } else {
+    let chunked = req.headers().contains_key("transfer-encoding");
+    let body = if !has_body(req) || req.method() == Method::GET || req.method() == Method::HEAD {
         no_body()
+    } else if !chunked && declared_length(req).is_some_and(|n| n <= BUFFERED_BODY_MAX) {
+        read_small_body(payload, route).await?
+    } else {
+        stream_body(payload, route.max_body_bytes, exceeded.clone())
     };
     let mut upstream = hyper::Request::new(body);
     *upstream.method_mut() = method;
@@ -383,16 +415,17 @@ async fn send(
                 (answered_badly(route), "upstream")
             };
             tracing::warn!(upstream = %route.upstream, error = %e, "upstream request failed");
-            gateway.observe_upstream(&route.upstream, label, elapsed);
+            gateway.observe_upstream(&route.upstream, crate::Outcome::Failed(label), elapsed);
             return Err(error);
         }
         Err(_) => {
             tracing::warn!(upstream = %route.upstream, timeout_ms = route.timeout.as_millis() as u64, "upstream timed out");
-            gateway.observe_upstream(&route.upstream, "timeout", elapsed);
+            gateway.observe_upstream(&route.upstream, crate::Outcome::Failed("timeout"), elapsed);
             return Err(timed_out(route));
         }
     };
-    gateway.observe_upstream(&route.upstream, response.status().as_str(), elapsed);
+    let status = crate::Outcome::Status(response.status().as_u16());
+    gateway.observe_upstream(&route.upstream, status, elapsed);
 
     let (head, body) = response.into_parts();
     let status = StatusCode::from_u16(head.status.as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);

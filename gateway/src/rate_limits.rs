@@ -69,6 +69,7 @@
 
 mod allowance;
 
+use crate::admissions::Admission;
 use crate::config::RateLimitConfig;
 use actix_web::HttpResponse;
 use allowance::{Allowance, Next};
@@ -129,7 +130,7 @@ struct Shared {
 }
 
 /// One key's allowance on this replica.
-struct Bucket {
+pub(crate) struct Bucket {
     key: String,
     quota: Quota,
     allowance: Mutex<Allowance>,
@@ -209,13 +210,34 @@ impl RateLimiter {
     /// when neither the shared budget nor the local fallback can decide: limits
     /// protect capacity, they do not authorize, so an outage of the cache must
     /// not take the platform down.
-    pub async fn spend(&self, identity: &Identity, client: Option<IpAddr>) -> Option<RateDecision> {
+    pub async fn spend(
+        &self,
+        admission: &Admission,
+        client: Option<IpAddr>,
+    ) -> Option<RateDecision> {
         if !self.shared.config.enabled {
             return None;
         }
-        let (key, limit) = self.subject(identity, client)?;
         let shared = &self.shared;
-        let bucket = shared.bucket(key, limit);
+        let bucket = match admission.identity.principal_type {
+            // One admission, many client addresses.
+            PrincipalType::Anonymous => {
+                let (key, limit) = self.subject(&admission.identity, client)?;
+                shared.bucket(key, limit)
+            }
+            // The admission keeps its principal's bucket (which is then
+            // never forgotten while it is held).
+            _ => match admission.budget.get() {
+                Some(bucket) => bucket.clone(),
+                None => {
+                    let (key, limit) = self.subject(&admission.identity, client)?;
+                    admission
+                        .budget
+                        .get_or_init(|| shared.bucket(key, limit))
+                        .clone()
+                }
+            },
+        };
         let mut arriving = true;
         loop {
             let landed = {
@@ -571,27 +593,37 @@ fn whole_seconds(d: Duration) -> u64 {
 /// `X-RateLimit-Limit`, `-Remaining` and `-Reset`: the Unix time (seconds)
 /// when the budget is full again, as SpaceOS's rate-limit page shows it.
 pub fn headers(decision: &RateDecision) -> [(&'static str, String); 3] {
+    let [limit, remaining, reset] = header_numbers(decision);
+    [
+        ("x-ratelimit-limit", limit.to_string()),
+        ("x-ratelimit-remaining", remaining.to_string()),
+        ("x-ratelimit-reset", reset.to_string()),
+    ]
+}
+
+fn header_numbers(decision: &RateDecision) -> [u64; 3] {
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap_or_default();
     [
-        ("x-ratelimit-limit", decision.limit.to_string()),
-        ("x-ratelimit-remaining", decision.remaining.to_string()),
-        (
-            "x-ratelimit-reset",
-            whole_seconds(now + decision.reset_after).to_string(),
-        ),
+        decision.limit.into(),
+        decision.remaining.into(),
+        whole_seconds(now + decision.reset_after),
     ]
 }
 
+/// The same headers on an answer (numbers written straight into them: this
+/// runs on every request).
 pub fn add_headers(response: &mut HttpResponse, decision: &RateDecision) {
-    for (name, value) in headers(decision) {
-        if let Ok(value) = actix_web::http::header::HeaderValue::from_str(&value) {
-            response.headers_mut().insert(
-                actix_web::http::header::HeaderName::from_static(name),
-                value,
-            );
-        }
+    use actix_web::http::header::{HeaderName, HeaderValue};
+    const NAMES: [HeaderName; 3] = [
+        HeaderName::from_static("x-ratelimit-limit"),
+        HeaderName::from_static("x-ratelimit-remaining"),
+        HeaderName::from_static("x-ratelimit-reset"),
+    ];
+    let headers = response.headers_mut();
+    for (name, number) in NAMES.into_iter().zip(header_numbers(decision)) {
+        headers.insert(name, HeaderValue::from(number));
     }
 }
 

@@ -5,8 +5,8 @@ use std::time::Duration;
 
 #[derive(Debug, Clone)]
 pub struct Route {
-    pub prefix: String,
-    pub upstream: String,
+    pub prefix: std::sync::Arc<str>,
+    pub upstream: std::sync::Arc<str>,
     pub policy: crate::config::RoutePolicy,
     /// The service name identity tokens for this route are addressed to.
     pub audience: String,
@@ -31,8 +31,8 @@ impl RouteTable {
             .routes
             .iter()
             .map(|r: &RouteConfig| Route {
-                prefix: r.prefix.trim_end_matches('/').to_owned(),
-                upstream: r.upstream.clone(),
+                prefix: r.prefix.trim_end_matches('/').into(),
+                upstream: r.upstream.as_str().into(),
                 policy: r.policy,
                 audience: crate::config::Upstreams::audience(&r.upstream),
                 // Validated with the config: the name is one of the pool's.
@@ -59,7 +59,7 @@ impl RouteTable {
     /// `/api/v1/spacesX` does not match `/api/v1/spaces`.
     pub fn find(&self, path: &str) -> Option<&Route> {
         self.routes.iter().find(|r| {
-            path.strip_prefix(r.prefix.as_str())
+            path.strip_prefix(&*r.prefix)
                 .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
         })
     }
@@ -73,10 +73,26 @@ pub fn is_internal(path: &str) -> bool {
 /// A path with `.` or `..` segments (plain or percent-encoded) could be read one
 /// way here and another way upstream; such paths are refused, not normalised.
 pub fn has_dot_segments(path: &str) -> bool {
-    path.split('/').any(|segment| {
-        let lowered = segment.to_ascii_lowercase().replace("%2e", ".");
-        lowered == "." || lowered == ".."
-    }) || path.to_ascii_lowercase().contains("%2f")
+    let encoded = |w: &[u8], c: u8| w[0] == b'%' && w[1] == b'2' && w[2].eq_ignore_ascii_case(&c);
+    path.split('/').any(is_dot_segment) || path.as_bytes().windows(3).any(|w| encoded(w, b'f'))
+}
+
+/// `.` or `..`, each dot plain or as `%2e` (either case).
+fn is_dot_segment(segment: &str) -> bool {
+    let mut rest = segment.as_bytes();
+    let mut dots = 0;
+    while !rest.is_empty() {
+        rest = match rest {
+            [b'.', tail @ ..] => tail,
+            [b'%', b'2', e, tail @ ..] if e.eq_ignore_ascii_case(&b'e') => tail,
+            _ => return false,
+        };
+        dots += 1;
+        if dots > 2 {
+            return false;
+        }
+    }
+    dots > 0
 }
 
 #[cfg(test)]
@@ -91,10 +107,20 @@ mod tests {
             ..RouteConfig::new("/api/v1/spaces/special", "booking")
         });
         let table = RouteTable::new(&config, &crate::upstreams::Pool::new(&config.upstreams));
-        assert_eq!(table.find("/api/v1/spaces").unwrap().upstream, "spaces");
-        assert_eq!(table.find("/api/v1/spaces/abc").unwrap().upstream, "spaces");
         assert_eq!(
-            table.find("/api/v1/spaces/special/x").unwrap().upstream,
+            table.find("/api/v1/spaces").unwrap().upstream.as_ref(),
+            "spaces"
+        );
+        assert_eq!(
+            table.find("/api/v1/spaces/abc").unwrap().upstream.as_ref(),
+            "spaces"
+        );
+        assert_eq!(
+            table
+                .find("/api/v1/spaces/special/x")
+                .unwrap()
+                .upstream
+                .as_ref(),
             "booking"
         );
         assert_eq!(
@@ -112,7 +138,11 @@ mod tests {
             "http://127.0.0.1:8081/x"
         );
         assert_eq!(
-            table.find("/.well-known/jwks.json").unwrap().upstream,
+            table
+                .find("/.well-known/jwks.json")
+                .unwrap()
+                .upstream
+                .as_ref(),
             "auth"
         );
         assert!(table.find("/internal/keys").is_none());
@@ -130,9 +160,22 @@ mod tests {
             "/a/%2e%2E/b",
             "/a/%2E",
             "/a%2Fb",
+            "/a/%2e.",
+            "/a/.%2E/",
+            "/..",
         ] {
             assert!(has_dot_segments(bad), "{bad}");
         }
-        assert!(!has_dot_segments("/api/v1/spaces/file.v2..txt"));
+        for good in [
+            "/api/v1/spaces/file.v2..txt",
+            "/a/.../b",
+            "/a/%2e%2e%2e",
+            "/a/.b",
+            "/a/%2",
+            "/a/%2x",
+            "/",
+        ] {
+            assert!(!has_dot_segments(good), "{good}");
+        }
     }
 }

@@ -9,11 +9,13 @@
 //! - a credential bound to one workspace (service-principal token, API key,
 //!   space key) naming another: 403.
 
+use crate::admissions::{Admission, now_secs};
 use crate::authn::Authenticator;
 use identity::{Identity, PrincipalType, ScopeSet};
 use serde::{Deserialize, Serialize};
 use service_kit::ApiError;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::sync::Arc;
+use std::time::Duration;
 
 /// auth-service's answer about a membership, as cached.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -25,12 +27,6 @@ struct Membership {
     /// makes it stale.
     #[serde(default)]
     fetched_at: u64,
-}
-
-fn now_unix() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
 }
 
 /// Whether `value` looks like a workspace id (`wrk_…`), so that garbage costs
@@ -50,15 +46,21 @@ impl Authenticator {
     /// `x-workspace-key`), or why it may not.
     pub async fn select_workspace(
         &self,
-        identity: Identity,
+        admission: Arc<Admission>,
         requested: Option<&str>,
-    ) -> Result<Identity, ApiError> {
+    ) -> Result<Arc<Admission>, ApiError> {
         let Some(requested) = requested else {
-            return Ok(identity);
+            return Ok(admission);
         };
-        if identity.workspace_id.as_deref() == Some(requested) {
-            return Ok(identity);
+        if admission.identity.workspace_id.as_deref() == Some(requested) {
+            return Ok(admission);
         }
+        self.act_in(admission.identity.clone(), requested)
+            .await
+            .map(Admission::new)
+    }
+
+    async fn act_in(&self, identity: Identity, requested: &str) -> Result<Identity, ApiError> {
         if !is_workspace_id(requested) {
             return Err(ApiError::bad_request(
                 "x-workspace-key must be a workspace id (wrk_…)",
@@ -115,7 +117,7 @@ impl Authenticator {
             )
             .await
             .ok_or_else(unavailable)?;
-        membership.fetched_at = now_unix();
+        membership.fetched_at = now_secs();
         let ttl = if membership.member {
             self.config().membership_cache_secs
         } else {

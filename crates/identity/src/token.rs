@@ -159,14 +159,22 @@ impl IdentitySigner {
 
     /// A token telling `audience` (a service name) who is calling.
     pub fn token_for(&self, identity: &Identity, audience: &str) -> String {
+        self.token_reused_until(identity, audience).0
+    }
+
+    /// As [`IdentitySigner::token_for`], with the unix second until which
+    /// this signer would hand out the same token (half its lifetime): a
+    /// caller keeping the token itself reuses it no longer than that.
+    pub fn token_reused_until(&self, identity: &Identity, audience: &str) -> (String, u64) {
         let now = now_secs();
         let lifetime = self.lifetime.as_secs();
+        let reused_until = |exp: u64| exp - lifetime + lifetime / 2;
         let cache_key = (identity.clone(), audience.to_owned());
         if let Ok(cache) = self.cache.lock()
             && let Some((token, exp)) = cache.get(&cache_key)
             && exp.saturating_sub(now) > lifetime / 2
         {
-            return token.clone();
+            return (token.clone(), reused_until(*exp));
         }
         let exp = now + lifetime;
         let token = self.sign(identity, audience, now, exp);
@@ -177,7 +185,7 @@ impl IdentitySigner {
             }
             cache.insert(cache_key, (token.clone(), exp));
         }
-        token
+        (token, reused_until(exp))
     }
 
     fn sign(&self, identity: &Identity, audience: &str, iat: u64, exp: u64) -> String {

@@ -6,11 +6,12 @@ use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::Method;
 use actix_web::middleware::Next;
 use actix_web::{HttpMessage, web};
-use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue, LabelValueEncoder};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
+use std::sync::Arc;
 use std::time::Instant;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -18,14 +19,63 @@ pub struct RequestLabels {
     pub method: &'static str,
     /// The route template (`/api/v1/bookings/{id}`), never the raw path, so the
     /// number of series stays bounded.
-    pub route: String,
+    pub route: RouteLabel,
     pub status: u16,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct RouteLabels {
     pub method: &'static str,
-    pub route: String,
+    pub route: RouteLabel,
+}
+
+/// A route's label: a resource's pattern, or the name a handler serving
+/// many paths gives (the gateway's route prefix). Cloned without allocating,
+/// as it is on every request.
+#[derive(Clone, Debug)]
+pub enum RouteLabel {
+    Pattern(&'static str),
+    Named(Arc<str>),
+}
+
+impl RouteLabel {
+    pub fn as_str(&self) -> &str {
+        match self {
+            RouteLabel::Pattern(pattern) => pattern,
+            RouteLabel::Named(name) => name,
+        }
+    }
+}
+
+impl PartialEq for RouteLabel {
+    fn eq(&self, other: &Self) -> bool {
+        self.as_str() == other.as_str()
+    }
+}
+
+impl Eq for RouteLabel {}
+
+impl std::hash::Hash for RouteLabel {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.as_str().hash(state);
+    }
+}
+
+impl EncodeLabelValue for RouteLabel {
+    fn encode(&self, encoder: &mut LabelValueEncoder<'_>) -> Result<(), std::fmt::Error> {
+        std::fmt::Write::write_str(encoder, self.as_str())
+    }
+}
+
+/// A label value shared, not copied, by every observation that carries it
+/// (a name known at start-up, say).
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct SharedLabel(pub Arc<str>);
+
+impl EncodeLabelValue for SharedLabel {
+    fn encode(&self, encoder: &mut LabelValueEncoder<'_>) -> Result<(), std::fmt::Error> {
+        std::fmt::Write::write_str(encoder, &self.0)
+    }
 }
 
 type HistogramFamily<L> = Family<L, Histogram, fn() -> Histogram>;
@@ -75,7 +125,7 @@ impl Metrics {
         &mut self.registry
     }
 
-    pub fn observe(&self, method: &'static str, route: String, status: u16, seconds: f64) {
+    pub fn observe(&self, method: &'static str, route: RouteLabel, status: u16, seconds: f64) {
         self.latency
             .get_or_create(&RouteLabels {
                 method,
@@ -104,7 +154,7 @@ impl Metrics {
 /// A handler that serves many paths (the gateway's proxy) names the route it
 /// matched by inserting this into the request extensions.
 #[derive(Debug, Clone)]
-pub struct MetricsRoute(pub String);
+pub struct MetricsRoute(pub Arc<str>);
 
 /// A resource's path pattern, as its route label: `service_routes!` gives
 /// each resource its own as app data, so the label is read after routing
@@ -141,13 +191,16 @@ pub(crate) async fn middleware(
             .request()
             .extensions()
             .get::<MetricsRoute>()
-            .map(|r| r.0.clone())
+            .map(|r| RouteLabel::Named(r.0.clone()))
             .or_else(|| {
                 let pattern = response.request().app_data::<RoutePattern>();
-                pattern.map(|p| p.0.to_owned())
+                pattern.map(|p| RouteLabel::Pattern(p.0))
             })
-            .or_else(|| response.request().match_pattern())
-            .unwrap_or_else(|| "unmatched".to_owned());
+            .or_else(|| {
+                let pattern = response.request().match_pattern();
+                pattern.map(|p| RouteLabel::Named(p.into()))
+            })
+            .unwrap_or(RouteLabel::Pattern("unmatched"));
         spec.metrics.observe(
             method,
             route,

@@ -1,0 +1,313 @@
+//! What the gateway remembers of a credential it has admitted, so that a
+//! client's next request with the same credential costs a look-up:
+//!
+//! - an [`Admission`] is the identity a credential stands for, with the
+//!   identity tokens signed for it so far (one per upstream service, reused
+//!   for half its lifetime, kept as the header value the proxy sends);
+//! - [`Admitted`] remembers the admission of each bearer token by the exact
+//!   token string, until the token expires, as long as the key set it was
+//!   verified against is in force. Revocations are not looked up again on
+//!   every request: each entry remembers the count of revocations received
+//!   when it was last checked, and is checked again only once another has
+//!   arrived.
+
+use identity::{Identity, IdentitySigner};
+use reqwest::header::HeaderValue;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock, RwLock};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+pub(crate) fn now_secs() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// Who a request's credential stands for, and the identity tokens signed for
+/// that identity so far.
+pub struct Admission {
+    pub identity: Identity,
+    signed: Mutex<Vec<Signed>>,
+    /// The principal's rate-limit bucket on this replica, once looked up.
+    pub(crate) budget: OnceLock<Arc<crate::rate_limits::Bucket>>,
+}
+
+/// An identity token for one audience, as the header value sent upstream.
+struct Signed {
+    audience: String,
+    value: HeaderValue,
+    /// Unix second from which the signer would sign a new one.
+    reuse_until: u64,
+}
+
+impl Admission {
+    pub fn new(identity: Identity) -> Arc<Admission> {
+        Arc::new(Admission {
+            identity,
+            signed: Mutex::new(Vec::new()),
+            budget: OnceLock::new(),
+        })
+    }
+
+    /// The identity token telling `audience` who is calling, as a header
+    /// value: signed (or taken from the signer's cache) once, then reused
+    /// while the signer would reuse it.
+    pub fn token_for(&self, signer: &IdentitySigner, audience: &str) -> Option<HeaderValue> {
+        let now = now_secs();
+        let mut signed = self.signed.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(s) = signed.iter().find(|s| s.audience == audience)
+            && now < s.reuse_until
+        {
+            return Some(s.value.clone());
+        }
+        let (token, reuse_until) = signer.token_reused_until(&self.identity, audience);
+        let value = HeaderValue::from_maybe_shared(bytes::Bytes::from(token)).ok()?;
+        signed.retain(|s| s.audience != audience);
+        signed.push(Signed {
+            audience: audience.to_owned(),
+            value: value.clone(),
+            reuse_until,
+        });
+        Some(value)
+    }
+}
+
+/// What a bearer token's revocation checks need of its claims.
+#[derive(Debug, Clone)]
+pub(crate) struct RevocationSubject {
+    pub sid: Option<String>,
+    pub workspace: Option<String>,
+    pub subject: String,
+    pub issued_at: u64,
+}
+
+struct Entry {
+    admission: Arc<Admission>,
+    /// The token's `exp`: it is not recognised from then on.
+    expires: u64,
+    /// The key set generation it was verified under.
+    keys: u64,
+    subject: RevocationSubject,
+    /// The revocation count when its revocations were last checked.
+    checked: AtomicU64,
+}
+
+/// Bearer tokens admitted, by the exact token string.
+pub(crate) struct Admitted {
+    entries: RwLock<HashMap<Box<str>, Entry>>,
+    capacity: usize,
+    /// Bumped when the key set changes: every entry is then stale.
+    keys: AtomicU64,
+    /// Bumped by every revocation received.
+    revocations: AtomicU64,
+}
+
+/// A remembered token whose revocations need checking again.
+pub(crate) enum Recall {
+    Unknown,
+    Admitted(Arc<Admission>),
+    /// Revocations arrived since it was checked: `check` them, then
+    /// [`Admitted::checked`].
+    Recheck(RevocationSubject, u64),
+}
+
+impl Admitted {
+    pub fn new(capacity: usize) -> Admitted {
+        Admitted {
+            entries: RwLock::new(HashMap::new()),
+            capacity,
+            keys: AtomicU64::new(0),
+            revocations: AtomicU64::new(0),
+        }
+    }
+
+    /// The generations to pass to [`Admitted::remember`], read before the
+    /// token is verified and checked, so a change meanwhile makes the entry
+    /// stale rather than wrongly fresh.
+    pub fn generations(&self) -> (u64, u64) {
+        (
+            self.keys.load(Ordering::Acquire),
+            self.revocations.load(Ordering::Acquire),
+        )
+    }
+
+    pub fn recall(&self, token: &str) -> Recall {
+        let entries = self.entries.read().unwrap_or_else(|e| e.into_inner());
+        let Some(entry) = entries.get(token) else {
+            return Recall::Unknown;
+        };
+        if now_secs() >= entry.expires || entry.keys != self.keys.load(Ordering::Acquire) {
+            return Recall::Unknown;
+        }
+        let revocations = self.revocations.load(Ordering::Acquire);
+        if entry.checked.load(Ordering::Acquire) != revocations {
+            return Recall::Recheck(entry.subject.clone(), revocations);
+        }
+        Recall::Admitted(entry.admission.clone())
+    }
+
+    /// A recheck found the token still good as of `revocations`.
+    pub fn checked(&self, token: &str, revocations: u64) -> Option<Arc<Admission>> {
+        let entries = self.entries.read().unwrap_or_else(|e| e.into_inner());
+        let entry = entries.get(token)?;
+        entry.checked.fetch_max(revocations, Ordering::AcqRel);
+        Some(entry.admission.clone())
+    }
+
+    pub fn remember(
+        &self,
+        token: &str,
+        admission: Arc<Admission>,
+        expires: u64,
+        subject: RevocationSubject,
+        (keys, revocations): (u64, u64),
+    ) {
+        let mut entries = self.entries.write().unwrap_or_else(|e| e.into_inner());
+        if entries.len() >= self.capacity {
+            let now = now_secs();
+            entries.retain(|_, e| now < e.expires);
+            if entries.len() >= self.capacity {
+                entries.clear();
+            }
+        }
+        entries.insert(
+            token.into(),
+            Entry {
+                admission,
+                expires,
+                keys,
+                subject,
+                checked: AtomicU64::new(revocations),
+            },
+        );
+    }
+
+    /// A new key set: nothing verified under the old one is recognised.
+    pub fn keys_changed(&self) {
+        self.keys.fetch_add(1, Ordering::AcqRel);
+        self.entries
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .clear();
+    }
+
+    /// A revocation arrived (after it is recorded where checks look).
+    pub fn revoked(&self) {
+        self.revocations.fetch_add(1, Ordering::AcqRel);
+    }
+
+    #[cfg(test)]
+    pub fn len(&self) -> usize {
+        self.entries.read().unwrap().len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use identity::{PrincipalType, ScopeSet};
+
+    fn user(id: &str) -> Arc<Admission> {
+        Admission::new(Identity {
+            principal_id: id.into(),
+            principal_type: PrincipalType::User,
+            workspace_id: None,
+            scopes: ScopeSet::empty(),
+            space_id: None,
+            organization_id: None,
+        })
+    }
+
+    fn subject() -> RevocationSubject {
+        RevocationSubject {
+            sid: Some("ses_1".into()),
+            workspace: None,
+            subject: "usr_1".into(),
+            issued_at: 1,
+        }
+    }
+
+    #[test]
+    fn tokens_are_recalled_exactly_until_they_expire_or_the_keys_change() {
+        let admitted = Admitted::new(10);
+        let now = now_secs();
+        admitted.remember(
+            "tok",
+            user("usr_1"),
+            now + 60,
+            subject(),
+            admitted.generations(),
+        );
+        admitted.remember("old", user("usr_2"), now, subject(), admitted.generations());
+        assert!(
+            matches!(admitted.recall("tok"), Recall::Admitted(a) if a.identity.principal_id == "usr_1")
+        );
+        assert!(matches!(admitted.recall("tok "), Recall::Unknown));
+        assert!(
+            matches!(admitted.recall("old"), Recall::Unknown),
+            "expired at `now`"
+        );
+        // Remembered under a key set that was replaced meanwhile: stale.
+        let before = admitted.generations();
+        admitted.keys_changed();
+        admitted.remember("late", user("usr_3"), now + 60, subject(), before);
+        assert!(matches!(admitted.recall("tok"), Recall::Unknown));
+        assert!(matches!(admitted.recall("late"), Recall::Unknown));
+    }
+
+    #[test]
+    fn a_revocation_makes_every_entry_checked_again_once() {
+        let admitted = Admitted::new(10);
+        let generations = admitted.generations();
+        admitted.remember(
+            "tok",
+            user("usr_1"),
+            now_secs() + 60,
+            subject(),
+            generations,
+        );
+        admitted.revoked();
+        let Recall::Recheck(rechecked, count) = admitted.recall("tok") else {
+            panic!("a revocation arrived since the check");
+        };
+        assert_eq!(rechecked.sid.as_deref(), Some("ses_1"));
+        assert!(admitted.checked("tok", count).is_some());
+        assert!(matches!(admitted.recall("tok"), Recall::Admitted(_)));
+        // Remembered with the count read before a revocation landed: checked again.
+        let before = admitted.generations();
+        admitted.revoked();
+        admitted.remember("new", user("usr_2"), now_secs() + 60, subject(), before);
+        assert!(matches!(admitted.recall("new"), Recall::Recheck(..)));
+    }
+
+    #[test]
+    fn the_count_is_bounded() {
+        let admitted = Admitted::new(2);
+        let later = now_secs() + 60;
+        for token in ["a", "b", "c"] {
+            admitted.remember(token, user(token), later, subject(), admitted.generations());
+        }
+        assert_eq!(admitted.len(), 1, "full of good ones: it starts afresh");
+        assert!(matches!(admitted.recall("c"), Recall::Admitted(_)));
+    }
+
+    #[test]
+    fn identity_tokens_are_kept_per_audience_as_header_values() {
+        let signer = IdentitySigner::new(
+            identity::SigningKey::generate().unwrap(),
+            std::time::Duration::from_secs(60),
+        );
+        let admission = user("usr_1");
+        let booking = admission.token_for(&signer, "booking-service").unwrap();
+        let spaces = admission.token_for(&signer, "spaces-service").unwrap();
+        assert_ne!(booking, spaces);
+        assert_eq!(
+            admission.token_for(&signer, "booking-service"),
+            Some(booking.clone())
+        );
+        let verifier = identity::IdentityVerifier::new("booking-service", signer.public_keys());
+        let seen = verifier.verify(booking.to_str().unwrap()).unwrap();
+        assert_eq!(seen, admission.identity);
+    }
+}
