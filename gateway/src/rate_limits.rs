@@ -304,8 +304,11 @@ impl RateLimiter {
             ),
             PrincipalType::System | PrincipalType::Gateway => return None,
             PrincipalType::Anonymous => {
-                let ip = client.map_or_else(|| "unknown".to_owned(), |ip| ip.to_string());
-                (format!("rl:ip:{ip}"), config.per_ip_per_minute)
+                let key = match client {
+                    Some(ip) => format!("rl:ip:{ip}"),
+                    None => "rl:ip:unknown".to_owned(),
+                };
+                (key, config.per_ip_per_minute)
             }
         })
     }

@@ -36,7 +36,11 @@ pub fn is_sane(id: &str) -> bool {
 
 /// A new id: `req_<ULID>`, as gospace writes them.
 pub fn generate() -> String {
-    format!("req_{}", ulid::Ulid::new())
+    let mut ulid = [0u8; ulid::ULID_LEN];
+    let mut id = String::with_capacity(4 + ulid::ULID_LEN);
+    id.push_str("req_");
+    id.push_str(ulid::Ulid::new().array_to_str(&mut ulid));
+    id
 }
 
 /// Runs `fut` with `id` as the current request id.
@@ -76,6 +80,10 @@ mod tests {
     fn sanity_rules() {
         assert!(is_sane("abc-123_X.y:z"));
         assert!(is_sane(&generate()));
+        let id = generate();
+        let ulid = id.strip_prefix("req_").map(ulid::Ulid::from_string);
+        assert!(matches!(ulid, Some(Ok(_))), "{id}");
+        assert_ne!(generate(), id);
         assert!(!is_sane(""));
         assert!(!is_sane("has space"));
         assert!(!is_sane("new\nline"));

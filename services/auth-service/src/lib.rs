@@ -155,11 +155,12 @@ service_kit::service_routes! {
         "/.well-known/openid-configuration" => [get => wellknown::openid_configuration],
     }
     Gospace {
+        // First: the busiest route is matched before any pattern with a parameter.
+        "/v1/auth/token" => [post => tokens::token],
         "/v1/auth/login" => [post => sign_in::login],
         "/v1/auth/verify" => [post => sign_in::verify],
         "/v1/auth/login/{provider}" => [get => social::start],
         "/v1/auth/callback/{provider}" => [get => social::callback],
-        "/v1/auth/token" => [post => tokens::token],
         "/v1/auth/logout" => [post => logout],
         "/v1/auth/revoke" => [post => token_management::revoke],
         "/v1/auth/admin/users" => [get => admin::list_users, post => admin::invite],

@@ -231,21 +231,30 @@ enum GrantType {
 
 /// A bare RFC 6749 §5.1 answer, as `client_credentials` (and a form refresh)
 /// write it.
-#[derive(ToSchema)]
-#[allow(dead_code)] // described, never built: the handlers write it
+#[derive(Serialize, ToSchema)]
 struct TokenResponse {
     /// An EdDSA JWT (`typ: at+jwt`).
     access_token: String,
     #[schema(schema_with = crate::openapi::bearer)]
-    token_type: String,
+    token_type: &'static str,
     /// Seconds the access token lives.
     expires_in: u64,
     /// A refresh only: the successor of the presented token (`rt_…`); the
     /// presented one is spent.
     #[schema(nullable = false)]
+    #[serde(skip_serializing_if = "Option::is_none")]
     refresh_token: Option<String>,
     /// The granted scopes, space-separated.
     scope: String,
+}
+
+impl TokenResponse {
+    /// The answer, not to be cached (RFC 6749 §5.1).
+    fn into_response(self) -> HttpResponse {
+        HttpResponse::Ok()
+            .insert_header(("cache-control", "no-store"))
+            .json(self)
+    }
 }
 
 /// What a successful token request answers.
@@ -472,14 +481,14 @@ fn client_credentials(
         session_id: Some(client.id.clone()),
     };
     let (access_token, expires_in) = state.access_token(&grant);
-    Ok(HttpResponse::Ok()
-        .insert_header(("cache-control", "no-store"))
-        .json(serde_json::json!({
-            "access_token": access_token,
-            "token_type": "Bearer",
-            "expires_in": expires_in,
-            "scope": scopes.to_string(),
-        })))
+    Ok(TokenResponse {
+        access_token,
+        token_type: "Bearer",
+        expires_in,
+        refresh_token: None,
+        scope: scopes.to_string(),
+    }
+    .into_response())
 }
 
 /// Rotates a refresh token; with `switch_to`, the new tokens act in another
@@ -590,15 +599,14 @@ async fn refresh(
         })
         .into_response());
     }
-    Ok(HttpResponse::Ok()
-        .insert_header(("cache-control", "no-store"))
-        .json(serde_json::json!({
-            "access_token": access_token,
-            "token_type": "Bearer",
-            "expires_in": expires_in,
-            "refresh_token": issued.token,
-            "scope": scopes.to_string(),
-        })))
+    Ok(TokenResponse {
+        access_token,
+        token_type: "Bearer",
+        expires_in,
+        refresh_token: Some(issued.token),
+        scope: scopes.to_string(),
+    }
+    .into_response())
 }
 
 enum Refreshed {
