@@ -4,9 +4,10 @@
 //! - an [`Admission`] is the identity a credential stands for, with the
 //!   identity tokens signed for it so far (one per upstream service, reused
 //!   for half its lifetime, kept as the header value the proxy sends);
-//! - [`Admitted`] remembers the admission of each bearer token by the exact
+//! - [`Admitted`] remembers admissions: each bearer token's by the exact
 //!   token string, until the token expires, as long as the key set it was
-//!   verified against is in force. Revocations are not looked up again on
+//!   verified against is in force; each API key's by the hash its
+//!   introspection is cached under, until that answer's cache time is up. Revocations are not looked up again on
 //!   every request: each entry remembers the count of revocations received
 //!   when it was last checked, and is checked again only once another has
 //!   arrived.
@@ -73,13 +74,15 @@ impl Admission {
     }
 }
 
-/// What a bearer token's revocation checks need of its claims.
-#[derive(Debug, Clone)]
+/// What the revocation checks of a credential need: a bearer token's
+/// session, workspace, subject and issue time, or an API key's id.
+#[derive(Debug, Clone, Default)]
 pub(crate) struct RevocationSubject {
     pub sid: Option<String>,
     pub workspace: Option<String>,
     pub subject: String,
     pub issued_at: u64,
+    pub key_id: Option<String>,
 }
 
 struct Entry {
@@ -225,6 +228,7 @@ mod tests {
             workspace: None,
             subject: "usr_1".into(),
             issued_at: 1,
+            key_id: None,
         }
     }
 

@@ -17,7 +17,7 @@
 //! - Revocations (sessions, keys) arrive on the cache bus and apply at once.
 
 pub use crate::admissions::Admission;
-use crate::admissions::{Admitted, Recall, RevocationSubject};
+use crate::admissions::{Admitted, Recall, RevocationSubject, now_secs};
 use crate::config::{GatewayConfig, TokenConfig};
 use actix_web::HttpRequest;
 use identity::access::AccessTokenError;
@@ -176,8 +176,9 @@ impl QueryKey {
 pub struct CacheLookup {
     /// `api_key_introspection`, `space_key_introspection`, `membership`,
     /// `jwks` (a token verified with the keys in hand, or a fetch) or
-    /// `bearer_admissions` (a token admitted before: hits only, its misses
-    /// are the `jwks` lookups).
+    /// `admissions` (a bearer token or API key admitted before, recognised
+    /// in this gateway's memory: hits only; its misses are the `jwks` and
+    /// introspection lookups).
     pub cache: &'static str,
     /// `hit` or `miss`.
     pub result: &'static str,
@@ -207,6 +208,23 @@ struct KeyInfo {
     scopes: Option<ScopeSet>,
     #[serde(default)]
     expires_at: Option<String>,
+    /// When the gateway asked (unix seconds): the answer is good for
+    /// `api_key_cache_secs` from then, wherever it is kept.
+    #[serde(default)]
+    fetched_at: u64,
+}
+
+impl KeyInfo {
+    /// The unix second from which the answer is no longer used: its
+    /// cache time after it was fetched, and never past the key's expiry.
+    fn good_until(&self, cache_secs: u64) -> u64 {
+        let expiry = self
+            .expires_at
+            .as_deref()
+            .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+            .map_or(u64::MAX, |t| t.timestamp().max(0) as u64);
+        (self.fetched_at + cache_secs).min(expiry)
+    }
 }
 
 /// Where a kind of key is introspected, and how its answers are cached.
@@ -217,6 +235,28 @@ struct Introspection {
     audience: &'static str,
     /// Prefix of the cache entries and metric label.
     label: &'static str,
+    kind: KeyKind,
+}
+
+#[derive(Clone, Copy)]
+enum KeyKind {
+    Workspace,
+    Space,
+}
+
+/// The shared cache's key for a key's introspection: a hash of the key,
+/// never the key.
+fn introspection_cache_key(kind: &Introspection, key: &str) -> String {
+    use sha2::Digest;
+    use std::fmt::Write;
+    let digest = sha2::Sha256::digest(key.as_bytes());
+    let mut cache_key = String::with_capacity(kind.label.len() + 1 + 64);
+    cache_key.push_str(kind.label);
+    cache_key.push(':');
+    for b in digest {
+        let _ = write!(cache_key, "{b:02x}");
+    }
+    cache_key
 }
 
 /// Verifies access tokens and API keys, and remembers revocations.
@@ -245,10 +285,13 @@ pub struct Authenticator {
     pub(crate) changed_memberships: RwLock<HashMap<(String, String), (u64, Instant)>>,
     /// Bearer tokens admitted, until they expire.
     admitted: Admitted,
+    /// API keys admitted, by the hash their introspection is cached under,
+    /// until that answer's cache time is up.
+    admitted_keys: Admitted,
     /// Requests without a credential all stand for the one anonymous caller.
     anonymous: Arc<Admission>,
-    /// `gateway_cache_lookups{cache="bearer_admissions",result="hit"}`, at
-    /// hand: it counts nearly every request.
+    /// `gateway_cache_lookups{cache="admissions",result="hit"}`, at hand: it
+    /// counts nearly every request.
     admissions_recalled: prometheus_client::metrics::counter::Counter,
 }
 
@@ -267,7 +310,7 @@ impl Authenticator {
         let lookups = CacheLookups::default();
         let admissions_recalled = lookups
             .get_or_create(&CacheLookup {
-                cache: "bearer_admissions",
+                cache: "admissions",
                 result: "hit",
             })
             .clone();
@@ -281,12 +324,14 @@ impl Authenticator {
                 path: "/internal/api-keys/introspect",
                 audience: "auth-service",
                 label: "api_key_introspection",
+                kind: KeyKind::Workspace,
             },
             space_keys: Introspection {
                 upstream: upstreams.spaces.clone(),
                 path: "/internal/space-keys/introspect",
                 audience: "spaces-service",
                 label: "space_key_introspection",
+                kind: KeyKind::Space,
             },
             // Validated with the config.
             system_keys: config.system_keys.digests().unwrap_or_default(),
@@ -298,6 +343,7 @@ impl Authenticator {
             revoked_keys: RwLock::new(HashMap::new()),
             changed_memberships: RwLock::new(HashMap::new()),
             admitted: Admitted::new(ADMITTED_CAPACITY),
+            admitted_keys: Admitted::new(ADMITTED_CAPACITY),
             anonymous: Admission::new(Identity::anonymous()),
             admissions_recalled,
             lookups,
@@ -309,9 +355,9 @@ impl Authenticator {
         match credential {
             Credential::None => Ok(self.anonymous.clone()),
             Credential::Invalid => Err(Failure::Malformed),
-            Credential::SpaceKey(key) => self.space_key(key).await.map(Admission::new),
+            Credential::SpaceKey(key) => self.key(&self.space_keys, key).await,
             Credential::SystemKey(key) => self.system_key(key).map(Admission::new),
-            Credential::WorkspaceKey(key) => self.workspace_key(key).await.map(Admission::new),
+            Credential::WorkspaceKey(key) => self.key(&self.workspace_keys, key).await,
             Credential::Bearer(token) => self.bearer(token).await,
         }
     }
@@ -341,6 +387,7 @@ impl Authenticator {
             workspace: claims.wrk.clone(),
             subject: claims.sub.clone(),
             issued_at: claims.iat,
+            key_id: None,
         };
         self.check_revocations(&subject)?;
         let principal_type = match claims.ptyp {
@@ -364,6 +411,13 @@ impl Authenticator {
     /// A token of a revoked session, or issued before its holder's
     /// membership of its workspace changed, is refused.
     fn check_revocations(&self, subject: &RevocationSubject) -> Result<(), Failure> {
+        if subject
+            .key_id
+            .as_deref()
+            .is_some_and(|id| listed(&self.revoked_keys, id))
+        {
+            return Err(Failure::Revoked);
+        }
         if subject
             .sid
             .as_deref()
@@ -466,11 +520,62 @@ impl Authenticator {
         Ok(PublicKeys::from_jwks(&jwks)?)
     }
 
-    async fn workspace_key(&self, key: &str) -> Result<Identity, Failure> {
+    /// An API key (workspace or space): recognised if admitted before and
+    /// its introspection is still good, else introspected (through the
+    /// shared cache) and remembered until the answer's cache time is up.
+    /// Revocations of its id are checked again once one has arrived.
+    async fn key(&self, kind: &Introspection, key: &str) -> Result<Arc<Admission>, Failure> {
+        let malformed = match kind.kind {
+            KeyKind::Workspace => identity::credentials::parse_workspace_key(key).is_none(),
+            KeyKind::Space => !identity::credentials::is_space_key(key),
+        };
+        if malformed {
+            return Err(Failure::Malformed);
+        }
+        let cache_key = introspection_cache_key(kind, key);
+        match self.admitted_keys.recall(&cache_key) {
+            Recall::Admitted(admission) => {
+                self.admissions_recalled.inc();
+                return Ok(admission);
+            }
+            Recall::Recheck(subject, revocations) => {
+                self.check_revocations(&subject)?;
+                if let Some(admission) = self.admitted_keys.checked(&cache_key, revocations) {
+                    self.admissions_recalled.inc();
+                    return Ok(admission);
+                }
+            }
+            Recall::Unknown => {}
+        }
+        let generations = self.admitted_keys.generations();
+        let info = self.introspect(kind, key, &cache_key).await?;
+        let good_until = info.good_until(self.config.api_key_cache_secs);
+        let identity = match kind.kind {
+            KeyKind::Workspace => self.workspace_key(key, info)?,
+            KeyKind::Space => self.space_key(info)?,
+        };
+        let subject = RevocationSubject {
+            key_id: Some(identity.principal_id.clone()),
+            ..RevocationSubject::default()
+        };
+        let admission = Admission::new(identity);
+        // (An answer cached without its time is used once, not remembered.)
+        if good_until > now_secs() {
+            self.admitted_keys.remember(
+                &cache_key,
+                admission.clone(),
+                good_until,
+                subject,
+                generations,
+            );
+        }
+        Ok(admission)
+    }
+
+    fn workspace_key(&self, key: &str, info: KeyInfo) -> Result<Identity, Failure> {
         let Some(parts) = identity::credentials::parse_workspace_key(key) else {
             return Err(Failure::Malformed);
         };
-        let info = self.introspect(&self.workspace_keys, key).await?;
         let (true, Some(key_id), Some(workspace_id)) =
             (info.active, info.key_id, info.workspace_id)
         else {
@@ -492,11 +597,7 @@ impl Authenticator {
         })
     }
 
-    async fn space_key(&self, key: &str) -> Result<Identity, Failure> {
-        if !identity::credentials::is_space_key(key) {
-            return Err(Failure::Malformed);
-        }
-        let info = self.introspect(&self.space_keys, key).await?;
+    fn space_key(&self, info: KeyInfo) -> Result<Identity, Failure> {
         let (true, Some(key_id), Some(workspace_id), Some(space_id)) =
             (info.active, info.key_id, info.workspace_id, info.space_id)
         else {
@@ -556,19 +657,20 @@ impl Authenticator {
     /// The owning service's answer about a key, cached in the shared cache under
     /// a hash of the key (never the key): active keys for `api_key_cache_secs`
     /// (not past their expiry), unknown ones for `api_key_negative_cache_secs`.
-    async fn introspect(&self, kind: &Introspection, key: &str) -> Result<KeyInfo, Failure> {
-        use sha2::Digest;
-        let digest = sha2::Sha256::digest(key.as_bytes());
-        let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
-        let cache_key = format!("{}:{hex}", kind.label);
-        if let Ok(Some(bytes)) = self.cache.get(&cache_key).await
+    async fn introspect(
+        &self,
+        kind: &Introspection,
+        key: &str,
+        cache_key: &str,
+    ) -> Result<KeyInfo, Failure> {
+        if let Ok(Some(bytes)) = self.cache.get(cache_key).await
             && let Ok(info) = serde_json::from_slice::<KeyInfo>(&bytes)
         {
             self.count(kind.label, "hit");
             return Ok(info);
         }
         self.count(kind.label, "miss");
-        let info: KeyInfo = self
+        let mut info: KeyInfo = self
             .ask_internal(
                 &kind.upstream,
                 kind.path,
@@ -577,6 +679,7 @@ impl Authenticator {
             )
             .await
             .ok_or(Failure::KeysUnavailable)?;
+        info.fetched_at = now_secs();
         let ttl = if info.active {
             let cap = self.config.api_key_cache_secs;
             let until_expiry = info
@@ -589,7 +692,7 @@ impl Authenticator {
             Duration::from_secs(self.config.api_key_negative_cache_secs)
         };
         if let Ok(bytes) = serde_json::to_vec(&info) {
-            let _ = self.cache.set(&cache_key, &bytes, Some(ttl)).await;
+            let _ = self.cache.set(cache_key, &bytes, Some(ttl)).await;
         }
         Ok(info)
     }
@@ -626,8 +729,9 @@ impl Authenticator {
 
     pub fn apply(&self, revocation: &Revocation) {
         self.record(revocation);
-        // After it is recorded: admitted tokens are checked again from now.
+        // After it is recorded: admitted credentials are checked again from now.
         self.admitted.revoked();
+        self.admitted_keys.revoked();
     }
 
     fn record(&self, revocation: &Revocation) {
