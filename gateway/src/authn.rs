@@ -366,19 +366,8 @@ impl Authenticator {
     /// again only when one has arrived since), else verified, checked and
     /// remembered until it expires.
     async fn bearer(&self, token: &str) -> Result<Arc<Admission>, Failure> {
-        match self.admitted.recall(token) {
-            Recall::Admitted(admission) => {
-                self.admissions_recalled.inc();
-                return Ok(admission);
-            }
-            Recall::Recheck(subject, revocations) => {
-                self.check_revocations(&subject)?;
-                if let Some(admission) = self.admitted.checked(token, revocations) {
-                    self.admissions_recalled.inc();
-                    return Ok(admission);
-                }
-            }
-            Recall::Unknown => {}
+        if let Some(admission) = self.recognised(&self.admitted, token)? {
+            return Ok(admission);
         }
         let generations = self.admitted.generations();
         let claims = self.verify(token).await?;
@@ -408,8 +397,30 @@ impl Authenticator {
         Ok(admission)
     }
 
-    /// A token of a revoked session, or issued before its holder's
-    /// membership of its workspace changed, is refused.
+    /// The admission remembered under `key`, checked again against the
+    /// revocation lists if one has arrived since its last check; `None` when
+    /// nothing good is remembered.
+    fn recognised(
+        &self,
+        admitted: &Admitted,
+        key: &str,
+    ) -> Result<Option<Arc<Admission>>, Failure> {
+        let admission = match admitted.recall(key) {
+            Recall::Admitted(admission) => Some(admission),
+            Recall::Recheck(subject, revocations) => {
+                self.check_revocations(&subject)?;
+                admitted.checked(key, revocations)
+            }
+            Recall::Unknown => None,
+        };
+        if admission.is_some() {
+            self.admissions_recalled.inc();
+        }
+        Ok(admission)
+    }
+
+    /// A revoked key, a token of a revoked session, or one issued before its
+    /// holder's membership of its workspace changed, is refused.
     fn check_revocations(&self, subject: &RevocationSubject) -> Result<(), Failure> {
         if subject
             .key_id
@@ -533,19 +544,8 @@ impl Authenticator {
             return Err(Failure::Malformed);
         }
         let cache_key = introspection_cache_key(kind, key);
-        match self.admitted_keys.recall(&cache_key) {
-            Recall::Admitted(admission) => {
-                self.admissions_recalled.inc();
-                return Ok(admission);
-            }
-            Recall::Recheck(subject, revocations) => {
-                self.check_revocations(&subject)?;
-                if let Some(admission) = self.admitted_keys.checked(&cache_key, revocations) {
-                    self.admissions_recalled.inc();
-                    return Ok(admission);
-                }
-            }
-            Recall::Unknown => {}
+        if let Some(admission) = self.recognised(&self.admitted_keys, &cache_key)? {
+            return Ok(admission);
         }
         let generations = self.admitted_keys.generations();
         let info = self.introspect(kind, key, &cache_key).await?;
