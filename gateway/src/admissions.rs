@@ -85,6 +85,17 @@ pub(crate) struct RevocationSubject {
     pub key_id: Option<String>,
 }
 
+#[derive(Default)]
+struct Entries {
+    by_credential: HashMap<Box<str>, Entry>,
+    /// Entries remembered since expired ones were last swept out.
+    since_sweep: usize,
+}
+
+/// Expired entries are swept out after this many new ones (and whenever the
+/// memory is full), so they do not linger holding their rate-limit buckets.
+const SWEEP_EVERY: usize = 1024;
+
 struct Entry {
     admission: Arc<Admission>,
     /// The token's `exp`: it is not recognised from then on.
@@ -96,9 +107,9 @@ struct Entry {
     checked: AtomicU64,
 }
 
-/// Bearer tokens admitted, by the exact token string.
+/// Admissions by credential (a bearer token's string, an API key's hash).
 pub(crate) struct Admitted {
-    entries: RwLock<HashMap<Box<str>, Entry>>,
+    entries: RwLock<Entries>,
     capacity: usize,
     /// Bumped when the key set changes: every entry is then stale.
     keys: AtomicU64,
@@ -118,7 +129,7 @@ pub(crate) enum Recall {
 impl Admitted {
     pub fn new(capacity: usize) -> Admitted {
         Admitted {
-            entries: RwLock::new(HashMap::new()),
+            entries: RwLock::new(Entries::default()),
             capacity,
             keys: AtomicU64::new(0),
             revocations: AtomicU64::new(0),
@@ -137,7 +148,7 @@ impl Admitted {
 
     pub fn recall(&self, token: &str) -> Recall {
         let entries = self.entries.read().unwrap_or_else(|e| e.into_inner());
-        let Some(entry) = entries.get(token) else {
+        let Some(entry) = entries.by_credential.get(token) else {
             return Recall::Unknown;
         };
         if now_secs() >= entry.expires || entry.keys != self.keys.load(Ordering::Acquire) {
@@ -153,7 +164,7 @@ impl Admitted {
     /// A recheck found the token still good as of `revocations`.
     pub fn checked(&self, token: &str, revocations: u64) -> Option<Arc<Admission>> {
         let entries = self.entries.read().unwrap_or_else(|e| e.into_inner());
-        let entry = entries.get(token)?;
+        let entry = entries.by_credential.get(token)?;
         entry.checked.fetch_max(revocations, Ordering::AcqRel);
         Some(entry.admission.clone())
     }
@@ -167,14 +178,17 @@ impl Admitted {
         (keys, revocations): (u64, u64),
     ) {
         let mut entries = self.entries.write().unwrap_or_else(|e| e.into_inner());
-        if entries.len() >= self.capacity {
+        let entries = &mut *entries;
+        if entries.by_credential.len() >= self.capacity || entries.since_sweep >= SWEEP_EVERY {
             let now = now_secs();
-            entries.retain(|_, e| now < e.expires);
-            if entries.len() >= self.capacity {
-                entries.clear();
+            entries.by_credential.retain(|_, e| now < e.expires);
+            entries.since_sweep = 0;
+            if entries.by_credential.len() >= self.capacity {
+                entries.by_credential.clear();
             }
         }
-        entries.insert(
+        entries.since_sweep += 1;
+        entries.by_credential.insert(
             token.into(),
             Entry {
                 admission,
@@ -192,6 +206,7 @@ impl Admitted {
         self.entries
             .write()
             .unwrap_or_else(|e| e.into_inner())
+            .by_credential
             .clear();
     }
 
@@ -202,7 +217,7 @@ impl Admitted {
 
     #[cfg(test)]
     pub fn len(&self) -> usize {
-        self.entries.read().unwrap().len()
+        self.entries.read().unwrap().by_credential.len()
     }
 }
 
@@ -283,6 +298,24 @@ mod tests {
         admitted.revoked();
         admitted.remember("new", user("usr_2"), now_secs() + 60, subject(), before);
         assert!(matches!(admitted.recall("new"), Recall::Recheck(..)));
+    }
+
+    #[test]
+    fn expired_entries_are_swept_out_as_new_ones_come() {
+        let admitted = Admitted::new(10 * SWEEP_EVERY);
+        let now = now_secs();
+        admitted.remember("old", user("usr_1"), now, subject(), admitted.generations());
+        for i in 0..SWEEP_EVERY {
+            let token = format!("tok{i}");
+            admitted.remember(
+                &token,
+                user("usr_2"),
+                now + 60,
+                subject(),
+                admitted.generations(),
+            );
+        }
+        assert_eq!(admitted.len(), SWEEP_EVERY, "the expired one is gone");
     }
 
     #[test]
