@@ -370,20 +370,13 @@ struct FormClient {
 
 impl Worker for FormClient {
     async fn request(&mut self) -> Result<(), Failure> {
-        let response = self
+        let request = self
             .http
             .post(self.url.clone())
             .header(AUTHORIZATION, &self.authorization)
             .header(CONTENT_TYPE, "application/x-www-form-urlencoded")
-            .body(self.body.clone())
-            .send()
-            .await
-            .map_err(|e| Failure::transport(&e))?;
-        let status = response.status().as_u16();
-        let body = response.bytes().await.map_err(|e| Failure::transport(&e))?;
-        if status != 200 {
-            return Err(Failure::status(status));
-        }
+            .body(self.body.clone());
+        let body = load::answer(request, 200).await?;
         if has_jwt_access_token(&body) {
             Ok(())
         } else {

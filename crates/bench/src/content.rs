@@ -500,21 +500,13 @@ struct Uploader {
 
 impl Worker for Uploader {
     async fn request(&mut self) -> Result<(), Failure> {
-        let response = self
+        let request = self
             .http
             .post(self.url.clone())
             .header(AUTHORIZATION, self.key.clone())
             .header(CONTENT_TYPE, content_type())
-            .body(self.body.clone())
-            .send()
-            .await
-            .map_err(|e| Failure::transport(&e))?;
-        let status = response.status().as_u16();
-        response.bytes().await.map_err(|e| Failure::transport(&e))?;
-        if status != 201 {
-            return Err(Failure::status(status));
-        }
-        Ok(())
+            .body(self.body.clone());
+        load::answer(request, 201).await.map(drop)
     }
 }
 
@@ -547,17 +539,7 @@ struct Getter {
 
 impl Worker for Getter {
     async fn request(&mut self) -> Result<(), Failure> {
-        let response = self
-            .http
-            .get(self.url.clone())
-            .send()
-            .await
-            .map_err(|e| Failure::transport(&e))?;
-        let status = response.status().as_u16();
-        let body = response.bytes().await.map_err(|e| Failure::transport(&e))?;
-        if status != 200 {
-            return Err(Failure::status(status));
-        }
+        let body = load::answer(self.http.get(self.url.clone()), 200).await?;
         if body.len() != self.expected_len {
             return Err(Failure::new("another body"));
         }

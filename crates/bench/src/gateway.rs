@@ -540,13 +540,7 @@ impl Worker for Getter {
         if let Some((name, value)) = &self.header {
             request = request.header(name, value);
         }
-        let response = request.send().await.map_err(|e| Failure::transport(&e))?;
-        let status = response.status().as_u16();
-        response.bytes().await.map_err(|e| Failure::transport(&e))?;
-        if status != 200 {
-            return Err(Failure::status(status));
-        }
-        Ok(())
+        load::answer(request, 200).await.map(drop)
     }
 }
 

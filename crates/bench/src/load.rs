@@ -51,6 +51,21 @@ impl Failure {
     }
 }
 
+/// Sends `request` and reads its whole answer, which must have the
+/// `expected` status; the body, for the worker's own checks.
+pub async fn answer(
+    request: reqwest::RequestBuilder,
+    expected: u16,
+) -> Result<bytes::Bytes, Failure> {
+    let response = request.send().await.map_err(|e| Failure::transport(&e))?;
+    let status = response.status().as_u16();
+    let body = response.bytes().await.map_err(|e| Failure::transport(&e))?;
+    if status != expected {
+        return Err(Failure::status(status));
+    }
+    Ok(body)
+}
+
 /// What a phase did.
 #[derive(Default)]
 pub struct Tally {

@@ -127,21 +127,14 @@ impl SpacesClient {
     /// the service, so its own cost is taken from the figure.
     async fn introspect(&mut self, body: bytes::Bytes) -> Result<(), Failure> {
         let token = self.token();
-        let response = self
+        let request = self
             .api
             .http
             .post(self.api.introspect_url.clone())
             .header(identity::HEADER, token)
             .header(reqwest::header::CONTENT_TYPE, "application/json")
-            .body(body)
-            .send()
-            .await
-            .map_err(|e| Failure::transport(&e))?;
-        let status = response.status().as_u16();
-        let answer = response.bytes().await.map_err(|e| Failure::transport(&e))?;
-        if status != 200 {
-            return Err(Failure::status(status));
-        }
+            .body(body);
+        let answer = load::answer(request, 200).await?;
         const ACTIVE: &[u8] = b"\"active\":true";
         if !answer.windows(ACTIVE.len()).any(|w| w == ACTIVE) {
             return Err(Failure::new("inactive key"));
