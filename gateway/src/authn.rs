@@ -20,6 +20,7 @@ pub use crate::admissions::Admission;
 use crate::admissions::{Admitted, Recall, RevocationSubject, now_secs};
 use crate::config::{GatewayConfig, TokenConfig};
 use actix_web::HttpRequest;
+use actix_web::http::header::{AUTHORIZATION, HeaderName};
 use identity::access::AccessTokenError;
 use identity::revocation::{self, Revocation};
 use identity::{AccessClaims, AccessTokenVerifier, Identity, PrincipalType, PublicKeys, ScopeSet};
@@ -101,11 +102,13 @@ fn classify(token: &str) -> Credential<'_> {
 /// `?api_key=` of its query (`query_key`). A key in the query beside any
 /// credential header is ambiguous, so it is refused.
 pub fn credential_of<'a>(req: &'a HttpRequest, query_key: Option<&'a QueryKey>) -> Credential<'a> {
+    const API_KEY: HeaderName = HeaderName::from_static("x-api-key");
+    const ORG_API_KEY: HeaderName = HeaderName::from_static("x-org-api-key");
     let headers = req.headers();
     if let Some(query_key) = query_key {
-        let beside = ["x-api-key", "x-org-api-key", "authorization"]
+        let beside = [API_KEY, ORG_API_KEY, AUTHORIZATION]
             .iter()
-            .any(|name| headers.contains_key(*name));
+            .any(|name| headers.contains_key(name));
         // Tuzzle documents space keys (`sk_…`) in the query, nothing else.
         return match &query_key.key {
             Some(key) if !beside && key.starts_with("sk_") => Credential::SpaceKey(key),
@@ -113,23 +116,20 @@ pub fn credential_of<'a>(req: &'a HttpRequest, query_key: Option<&'a QueryKey>) 
         };
     }
     // `None`: no key header; `Some(None)`: an unreadable one, or two.
-    let mut key_headers = ["x-api-key", "x-org-api-key"]
-        .iter()
-        .filter_map(|name| headers.get(*name));
+    let mut key_headers = [API_KEY, ORG_API_KEY]
+        .into_iter()
+        .filter_map(|name| headers.get(name));
     let key = match (key_headers.next(), key_headers.next()) {
         (None, _) => None,
         (Some(value), None) => Some(value.to_str().ok().map(str::trim)),
         (Some(_), Some(_)) => Some(None),
     };
     let bearer = headers
-        .get("authorization")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split_once(' '))
-        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
-        .map(|(_, token)| token.trim());
+        .get(AUTHORIZATION)
+        .and_then(|v| bearer_token(v.as_bytes()));
     match (key, bearer) {
         (None, None) => Credential::None,
-        (None, Some(token)) => classify(token),
+        (None, Some(Ok(token))) => classify(token),
         (Some(Some(key)), None)
             if key.starts_with("key_")
                 || key.starts_with("sk_")
@@ -139,6 +139,24 @@ pub fn credential_of<'a>(req: &'a HttpRequest, query_key: Option<&'a QueryKey>) 
         }
         _ => Credential::Invalid,
     }
+}
+
+/// The token of a `Bearer` authorization, trimmed: `None` for another scheme
+/// (it is the service's), `Err` for one that is not text. The check is
+/// UTF-8's rather than `HeaderValue::to_str`'s byte-by-byte one: a token
+/// outside the credentials' alphabets fails verification anyway, and is
+/// refused as a credential rather than passed on.
+fn bearer_token(value: &[u8]) -> Option<Result<&str, ()>> {
+    const SCHEME: &[u8] = b"bearer ";
+    let scheme = value.get(..SCHEME.len())?;
+    if !scheme.eq_ignore_ascii_case(SCHEME) {
+        return None;
+    }
+    Some(
+        std::str::from_utf8(&value[SCHEME.len()..])
+            .map(str::trim)
+            .map_err(|_| ()),
+    )
 }
 
 /// Tuzzle's `?api_key=` in a request's query, and the query without it (what
@@ -837,4 +855,23 @@ fn remember(list: &RwLock<HashMap<String, Instant>>, id: &str, for_: Duration) {
     let now = Instant::now();
     list.retain(|_, t| *t > now);
     list.insert(id.to_owned(), now + for_);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::bearer_token;
+
+    #[test]
+    fn a_bearer_token_is_read_from_its_scheme() {
+        assert_eq!(bearer_token(b"Bearer abc.def"), Some(Ok("abc.def")));
+        assert_eq!(bearer_token(b"bEARER   abc  "), Some(Ok("abc")));
+        assert_eq!(bearer_token(b"Bearer "), Some(Ok("")));
+        // Another scheme is the service's business.
+        assert_eq!(bearer_token(b"Basic dXNlcjpwdw=="), None);
+        assert_eq!(bearer_token(b"Bearer"), None);
+        assert_eq!(bearer_token(b"Bearer\tabc"), None);
+        assert_eq!(bearer_token(b"Bearerabc"), None);
+        // A token that is not text is a bad credential, not no credential.
+        assert_eq!(bearer_token(b"Bearer \xff\xfe"), Some(Err(())));
+    }
 }

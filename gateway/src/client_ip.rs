@@ -3,6 +3,7 @@
 //! trusted hops. A client cannot choose its own address by sending the header.
 
 use actix_web::HttpRequest;
+use actix_web::http::header::HeaderName;
 use ipnet::IpNet;
 use std::net::IpAddr;
 
@@ -45,11 +46,17 @@ impl TrustedProxies {
     }
 
     pub fn client(&self, req: &HttpRequest) -> Option<IpAddr> {
+        const FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+        let peer = req.peer_addr().map(|a| a.ip());
+        // The header is read only from a proxy we trust.
+        if peer.is_some_and(|ip| !self.trusts(ip)) {
+            return peer;
+        }
         let forwarded = req
             .headers()
-            .get("x-forwarded-for")
+            .get(FORWARDED_FOR)
             .and_then(|v| v.to_str().ok());
-        self.client_of(req.peer_addr().map(|a| a.ip()), forwarded)
+        self.client_of(peer, forwarded)
     }
 }
 

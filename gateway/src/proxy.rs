@@ -239,6 +239,18 @@ async fn read_small_body(
         .boxed_unsync())
 }
 
+/// `work`'s output, or `None` if `deadline` passes first.
+async fn within<F: std::future::Future>(
+    deadline: std::pin::Pin<&mut tokio::time::Sleep>,
+    work: F,
+) -> Option<F::Output> {
+    tokio::select! {
+        biased;
+        output = work => Some(output),
+        () = deadline => None,
+    }
+}
+
 fn no_body() -> RequestBody {
     Empty::new().map_err(|never| match never {}).boxed_unsync()
 }
@@ -397,14 +409,18 @@ async fn send(
     *upstream.headers_mut() = headers;
 
     let started = Instant::now();
-    let outcome = tokio::time::timeout(route.timeout, upstream_client.request(upstream)).await;
+    // One timer for the route's timeout, covering the answer's head and, when
+    // it is read whole, its body.
+    let deadline = tokio::time::sleep(route.timeout);
+    tokio::pin!(deadline);
+    let outcome = within(deadline.as_mut(), upstream_client.request(upstream)).await;
     let elapsed = started.elapsed().as_secs_f64();
     let response = match outcome {
-        Ok(Ok(response)) => response,
-        Ok(Err(_)) if exceeded.load(Ordering::Relaxed) => {
+        Some(Ok(response)) => response,
+        Some(Err(_)) if exceeded.load(Ordering::Relaxed) => {
             return Err(body_too_large(route.max_body_bytes));
         }
-        Ok(Err(e)) => {
+        Some(Err(e)) => {
             let (error, label) = if e.is_connect() {
                 (
                     ApiError::service_unavailable(format!("{} is unavailable", route.upstream))
@@ -418,7 +434,7 @@ async fn send(
             gateway.observe_upstream(&route.upstream, crate::Outcome::Failed(label), elapsed);
             return Err(error);
         }
-        Err(_) => {
+        None => {
             tracing::warn!(upstream = %route.upstream, timeout_ms = route.timeout.as_millis() as u64, "upstream timed out");
             gateway.observe_upstream(&route.upstream, crate::Outcome::Failed("timeout"), elapsed);
             return Err(timed_out(route));
@@ -448,13 +464,13 @@ async fn send(
         && len <= BUFFERED_BODY_MAX
         && !is_head
     {
-        let body = match tokio::time::timeout(route.timeout, body.collect()).await {
-            Ok(Ok(body)) => body.to_bytes(),
-            Ok(Err(e)) => {
+        let body = match within(deadline, body.collect()).await {
+            Some(Ok(body)) => body.to_bytes(),
+            Some(Err(e)) => {
                 tracing::warn!(upstream = %route.upstream, error = %e, "upstream body failed");
                 return Err(answered_badly(route));
             }
-            Err(_) => return Err(timed_out(route)),
+            None => return Err(timed_out(route)),
         };
         return Ok(builder.body(body));
     }

@@ -351,6 +351,13 @@ async fn malformed_keys_and_space_keys_are_refused_and_basic_passes_through() {
     )
     .await
     .assert_error(401, "unauthorized");
+    // A bearer token that is not text is a bad credential, not none.
+    s.gw.send(s.gw.client.get(s.gw.url("/echo/x")).header(
+        "authorization",
+        reqwest::header::HeaderValue::from_bytes(b"Bearer \xffabc").unwrap(),
+    ))
+    .await
+    .assert_error(401, "unauthorized");
     // `Basic` is for the service (the OAuth token endpoint): untouched.
     let basic =
         s.gw.send(
