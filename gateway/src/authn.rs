@@ -554,13 +554,15 @@ impl Authenticator {
     /// shared cache) and remembered until the answer's cache time is up.
     /// Revocations of its id are checked again once one has arrived.
     async fn key(&self, kind: &Introspection, key: &str) -> Result<Arc<Admission>, Failure> {
-        let malformed = match kind.kind {
-            KeyKind::Workspace => identity::credentials::parse_workspace_key(key).is_none(),
-            KeyKind::Space => !identity::credentials::is_space_key(key),
+        // The shape (and a workspace key's checksum) first: a typo or a
+        // forgery costs no look-up.
+        let workspace_key = match kind.kind {
+            KeyKind::Workspace => {
+                Some(identity::credentials::parse_workspace_key(key).ok_or(Failure::Malformed)?)
+            }
+            KeyKind::Space if identity::credentials::is_space_key(key) => None,
+            KeyKind::Space => return Err(Failure::Malformed),
         };
-        if malformed {
-            return Err(Failure::Malformed);
-        }
         let cache_key = introspection_cache_key(kind, key);
         if let Some(admission) = self.recognised(&self.admitted_keys, &cache_key)? {
             return Ok(admission);
@@ -568,9 +570,9 @@ impl Authenticator {
         let generations = self.admitted_keys.generations();
         let info = self.introspect(kind, key, &cache_key).await?;
         let good_until = info.good_until(self.config.api_key_cache_secs);
-        let identity = match kind.kind {
-            KeyKind::Workspace => self.workspace_key(key, info)?,
-            KeyKind::Space => self.space_key(info)?,
+        let identity = match workspace_key {
+            Some(parts) => self.workspace_key(&parts, info)?,
+            None => self.space_key(info)?,
         };
         let subject = RevocationSubject {
             key_id: Some(identity.principal_id.clone()),
@@ -590,10 +592,11 @@ impl Authenticator {
         Ok(admission)
     }
 
-    fn workspace_key(&self, key: &str, info: KeyInfo) -> Result<Identity, Failure> {
-        let Some(parts) = identity::credentials::parse_workspace_key(key) else {
-            return Err(Failure::Malformed);
-        };
+    fn workspace_key(
+        &self,
+        parts: &identity::credentials::WorkspaceKey<'_>,
+        info: KeyInfo,
+    ) -> Result<Identity, Failure> {
         let (true, Some(key_id), Some(workspace_id)) =
             (info.active, info.key_id, info.workspace_id)
         else {

@@ -143,7 +143,7 @@ impl ServicePart for GatewayPart {
         }
         let client = builder.build()?;
         let proxy = config.proxy.clone();
-        let spare_proxy_client = upstream_client::build(&proxy, &extra_roots)?;
+        let connector = upstream_client::connector(&proxy, &extra_roots)?;
         let upstream_latency: Family<UpstreamLabels, Histogram, fn() -> Histogram> =
             Family::new_with_constructor(service_kit::metrics::latency_histogram);
         let upstreams = upstreams::Pool::new(&config.upstreams);
@@ -183,14 +183,10 @@ impl ServicePart for GatewayPart {
             // Each worker proxies over its own client. A pooled connection's
             // task runs on the runtime that opened it; with one shared client a
             // request on one worker would hand its exchange to a connection
-            // task on another, a thread wake-up each way. (Building a client
-            // succeeded above, so this falls back only in theory.)
-            let client = upstream_client::build(&proxy, &extra_roots).unwrap_or_else(|e| {
-                tracing::warn!(error = %e, "a worker's upstream client: using a shared one");
-                spare_proxy_client.clone()
-            });
+            // task on another, a thread wake-up each way.
+            let client = upstream_client::UpstreamClient::new(connector.clone(), &proxy);
             cfg.app_data(gateway.clone())
-                .app_data(web::Data::new(proxy::UpstreamClient(client)))
+                .app_data(web::Data::new(client))
                 .app_data(published.clone())
                 .service(web::resource("/openapi.json").get(published_document))
                 .service(

@@ -5,8 +5,10 @@ use crate::authn;
 use crate::config::RoutePolicy;
 use crate::rate_limits;
 use crate::routes::{Route, has_dot_segments, is_internal};
-use crate::upstream_client::RequestBody;
-use actix_web::http::header::{HeaderMap, HeaderName, HeaderValue};
+use crate::upstream_client::{RequestBody, UpstreamClient};
+use actix_web::http::header::{
+    CONTENT_LENGTH, HeaderMap, HeaderName, HeaderValue, TRANSFER_ENCODING,
+};
 use actix_web::http::{Method, StatusCode};
 use actix_web::{HttpMessage, HttpRequest, HttpResponse, web};
 use bytes::Bytes;
@@ -257,17 +259,37 @@ fn no_body() -> RequestBody {
 
 fn declared_length(req: &HttpRequest) -> Option<u64> {
     req.headers()
-        .get("content-length")
+        .get(CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok())
 }
 
-fn has_body(req: &HttpRequest) -> bool {
-    req.headers().contains_key("transfer-encoding") || declared_length(req).is_some_and(|n| n > 0)
+/// How the client's body goes upstream.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum BodyPassage {
+    /// Nothing (also for GET and HEAD, whatever they declare).
+    None,
+    /// Read whole first: a small body of declared length.
+    Whole,
+    /// Streamed as it arrives: a large or chunked body.
+    Streamed,
 }
 
-/// The client a worker proxies over (one per worker thread).
-pub struct UpstreamClient(pub crate::upstream_client::UpstreamClient);
+impl BodyPassage {
+    fn of(req: &HttpRequest, declared: Option<u64>) -> BodyPassage {
+        let chunked = req.headers().contains_key(TRANSFER_ENCODING);
+        if req.method() == Method::GET
+            || req.method() == Method::HEAD
+            || !(chunked || declared.is_some_and(|n| n > 0))
+        {
+            BodyPassage::None
+        } else if !chunked && declared.is_some_and(|n| n <= BUFFERED_BODY_MAX) {
+            BodyPassage::Whole
+        } else {
+            BodyPassage::Streamed
+        }
+    }
+}
 
 pub async fn forward(
     req: HttpRequest,
@@ -342,10 +364,11 @@ pub async fn forward(
     if let Some(decision) = budget.as_ref().filter(|d| !d.allowed) {
         return Err(rate_limits::exceeded(decision));
     }
+    let passage = BodyPassage::of(&req, declared);
     let mut response = send(
         &req,
-        payload,
-        (&gateway, &client.0),
+        (payload, passage),
+        (&gateway, &client),
         route,
         &admission,
         client_ip,
@@ -364,8 +387,8 @@ fn unauthorized(message: &str) -> ApiError {
 
 async fn send(
     req: &HttpRequest,
-    payload: web::Payload,
-    (gateway, upstream_client): (&Gateway, &crate::upstream_client::UpstreamClient),
+    (payload, passage): (web::Payload, BodyPassage),
+    (gateway, upstream_client): (&Gateway, &UpstreamClient),
     route: &Route,
     admission: &authn::Admission,
     client: Option<std::net::IpAddr>,
@@ -395,13 +418,10 @@ async fn send(
         headers.insert(identity::HEADER, token);
     }
     let exceeded = Arc::new(AtomicBool::new(false));
-    let chunked = req.headers().contains_key("transfer-encoding");
-    let body = if !has_body(req) || req.method() == Method::GET || req.method() == Method::HEAD {
-        no_body()
-    } else if !chunked && declared_length(req).is_some_and(|n| n <= BUFFERED_BODY_MAX) {
-        read_small_body(payload, route).await?
-    } else {
-        stream_body(payload, route.max_body_bytes, exceeded.clone())
+    let body = match passage {
+        BodyPassage::None => no_body(),
+        BodyPassage::Whole => read_small_body(payload, route).await?,
+        BodyPassage::Streamed => stream_body(payload, route.max_body_bytes, exceeded.clone()),
     };
     let mut upstream = hyper::Request::new(body);
     *upstream.method_mut() = method;
