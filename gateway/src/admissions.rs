@@ -11,6 +11,10 @@
 //!   every request: each entry remembers the count of revocations received
 //!   when it was last checked, and is checked again only once another has
 //!   arrived.
+//! - an admission also remembers itself acting in other workspaces
+//!   (`x-workspace-key`): the admission there, until the membership answer
+//!   it came from would leave the shared cache, checked again when a
+//!   revocation has arrived since.
 
 use identity::{Identity, IdentitySigner};
 use reqwest::header::HeaderValue;
@@ -32,7 +36,25 @@ pub struct Admission {
     signed: Mutex<Vec<Signed>>,
     /// The principal's rate-limit bucket on this replica, once looked up.
     pub(crate) budget: OnceLock<Arc<crate::rate_limits::Bucket>>,
+    /// The same credential acting in other workspaces.
+    acting: Mutex<Vec<Acting>>,
 }
+
+/// An admission acting in another workspace (`x-workspace-key`).
+struct Acting {
+    workspace: Box<str>,
+    admission: Arc<Admission>,
+    /// When the membership answer it came from was fetched (unix seconds):
+    /// a change of the membership since makes it stale.
+    fetched_at: u64,
+    /// Unix second from which it is not used (`u64::MAX`: never).
+    good_until: u64,
+    /// The revocation count when it was last checked.
+    checked: u64,
+}
+
+/// Workspaces an admission remembers acting in; past this, the oldest goes.
+const ACTING_MAX: usize = 16;
 
 /// An identity token for one audience, as the header value sent upstream.
 struct Signed {
@@ -48,7 +70,57 @@ impl Admission {
             identity,
             signed: Mutex::new(Vec::new()),
             budget: OnceLock::new(),
+            acting: Mutex::new(Vec::new()),
         })
+    }
+
+    /// The remembered admission of this credential acting in `workspace`,
+    /// unless its time is up or, when a revocation has arrived since it was
+    /// last checked (`revocations` is the count now), `changed(fetched_at)`
+    /// says the membership it came from changed since.
+    pub(crate) fn acting_in(
+        &self,
+        workspace: &str,
+        revocations: u64,
+        changed: impl FnOnce(u64) -> bool,
+    ) -> Option<Arc<Admission>> {
+        let mut acting = self.acting.lock().unwrap_or_else(|e| e.into_inner());
+        let at = acting.iter().position(|a| &*a.workspace == workspace)?;
+        let entry = &mut acting[at];
+        let stale = entry.good_until <= now_secs()
+            || (entry.checked != revocations && changed(entry.fetched_at));
+        if stale {
+            acting.swap_remove(at);
+            return None;
+        }
+        entry.checked = revocations;
+        Some(entry.admission.clone())
+    }
+
+    /// Remembers `admission` as this credential acting in `workspace`:
+    /// from a membership answer fetched at `fetched_at`, good until
+    /// `good_until`, checked against the revocations counted `revocations`
+    /// (read before the membership was looked up).
+    pub(crate) fn remember_acting(
+        &self,
+        workspace: &str,
+        admission: Arc<Admission>,
+        (fetched_at, good_until): (u64, u64),
+        revocations: u64,
+    ) {
+        let now = now_secs();
+        let mut acting = self.acting.lock().unwrap_or_else(|e| e.into_inner());
+        acting.retain(|a| &*a.workspace != workspace && a.good_until > now);
+        if acting.len() >= ACTING_MAX {
+            acting.remove(0);
+        }
+        acting.push(Acting {
+            workspace: workspace.into(),
+            admission,
+            fetched_at,
+            good_until,
+            checked: revocations,
+        });
     }
 
     /// The identity token telling `audience` who is calling, as a header
@@ -249,6 +321,54 @@ mod tests {
             issued_at: 1,
             key_id: None,
         }
+    }
+
+    #[test]
+    fn acting_in_a_workspace_is_remembered_until_its_time_or_a_changed_membership() {
+        let base = user("usr_1");
+        let now = now_secs();
+        let acting = user("usr_1");
+        base.remember_acting("wrk_a", acting.clone(), (now, now + 60), 7);
+        let same = |revocations, changed: bool| {
+            base.acting_in("wrk_a", revocations, |fetched_at| {
+                assert_eq!(fetched_at, now);
+                changed
+            })
+        };
+        // No revocation since: the membership is not asked about.
+        let recalled = base.acting_in("wrk_a", 7, |_| panic!("checked without a revocation"));
+        assert!(Arc::ptr_eq(&recalled.unwrap(), &acting));
+        assert!(base.acting_in("wrk_b", 7, |_| false).is_none());
+        // A revocation of something else: checked once, kept.
+        assert!(same(8, false).is_some());
+        assert!(
+            base.acting_in("wrk_a", 8, |_| panic!("checked twice"))
+                .is_some()
+        );
+        // The membership changed: gone.
+        assert!(same(9, true).is_none());
+        assert!(base.acting_in("wrk_a", 9, |_| false).is_none());
+        // Past its time: gone.
+        base.remember_acting("wrk_a", acting, (now - 120, now - 60), 9);
+        assert!(base.acting_in("wrk_a", 9, |_| false).is_none());
+    }
+
+    #[test]
+    fn an_admission_remembers_a_bounded_number_of_workspaces() {
+        let base = user("usr_1");
+        let now = now_secs();
+        for i in 0..ACTING_MAX + 1 {
+            base.remember_acting(&format!("wrk_{i}"), user("usr_1"), (now, now + 60), 0);
+        }
+        assert_eq!(base.acting.lock().unwrap().len(), ACTING_MAX);
+        assert!(
+            base.acting_in("wrk_0", 0, |_| false).is_none(),
+            "the oldest went"
+        );
+        assert!(
+            base.acting_in(&format!("wrk_{ACTING_MAX}"), 0, |_| false)
+                .is_some()
+        );
     }
 
     #[test]

@@ -194,9 +194,10 @@ impl QueryKey {
 pub struct CacheLookup {
     /// `api_key_introspection`, `space_key_introspection`, `membership`,
     /// `jwks` (a token verified with the keys in hand, or a fetch) or
-    /// `admissions` (a bearer token or API key admitted before, recognised
-    /// in this gateway's memory: hits only; its misses are the `jwks` and
-    /// introspection lookups).
+    /// `admissions` (a bearer token or API key admitted before, or the same
+    /// acting in a workspace its `x-workspace-key` selected before,
+    /// recognised in this gateway's memory: hits only; its misses are the
+    /// `jwks`, introspection and membership lookups).
     pub cache: &'static str,
     /// `hit` or `miss`.
     pub result: &'static str,
@@ -432,9 +433,19 @@ impl Authenticator {
             Recall::Unknown => None,
         };
         if admission.is_some() {
-            self.admissions_recalled.inc();
+            self.recalled();
         }
         Ok(admission)
+    }
+
+    /// Counts an admission recognised in memory.
+    pub(crate) fn recalled(&self) {
+        self.admissions_recalled.inc();
+    }
+
+    /// Revocations received so far (every one bumps it).
+    pub(crate) fn revocation_count(&self) -> u64 {
+        self.admitted.generations().1
     }
 
     /// A revoked key, a token of a revoked session, or one issued before its

@@ -55,12 +55,29 @@ impl Authenticator {
         if admission.identity.workspace_id.as_deref() == Some(requested) {
             return Ok(admission);
         }
-        self.act_in(admission.identity.clone(), requested)
-            .await
-            .map(Admission::new)
+        // Read before the membership is looked up: a revocation meanwhile
+        // leaves what is remembered due for a check.
+        let revocations = self.revocation_count();
+        let user = &admission.identity.principal_id;
+        if let Some(acting) = admission.acting_in(requested, revocations, |fetched_at| {
+            self.membership_changed_since(requested, user, fetched_at)
+        }) {
+            self.recalled();
+            return Ok(acting);
+        }
+        let (identity, lifetime) = self.act_in(admission.identity.clone(), requested).await?;
+        let acting = Admission::new(identity);
+        admission.remember_acting(requested, acting.clone(), lifetime, revocations);
+        Ok(acting)
     }
 
-    async fn act_in(&self, identity: Identity, requested: &str) -> Result<Identity, ApiError> {
+    /// The identity acting in `requested`, and how long it may be remembered:
+    /// `(fetched_at, good_until)` of the membership answer it came from.
+    async fn act_in(
+        &self,
+        identity: Identity,
+        requested: &str,
+    ) -> Result<(Identity, (u64, u64)), ApiError> {
         if !is_workspace_id(requested) {
             return Err(ApiError::bad_request(
                 "x-workspace-key must be a workspace id (wrk_…)",
@@ -69,22 +86,32 @@ impl Authenticator {
         match identity.principal_type {
             PrincipalType::Anonymous => Err(ApiError::unauthorized("authentication required")
                 .with_header("www-authenticate", "Bearer realm=\"spaceport\"")),
-            PrincipalType::System => Ok(Identity {
-                workspace_id: Some(requested.to_owned()),
-                ..identity
-            }),
+            // Any workspace, for as long as the key is admitted.
+            PrincipalType::System => Ok((
+                Identity {
+                    workspace_id: Some(requested.to_owned()),
+                    ..identity
+                },
+                (now_secs(), u64::MAX),
+            )),
             PrincipalType::User => {
                 let membership = self.membership(requested, &identity.principal_id).await?;
                 match membership {
                     Membership {
                         member: true,
                         scopes: Some(scopes),
-                        ..
-                    } => Ok(Identity {
-                        workspace_id: Some(requested.to_owned()),
-                        scopes,
-                        ..identity
-                    }),
+                        fetched_at,
+                    } => Ok((
+                        Identity {
+                            workspace_id: Some(requested.to_owned()),
+                            scopes,
+                            ..identity
+                        },
+                        (
+                            fetched_at,
+                            fetched_at.saturating_add(self.config().membership_cache_secs),
+                        ),
+                    )),
                     _ => Err(ApiError::forbidden("not a member of that workspace")),
                 }
             }

@@ -25,6 +25,20 @@ use testkit::part::{start_part, start_part_with};
 use testkit::{CacheKind, DbKind, TestCache, TestDatabase, TestServer, db_test};
 use upstream::{Echo, fnv1a};
 
+/// A number from a gateway's `/metrics`: the sum of the series of `name`
+/// whose labels contain `labels`.
+pub async fn metric(gw: &TestServer, name: &str, labels: &str) -> f64 {
+    let text = String::from_utf8_lossy(&gw.get("/metrics").await.body).into_owned();
+    text.lines()
+        .filter(|l| {
+            l.strip_prefix(name)
+                .is_some_and(|rest| rest.starts_with(' ') || rest.starts_with('{'))
+                && l.contains(labels)
+        })
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
 /// What `system_keys.sha256` holds for `key`: its SHA-256, in hex.
 fn system_key_digest(key: &str) -> String {
     use sha2::Digest;

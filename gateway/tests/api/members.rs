@@ -1,6 +1,7 @@
 //! Removing a member at auth-service reaches the gateway: the member's tokens
 //! for that workspace are refused within a second.
 
+use crate::metric;
 use crate::platform::Platform;
 use crate::upstream::identity_seen;
 use std::time::{Duration, Instant};
@@ -144,6 +145,25 @@ async fn x_workspace_key_selects_a_workspace_the_user_belongs_to() {
     // A viewer reads; the member scopes of her own workspace do not come along.
     assert!(who.scopes.contains(&identity::Scope::BOOKINGS_READ));
     assert!(!who.scopes.contains(&identity::Scope::BOOKINGS_WRITE));
+
+    // The repeats are recognised in the gateway's memory: no membership
+    // look-up, not even in the shared cache.
+    let lookups = "gateway_cache_lookups_total";
+    let memberships = metric(gw, lookups, "cache=\"membership\"").await;
+    let recognised = metric(gw, lookups, "cache=\"admissions\",result=\"hit\"").await;
+    for _ in 0..3 {
+        let again = gw.send(in_workspace(&workspace)).await;
+        assert_eq!(identity_seen(&again).workspace_id, who.workspace_id);
+    }
+    assert_eq!(
+        metric(gw, lookups, "cache=\"membership\"").await,
+        memberships
+    );
+    assert_eq!(
+        metric(gw, lookups, "cache=\"admissions\",result=\"hit\"").await,
+        recognised + 6.0,
+        "each repeat recognises the token, then its workspace"
+    );
 
     // A workspace she does not belong to.
     gw.send(in_workspace("wrk_01JNOTHERS00000000000000000"))

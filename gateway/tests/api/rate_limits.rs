@@ -1,6 +1,7 @@
 //! Rate limits: per client IP when anonymous, per token otherwise, shared by
 //! gateway replicas through the cache, each spending allowances leased from it.
 
+use crate::metric;
 use crate::platform::Platform;
 use crate::upstream::Echo;
 use cache::{Cache, Quota};
@@ -155,20 +156,6 @@ async fn two_gateways_share_one_budget_redis() {
         .await
         .assert_error(429, "rate_limited");
     assert_eq!(echo.hits(), 4);
-}
-
-/// A number from the gateway's `/metrics`: the sum of the series of `name`
-/// whose labels contain `labels`.
-async fn metric(gw: &TestServer, name: &str, labels: &str) -> f64 {
-    let text = String::from_utf8_lossy(&gw.get("/metrics").await.body).into_owned();
-    text.lines()
-        .filter(|l| {
-            l.strip_prefix(name)
-                .is_some_and(|rest| rest.starts_with(' ') || rest.starts_with('{'))
-                && l.contains(labels)
-        })
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
 }
 
 const HELD: &str = "gateway_rate_limit_held_units";
