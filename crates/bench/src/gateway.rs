@@ -41,6 +41,7 @@ use crate::redis_keys::{RedisKeys, redis_version};
 use crate::report::{self, MAX_ERROR_RATIO, millis, verdict};
 use crate::service::{self, GatewayCache, GatewaySettings, UNREACHED_RATE_LIMIT};
 use crate::setup;
+use crate::wrk::{Wrk, WrkRate};
 use anyhow::{Context, Result, anyhow, bail};
 use identity::{IdentitySigner, SigningKey};
 use launcher::{Memory, PartProcess, ScratchDatabase};
@@ -144,6 +145,15 @@ pub struct EnvoyMeasured {
     pub version: String,
     pub target: Target,
     pub stats: JwtStats,
+    /// The same target under wrk, or why not.
+    pub wrk: Result<WrkRate, String>,
+}
+
+/// The ratio targets' rates under wrk (see [`crate::wrk`]).
+pub struct WrkView {
+    pub nginx: WrkRate,
+    pub jwt: WrkRate,
+    pub jwt_redis: WrkRate,
 }
 
 pub struct GatewayReport {
@@ -160,6 +170,8 @@ pub struct GatewayReport {
     pub envoy: Result<EnvoyMeasured, String>,
     pub api_key: Target,
     pub jwt_many: Target,
+    /// The ratio targets under wrk, or why they could not be measured.
+    pub wrk: Result<WrkView, String>,
     /// The gateway on Redis's leases over all its phases, and the requests
     /// it served in them.
     pub leases: LeaseCounts,
@@ -177,6 +189,7 @@ pub async fn run(options: &Options) -> Result<GatewayReport> {
     let redis_version = redis_version(&options.redis_url).await?;
     // Installed before anything runs, so a download never overlaps a phase.
     let envoy_bin = envoy::install(&options.tools_dir);
+    let wrk = Wrk::install().map_err(|e| format!("{e:#}"));
     // Declared before the gateways, so the keys go after them.
     let keys = RedisKeys::fresh(&options.redis_url)?;
     let dir = service::scratch_dir()?;
@@ -294,15 +307,16 @@ pub async fn run(options: &Options) -> Result<GatewayReport> {
                 &installed,
                 &session.claims,
                 nginx.upstream,
-                options,
+                (options, wrk.as_ref().ok()),
                 dir.path(),
             )
             .await
             {
-                Ok((target, stats)) => Ok(EnvoyMeasured {
+                Ok((target, stats, wrk)) => Ok(EnvoyMeasured {
                     version: installed.version,
                     target,
                     stats,
+                    wrk,
                 }),
                 Err(e) => Err(format!("{e:#}")),
             }
@@ -323,7 +337,7 @@ pub async fn run(options: &Options) -> Result<GatewayReport> {
     let jwt_many = measure(
         "gateway, JWT, redis:// (memory phase)",
         &gateway_redis_url,
-        jwt,
+        jwt.clone(),
         many,
         options,
         gw_redis,
@@ -333,6 +347,33 @@ pub async fn run(options: &Options) -> Result<GatewayReport> {
     let leases_after = lease_counts(&gateway_redis.base_url()).await?;
     let memory_redis = gateway_redis.memory()?;
     let memory = gateway.memory()?;
+    // After the figures above, so wrk's requests are in none of them.
+    let wrk = match wrk {
+        Ok(wrk) => {
+            let bearer = jwt
+                .as_ref()
+                .map(|(_, value)| format!("Authorization: {value}"));
+            let run = |url: String, header: Option<String>| {
+                let wrk = &wrk;
+                async move {
+                    let rate = wrk
+                        .run(&url, header.as_deref(), wrk_load(options), options.duration)
+                        .await?;
+                    Ok::<_, anyhow::Error>(rate)
+                }
+            };
+            async {
+                Ok::<_, anyhow::Error>(WrkView {
+                    nginx: run(nginx_url.clone(), None).await?,
+                    jwt: run(gateway_url.clone(), bearer.clone()).await?,
+                    jwt_redis: run(gateway_redis_url.clone(), bearer.clone()).await?,
+                })
+            }
+            .await
+            .map_err(|e| format!("{e:#}"))
+        }
+        Err(why) => Err(why),
+    };
     let redis_requests = [&jwt_redis, &jwt_many]
         .iter()
         .map(|t| t.tally.ok + t.tally.failed() + t.warmup_requests)
@@ -352,6 +393,7 @@ pub async fn run(options: &Options) -> Result<GatewayReport> {
         envoy,
         api_key: key_target,
         jwt_many,
+        wrk,
         // From before the Redis gateway's first warm-up to after its last
         // phase, as `redis_requests` counts.
         leases: LeaseCounts {
@@ -385,9 +427,9 @@ async fn measure_envoy(
     installed: &envoy::Installed,
     claims: &identity::AccessClaims,
     upstream: SocketAddr,
-    options: &Options,
+    (options, wrk): (&Options, Option<&Wrk>),
     dir: &Path,
-) -> Result<(Target, JwtStats)> {
+) -> Result<(Target, JwtStats, Result<WrkRate, String>)> {
     let key = SigningKey::generate()?;
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -433,7 +475,25 @@ async fn measure_envoy(
     .await?;
     envoy.ensure_running()?;
     let stats = envoy.jwt_stats().await?;
-    Ok((target, stats))
+    let under_wrk = match wrk {
+        Some(wrk) => wrk
+            .run(
+                &url,
+                Some(&format!("Authorization: Bearer {token}")),
+                wrk_load(options),
+                options.duration,
+            )
+            .await
+            .map_err(|e| format!("{e:#}")),
+        None => Err("wrk is not installed".to_owned()),
+    };
+    envoy.ensure_running()?;
+    Ok((target, stats, under_wrk))
+}
+
+/// wrk's threads (one per core) and connections (the targets' own).
+fn wrk_load(options: &Options) -> (usize, usize) {
+    (options.cores, options.concurrency)
 }
 
 /// `gateway_rate_limit_leases_total{outcome}` and `gateway_rate_limit_local`
@@ -777,6 +837,7 @@ impl GatewayReport {
         out.push_str("targets (ratios of the rates above):\n");
         out.push_str(&report::table(&self.target_rows(options)));
         out.push('\n');
+        out.push_str(&self.wrk_section(options));
         let _ = writeln!(
             out,
             "gateway rate limiting on, limits at {UNREACHED_RATE_LIMIT}/min so none triggers: its bookkeeping is in the figures"
@@ -844,6 +905,78 @@ impl GatewayReport {
             "gateway (redis://)",
             &self.gateway_redis_log,
         ));
+        out
+    }
+
+    /// The ratio targets again, measured with wrk.
+    fn wrk_section(&self, options: &Options) -> String {
+        let view = match &self.wrk {
+            Ok(view) => view,
+            Err(why) => return format!("the same under wrk: NOT MEASURED: {why}\n"),
+        };
+        let envoy = self
+            .envoy
+            .as_ref()
+            .map_err(String::as_str)
+            .and_then(|e| e.wrk.as_ref().map_err(String::as_str));
+        let row = |label: &str, rate: &WrkRate| {
+            [
+                label.to_owned(),
+                format!("{:.1}/s", rate.requests_per_sec),
+                format!("({} errors)", rate.errors),
+                String::new(),
+                String::new(),
+            ]
+        };
+        let mut rows = vec![
+            row("nginx proxy_pass", &view.nginx),
+            row("gateway, JWT, memory://", &view.jwt),
+            row("gateway, JWT, redis://", &view.jwt_redis),
+        ];
+        if let Ok(envoy) = envoy {
+            rows.push(row("Envoy jwt_authn, JWT cache on", envoy));
+        }
+        let ratio_row = |label: &str, ratio: Option<f64>, target: f64| {
+            [
+                label.to_owned(),
+                ratio.map_or_else(|| "n/a".to_owned(), |r| format!("{r:.2}")),
+                String::new(),
+                String::new(),
+                format!(
+                    "target >= {target:.2}  {}",
+                    ratio.map_or("n/a", |r| verdict(r >= target))
+                ),
+            ]
+        };
+        let redis = view.jwt_redis.requests_per_sec;
+        rows.extend([
+            ratio_row(
+                "gateway JWT on redis:// / the same on memory://",
+                Some(redis / view.jwt.requests_per_sec),
+                REDIS_RATIO_TARGET,
+            ),
+            ratio_row(
+                "gateway JWT on redis:// / Envoy jwt_authn with its cache",
+                envoy.ok().map(|e| redis / e.requests_per_sec),
+                ENVOY_RATIO_TARGET,
+            ),
+            ratio_row(
+                "gateway JWT on redis:// / nginx proxy_pass",
+                Some(redis / view.nginx.requests_per_sec),
+                PROXY_RATIO_TARGET,
+            ),
+        ]);
+        let (threads, connections) = wrk_load(options);
+        let mut out = format!(
+            "the same targets under wrk (-t{threads} -c{connections}, {} s each, after the runs above; \
+             the issue's own table was measured with it):\n",
+            options.duration.as_secs()
+        );
+        out.push_str(&report::table(&rows));
+        if let Err(why) = envoy {
+            let _ = writeln!(out, "Envoy under wrk: NOT MEASURED: {why}");
+        }
+        out.push('\n');
         out
     }
 

@@ -65,6 +65,7 @@ mod service;
 mod setup;
 mod signing;
 mod spaces;
+mod wrk;
 
 use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand};
