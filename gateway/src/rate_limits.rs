@@ -117,7 +117,7 @@ struct Shared {
     cache_config: CacheConfig,
     /// Local limits while the shared budget is unreachable.
     local: Cache,
-    buckets: Mutex<HashMap<String, Arc<Bucket>>>,
+    buckets: Mutex<HashMap<BucketKey, Arc<Bucket>>>,
     unreachable: AtomicBool,
     next_probe: Mutex<Instant>,
     /// The gateway is stopping: units that land are given back at once.
@@ -127,6 +127,27 @@ struct Shared {
     /// before.
     giving_back: AtomicUsize,
     metrics: LeaseMetrics,
+}
+
+/// What a bucket is found under: a principal's key in the shared cache, or
+/// an anonymous caller's address, whose key is formatted only when its
+/// bucket is made (anonymous requests share one admission, so their bucket
+/// is looked up on every request).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+enum BucketKey {
+    Named(String),
+    Client(Option<IpAddr>),
+}
+
+impl BucketKey {
+    /// The key of the budget in the shared cache.
+    fn cache_key(&self) -> String {
+        match self {
+            BucketKey::Named(key) => key.clone(),
+            BucketKey::Client(Some(ip)) => format!("rl:ip:{ip}"),
+            BucketKey::Client(None) => "rl:ip:unknown".to_owned(),
+        }
+    }
 }
 
 /// One key's allowance on this replica.
@@ -291,25 +312,19 @@ impl RateLimiter {
         shared.local_decision(&bucket).await
     }
 
-    fn subject(&self, identity: &Identity, client: Option<IpAddr>) -> Option<(String, u32)> {
+    fn subject(&self, identity: &Identity, client: Option<IpAddr>) -> Option<(BucketKey, u32)> {
         let config = &self.shared.config;
         Some(match identity.principal_type {
             PrincipalType::User | PrincipalType::Service => (
-                format!("rl:token:{}", identity.principal_id),
+                BucketKey::Named(format!("rl:token:{}", identity.principal_id)),
                 config.per_token_per_minute,
             ),
             PrincipalType::ApiKey | PrincipalType::SpaceKey => (
-                format!("rl:key:{}", identity.principal_id),
+                BucketKey::Named(format!("rl:key:{}", identity.principal_id)),
                 config.per_api_key_per_minute,
             ),
             PrincipalType::System | PrincipalType::Gateway => return None,
-            PrincipalType::Anonymous => {
-                let key = match client {
-                    Some(ip) => format!("rl:ip:{ip}"),
-                    None => "rl:ip:unknown".to_owned(),
-                };
-                (key, config.per_ip_per_minute)
-            }
+            PrincipalType::Anonymous => (BucketKey::Client(client), config.per_ip_per_minute),
         })
     }
 }
@@ -324,13 +339,13 @@ impl Drop for RateLimiter {
 }
 
 impl Shared {
-    fn bucket(&self, key: String, limit: u32) -> Arc<Bucket> {
+    fn bucket(&self, key: BucketKey, limit: u32) -> Arc<Bucket> {
         let mut buckets = lock(&self.buckets);
         if let Some(bucket) = buckets.get(&key) {
             return bucket.clone();
         }
         let bucket = Arc::new(Bucket {
-            key: key.clone(),
+            key: key.cache_key(),
             quota: Quota::new(limit, MINUTE),
             allowance: Mutex::new(Allowance::new(limit, Instant::now())),
             landed: Notify::new(),
@@ -638,4 +653,23 @@ pub fn exceeded(decision: &RateDecision) -> service_kit::ApiError {
         error = error.with_header(name, value);
     }
     error
+}
+
+#[cfg(test)]
+mod tests {
+    use super::BucketKey;
+
+    #[test]
+    fn an_anonymous_callers_budget_is_kept_under_its_address() {
+        let v4 = BucketKey::Client(Some("203.0.113.9".parse().unwrap()));
+        let v6 = BucketKey::Client(Some("2001:db8::1".parse().unwrap()));
+        assert_eq!(v4.cache_key(), "rl:ip:203.0.113.9");
+        assert_eq!(v6.cache_key(), "rl:ip:2001:db8::1");
+        assert_eq!(BucketKey::Client(None).cache_key(), "rl:ip:unknown");
+        assert_eq!(
+            BucketKey::Named("rl:key:key_1".into()).cache_key(),
+            "rl:key:key_1"
+        );
+        assert_ne!(v4, v6);
+    }
 }
