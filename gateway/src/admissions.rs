@@ -20,7 +20,7 @@ use identity::{Identity, IdentitySigner};
 use reqwest::header::HeaderValue;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, OnceLock, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 pub(crate) fn now_secs() -> u64 {
@@ -35,7 +35,7 @@ pub struct Admission {
     pub identity: Identity,
     signed: Mutex<Vec<Signed>>,
     /// The principal's rate-limit bucket on this replica, once looked up.
-    pub(crate) budget: OnceLock<Arc<crate::rate_limits::Bucket>>,
+    pub(crate) budget: crate::rate_limits::Budget,
     /// The same credential acting in other workspaces.
     acting: Mutex<Vec<Acting>>,
 }
@@ -69,7 +69,7 @@ impl Admission {
         Arc::new(Admission {
             identity,
             signed: Mutex::new(Vec::new()),
-            budget: OnceLock::new(),
+            budget: Default::default(),
             acting: Mutex::new(Vec::new()),
         })
     }

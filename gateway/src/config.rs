@@ -6,6 +6,11 @@ use serde::{Deserialize, Serialize};
 use service_kit::Dialect;
 use service_kit::config::{CacheConfig, ConfigError, HttpConfig, LogConfig, Secret, Settings};
 
+/// The entries of an upstream's setting: a comma-separated list of base URLs.
+pub fn base_urls(list: &str) -> impl Iterator<Item = &str> {
+    list.split(',').map(str::trim).filter(|u| !u.is_empty())
+}
+
 /// Where each service answers: a base URL, or several comma-separated (one per
 /// replica, taken in turn) where no load balancer stands in front of them.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -404,10 +409,10 @@ impl Settings for GatewayConfig {
             ("upstreams.spaces", &self.upstreams.spaces),
             ("upstreams.events", &self.upstreams.events),
         ] {
-            if crate::upstreams::split(list).next().is_none() {
+            if base_urls(list).next().is_none() {
                 return Err(ConfigError::invalid(name, "needs at least one base URL"));
             }
-            for url in crate::upstreams::split(list) {
+            for url in base_urls(list) {
                 let parsed = reqwest::Url::parse(url)
                     .map_err(|e| ConfigError::invalid(name, e.to_string()))?;
                 if !matches!(parsed.scheme(), "http" | "https") || parsed.host().is_none() {

@@ -360,7 +360,10 @@ pub async fn forward(
         )));
     }
     let client_ip = gateway.trusted_proxies.client(&req);
-    let budget = gateway.rate_limiter.spend(&admission, client_ip).await;
+    let budget = gateway
+        .rate_limiter
+        .spend((&admission.identity, &admission.budget), client_ip)
+        .await;
     if let Some(decision) = budget.as_ref().filter(|d| !d.allowed) {
         return Err(rate_limits::exceeded(decision));
     }

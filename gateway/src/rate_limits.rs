@@ -69,7 +69,6 @@
 
 mod allowance;
 
-use crate::admissions::Admission;
 use crate::config::RateLimitConfig;
 use actix_web::HttpResponse;
 use allowance::{Allowance, Next};
@@ -84,7 +83,7 @@ use service_kit::config::CacheConfig;
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
 use std::time::{Duration, Instant};
 use tokio::sync::Notify;
 
@@ -149,6 +148,11 @@ impl BucketKey {
         }
     }
 }
+
+/// A principal's bucket on this replica, once looked up: kept with what
+/// the gateway remembers of a credential, so a repeat finds it at once.
+#[derive(Default)]
+pub struct Budget(OnceLock<Arc<Bucket>>);
 
 /// One key's allowance on this replica.
 pub(crate) struct Bucket {
@@ -233,29 +237,26 @@ impl RateLimiter {
     /// not take the platform down.
     pub async fn spend(
         &self,
-        admission: &Admission,
+        (identity, budget): (&Identity, &Budget),
         client: Option<IpAddr>,
     ) -> Option<RateDecision> {
         if !self.shared.config.enabled {
             return None;
         }
         let shared = &self.shared;
-        let bucket = match admission.identity.principal_type {
+        let bucket = match identity.principal_type {
             // One admission, many client addresses.
             PrincipalType::Anonymous => {
-                let (key, limit) = self.subject(&admission.identity, client)?;
+                let (key, limit) = self.subject(identity, client)?;
                 shared.bucket(key, limit)
             }
             // The admission keeps its principal's bucket (which is then
             // never forgotten while it is held).
-            _ => match admission.budget.get() {
+            _ => match budget.0.get() {
                 Some(bucket) => bucket.clone(),
                 None => {
-                    let (key, limit) = self.subject(&admission.identity, client)?;
-                    admission
-                        .budget
-                        .get_or_init(|| shared.bucket(key, limit))
-                        .clone()
+                    let (key, limit) = self.subject(identity, client)?;
+                    budget.0.get_or_init(|| shared.bucket(key, limit)).clone()
                 }
             },
         };

@@ -26,7 +26,7 @@ impl Replicas {
     pub fn new(name: &str, list: &str) -> Replicas {
         Replicas {
             name: name.to_owned(),
-            bases: split(list)
+            bases: crate::config::base_urls(list)
                 .filter_map(|u| {
                     let uri = u.parse::<Uri>().ok()?;
                     Some((uri.scheme()?.clone(), uri.authority()?.clone()))
@@ -63,11 +63,6 @@ impl Replicas {
             .map(|uri| uri.to_string())
             .unwrap_or_default()
     }
-}
-
-/// The entries of a comma-separated list of base URLs.
-pub fn split(list: &str) -> impl Iterator<Item = &str> {
-    list.split(',').map(str::trim).filter(|u| !u.is_empty())
 }
 
 /// One `Replicas` per upstream name, shared by the routes and the gateway's
