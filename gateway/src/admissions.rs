@@ -47,7 +47,7 @@ struct Acting {
     /// When the membership answer it came from was fetched (unix seconds):
     /// a change of the membership since makes it stale.
     fetched_at: u64,
-    /// Unix second from which it is not used (`u64::MAX`: never).
+    /// Unix second from which it is not used.
     good_until: u64,
     /// The revocation count when it was last checked.
     checked: u64,

@@ -67,17 +67,21 @@ impl Authenticator {
         }
         let (identity, lifetime) = self.act_in(admission.identity.clone(), requested).await?;
         let acting = Admission::new(identity);
-        admission.remember_acting(requested, acting.clone(), lifetime, revocations);
+        if let Some(lifetime) = lifetime {
+            admission.remember_acting(requested, acting.clone(), lifetime, revocations);
+        }
         Ok(acting)
     }
 
     /// The identity acting in `requested`, and how long it may be remembered:
     /// `(fetched_at, good_until)` of the membership answer it came from.
+    /// `None` for a system key: its admission is made for each request (a
+    /// digest compared), so there is nothing to remember it with.
     async fn act_in(
         &self,
         identity: Identity,
         requested: &str,
-    ) -> Result<(Identity, (u64, u64)), ApiError> {
+    ) -> Result<(Identity, Option<(u64, u64)>), ApiError> {
         if !is_workspace_id(requested) {
             return Err(ApiError::bad_request(
                 "x-workspace-key must be a workspace id (wrk_…)",
@@ -86,13 +90,13 @@ impl Authenticator {
         match identity.principal_type {
             PrincipalType::Anonymous => Err(ApiError::unauthorized("authentication required")
                 .with_header("www-authenticate", "Bearer realm=\"spaceport\"")),
-            // Any workspace, for as long as the key is admitted.
+            // Any workspace.
             PrincipalType::System => Ok((
                 Identity {
                     workspace_id: Some(requested.to_owned()),
                     ..identity
                 },
-                (now_secs(), u64::MAX),
+                None,
             )),
             PrincipalType::User => {
                 let membership = self.membership(requested, &identity.principal_id).await?;
@@ -107,10 +111,10 @@ impl Authenticator {
                             scopes,
                             ..identity
                         },
-                        (
+                        Some((
                             fetched_at,
                             fetched_at.saturating_add(self.config().membership_cache_secs),
-                        ),
+                        )),
                     )),
                     _ => Err(ApiError::forbidden("not a member of that workspace")),
                 }
