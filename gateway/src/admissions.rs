@@ -7,10 +7,10 @@
 //! - [`Admitted`] remembers admissions: each bearer token's by the exact
 //!   token string, until the token expires, as long as the key set it was
 //!   verified against is in force; each API key's by the hash its
-//!   introspection is cached under, until that answer's cache time is up. Revocations are not looked up again on
-//!   every request: each entry remembers the count of revocations received
-//!   when it was last checked, and is checked again only once another has
-//!   arrived.
+//!   introspection is cached under, until that answer's cache time is up.
+//!   Revocations are not looked up again on every request: each entry
+//!   remembers the count of revocations received when it was last checked,
+//!   and is checked again only once another has arrived.
 //! - an admission also remembers itself acting in other workspaces
 //!   (`x-workspace-key`): the admission there, until the membership answer
 //!   it came from would leave the shared cache, checked again when a

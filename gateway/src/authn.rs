@@ -63,6 +63,13 @@ impl Failure {
     }
 }
 
+/// 401 with the challenge a client's credential answers: the gateway's own
+/// refusals (a bad credential, none where one is needed).
+pub(crate) fn unauthorized(message: &str) -> service_kit::ApiError {
+    service_kit::ApiError::unauthorized(message)
+        .with_header("www-authenticate", "Bearer realm=\"spaceport\"")
+}
+
 /// The credential a request presents, read from its headers.
 pub enum Credential<'a> {
     None,

@@ -333,7 +333,7 @@ pub async fn forward(
         .await
         .map_err(|failure| {
             gateway.observe_auth_failure(failure);
-            unauthorized(failure.message())
+            authn::unauthorized(failure.message())
         })?;
     let requested = match req.headers().get("x-workspace-key") {
         None => None,
@@ -351,7 +351,7 @@ pub async fn forward(
     if (route.policy == RoutePolicy::Authenticated || !route.scopes.is_empty())
         && identity.is_anonymous()
     {
-        return Err(unauthorized("authentication required"));
+        return Err(authn::unauthorized("authentication required"));
     }
     if let Some(missing) = route.scopes.iter().find(|s| !identity.scopes.contains(s)) {
         return Err(ApiError::forbidden(format!(
@@ -382,10 +382,6 @@ pub async fn forward(
         rate_limits::add_headers(&mut response, decision);
     }
     Ok(response)
-}
-
-fn unauthorized(message: &str) -> ApiError {
-    ApiError::unauthorized(message).with_header("www-authenticate", "Bearer realm=\"spaceport\"")
 }
 
 async fn send(

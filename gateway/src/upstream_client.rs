@@ -305,19 +305,17 @@ impl Body for PooledBody {
     ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
         let this = &mut *self;
         let frame = Pin::new(&mut this.body).poll_frame(cx);
-        match &frame {
-            Poll::Ready(None) => {
-                if let Some(lease) = this.lease.take() {
-                    lease.give_back();
-                }
+        let read_to_the_end = match &frame {
+            Poll::Ready(None) => true,
+            Poll::Ready(Some(Ok(_))) => this.body.is_end_stream(),
+            Poll::Ready(Some(Err(_))) => {
+                this.lease = None;
+                false
             }
-            Poll::Ready(Some(Err(_))) => this.lease = None,
-            Poll::Ready(Some(Ok(_))) if this.body.is_end_stream() => {
-                if let Some(lease) = this.lease.take() {
-                    lease.give_back();
-                }
-            }
-            _ => {}
+            Poll::Pending => false,
+        };
+        if read_to_the_end && let Some(lease) = this.lease.take() {
+            lease.give_back();
         }
         frame
     }
@@ -391,6 +389,10 @@ mod tests {
     async fn read(client: &UpstreamClient, base: &str) -> Bytes {
         let response = client.request(get(base)).await.unwrap();
         assert_eq!(response.status(), 200);
+        body(response).await
+    }
+
+    async fn body(response: Response<PooledBody>) -> Bytes {
         response.into_body().collect().await.unwrap().to_bytes()
     }
 
@@ -415,10 +417,7 @@ mod tests {
             .collect::<Vec<_>>();
         assert_eq!(accepted.load(Ordering::SeqCst), 4);
         for response in responses {
-            assert_eq!(
-                response.into_body().collect().await.unwrap().to_bytes(),
-                "hello"
-            );
+            assert_eq!(body(response).await, "hello");
         }
         let idle = |client: &UpstreamClient| client.pool.idle.borrow()[0].1.len();
         assert_eq!(idle(&client), 2);

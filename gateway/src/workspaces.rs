@@ -88,8 +88,7 @@ impl Authenticator {
             ));
         }
         match identity.principal_type {
-            PrincipalType::Anonymous => Err(ApiError::unauthorized("authentication required")
-                .with_header("www-authenticate", "Bearer realm=\"spaceport\"")),
+            PrincipalType::Anonymous => Err(crate::authn::unauthorized("authentication required")),
             // Any workspace.
             PrincipalType::System => Ok((
                 Identity {

@@ -937,36 +937,12 @@ impl GatewayReport {
         if let Ok(envoy) = envoy {
             rows.push(row("Envoy jwt_authn, JWT cache on", envoy));
         }
-        let ratio_row = |label: &str, ratio: Option<f64>, target: f64| {
-            [
-                label.to_owned(),
-                ratio.map_or_else(|| "n/a".to_owned(), |r| format!("{r:.2}")),
-                String::new(),
-                String::new(),
-                format!(
-                    "target >= {target:.2}  {}",
-                    ratio.map_or("n/a", |r| verdict(r >= target))
-                ),
-            ]
-        };
-        let redis = view.jwt_redis.requests_per_sec;
-        rows.extend([
-            ratio_row(
-                "gateway JWT on redis:// / the same on memory://",
-                Some(redis / view.jwt.requests_per_sec),
-                REDIS_RATIO_TARGET,
-            ),
-            ratio_row(
-                "gateway JWT on redis:// / Envoy jwt_authn with its cache",
-                envoy.ok().map(|e| redis / e.requests_per_sec),
-                ENVOY_RATIO_TARGET,
-            ),
-            ratio_row(
-                "gateway JWT on redis:// / nginx proxy_pass",
-                Some(redis / view.nginx.requests_per_sec),
-                PROXY_RATIO_TARGET,
-            ),
-        ]);
+        rows.extend(redis_ratio_rows(
+            view.jwt_redis.requests_per_sec,
+            view.jwt.requests_per_sec,
+            envoy.ok().map(|e| e.requests_per_sec),
+            view.nginx.requests_per_sec,
+        ));
         let (threads, connections) = wrk_load(options);
         let mut out = format!(
             "the same targets under wrk (-t{threads} -c{connections}, {} s each, after the runs above; \
@@ -984,35 +960,14 @@ impl GatewayReport {
     /// The issue's ratios, each against its target.
     fn target_rows(&self, options: &Options) -> Vec<[String; 5]> {
         let rate = |t: &Target| t.tally.rate();
-        let ratio_row = |label: &str, ratio: Option<f64>, target: f64| {
-            [
-                label.to_owned(),
-                ratio.map_or_else(|| "n/a".to_owned(), |r| format!("{r:.2}")),
-                String::new(),
-                String::new(),
-                format!(
-                    "target >= {target:.2}  {}",
-                    ratio.map_or("n/a", |r| verdict(r >= target))
-                ),
-            ]
-        };
-        let redis = rate(&self.jwt_redis);
-        vec![
-            ratio_row(
-                "gateway JWT on redis:// / the same on memory://",
-                Some(redis / rate(&self.jwt)),
-                REDIS_RATIO_TARGET,
-            ),
-            ratio_row(
-                "gateway JWT on redis:// / Envoy jwt_authn with its cache",
-                self.envoy_target().map(|envoy| redis / rate(envoy)),
-                ENVOY_RATIO_TARGET,
-            ),
-            ratio_row(
-                "gateway JWT on redis:// / nginx proxy_pass",
-                Some(redis / rate(&self.nginx)),
-                PROXY_RATIO_TARGET,
-            ),
+        let mut rows = redis_ratio_rows(
+            rate(&self.jwt_redis),
+            rate(&self.jwt),
+            self.envoy_target().map(rate),
+            rate(&self.nginx),
+        )
+        .to_vec();
+        rows.extend([
             ratio_row(
                 "gateway JWT on memory:// / nginx proxy_pass",
                 Some(rate(&self.jwt) / rate(&self.nginx)),
@@ -1026,8 +981,46 @@ impl GatewayReport {
                 &self.memory_redis,
                 RSS_TARGET_BYTES,
             ),
-        ]
+        ]);
+        rows
     }
+}
+
+/// The issue's ratios of the gateway on Redis (to itself on `memory://`, to
+/// Envoy, to nginx's `proxy_pass`), from one load generator's rates.
+fn redis_ratio_rows(redis: f64, memory: f64, envoy: Option<f64>, nginx: f64) -> [[String; 5]; 3] {
+    [
+        ratio_row(
+            "gateway JWT on redis:// / the same on memory://",
+            Some(redis / memory),
+            REDIS_RATIO_TARGET,
+        ),
+        ratio_row(
+            "gateway JWT on redis:// / Envoy jwt_authn with its cache",
+            envoy.map(|envoy| redis / envoy),
+            ENVOY_RATIO_TARGET,
+        ),
+        ratio_row(
+            "gateway JWT on redis:// / nginx proxy_pass",
+            Some(redis / nginx),
+            PROXY_RATIO_TARGET,
+        ),
+    ]
+}
+
+/// A ratio against its target, as a row of the targets' table; `None` when
+/// one side was not measured.
+fn ratio_row(label: &str, ratio: Option<f64>, target: f64) -> [String; 5] {
+    [
+        label.to_owned(),
+        ratio.map_or_else(|| "n/a".to_owned(), |r| format!("{r:.2}")),
+        String::new(),
+        String::new(),
+        format!(
+            "target >= {target:.2}  {}",
+            ratio.map_or("n/a", |r| verdict(r >= target))
+        ),
+    ]
 }
 
 /// Where a target's CPU time went: the proxy (the gateway, a bare proxy,
