@@ -19,8 +19,7 @@
 pub use crate::admissions::Admission;
 use crate::admissions::{Admitted, Recall, RevocationSubject, now_secs};
 use crate::config::{GatewayConfig, TokenConfig};
-use actix_web::HttpRequest;
-use actix_web::http::header::{AUTHORIZATION, HeaderName};
+use hyper::header::{AUTHORIZATION, HeaderMap, HeaderName};
 use identity::access::AccessTokenError;
 use identity::revocation::{self, Revocation};
 use identity::{AccessClaims, AccessTokenVerifier, Identity, PrincipalType, PublicKeys, ScopeSet};
@@ -108,10 +107,12 @@ fn classify(token: &str) -> Credential<'_> {
 /// The credential of a request: its headers, and on Tuzzle routes the
 /// `?api_key=` of its query (`query_key`). A key in the query beside any
 /// credential header is ambiguous, so it is refused.
-pub fn credential_of<'a>(req: &'a HttpRequest, query_key: Option<&'a QueryKey>) -> Credential<'a> {
+pub fn credential_of<'a>(
+    headers: &'a HeaderMap,
+    query_key: Option<&'a QueryKey>,
+) -> Credential<'a> {
     const API_KEY: HeaderName = HeaderName::from_static("x-api-key");
     const ORG_API_KEY: HeaderName = HeaderName::from_static("x-org-api-key");
-    let headers = req.headers();
     if let Some(query_key) = query_key {
         let beside = [API_KEY, ORG_API_KEY, AUTHORIZATION]
             .iter()

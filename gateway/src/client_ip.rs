@@ -2,8 +2,7 @@
 //! trusted proxy, in which case `X-Forwarded-For` is read from the right, skipping
 //! trusted hops. A client cannot choose its own address by sending the header.
 
-use actix_web::HttpRequest;
-use actix_web::http::header::HeaderName;
+use hyper::header::{HeaderMap, HeaderName};
 use ipnet::IpNet;
 use std::net::IpAddr;
 
@@ -45,17 +44,14 @@ impl TrustedProxies {
         )
     }
 
-    pub fn client(&self, req: &HttpRequest) -> Option<IpAddr> {
+    /// The client of a request that came from `peer` with `headers`.
+    pub fn client(&self, peer: Option<IpAddr>, headers: &HeaderMap) -> Option<IpAddr> {
         const FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
-        let peer = req.peer_addr().map(|a| a.ip());
         // The header is read only from a proxy we trust.
         if peer.is_some_and(|ip| !self.trusts(ip)) {
             return peer;
         }
-        let forwarded = req
-            .headers()
-            .get(FORWARDED_FOR)
-            .and_then(|v| v.to_str().ok());
+        let forwarded = headers.get(FORWARDED_FOR).and_then(|v| v.to_str().ok());
         self.client_of(peer, forwarded)
     }
 }

@@ -5,15 +5,16 @@ pub mod admissions;
 pub mod authn;
 pub mod client_ip;
 pub mod config;
+pub mod front;
 pub mod openapi;
 pub mod proxy;
 pub mod rate_limits;
 pub mod routes;
+pub mod server;
 pub mod upstream_client;
 pub mod upstreams;
 pub mod workspaces;
 
-use actix_web::web;
 use cache::Cache;
 use config::GatewayConfig;
 use prometheus_client::encoding::EncodeLabelSet;
@@ -88,20 +89,6 @@ impl Gateway {
     }
 }
 
-/// `GET /openapi.json`: the merged document of every public route.
-async fn published_document(document: web::Data<bytes::Bytes>) -> actix_web::HttpResponse {
-    actix_web::HttpResponse::Ok()
-        .content_type("application/json")
-        .insert_header(("cache-control", "public, max-age=300"))
-        .body(document.get_ref().clone())
-}
-
-fn markdown(text: &'static str) -> actix_web::HttpResponse {
-    actix_web::HttpResponse::Ok()
-        .content_type("text/markdown; charset=utf-8")
-        .body(text)
-}
-
 pub struct GatewayPart;
 
 impl ServicePart for GatewayPart {
@@ -161,16 +148,16 @@ impl ServicePart for GatewayPart {
         let families = service_kit::dialect::Families::new(
             config.routes.iter().map(|r| (r.dialect, r.prefix.as_str())),
         );
-        let published = web::Data::new(bytes::Bytes::from(
+        let published = bytes::Bytes::from(
             serde_json::to_vec(&openapi::merged(&routes)).expect("the document serializes"),
-        ));
+        );
         let rate_limiter = rate_limits::RateLimiter::new(
             cache.clone(),
             config.cache.clone(),
             config.rate_limits.clone(),
         );
         let rate_limit_metrics = rate_limiter.metrics();
-        let gateway = web::Data::new(Gateway {
+        let gateway = Arc::new(Gateway {
             routes,
             signer,
             authenticator,
@@ -179,28 +166,28 @@ impl ServicePart for GatewayPart {
             auth_failures: auth_failures.clone(),
             upstream_latency: upstream_latency.clone(),
         });
-        let mut spec = AppSpec::new(Self::NAME, move |cfg| {
-            // Each worker proxies over its own client. A pooled connection's
-            // task runs on the runtime that opened it; with one shared client a
-            // request on one worker would hand its exchange to a connection
-            // task on another, a thread wake-up each way.
-            let client = upstream_client::UpstreamClient::new(connector.clone(), &proxy);
-            cfg.app_data(gateway.clone())
-                .app_data(web::Data::new(client))
-                .app_data(published.clone())
-                .service(web::resource("/openapi.json").get(published_document))
-                .service(
-                    web::resource("/docs/authentication.md")
-                        .get(|| async { markdown(openapi::AUTHENTICATION) }),
-                )
-                .service(
-                    web::resource("/docs/errors.md").get(|| async { markdown(openapi::ERRORS) }),
-                );
-        })
-        .fallback(|| web::to(proxy::forward))
-        .families(families)
-        .readiness(Arc::new(cache))
-        .json_limit(config.http.json_limit_bytes);
+        // Served by the gateway's own hyper server (see `server`), not by
+        // actix-web's: no actix routes.
+        let mut spec = AppSpec::new(Self::NAME, |_| {})
+            .server(Arc::new(
+                move |spec: Arc<AppSpec>,
+                      http: &service_kit::config::HttpConfig,
+                      listener: std::net::TcpListener| {
+                    let front = Arc::new(front::Front {
+                        gateway: gateway.clone(),
+                        spec,
+                        published: published.clone(),
+                    });
+                    let workers = server::Workers {
+                        front,
+                        connector: connector.clone(),
+                        proxy: proxy.clone(),
+                    };
+                    server::serve(workers, http, listener)
+                },
+            ))
+            .families(families)
+            .readiness(Arc::new(cache));
         spec.metrics.registry_mut().register(
             "gateway_cache_lookups",
             "Credential cache lookups (API-key introspections, JWKS), by cache and hit or miss",

@@ -5,23 +5,19 @@ use crate::authn;
 use crate::config::RoutePolicy;
 use crate::rate_limits;
 use crate::routes::{Route, has_dot_segments, is_internal};
-use crate::upstream_client::{RequestBody, UpstreamClient};
-use actix_web::http::header::{
-    CONTENT_LENGTH, HeaderMap, HeaderName, HeaderValue, TRANSFER_ENCODING,
-};
-use actix_web::http::{Method, StatusCode};
-use actix_web::{HttpMessage, HttpRequest, HttpResponse, web};
+use crate::upstream_client::{PooledBody, RequestBody, UpstreamClient};
 use bytes::Bytes;
-use futures_util::StreamExt;
-use http_body_util::{BodyExt, Empty, Full, StreamBody};
-use hyper::body::{Body as _, Frame};
-use service_kit::metrics::MetricsRoute;
-use service_kit::request_id::RequestId;
+use http_body_util::{BodyExt, Empty, Full};
+use hyper::body::{Body, Frame, Incoming, SizeHint};
+use hyper::header::{CONNECTION, HOST, HeaderMap, HeaderName, HeaderValue};
+use hyper::{Method, Request, Response};
 use service_kit::{ApiError, ErrorCode};
+use std::net::IpAddr;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::task::{Context, Poll, ready};
 use std::time::Instant;
-use tokio::sync::mpsc;
 
 /// Headers that describe one connection, not the message (RFC 9110 §7.6.1).
 pub const HOP_BY_HOP: [&str; 9] = [
@@ -47,9 +43,16 @@ fn is_reserved(name: &str) -> bool {
         || name == "x-real-ip"
 }
 
+/// The request id's header, as the gateway gives it and passes it on.
+pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+/// The identity token's header.
+const IDENTITY: HeaderName = HeaderName::from_static(identity::HEADER);
+
 fn connection_listed(headers: &HeaderMap) -> Vec<String> {
     headers
-        .get_all("connection")
+        .get_all(CONNECTION)
+        .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
         .map(|t| t.trim().to_ascii_lowercase())
@@ -61,7 +64,19 @@ fn strips(name: &str, listed: &[String]) -> bool {
     HOP_BY_HOP.contains(&name) || listed.iter().any(|l| l == name)
 }
 
-/// The request headers sent upstream.
+/// Removes from `headers` every name `drops` picks: one pass over the names
+/// (most requests drop one or two), then a removal each.
+fn remove_where(headers: &mut HeaderMap, drops: impl Fn(&str) -> bool) {
+    let dropped: Vec<HeaderName> = headers
+        .keys()
+        .filter(|name| drops(name.as_str()))
+        .cloned()
+        .collect();
+    for name in dropped {
+        headers.remove(name);
+    }
+}
+
 /// Credential headers the gateway consumes: the services see the identity
 /// token instead. `Authorization` is consumed only when it carried a bearer
 /// credential the gateway verified (a `Basic` header is for the service).
@@ -70,84 +85,41 @@ fn is_consumed_credential(name: &str, bearer_consumed: bool) -> bool {
         || (bearer_consumed && name == "authorization")
 }
 
+/// Turns the client's headers into those sent upstream, in place: what
+/// describes the client's connection, what only the gateway may set and the
+/// credential it consumed go; the forwarding headers and the request id come.
 fn upstream_headers(
-    req: &HttpRequest,
-    client: Option<std::net::IpAddr>,
+    headers: &mut HeaderMap,
+    authority: Option<&hyper::http::uri::Authority>,
+    (client, request_id): (Option<IpAddr>, &HeaderValue),
     bearer_consumed: bool,
-) -> reqwest::header::HeaderMap {
-    let listed = connection_listed(req.headers());
-    let mut out = reqwest::header::HeaderMap::with_capacity(req.headers().len() + 4);
-    for (name, value) in req.headers() {
-        let n = name.as_str();
-        if strips(n, &listed)
+) {
+    const FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+    const FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+    const FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+    // Host and scheme come from this connection, never from client headers.
+    let host = headers
+        .remove(HOST)
+        .or_else(|| authority.and_then(|a| HeaderValue::from_str(a.as_str()).ok()));
+    let listed = connection_listed(headers);
+    remove_where(headers, |n| {
+        strips(n, &listed)
             || is_reserved(n)
             || is_consumed_credential(n, bearer_consumed)
-            || n == "host"
             || n == "x-request-id"
-        {
-            continue;
-        }
-        if let (Ok(name), Ok(value)) = (
-            reqwest::header::HeaderName::from_bytes(n.as_bytes()),
-            reqwest::header::HeaderValue::from_bytes(value.as_bytes()),
-        ) {
-            out.append(name, value);
-        }
+    });
+    if let Some(client) = client
+        && let Ok(value) = HeaderValue::from_str(&client.to_string())
+    {
+        headers.insert(FORWARDED_FOR, value);
     }
-    // Host and scheme come from this connection, never from client headers
-    // (actix's `connection_info()` would trust a client's X-Forwarded-*).
-    let host = req
-        .headers()
-        .get("host")
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_owned)
-        .or_else(|| req.uri().authority().map(|a| a.to_string()));
-    let scheme = if req.app_config().secure() {
-        "https"
-    } else {
-        "http"
-    };
-    let mut set = |name: &'static str, value: &str| {
-        if let Ok(value) = reqwest::header::HeaderValue::from_str(value) {
-            out.insert(name, value);
-        }
-    };
-    if let Some(client) = client {
-        set("x-forwarded-for", &client.to_string());
+    // The gateway's listener is plain HTTP; TLS ends at the ingress, which
+    // sets its own X-Forwarded-Proto for the gateway (a trusted proxy's).
+    headers.insert(FORWARDED_PROTO, HeaderValue::from_static("http"));
+    if let Some(host) = host {
+        headers.insert(FORWARDED_HOST, host);
     }
-    set("x-forwarded-proto", scheme);
-    if let Some(host) = &host {
-        set("x-forwarded-host", host);
-    }
-    if let Some(id) = req.extensions().get::<RequestId>() {
-        set("x-request-id", &id.0);
-    }
-    out
-}
-
-/// Copies the upstream's response headers, minus hop-by-hop ones.
-fn copy_response_headers(
-    from: &reqwest::header::HeaderMap,
-    to: &mut actix_web::HttpResponseBuilder,
-) {
-    let mut listed = Vec::new();
-    for v in from.get_all("connection") {
-        if let Ok(v) = v.to_str() {
-            listed.extend(v.split(',').map(|t| t.trim().to_ascii_lowercase()));
-        }
-    }
-    for (name, value) in from {
-        let n = name.as_str();
-        if strips(n, &listed) || n == "content-length" {
-            continue;
-        }
-        if let (Ok(name), Ok(value)) = (
-            HeaderName::from_bytes(n.as_bytes()),
-            HeaderValue::from_bytes(value.as_bytes()),
-        ) {
-            to.append_header((name, value));
-        }
-    }
+    headers.insert(REQUEST_ID, request_id.clone());
 }
 
 /// Bodies up to this size (with a Content-Length), the client's and the
@@ -177,65 +149,56 @@ fn body_too_large(limit: u64) -> ApiError {
     )
 }
 
-/// Streams the client's body upstream as it arrives, refusing past `limit`.
-/// actix's payload is tied to its worker thread, so a local task feeds a channel
-/// whose receiving end the upstream client can own.
-fn stream_body(mut payload: web::Payload, limit: u64, exceeded: Arc<AtomicBool>) -> RequestBody {
-    let (tx, rx) = mpsc::channel::<Result<Bytes, std::io::Error>>(8);
-    actix_web::rt::spawn(async move {
-        let mut total: u64 = 0;
-        while let Some(chunk) = payload.next().await {
-            let item = match chunk {
-                Ok(bytes) => {
-                    total += bytes.len() as u64;
-                    if total > limit {
-                        exceeded.store(true, Ordering::Relaxed);
-                        Err(std::io::Error::other("request body too large"))
-                    } else {
-                        Ok(bytes)
-                    }
-                }
-                Err(e) => Err(std::io::Error::other(e.to_string())),
-            };
-            let stop = item.is_err();
-            if tx.send(item).await.is_err() || stop {
-                break;
+/// The client's body streamed upstream as it arrives, refused past `limit`
+/// (a chunked body declares no length to refuse it by up front).
+struct CappedBody {
+    body: Incoming,
+    limit: u64,
+    seen: u64,
+    exceeded: Arc<AtomicBool>,
+}
+
+impl Body for CappedBody {
+    type Data = Bytes;
+    type Error = std::io::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, std::io::Error>>> {
+        let this = &mut *self;
+        let frame = match ready!(Pin::new(&mut this.body).poll_frame(cx)) {
+            None => return Poll::Ready(None),
+            Some(Err(e)) => return Poll::Ready(Some(Err(std::io::Error::other(e)))),
+            Some(Ok(frame)) => frame,
+        };
+        if let Some(data) = frame.data_ref() {
+            this.seen += data.len() as u64;
+            if this.seen > this.limit {
+                this.exceeded.store(true, Ordering::Relaxed);
+                return Poll::Ready(Some(Err(std::io::Error::other("request body too large"))));
             }
         }
-    });
-    let frames = futures_util::stream::unfold(rx, |mut rx| async move {
-        rx.recv().await.map(|item| (item.map(Frame::data), rx))
-    });
-    StreamBody::new(frames).boxed_unsync()
+        Poll::Ready(Some(Ok(frame)))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.body.size_hint()
+    }
 }
 
 /// A small body of declared length, read whole before the request goes
-/// upstream: no task and channel to feed it, as a streamed one needs.
-async fn read_small_body(
-    mut payload: web::Payload,
-    route: &Route,
-) -> Result<RequestBody, ApiError> {
-    let read = async {
-        // One chunk (the usual case) is sent as it came; more are joined.
-        let mut whole = Bytes::new();
-        let mut joined: Option<bytes::BytesMut> = None;
-        while let Some(chunk) = payload.next().await {
-            let chunk = chunk.map_err(|e| {
-                ApiError::bad_request(format!("could not read the request body: {e}"))
-            })?;
-            if whole.is_empty() && joined.is_none() {
-                whole = chunk;
-                continue;
-            }
-            joined
-                .get_or_insert_with(|| bytes::BytesMut::from(&whole[..]))
-                .extend_from_slice(&chunk);
-        }
-        Ok::<_, ApiError>(joined.map_or(whole, bytes::BytesMut::freeze))
-    };
-    let body = tokio::time::timeout(route.timeout, read)
+/// upstream.
+async fn read_small_body(body: Incoming, route: &Route) -> Result<RequestBody, ApiError> {
+    let body = tokio::time::timeout(route.timeout, body.collect())
         .await
-        .map_err(|_| ApiError::bad_request("the request body did not arrive in time"))??;
+        .map_err(|_| ApiError::bad_request("the request body did not arrive in time"))?
+        .map_err(|e| ApiError::bad_request(format!("could not read the request body: {e}")))?
+        .to_bytes();
     Ok(Full::new(body)
         .map_err(|never| match never {})
         .boxed_unsync())
@@ -243,7 +206,7 @@ async fn read_small_body(
 
 /// `work`'s output, or `None` if `deadline` passes first.
 async fn within<F: std::future::Future>(
-    deadline: std::pin::Pin<&mut tokio::time::Sleep>,
+    deadline: Pin<&mut tokio::time::Sleep>,
     work: F,
 ) -> Option<F::Output> {
     tokio::select! {
@@ -255,13 +218,6 @@ async fn within<F: std::future::Future>(
 
 fn no_body() -> RequestBody {
     Empty::new().map_err(|never| match never {}).boxed_unsync()
-}
-
-fn declared_length(req: &HttpRequest) -> Option<u64> {
-    req.headers()
-        .get(CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok())
 }
 
 /// How the client's body goes upstream.
@@ -276,14 +232,14 @@ enum BodyPassage {
 }
 
 impl BodyPassage {
-    fn of(req: &HttpRequest, declared: Option<u64>) -> BodyPassage {
-        let chunked = req.headers().contains_key(TRANSFER_ENCODING);
-        if req.method() == Method::GET
-            || req.method() == Method::HEAD
-            || !(chunked || declared.is_some_and(|n| n > 0))
-        {
+    fn of(method: &Method, body: &Incoming) -> BodyPassage {
+        if *method == Method::GET || *method == Method::HEAD || body.is_end_stream() {
             BodyPassage::None
-        } else if !chunked && declared.is_some_and(|n| n <= BUFFERED_BODY_MAX) {
+        } else if body
+            .size_hint()
+            .exact()
+            .is_some_and(|n| n <= BUFFERED_BODY_MAX)
+        {
             BodyPassage::Whole
         } else {
             BodyPassage::Streamed
@@ -291,41 +247,117 @@ impl BodyPassage {
     }
 }
 
-pub async fn forward(
-    req: HttpRequest,
-    payload: web::Payload,
-    gateway: web::Data<Gateway>,
-    client: web::Data<UpstreamClient>,
-) -> Result<HttpResponse, ApiError> {
-    let path = req.path();
+/// An answer's body: whole (the gateway's own answers, errors, an upstream's
+/// small body), or an upstream's streamed as it arrives.
+pub enum Reply {
+    Whole(Option<Bytes>),
+    Streamed {
+        body: PooledBody,
+        upstream: Arc<str>,
+    },
+}
+
+impl Reply {
+    pub fn whole(bytes: impl Into<Bytes>) -> Reply {
+        Reply::Whole(Some(bytes.into()))
+    }
+
+    pub fn empty() -> Reply {
+        Reply::Whole(None)
+    }
+
+    /// Whether the body is whole and empty.
+    pub fn is_empty(&self) -> bool {
+        match self {
+            Reply::Whole(bytes) => bytes.as_ref().is_none_or(Bytes::is_empty),
+            Reply::Streamed { .. } => false,
+        }
+    }
+}
+
+impl Body for Reply {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        match self.get_mut() {
+            Reply::Whole(bytes) => Poll::Ready(bytes.take().map(|b| Ok(Frame::data(b)))),
+            Reply::Streamed { body, upstream } => {
+                let frame = ready!(Pin::new(body).poll_frame(cx));
+                if let Some(Err(e)) = &frame {
+                    tracing::warn!(upstream = %upstream, error = %e, "upstream body failed mid-stream");
+                }
+                Poll::Ready(frame)
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match self {
+            Reply::Whole(bytes) => bytes.as_ref().is_none_or(Bytes::is_empty),
+            Reply::Streamed { body, .. } => body.is_end_stream(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self {
+            Reply::Whole(bytes) => {
+                SizeHint::with_exact(bytes.as_ref().map_or(0, |b| b.len() as u64))
+            }
+            Reply::Streamed { body, .. } => body.size_hint(),
+        }
+    }
+}
+
+/// The route a request goes to: 404 for `/internal/*` and paths no route
+/// serves, 400 for paths with dot segments.
+pub fn route_of<'g>(
+    gateway: &'g Gateway,
+    method: &Method,
+    path: &str,
+) -> Result<&'g Route, ApiError> {
+    let no_route = || ApiError::new(ErrorCode::NotFound, format!("no route for {method} {path}"));
     if is_internal(path) {
-        return Err(ApiError::new(
-            ErrorCode::NotFound,
-            format!("no route for {} {path}", req.method()),
-        ));
+        return Err(no_route());
     }
     if has_dot_segments(path) {
         return Err(ApiError::bad_request(
             "paths may not contain dot segments or encoded slashes",
         ));
     }
-    let route = gateway.routes.find(path).ok_or_else(|| {
-        ApiError::new(
-            ErrorCode::NotFound,
-            format!("no route for {} {path}", req.method()),
-        )
-    })?;
-    req.extensions_mut()
-        .insert(MetricsRoute(route.prefix.clone()));
+    gateway.routes.find(path).ok_or_else(no_route)
+}
 
-    let declared = declared_length(&req);
-    if declared.is_some_and(|n| n > route.max_body_bytes) {
+/// Where a request came from: the connection's peer, and the request id the
+/// gateway gave it.
+pub struct Arrival<'a> {
+    pub peer: Option<IpAddr>,
+    pub request_id: &'a HeaderValue,
+}
+
+/// Admits a request on `route` (credential, scopes, rate limit) and forwards
+/// it.
+pub async fn forward(
+    mut req: Request<Incoming>,
+    route: &Route,
+    (gateway, client): (&Gateway, &UpstreamClient),
+    arrival: Arrival<'_>,
+) -> Result<Response<Reply>, ApiError> {
+    if req
+        .body()
+        .size_hint()
+        .exact()
+        .is_some_and(|n| n > route.max_body_bytes)
+    {
         return Err(body_too_large(route.max_body_bytes));
     }
     let query_key = (route.dialect == service_kit::Dialect::Tuzzle)
-        .then(|| authn::QueryKey::of(req.query_string()))
+        .then(|| authn::QueryKey::of(req.uri().query().unwrap_or_default()))
         .flatten();
-    let credential = authn::credential_of(&req, query_key.as_ref());
+    let credential = authn::credential_of(req.headers(), query_key.as_ref());
     let bearer_consumed = credential.consumes_authorization();
     let admission = gateway
         .authenticator
@@ -359,7 +391,7 @@ pub async fn forward(
             missing.as_str()
         )));
     }
-    let client_ip = gateway.trusted_proxies.client(&req);
+    let client_ip = gateway.trusted_proxies.client(arrival.peer, req.headers());
     let budget = gateway
         .rate_limiter
         .spend((&admission.identity, &admission.budget), client_ip)
@@ -367,65 +399,73 @@ pub async fn forward(
     if let Some(decision) = budget.as_ref().filter(|d| !d.allowed) {
         return Err(rate_limits::exceeded(decision));
     }
-    let passage = BodyPassage::of(&req, declared);
-    let mut response = send(
-        &req,
-        (payload, passage),
-        (&gateway, &client),
-        route,
-        &admission,
-        client_ip,
-        (bearer_consumed, query_key.as_ref().map(|k| k.rest.as_str())),
-    )
-    .await?;
+    let uri = upstream_uri(&req, route, query_key.as_ref().map(|k| k.rest.as_str()))?;
+    let authority = req.uri().authority().cloned();
+    upstream_headers(
+        req.headers_mut(),
+        authority.as_ref(),
+        (client_ip, arrival.request_id),
+        bearer_consumed,
+    );
+    if let Some(token) = admission.token_for(&gateway.signer, &route.audience) {
+        req.headers_mut().insert(IDENTITY, token);
+    }
+    let mut response = send(req, uri, (gateway, client), route).await?;
     if let Some(decision) = &budget {
-        rate_limits::add_headers(&mut response, decision);
+        rate_limits::add_headers(response.headers_mut(), decision);
     }
     Ok(response)
 }
 
-async fn send(
-    req: &HttpRequest,
-    (payload, passage): (web::Payload, BodyPassage),
-    (gateway, upstream_client): (&Gateway, &UpstreamClient),
+/// The request's target at the route's next replica; on Tuzzle routes,
+/// without the `?api_key=` credential (`query_without_key`).
+fn upstream_uri(
+    req: &Request<Incoming>,
     route: &Route,
-    admission: &authn::Admission,
-    client: Option<std::net::IpAddr>,
-    (bearer_consumed, query_without_key): (bool, Option<&str>),
-) -> Result<HttpResponse, ApiError> {
+    query_without_key: Option<&str>,
+) -> Result<hyper::Uri, ApiError> {
+    let path = req.uri().path();
     let without_key;
     let path_and_query = match query_without_key {
         // `?api_key=` is the credential: it goes no further than here.
-        Some("") => req.path(),
+        Some("") => path,
         Some(rest) => {
-            without_key = format!("{}?{rest}", req.path());
+            without_key = format!("{path}?{rest}");
             without_key.as_str()
         }
-        None => req
-            .uri()
-            .path_and_query()
-            .map_or(req.path(), |pq| pq.as_str()),
+        None => req.uri().path_and_query().map_or(path, |pq| pq.as_str()),
     };
-    let uri = route
+    route
         .replicas
         .uri(path_and_query)
-        .ok_or_else(|| ApiError::bad_request("the request target is not a valid URI"))?;
-    let method = reqwest::Method::from_bytes(req.method().as_str().as_bytes())
-        .map_err(|_| ApiError::new(ErrorCode::MethodNotAllowed, "unsupported method"))?;
-    let mut headers = upstream_headers(req, client, bearer_consumed);
-    if let Some(token) = admission.token_for(&gateway.signer, &route.audience) {
-        headers.insert(identity::HEADER, token);
-    }
+        .ok_or_else(|| ApiError::bad_request("the request target is not a valid URI"))
+}
+
+async fn send(
+    req: Request<Incoming>,
+    uri: hyper::Uri,
+    (gateway, upstream_client): (&Gateway, &UpstreamClient),
+    route: &Route,
+) -> Result<Response<Reply>, ApiError> {
+    let (mut parts, body) = req.into_parts();
+    let is_head = parts.method == Method::HEAD;
     let exceeded = Arc::new(AtomicBool::new(false));
-    let body = match passage {
+    let body = match BodyPassage::of(&parts.method, &body) {
         BodyPassage::None => no_body(),
-        BodyPassage::Whole => read_small_body(payload, route).await?,
-        BodyPassage::Streamed => stream_body(payload, route.max_body_bytes, exceeded.clone()),
+        BodyPassage::Whole => read_small_body(body, route).await?,
+        BodyPassage::Streamed => CappedBody {
+            body,
+            limit: route.max_body_bytes,
+            seen: 0,
+            exceeded: exceeded.clone(),
+        }
+        .boxed_unsync(),
     };
-    let mut upstream = hyper::Request::new(body);
-    *upstream.method_mut() = method;
-    *upstream.uri_mut() = uri;
-    *upstream.headers_mut() = headers;
+    parts.uri = uri;
+    // What the client's connection negotiated is not the upstream's.
+    parts.version = hyper::Version::HTTP_11;
+    parts.extensions = Default::default();
+    let upstream = Request::from_parts(parts, body);
 
     let started = Instant::now();
     // One timer for the route's timeout, covering the answer's head and, when
@@ -462,26 +502,23 @@ async fn send(
     let status = crate::Outcome::Status(response.status().as_u16());
     gateway.observe_upstream(&route.upstream, status, elapsed);
 
-    let (head, body) = response.into_parts();
-    let status = StatusCode::from_u16(head.status.as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
-    let mut builder = HttpResponse::build(status);
-    copy_response_headers(&head.headers, &mut builder);
+    let (mut head, body) = response.into_parts();
+    let listed = connection_listed(&head.headers);
     // A HEAD answer has no body; its Content-Length is the GET's, and goes
-    // through as is.
-    let is_head = req.method() == Method::HEAD;
-    let length = if is_head {
-        head.headers
-            .get("content-length")
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse::<u64>().ok())
-    } else {
-        body.size_hint().exact()
-    };
-    // A small body of known length is read whole, and goes out with the head
-    // in one write. (Not for HEAD: its Content-Length describes the GET.)
-    if let Some(len) = length
-        && len <= BUFFERED_BODY_MAX
-        && !is_head
+    // through as is. Otherwise the length is the body's own.
+    remove_where(&mut head.headers, |n| {
+        strips(n, &listed) || (n == "content-length" && !is_head)
+    });
+    head.extensions = Default::default();
+    if is_head {
+        return Ok(Response::from_parts(head, Reply::empty()));
+    }
+    // A small body of known length is read whole, under the same timer, and
+    // goes out with the head in one write.
+    if body
+        .size_hint()
+        .exact()
+        .is_some_and(|len| len <= BUFFERED_BODY_MAX)
     {
         let body = match within(deadline, body.collect()).await {
             Some(Ok(body)) => body.to_bytes(),
@@ -491,17 +528,11 @@ async fn send(
             }
             None => return Err(timed_out(route)),
         };
-        return Ok(builder.body(body));
+        return Ok(Response::from_parts(head, Reply::whole(body)));
     }
-    if let Some(len) = length {
-        builder.no_chunking(len);
-    }
-    let upstream_name = route.upstream.clone();
-    let body = body.into_data_stream().map(move |chunk| {
-        chunk.map_err(|e| {
-            tracing::warn!(upstream = %upstream_name, error = %e, "upstream body failed mid-stream");
-            actix_web::error::ErrorBadGateway("upstream body failed")
-        })
-    });
-    Ok(builder.streaming(body))
+    let body = Reply::Streamed {
+        body,
+        upstream: route.upstream.clone(),
+    };
+    Ok(Response::from_parts(head, body))
 }

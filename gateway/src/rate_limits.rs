@@ -70,7 +70,6 @@
 mod allowance;
 
 use crate::config::RateLimitConfig;
-use actix_web::HttpResponse;
 use allowance::{Allowance, Next};
 use cache::{Cache, CacheError, Quota, RateDecision};
 use identity::{Identity, PrincipalType};
@@ -633,14 +632,13 @@ fn header_numbers(decision: &RateDecision) -> [u64; 3] {
 
 /// The same headers on an answer (numbers written straight into them: this
 /// runs on every request).
-pub fn add_headers(response: &mut HttpResponse, decision: &RateDecision) {
-    use actix_web::http::header::{HeaderName, HeaderValue};
+pub fn add_headers(headers: &mut hyper::HeaderMap, decision: &RateDecision) {
+    use hyper::header::{HeaderName, HeaderValue};
     const NAMES: [HeaderName; 3] = [
         HeaderName::from_static("x-ratelimit-limit"),
         HeaderName::from_static("x-ratelimit-remaining"),
         HeaderName::from_static("x-ratelimit-reset"),
     ];
-    let headers = response.headers_mut();
     for (name, number) in NAMES.into_iter().zip(header_numbers(decision)) {
         headers.insert(name, HeaderValue::from(number));
     }

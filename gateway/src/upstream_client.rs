@@ -1,6 +1,7 @@
 //! The client the proxy forwards over: HTTP/1 connections of hyper's own,
-//! kept alive in a pool of the worker's (each actix worker has its own
-//! client, and its connections are driven by tasks on its own runtime), with
+//! kept alive in a pool of the worker's (each of the gateway's workers has
+//! its own client, and its connections are driven by tasks on its own
+//! runtime), with
 //! rustls and the platform's certificate verifier (reqwest's default) for
 //! `https://` upstreams.
 //!

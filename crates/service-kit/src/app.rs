@@ -46,6 +46,8 @@ pub struct AppSpec {
     /// Run, in order, once the server has stopped (after the last request):
     /// a part's background work finishing what it holds.
     pub on_stop: Vec<StopHook>,
+    /// Serves the app instead of actix-web's server (see [`AppSpec::server`]).
+    pub server: Option<crate::server::CustomServer>,
 }
 
 /// Work a part finishes when its server stops (see [`AppSpec::on_stop`]).
@@ -69,7 +71,17 @@ impl AppSpec {
             fallback: None,
             families: Default::default(),
             on_stop: Vec::new(),
+            server: None,
         }
+    }
+
+    /// Serves the app with `server` rather than actix-web's: `routes`,
+    /// `fallback`, `guard` and `json_limit` are then the custom server's
+    /// business; health, readiness and metrics come from
+    /// [`health_response`], [`readiness_response`] and [`metrics_response`].
+    pub fn server(mut self, server: crate::server::CustomServer) -> Self {
+        self.server = Some(server);
+        self
     }
 
     /// Which dialect each route family speaks (a service's `families()` from
@@ -237,12 +249,22 @@ async fn normalize_errors(
 }
 
 async fn healthz() -> HttpResponse {
+    health_response()
+}
+
+/// `GET /healthz`'s answer.
+pub fn health_response() -> HttpResponse {
     crate::ApiResponse::ok(serde_json::json!({"status": "ok"})).into_response()
 }
 
 const READINESS_TIMEOUT: Duration = Duration::from_secs(2);
 
 async fn readyz(spec: web::Data<AppSpec>) -> HttpResponse {
+    readiness_response(&spec).await
+}
+
+/// `GET /readyz`'s answer: every readiness check of `spec`, each bounded.
+pub async fn readiness_response(spec: &AppSpec) -> HttpResponse {
     let mut checks = serde_json::Map::new();
     let mut ready = true;
     for check in &spec.readiness {
@@ -285,6 +307,11 @@ async fn readyz(spec: web::Data<AppSpec>) -> HttpResponse {
 }
 
 async fn metrics(spec: web::Data<AppSpec>) -> HttpResponse {
+    metrics_response(&spec)
+}
+
+/// `GET /metrics`'s answer: `spec`'s registry in the OpenMetrics text format.
+pub fn metrics_response(spec: &AppSpec) -> HttpResponse {
     HttpResponse::Ok()
         .content_type("application/openmetrics-text; version=1.0.0; charset=utf-8")
         .body(spec.metrics.render())

@@ -164,14 +164,20 @@ pub struct MetricsRoute(pub Arc<str>);
 pub struct RoutePattern(pub &'static str);
 
 pub fn method_label(method: &Method) -> &'static str {
-    match *method {
-        Method::GET => "GET",
-        Method::POST => "POST",
-        Method::PUT => "PUT",
-        Method::PATCH => "PATCH",
-        Method::DELETE => "DELETE",
-        Method::HEAD => "HEAD",
-        Method::OPTIONS => "OPTIONS",
+    method_label_of(method.as_str())
+}
+
+/// The label of a method by its name: the common ones by name, any other as
+/// `OTHER` (a client's made-up methods do not make new series).
+pub fn method_label_of(method: &str) -> &'static str {
+    match method {
+        "GET" => "GET",
+        "POST" => "POST",
+        "PUT" => "PUT",
+        "PATCH" => "PATCH",
+        "DELETE" => "DELETE",
+        "HEAD" => "HEAD",
+        "OPTIONS" => "OPTIONS",
         _ => "OTHER",
     }
 }

@@ -3,18 +3,27 @@
 use crate::app::{AppSpec, build_app};
 use crate::config::HttpConfig;
 use actix_web::HttpServer;
-use actix_web::dev::ServerHandle;
+use futures_util::future::BoxFuture;
 use std::net::{SocketAddr, TcpListener};
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::task::JoinHandle;
+
+/// How a started server is stopped: it stops accepting, lets in-flight
+/// requests finish (up to the shutdown timeout) when asked to be graceful,
+/// and resolves once it is gone.
+pub type Stopper = Box<dyn FnOnce(bool) -> BoxFuture<'static, ()> + Send>;
+
+/// Serves an app on `listener` some other way than actix-web's server (the
+/// gateway's proxy path); see [`AppSpec::server`]. Called on the runtime
+/// that starts the server.
+pub type CustomServer =
+    Arc<dyn Fn(Arc<AppSpec>, &HttpConfig, TcpListener) -> std::io::Result<Stopper> + Send + Sync>;
 
 /// A server accepting connections.
 pub struct RunningServer {
     pub name: &'static str,
     pub addr: SocketAddr,
-    handle: ServerHandle,
-    task: JoinHandle<std::io::Result<()>>,
+    stopper: Stopper,
     on_stop: Vec<crate::app::StopHook>,
 }
 
@@ -27,14 +36,7 @@ impl RunningServer {
     /// when `graceful`), waits until the server is gone, then runs the app's
     /// stop hooks.
     pub async fn stop(self, graceful: bool) {
-        self.handle.stop(graceful).await;
-        match self.task.await {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => {
-                tracing::warn!(server = self.name, error = %e, "server ended with an error")
-            }
-            Err(e) => tracing::warn!(server = self.name, error = %e, "server task failed"),
-        }
+        (self.stopper)(graceful).await;
         for hook in &self.on_stop {
             hook().await;
         }
@@ -46,9 +48,14 @@ impl RunningServer {
 /// 90 s), so that a service never closes a connection the gateway is about to
 /// reuse (a request written into a connection the server just closed fails
 /// with a broken pipe; actix's own default is 5 s).
-const KEEP_ALIVE: Duration = Duration::from_secs(100);
+pub const KEEP_ALIVE: Duration = Duration::from_secs(100);
 
-fn worker_count(http: &HttpConfig) -> usize {
+/// How long a new connection may take to send its first request's head
+/// (a client that connects and says nothing holds a connection for no one).
+pub const FIRST_REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Worker threads for `http.workers` (0: one per core).
+pub fn worker_count(http: &HttpConfig) -> usize {
     match http.workers {
         0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
         n => n,
@@ -70,25 +77,49 @@ pub fn start(
     let addr = listener.local_addr()?;
     let name = spec.name;
     let on_stop = spec.on_stop.clone();
+    let custom = spec.server.clone();
     let spec = Arc::new(spec);
+    let stopper = match custom {
+        Some(serve) => serve(spec, http, listener)?,
+        None => actix_server(spec, http, listener)?,
+    };
+    tracing::info!(server = name, %addr, "listening");
+    Ok(RunningServer {
+        name,
+        addr,
+        stopper,
+        on_stop,
+    })
+}
+
+fn actix_server(
+    spec: Arc<AppSpec>,
+    http: &HttpConfig,
+    listener: TcpListener,
+) -> std::io::Result<Stopper> {
+    let name = spec.name;
     let server = HttpServer::new(move || build_app(spec.clone()))
         .workers(worker_count(http))
         .shutdown_timeout(http.shutdown_timeout_secs)
         .keep_alive(KEEP_ALIVE)
-        .client_request_timeout(Duration::from_secs(10))
+        .client_request_timeout(FIRST_REQUEST_TIMEOUT)
         .disable_signals()
         .listen(listener)?
         .run();
     let handle = server.handle();
     let task = tokio::spawn(server);
-    tracing::info!(server = name, %addr, "listening");
-    Ok(RunningServer {
-        name,
-        addr,
-        handle,
-        task,
-        on_stop,
-    })
+    Ok(Box::new(move |graceful| {
+        Box::pin(async move {
+            handle.stop(graceful).await;
+            match task.await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => {
+                    tracing::warn!(server = name, error = %e, "server ended with an error")
+                }
+                Err(e) => tracing::warn!(server = name, error = %e, "server task failed"),
+            }
+        })
+    }))
 }
 
 /// Resolves on SIGTERM or Ctrl-C.

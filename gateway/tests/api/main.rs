@@ -11,6 +11,7 @@ mod members;
 mod platform;
 mod products;
 mod rate_limits;
+mod server;
 mod space_keys;
 mod tls;
 mod upstream;

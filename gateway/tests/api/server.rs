@@ -1,0 +1,119 @@
+//! The gateway's own server: stopping gracefully, connection timeouts, head
+//! limits.
+
+use super::gateway_with;
+use super::upstream::Echo;
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+/// An upstream that answers each request `late` after reading its head.
+fn slow_upstream(late: Duration) -> String {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { return };
+            std::thread::spawn(move || {
+                use std::io::{Read, Write};
+                let mut head = Vec::new();
+                let mut byte = [0u8; 1];
+                while !head.ends_with(b"\r\n\r\n") {
+                    if stream.read(&mut byte).unwrap_or(0) == 0 {
+                        return;
+                    }
+                    head.push(byte[0]);
+                }
+                std::thread::sleep(late);
+                let _ = stream.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 4\r\n\r\nlate");
+            });
+        }
+    });
+    url
+}
+
+/// Sends one `GET path` on `stream` and reads the answer's status line and
+/// body (the answer is small, with a Content-Length).
+async fn exchange(stream: &mut TcpStream, path: &str) -> (u16, String) {
+    let request = format!("GET {path} HTTP/1.1\r\nHost: gateway.test\r\n\r\n");
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut answer = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        let n = stream.read(&mut buf).await.unwrap();
+        assert!(
+            n > 0,
+            "closed mid-answer: {}",
+            String::from_utf8_lossy(&answer)
+        );
+        answer.extend_from_slice(&buf[..n]);
+        let text = String::from_utf8_lossy(&answer).into_owned();
+        let Some((head, body)) = text.split_once("\r\n\r\n") else {
+            continue;
+        };
+        let length = head
+            .lines()
+            .find_map(|l| {
+                let (name, value) = l.split_once(':')?;
+                name.eq_ignore_ascii_case("content-length")
+                    .then(|| value.trim().parse::<usize>().ok())?
+            })
+            .expect("a content-length");
+        if body.len() >= length {
+            let status = head.split_whitespace().nth(1).unwrap().parse().unwrap();
+            return (status, body.to_owned());
+        }
+    }
+}
+
+#[tokio::test]
+async fn stopping_lets_a_request_in_flight_finish_then_refuses_connections() {
+    let upstream = slow_upstream(Duration::from_millis(600));
+    let gw = gateway_with(&upstream, |_| {}).await;
+    let addr = gw.addr();
+    let mut in_flight = TcpStream::connect(addr).await.unwrap();
+    let mut idle = TcpStream::connect(addr).await.unwrap();
+    let answer = tokio::spawn(async move { exchange(&mut in_flight, "/echo/slow").await });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    gw.stop().await;
+    assert_eq!(answer.await.unwrap(), (200, "late".to_owned()));
+    // The idle connection was closed, and nothing accepts new ones.
+    let mut buf = [0u8; 16];
+    let read = tokio::time::timeout(Duration::from_secs(5), idle.read(&mut buf)).await;
+    assert!(matches!(read, Ok(Ok(0)) | Ok(Err(_))), "{read:?}");
+    assert!(TcpStream::connect(addr).await.is_err());
+}
+
+#[tokio::test]
+async fn a_connection_must_ask_within_the_first_request_timeout_and_may_idle_after() {
+    let echo = Echo::start();
+    let gw = gateway_with(&echo.server.base, |_| {}).await;
+    let mut silent = TcpStream::connect(gw.addr()).await.unwrap();
+    let mut asked = TcpStream::connect(gw.addr()).await.unwrap();
+    assert_eq!(exchange(&mut asked, "/healthz").await.0, 200);
+    tokio::time::sleep(service_kit::server::FIRST_REQUEST_TIMEOUT + Duration::from_secs(1)).await;
+    let mut buf = [0u8; 16];
+    let read = tokio::time::timeout(Duration::from_secs(2), silent.read(&mut buf)).await;
+    assert!(matches!(read, Ok(Ok(0)) | Ok(Err(_))), "{read:?}");
+    // Idle as long, after a first request, is within the keep-alive.
+    assert_eq!(exchange(&mut asked, "/echo/again").await.0, 200);
+    gw.stop().await;
+    echo.server.stop().await;
+}
+
+#[tokio::test]
+async fn a_request_head_with_too_many_fields_is_refused() {
+    let echo = Echo::start();
+    let gw = gateway_with(&echo.server.base, |_| {}).await;
+    let mut stream = TcpStream::connect(gw.addr()).await.unwrap();
+    let fields: String = (0..120).map(|i| format!("x-field-{i}: {i}\r\n")).collect();
+    let request = format!("GET /echo/x HTTP/1.1\r\nHost: gateway.test\r\n{fields}\r\n");
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut answer = Vec::new();
+    stream.read_to_end(&mut answer).await.unwrap();
+    let text = String::from_utf8_lossy(&answer);
+    assert!(text.starts_with("HTTP/1.1 431"), "{text}");
+    assert_eq!(echo.hits(), 0);
+    gw.stop().await;
+    echo.server.stop().await;
+}
