@@ -204,16 +204,34 @@ async fn read_small_body(body: Incoming, route: &Route) -> Result<RequestBody, A
         .boxed_unsync())
 }
 
-/// `work`'s output, or `None` if `deadline` passes first.
-async fn within<F: std::future::Future>(
+pin_project_lite::pin_project! {
+    /// `work`'s output, or `None` if `deadline` passes first: `work` is
+    /// polled first, then the deadline. A future of `work`'s size (an
+    /// `async fn` would keep its argument and a moved copy of it).
+    struct Within<'d, F> {
+        #[pin]
+        work: F,
+        deadline: Pin<&'d mut tokio::time::Sleep>,
+    }
+}
+
+impl<F: std::future::Future> std::future::Future for Within<'_, F> {
+    type Output = Option<F::Output>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        if let Poll::Ready(output) = this.work.poll(cx) {
+            return Poll::Ready(Some(output));
+        }
+        this.deadline.as_mut().poll(cx).map(|()| None)
+    }
+}
+
+fn within<F: std::future::Future>(
     deadline: Pin<&mut tokio::time::Sleep>,
     work: F,
-) -> Option<F::Output> {
-    tokio::select! {
-        biased;
-        output = work => Some(output),
-        () = deadline => None,
-    }
+) -> Within<'_, F> {
+    Within { work, deadline }
 }
 
 fn no_body() -> RequestBody {

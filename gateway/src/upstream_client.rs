@@ -211,7 +211,11 @@ impl UpstreamClient {
         loop {
             let (mut sender, pooled) = match self.pool.take(scheme, authority) {
                 Some(sender) => (sender, true),
-                None => (self.connect(&uri).await?, false),
+                // Boxed: opening a connection is the cold path, and its
+                // future (connector, TLS, handshake) is several times the
+                // size of the rest, which every request's future would
+                // otherwise carry and copy.
+                None => (Box::pin(self.connect(&uri)).await?, false),
             };
             if let Err(e) = sender.ready().await {
                 if pooled {
