@@ -44,6 +44,23 @@ impl TrustedProxies {
         )
     }
 
+    /// The scheme the client used: `https` only when a trusted proxy (the
+    /// ingress that ended TLS) says so in `X-Forwarded-Proto`; the gateway's
+    /// own listener is plain HTTP.
+    pub fn scheme(&self, peer: Option<IpAddr>, headers: &HeaderMap) -> &'static str {
+        const FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+        let said_https = || {
+            headers
+                .get(FORWARDED_PROTO)
+                .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"https"))
+        };
+        if peer.is_some_and(|ip| self.trusts(ip)) && said_https() {
+            "https"
+        } else {
+            "http"
+        }
+    }
+
     /// The client of a request that came from `peer` with `headers`.
     pub fn client(&self, peer: Option<IpAddr>, headers: &HeaderMap) -> Option<IpAddr> {
         const FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");

@@ -63,7 +63,11 @@ impl Front {
         let uri = req.uri().clone();
         let (route, outcome) = async {
             match OWN_ROUTES.iter().find(|p| **p == uri.path()) {
-                Some(&own) => (RouteLabel::Pattern(own), self.own(own, req.method()).await),
+                Some(&own) => {
+                    // Readiness's 503 names the request id.
+                    let answer = request_id::scope(id.to_owned(), self.own(own, req.method()));
+                    (RouteLabel::Pattern(own), answer.await)
+                }
                 None => match proxy::route_of(&self.gateway, req.method(), uri.path()) {
                     Ok(route) => {
                         let arrival = Arrival {
@@ -174,13 +178,15 @@ fn needs_envelope(response: &Response<Reply>, is_head: bool) -> bool {
     (status.is_client_error() || status.is_server_error()) && !is_head && response.body().is_empty()
 }
 
-/// `head` (the upstream's status and headers) with `envelope`'s body and
-/// content type.
+/// `head` (the upstream's headers) with `envelope`'s status, body and
+/// content type: the status the envelope names (a dialect may write another
+/// than the upstream's, SpaceOS a 400 for a 422).
 fn with_body_of(
     mut head: hyper::http::response::Parts,
     envelope: Response<Reply>,
 ) -> Response<Reply> {
     let (envelope_head, body) = envelope.into_parts();
+    head.status = envelope_head.status;
     head.headers.remove(hyper::header::CONTENT_LENGTH);
     if let Some(content_type) = envelope_head.headers.get(CONTENT_TYPE) {
         head.headers.insert(CONTENT_TYPE, content_type.clone());

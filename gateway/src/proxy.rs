@@ -9,13 +9,13 @@ use crate::upstream_client::{PooledBody, RequestBody, UpstreamClient};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Empty, Full};
 use hyper::body::{Body, Frame, Incoming, SizeHint};
-use hyper::header::{CONNECTION, HOST, HeaderMap, HeaderName, HeaderValue};
+use hyper::header::{CONNECTION, CONTENT_LENGTH, HOST, HeaderMap, HeaderName, HeaderValue};
 use hyper::{Method, Request, Response};
 use service_kit::{ApiError, ErrorCode};
 use std::net::IpAddr;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::task::{Context, Poll, ready};
 use std::time::Instant;
 
@@ -91,15 +91,17 @@ fn is_consumed_credential(name: &str, bearer_consumed: bool) -> bool {
 fn upstream_headers(
     headers: &mut HeaderMap,
     authority: Option<&hyper::http::uri::Authority>,
-    (client, request_id): (Option<IpAddr>, &HeaderValue),
+    (client, scheme, request_id): (Option<IpAddr>, &'static str, &HeaderValue),
     bearer_consumed: bool,
 ) {
     const FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
     const FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
     const FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
-    // Host and scheme come from this connection, never from client headers.
+    // The host comes from this request, never from client headers; only
+    // visible ASCII is passed on.
     let host = headers
         .remove(HOST)
+        .filter(|h| h.to_str().is_ok())
         .or_else(|| authority.and_then(|a| HeaderValue::from_str(a.as_str()).ok()));
     let listed = connection_listed(headers);
     remove_where(headers, |n| {
@@ -113,9 +115,7 @@ fn upstream_headers(
     {
         headers.insert(FORWARDED_FOR, value);
     }
-    // The gateway's listener is plain HTTP; TLS ends at the ingress, which
-    // sets its own X-Forwarded-Proto for the gateway (a trusted proxy's).
-    headers.insert(FORWARDED_PROTO, HeaderValue::from_static("http"));
+    headers.insert(FORWARDED_PROTO, HeaderValue::from_static(scheme));
     if let Some(host) = host {
         headers.insert(FORWARDED_HOST, host);
     }
@@ -149,13 +149,39 @@ fn body_too_large(limit: u64) -> ApiError {
     )
 }
 
+/// What became of a streamed client body (0 while it is being read), for
+/// the answer when the exchange fails: the client's fault is a 4xx, not the
+/// upstream's 5xx.
+#[derive(Default)]
+struct BodyOutcome(AtomicU8);
+
+impl BodyOutcome {
+    const TOO_LARGE: u8 = 1;
+    const BROKEN: u8 = 2;
+
+    fn set(&self, outcome: u8) {
+        self.0.store(outcome, Ordering::Relaxed);
+    }
+
+    /// The client's error, if its body is why the exchange failed.
+    fn error(&self, route: &Route) -> Option<ApiError> {
+        match self.0.load(Ordering::Relaxed) {
+            Self::TOO_LARGE => Some(body_too_large(route.max_body_bytes)),
+            Self::BROKEN => Some(ApiError::bad_request(
+                "the request body could not be read to its end",
+            )),
+            _ => None,
+        }
+    }
+}
+
 /// The client's body streamed upstream as it arrives, refused past `limit`
 /// (a chunked body declares no length to refuse it by up front).
 struct CappedBody {
     body: Incoming,
     limit: u64,
     seen: u64,
-    exceeded: Arc<AtomicBool>,
+    outcome: Arc<BodyOutcome>,
 }
 
 impl Body for CappedBody {
@@ -169,13 +195,17 @@ impl Body for CappedBody {
         let this = &mut *self;
         let frame = match ready!(Pin::new(&mut this.body).poll_frame(cx)) {
             None => return Poll::Ready(None),
-            Some(Err(e)) => return Poll::Ready(Some(Err(std::io::Error::other(e)))),
+            Some(Err(e)) => {
+                // A malformed chunk, or the client went away mid-body.
+                this.outcome.set(BodyOutcome::BROKEN);
+                return Poll::Ready(Some(Err(std::io::Error::other(e))));
+            }
             Some(Ok(frame)) => frame,
         };
         if let Some(data) = frame.data_ref() {
             this.seen += data.len() as u64;
             if this.seen > this.limit {
-                this.exceeded.store(true, Ordering::Relaxed);
+                this.outcome.set(BodyOutcome::TOO_LARGE);
                 return Poll::Ready(Some(Err(std::io::Error::other("request body too large"))));
             }
         }
@@ -410,6 +440,7 @@ pub async fn forward(
         )));
     }
     let client_ip = gateway.trusted_proxies.client(arrival.peer, req.headers());
+    let scheme = gateway.trusted_proxies.scheme(arrival.peer, req.headers());
     let budget = gateway
         .rate_limiter
         .spend((&admission.identity, &admission.budget), client_ip)
@@ -422,7 +453,7 @@ pub async fn forward(
     upstream_headers(
         req.headers_mut(),
         authority.as_ref(),
-        (client_ip, arrival.request_id),
+        (client_ip, scheme, arrival.request_id),
         bearer_consumed,
     );
     if let Some(token) = admission.token_for(&gateway.signer, &route.audience) {
@@ -467,15 +498,29 @@ async fn send(
 ) -> Result<Response<Reply>, ApiError> {
     let (mut parts, body) = req.into_parts();
     let is_head = parts.method == Method::HEAD;
-    let exceeded = Arc::new(AtomicBool::new(false));
-    let body = match BodyPassage::of(&parts.method, &body) {
+    let body_outcome = Arc::new(BodyOutcome::default());
+    let passage = BodyPassage::of(&parts.method, &body);
+    // The length sent is the body's own: hyper's client writes it from the
+    // body (chunked when unknown). A client's Content-Length on a GET whose
+    // body is not forwarded would have the upstream read the next request
+    // on the connection as this one's body.
+    let declared = parts.headers.remove(CONTENT_LENGTH).is_some();
+    if passage == BodyPassage::None
+        && declared
+        && !matches!(parts.method, Method::GET | Method::HEAD)
+    {
+        parts
+            .headers
+            .insert(CONTENT_LENGTH, HeaderValue::from_static("0"));
+    }
+    let body = match passage {
         BodyPassage::None => no_body(),
         BodyPassage::Whole => read_small_body(body, route).await?,
         BodyPassage::Streamed => CappedBody {
             body,
             limit: route.max_body_bytes,
             seen: 0,
-            exceeded: exceeded.clone(),
+            outcome: body_outcome.clone(),
         }
         .boxed_unsync(),
     };
@@ -494,10 +539,12 @@ async fn send(
     let elapsed = started.elapsed().as_secs_f64();
     let response = match outcome {
         Some(Ok(response)) => response,
-        Some(Err(_)) if exceeded.load(Ordering::Relaxed) => {
-            return Err(body_too_large(route.max_body_bytes));
-        }
         Some(Err(e)) => {
+            // The client's body is why it failed: the client's error, not
+            // counted against the upstream.
+            if let Some(error) = body_outcome.error(route) {
+                return Err(error);
+            }
             let (error, label) = if e.is_connect() {
                 (
                     ApiError::service_unavailable(format!("{} is unavailable", route.upstream))
@@ -528,6 +575,9 @@ async fn send(
         strips(n, &listed) || (n == "content-length" && !is_head)
     });
     head.extensions = Default::default();
+    // The client's answer is in the client's HTTP version, not the
+    // upstream's (an HTTP/1.0 upstream would make it close-delimited).
+    head.version = hyper::Version::HTTP_11;
     if is_head {
         return Ok(Response::from_parts(head, Reply::empty()));
     }

@@ -37,6 +37,10 @@ use tokio::task::JoinSet;
 /// A request head larger than this is refused (431).
 const MAX_HEAD_BYTES: usize = 64 * 1024;
 
+/// Connections a worker serves at once (actix-web's default); past it, a
+/// new connection is closed at once.
+const MAX_CONNECTIONS_PER_WORKER: usize = 25_000;
+
 /// `None` while serving; `Some(graceful)` once asked to stop.
 type StopSignal = watch::Receiver<Option<bool>>;
 
@@ -48,7 +52,9 @@ pub struct Workers {
     pub proxy: ProxyConfig,
 }
 
-/// Serves on `listener` until the returned [`Stopper`] is called (or dropped).
+/// Serves on `listener` until the returned [`Stopper`] is called. Dropping
+/// the stopper uncalled stops the server at once, as a stop that is not
+/// graceful.
 pub fn serve(
     workers: Workers,
     http: &HttpConfig,
@@ -73,7 +79,15 @@ pub fn serve(
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()?;
-        let accept = listener.take();
+        // The first worker accepts; its listener is registered with its
+        // runtime here, so that a failure is the caller's error.
+        let accept = match listener.take() {
+            Some((listener, handoffs)) => {
+                let _entered = runtime.enter();
+                Some((tokio::net::TcpListener::from_std(listener)?, handoffs))
+            }
+            None => None,
+        };
         let workers = workers.clone();
         let stopping = stopping.clone();
         std::thread::Builder::new()
@@ -82,21 +96,14 @@ pub fn serve(
                 let local = tokio::task::LocalSet::new();
                 local.block_on(&runtime, async move {
                     if let Some((listener, handoffs)) = accept {
-                        match tokio::net::TcpListener::from_std(listener) {
-                            Ok(listener) => {
-                                tokio::task::spawn_local(accept_loop(
-                                    listener,
-                                    handoffs,
-                                    stopping.clone(),
-                                ));
-                            }
-                            Err(e) => tracing::error!(error = %e, "cannot listen"),
-                        }
+                        tokio::task::spawn_local(accept_loop(listener, handoffs, stopping.clone()));
                     }
                     work(inbox, stopping, workers, shutdown_timeout).await;
                 });
                 drop(local);
-                drop(runtime);
+                // Blocking work still running (a DNS look-up) is not waited
+                // for past the shutdown timeout.
+                runtime.shutdown_timeout(shutdown_timeout);
                 let _ = done.send(());
             })?;
     }
@@ -117,14 +124,28 @@ async fn accept_loop(
     handoffs: Vec<mpsc::UnboundedSender<std::net::TcpStream>>,
     mut stopping: StopSignal,
 ) {
+    let mut handoffs = handoffs;
     let mut next = 0usize;
     loop {
         tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok((stream, _)) => {
-                    let Ok(stream) = stream.into_std() else { continue };
-                    if handoffs[next % handoffs.len()].send(stream).is_err() {
-                        return;
+                    let Ok(mut stream) = stream.into_std() else { continue };
+                    // A worker that has ended (it panicked) is skipped.
+                    loop {
+                        if handoffs.is_empty() {
+                            tracing::error!("no worker is left to serve connections");
+                            return;
+                        }
+                        let at = next % handoffs.len();
+                        match handoffs[at].send(stream) {
+                            Ok(()) => break,
+                            Err(returned) => {
+                                tracing::error!(worker = at, "a gateway worker has ended");
+                                handoffs.remove(at);
+                                stream = returned.0;
+                            }
+                        }
                     }
                     next = next.wrapping_add(1);
                 }
@@ -154,6 +175,13 @@ async fn work(
     loop {
         tokio::select! {
             stream = inbox.recv() => match stream {
+                Some(stream) if connections.len() >= MAX_CONNECTIONS_PER_WORKER => {
+                    tracing::warn!(
+                        limit = MAX_CONNECTIONS_PER_WORKER,
+                        "a worker's connection limit is reached; a new connection is closed"
+                    );
+                    drop(stream);
+                }
                 Some(stream) => {
                     connections.spawn_local(connection(
                         stream,

@@ -5,12 +5,12 @@
 //! - nginx answering `200 ok` itself (the upstream, called directly);
 //! - nginx `proxy_pass` to it over keep-alive upstream connections, no auth;
 //! - `spaceport-bare-proxy actix`: actix-web and one reqwest client per
-//!   worker, the parts the gateway is built from, forwarding and nothing else
-//!   (the rate the gateway could reach if its own work cost nothing);
+//!   worker (the services' stack), forwarding and nothing else;
 //! - `spaceport-bare-proxy actix-hyper`: the same with hyper-util's pooled
 //!   client in place of reqwest (what reqwest's layer costs);
-//! - `spaceport-bare-proxy hyper`: hyper's server and client, forwarding and
-//!   nothing else (where a proxy path written below actix would start);
+//! - `spaceport-bare-proxy hyper`: hyper's server and client, one runtime per
+//!   core, forwarding and nothing else: the stack the gateway runs on (the
+//!   rate the gateway could reach if its own work cost nothing);
 //! - the gateway with a user's JWT (verified locally against the JWKS), with
 //!   `cache.url = memory://`;
 //! - a second gateway process, the same but on Redis (`cache.url = redis://…`,

@@ -10,7 +10,8 @@ use std::time::Duration;
 
 /// How a started server is stopped: it stops accepting, lets in-flight
 /// requests finish (up to the shutdown timeout) when asked to be graceful,
-/// and resolves once it is gone.
+/// and resolves once it is gone. (What dropping it uncalled does is the
+/// server's: actix-web's keeps serving; the gateway's stops.)
 pub type Stopper = Box<dyn FnOnce(bool) -> BoxFuture<'static, ()> + Send>;
 
 /// Serves an app on `listener` some other way than actix-web's server (the

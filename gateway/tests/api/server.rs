@@ -1,5 +1,5 @@
 //! The gateway's own server: stopping gracefully, connection timeouts, head
-//! limits.
+//! limits; and what a request's framing becomes upstream.
 
 use super::gateway_with;
 use super::upstream::Echo;
@@ -9,6 +9,12 @@ use tokio::net::TcpStream;
 
 /// An upstream that answers each request `late` after reading its head.
 fn slow_upstream(late: Duration) -> String {
+    raw_upstream(late, b"HTTP/1.1 200 OK\r\ncontent-length: 4\r\n\r\nlate")
+}
+
+/// An upstream that answers each request with `answer`, `late` after
+/// reading its head.
+fn raw_upstream(late: Duration, answer: &'static [u8]) -> String {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
     std::thread::spawn(move || {
@@ -25,7 +31,7 @@ fn slow_upstream(late: Duration) -> String {
                     head.push(byte[0]);
                 }
                 std::thread::sleep(late);
-                let _ = stream.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 4\r\n\r\nlate");
+                let _ = stream.write_all(answer);
             });
         }
     });
@@ -37,33 +43,7 @@ fn slow_upstream(late: Duration) -> String {
 async fn exchange(stream: &mut TcpStream, path: &str) -> (u16, String) {
     let request = format!("GET {path} HTTP/1.1\r\nHost: gateway.test\r\n\r\n");
     stream.write_all(request.as_bytes()).await.unwrap();
-    let mut answer = Vec::new();
-    let mut buf = [0u8; 4096];
-    loop {
-        let n = stream.read(&mut buf).await.unwrap();
-        assert!(
-            n > 0,
-            "closed mid-answer: {}",
-            String::from_utf8_lossy(&answer)
-        );
-        answer.extend_from_slice(&buf[..n]);
-        let text = String::from_utf8_lossy(&answer).into_owned();
-        let Some((head, body)) = text.split_once("\r\n\r\n") else {
-            continue;
-        };
-        let length = head
-            .lines()
-            .find_map(|l| {
-                let (name, value) = l.split_once(':')?;
-                name.eq_ignore_ascii_case("content-length")
-                    .then(|| value.trim().parse::<usize>().ok())?
-            })
-            .expect("a content-length");
-        if body.len() >= length {
-            let status = head.split_whitespace().nth(1).unwrap().parse().unwrap();
-            return (status, body.to_owned());
-        }
-    }
+    read_answer(stream).await
 }
 
 #[tokio::test]
@@ -115,5 +95,154 @@ async fn a_request_head_with_too_many_fields_is_refused() {
     assert!(text.starts_with("HTTP/1.1 431"), "{text}");
     assert_eq!(echo.hits(), 0);
     gw.stop().await;
+    echo.server.stop().await;
+}
+
+/// Sends `request` as written on a new connection and reads the answer's
+/// status and body.
+async fn raw_exchange(addr: std::net::SocketAddr, request: &str) -> (u16, String) {
+    let mut stream = TcpStream::connect(addr).await.unwrap();
+    stream.write_all(request.as_bytes()).await.unwrap();
+    read_answer(&mut stream).await
+}
+
+/// Reads an answer's status and body (small, with a Content-Length).
+async fn read_answer(stream: &mut TcpStream) -> (u16, String) {
+    let mut answer = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        let n = stream.read(&mut buf).await.unwrap();
+        assert!(
+            n > 0,
+            "closed mid-answer: {}",
+            String::from_utf8_lossy(&answer)
+        );
+        answer.extend_from_slice(&buf[..n]);
+        let text = String::from_utf8_lossy(&answer).into_owned();
+        let Some((head, body)) = text.split_once("\r\n\r\n") else {
+            continue;
+        };
+        let length = head
+            .lines()
+            .find_map(|l| {
+                let (name, value) = l.split_once(':')?;
+                name.eq_ignore_ascii_case("content-length")
+                    .then(|| value.trim().parse::<usize>().ok())?
+            })
+            .expect("a content-length");
+        if body.len() >= length {
+            let status = head.split_whitespace().nth(1).unwrap().parse().unwrap();
+            return (status, body.to_owned());
+        }
+    }
+}
+
+#[tokio::test]
+async fn the_length_sent_upstream_is_the_bodys_own() {
+    let echo = Echo::start();
+    let gw = gateway_with(&echo.server.base, |_| {}).await;
+    // A GET's body is not forwarded, so neither is its Content-Length: the
+    // upstream would read the next request on the connection as its body.
+    let (status, body) = raw_exchange(
+        gw.addr(),
+        "GET /echo/get HTTP/1.1\r\nHost: gateway.test\r\nContent-Length: 5\r\nConnection: close\r\n\r\nhello",
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let seen: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert!(seen["headers"].get("content-length").is_none(), "{seen}");
+    assert_eq!(seen["body_len"], 0);
+    // The upstream connection it went over serves the next request whole.
+    for _ in 0..3 {
+        let after = gw.get("/echo/after").await;
+        assert_eq!(after.status, 200);
+        assert_eq!(after.json()["path"], "/echo/after");
+    }
+    // An empty POST still says so; a body's length is its own.
+    let (_, body) = raw_exchange(
+        gw.addr(),
+        "POST /echo/empty HTTP/1.1\r\nHost: gateway.test\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    let seen: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(seen["headers"]["content-length"], "0", "{seen}");
+    let posted = gw
+        .send(gw.client.post(gw.url("/echo/posted")).body(vec![7u8; 300]))
+        .await;
+    assert_eq!(posted.json()["headers"]["content-length"], "300");
+    assert_eq!(posted.json()["body_len"], 300);
+    gw.stop().await;
+    echo.server.stop().await;
+}
+
+#[tokio::test]
+async fn a_broken_request_body_is_the_clients_error_not_the_upstreams() {
+    let echo = Echo::start();
+    let gw = gateway_with(&echo.server.base, |_| {}).await;
+    // A chunk size that is not hexadecimal, after a first good chunk.
+    let (status, body) = raw_exchange(
+        gw.addr(),
+        "POST /echo/broken HTTP/1.1\r\nHost: gateway.test\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\nzz\r\n",
+    )
+    .await;
+    assert_eq!(status, 400, "{body}");
+    let failures = super::metric(
+        &gw,
+        "gateway_upstream_duration_seconds_count",
+        "outcome=\"upstream\"",
+    )
+    .await;
+    assert_eq!(failures, 0.0);
+    gw.stop().await;
+    echo.server.stop().await;
+}
+
+#[tokio::test]
+async fn an_upstreams_bodiless_error_gets_the_envelope_and_its_status() {
+    let upstream = raw_upstream(
+        Duration::ZERO,
+        b"HTTP/1.1 422 Unprocessable Entity\r\ncontent-length: 0\r\nx-upstream: kept\r\n\r\n",
+    );
+    let gw = gateway_with(&upstream, |_| {}).await;
+    let answer = gw.get("/echo/x").await;
+    let envelope = answer.json();
+    assert_eq!(envelope["success"], false, "{envelope}");
+    assert_eq!(envelope["status"], u64::from(answer.status), "{envelope}");
+    assert_eq!(answer.header("x-upstream"), Some("kept"));
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn x_forwarded_proto_is_a_trusted_proxys_word_only() {
+    let echo = Echo::start();
+    let trusting = gateway_with(&echo.server.base, |c| {
+        c.proxy.trusted_proxies = vec!["127.0.0.1".into()];
+    })
+    .await;
+    let distrusting = gateway_with(&echo.server.base, |_| {}).await;
+    for (gw, expected) in [(&trusting, "https"), (&distrusting, "http")] {
+        let seen = gw
+            .send(
+                gw.client
+                    .get(gw.url("/echo/proto"))
+                    .header("x-forwarded-proto", "https"),
+            )
+            .await
+            .json();
+        assert_eq!(seen["headers"]["x-forwarded-proto"], expected);
+    }
+    // From a trusted proxy, anything but https is http.
+    let seen = trusting
+        .send(
+            trusting
+                .client
+                .get(trusting.url("/echo/proto"))
+                .header("x-forwarded-proto", "gopher"),
+        )
+        .await
+        .json();
+    assert_eq!(seen["headers"]["x-forwarded-proto"], "http");
+    trusting.stop().await;
+    distrusting.stop().await;
     echo.server.stop().await;
 }
