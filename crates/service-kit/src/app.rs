@@ -47,8 +47,27 @@ pub struct AppSpec {
     /// a part's background work finishing what it holds.
     pub on_stop: Vec<StopHook>,
     /// Serves the app instead of actix-web's server (see [`AppSpec::server`]).
-    pub server: Option<crate::server::CustomServer>,
+    pub server: Option<CustomServer>,
 }
+
+/// How a started server is stopped: it stops accepting, lets in-flight
+/// requests finish (up to the shutdown timeout) when asked to be graceful,
+/// and resolves once it is gone. (What dropping it uncalled does is the
+/// server's: actix-web's keeps serving; the gateway's stops.)
+pub type Stopper = Box<dyn FnOnce(bool) -> BoxFuture<'static, ()> + Send>;
+
+/// Serves an app on `listener` some other way than actix-web's server (the
+/// gateway's proxy path); see [`AppSpec::server`]. Called on the runtime
+/// that starts the server.
+pub type CustomServer = Arc<
+    dyn Fn(
+            Arc<AppSpec>,
+            &crate::config::HttpConfig,
+            std::net::TcpListener,
+        ) -> std::io::Result<Stopper>
+        + Send
+        + Sync,
+>;
 
 /// Work a part finishes when its server stops (see [`AppSpec::on_stop`]).
 pub type StopHook = Arc<dyn Fn() -> futures_util::future::BoxFuture<'static, ()> + Send + Sync>;
@@ -79,7 +98,7 @@ impl AppSpec {
     /// `fallback`, `guard` and `json_limit` are then the custom server's
     /// business; health, readiness and metrics come from
     /// [`health_response`], [`readiness_response`] and [`metrics_response`].
-    pub fn server(mut self, server: crate::server::CustomServer) -> Self {
+    pub fn server(mut self, server: CustomServer) -> Self {
         self.server = Some(server);
         self
     }

@@ -1,24 +1,12 @@
 //! Starting servers and stopping them gracefully.
 
 use crate::app::{AppSpec, build_app};
+pub use crate::app::{CustomServer, Stopper};
 use crate::config::HttpConfig;
 use actix_web::HttpServer;
-use futures_util::future::BoxFuture;
 use std::net::{SocketAddr, TcpListener};
 use std::sync::Arc;
 use std::time::Duration;
-
-/// How a started server is stopped: it stops accepting, lets in-flight
-/// requests finish (up to the shutdown timeout) when asked to be graceful,
-/// and resolves once it is gone. (What dropping it uncalled does is the
-/// server's: actix-web's keeps serving; the gateway's stops.)
-pub type Stopper = Box<dyn FnOnce(bool) -> BoxFuture<'static, ()> + Send>;
-
-/// Serves an app on `listener` some other way than actix-web's server (the
-/// gateway's proxy path); see [`AppSpec::server`]. Called on the runtime
-/// that starts the server.
-pub type CustomServer =
-    Arc<dyn Fn(Arc<AppSpec>, &HttpConfig, TcpListener) -> std::io::Result<Stopper> + Send + Sync>;
 
 /// A server accepting connections.
 pub struct RunningServer {
