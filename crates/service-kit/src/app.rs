@@ -39,8 +39,6 @@ pub struct AppSpec {
     pub metrics: Metrics,
     pub json_limit: usize,
     pub guard: Option<Arc<dyn RequestGuard>>,
-    /// What answers a path no resource matched (404 by default).
-    pub fallback: Option<Fallback>,
     /// The dialect of each route family (SpaceOS for all by default).
     pub families: crate::dialect::Families,
     /// Run, in order, once the server has stopped (after the last request):
@@ -72,9 +70,6 @@ pub type CustomServer = Arc<
 /// Work a part finishes when its server stops (see [`AppSpec::on_stop`]).
 pub type StopHook = Arc<dyn Fn() -> futures_util::future::BoxFuture<'static, ()> + Send + Sync>;
 
-/// Makes, per worker, the route for unmatched paths.
-pub type Fallback = Arc<dyn Fn() -> actix_web::Route + Send + Sync>;
-
 impl AppSpec {
     pub fn new(
         name: &'static str,
@@ -87,7 +82,6 @@ impl AppSpec {
             metrics: Metrics::new(name),
             json_limit: 256 * 1024,
             guard: None,
-            fallback: None,
             families: Default::default(),
             on_stop: Vec::new(),
             server: None,
@@ -95,7 +89,7 @@ impl AppSpec {
     }
 
     /// Serves the app with `server` rather than actix-web's: `routes`,
-    /// `fallback`, `guard` and `json_limit` are then the custom server's
+    /// `guard` and `json_limit` are then the custom server's
     /// business; health, readiness and metrics come from
     /// [`health_response`], [`readiness_response`] and [`metrics_response`].
     pub fn server(mut self, server: CustomServer) -> Self {
@@ -117,16 +111,6 @@ impl AppSpec {
 
     pub fn guard(mut self, guard: Arc<dyn RequestGuard>) -> Self {
         self.guard = Some(guard);
-        self
-    }
-
-    /// Unmatched paths go to `route` instead of answering 404 (the gateway's
-    /// proxy): cheaper than a catch-all pattern, which is a regex per request.
-    pub fn fallback(
-        mut self,
-        route: impl Fn() -> actix_web::Route + Send + Sync + 'static,
-    ) -> Self {
-        self.fallback = Some(Arc::new(route));
         self
     }
 
@@ -170,11 +154,7 @@ pub fn build_app(
         .service(web::resource("/readyz").get(readyz))
         .service(web::resource("/metrics").get(metrics))
         .configure(move |cfg| routes(cfg))
-        .default_service(
-            spec.fallback
-                .as_ref()
-                .map_or_else(|| web::to(not_found), |f| f()),
-        )
+        .default_service(web::to(not_found))
         .wrap(from_fn(guard_requests))
         .wrap(from_fn(crate::metrics::middleware))
         .wrap(from_fn(normalize_errors))

@@ -5,7 +5,7 @@ use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::Method;
 use actix_web::middleware::Next;
-use actix_web::{HttpMessage, web};
+use actix_web::web;
 use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue, LabelValueEncoder};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -151,11 +151,6 @@ impl Metrics {
     }
 }
 
-/// A handler that serves many paths (the gateway's proxy) names the route it
-/// matched by inserting this into the request extensions.
-#[derive(Debug, Clone)]
-pub struct MetricsRoute(pub Arc<str>);
-
 /// A resource's path pattern, as its route label: `service_routes!` gives
 /// each resource its own as app data, so the label is read after routing
 /// rather than found again by `match_pattern`, which tries every pattern
@@ -195,13 +190,8 @@ pub(crate) async fn middleware(
     if let Some(spec) = spec {
         let route = response
             .request()
-            .extensions()
-            .get::<MetricsRoute>()
-            .map(|r| RouteLabel::Named(r.0.clone()))
-            .or_else(|| {
-                let pattern = response.request().app_data::<RoutePattern>();
-                pattern.map(|p| RouteLabel::Pattern(p.0))
-            })
+            .app_data::<RoutePattern>()
+            .map(|p| RouteLabel::Pattern(p.0))
             .or_else(|| {
                 let pattern = response.request().match_pattern();
                 pattern.map(|p| RouteLabel::Named(p.into()))

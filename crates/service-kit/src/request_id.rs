@@ -1,7 +1,6 @@
 //! Request ids: reuse a sane incoming `x-request-id`, otherwise make one; echo it
 //! on the response and make it available to error bodies and logs.
 
-use actix_web::HttpMessage;
 use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::header::{HeaderName, HeaderValue};
@@ -19,10 +18,6 @@ tokio::task_local! {
 pub fn current() -> Option<String> {
     CURRENT.try_with(Clone::clone).ok()
 }
-
-/// The request id, stored in request extensions by the middleware.
-#[derive(Debug, Clone)]
-pub struct RequestId(pub String);
 
 /// Accept only ids that are safe to log and forward: bounded, visible ASCII of a
 /// conservative alphabet. Anything else is replaced, not rejected.
@@ -59,7 +54,6 @@ pub(crate) async fn middleware(
         .filter(|v| is_sane(v))
         .map(str::to_owned)
         .unwrap_or_else(generate);
-    req.extensions_mut().insert(RequestId(id.clone()));
     let span = tracing::info_span!("request", request_id = %id);
     // Handler errors become responses inside this scope, so error bodies carry the id.
     let mut response = CURRENT
