@@ -316,10 +316,7 @@ impl Reply {
 
     /// Whether the body is whole and empty.
     pub fn is_empty(&self) -> bool {
-        match self {
-            Reply::Whole(bytes) => bytes.as_ref().is_none_or(Bytes::is_empty),
-            Reply::Streamed { .. } => false,
-        }
+        matches!(self, Reply::Whole(_)) && self.is_end_stream()
     }
 }
 

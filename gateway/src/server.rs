@@ -61,7 +61,7 @@ pub fn serve(
     listener: std::net::TcpListener,
 ) -> std::io::Result<Stopper> {
     listener.set_nonblocking(true)?;
-    let count = worker_count(http).max(1);
+    let count = worker_count(http);
     let shutdown_timeout = Duration::from_secs(http.shutdown_timeout_secs);
     let (stop, stopping) = watch::channel(None);
     let mut handoffs = Vec::with_capacity(count);
@@ -121,10 +121,9 @@ pub fn serve(
 /// to stop; the listener then closes.
 async fn accept_loop(
     listener: tokio::net::TcpListener,
-    handoffs: Vec<mpsc::UnboundedSender<std::net::TcpStream>>,
+    mut handoffs: Vec<mpsc::UnboundedSender<std::net::TcpStream>>,
     mut stopping: StopSignal,
 ) {
-    let mut handoffs = handoffs;
     let mut next = 0usize;
     loop {
         tokio::select! {

@@ -331,17 +331,27 @@ async fn internal_unknown_and_dot_segment_paths_never_reach_an_upstream() {
 
 /// Sends `GET path` as written, without any client-side normalisation; returns the status.
 async fn raw_get(addr: std::net::SocketAddr, path: &str) -> u16 {
+    let request = format!("GET {path} HTTP/1.1\r\nHost: gateway.test\r\nConnection: close\r\n\r\n");
+    raw_request(addr, &request).await.0
+}
+
+/// Sends `request` as written on a new connection, reads until the gateway
+/// closes it, and returns the answer's status (0 if none came) and what
+/// followed its head.
+pub async fn raw_request(addr: std::net::SocketAddr, request: &str) -> (u16, String) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let request = format!("GET {path} HTTP/1.1\r\nHost: gateway.test\r\nConnection: close\r\n\r\n");
     stream.write_all(request.as_bytes()).await.unwrap();
     let mut response = Vec::new();
     stream.read_to_end(&mut response).await.unwrap();
     let text = String::from_utf8_lossy(&response);
-    text.split_whitespace()
+    let status = text
+        .split_whitespace()
         .nth(1)
         .and_then(|s| s.parse().ok())
-        .unwrap_or(0)
+        .unwrap_or(0);
+    let body = text.split_once("\r\n\r\n").map_or("", |(_, body)| body);
+    (status, body.to_owned())
 }
 
 #[tokio::test]

@@ -1,8 +1,8 @@
 //! The gateway's own server: stopping gracefully, connection timeouts, head
 //! limits; and what a request's framing becomes upstream.
 
-use super::gateway_with;
 use super::upstream::Echo;
+use super::{gateway_with, raw_request};
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -85,25 +85,13 @@ async fn a_connection_must_ask_within_the_first_request_timeout_and_may_idle_aft
 async fn a_request_head_with_too_many_fields_is_refused() {
     let echo = Echo::start();
     let gw = gateway_with(&echo.server.base, |_| {}).await;
-    let mut stream = TcpStream::connect(gw.addr()).await.unwrap();
     let fields: String = (0..120).map(|i| format!("x-field-{i}: {i}\r\n")).collect();
     let request = format!("GET /echo/x HTTP/1.1\r\nHost: gateway.test\r\n{fields}\r\n");
-    stream.write_all(request.as_bytes()).await.unwrap();
-    let mut answer = Vec::new();
-    stream.read_to_end(&mut answer).await.unwrap();
-    let text = String::from_utf8_lossy(&answer);
-    assert!(text.starts_with("HTTP/1.1 431"), "{text}");
+    let (status, answer) = raw_request(gw.addr(), &request).await;
+    assert_eq!(status, 431, "{answer}");
     assert_eq!(echo.hits(), 0);
     gw.stop().await;
     echo.server.stop().await;
-}
-
-/// Sends `request` as written on a new connection and reads the answer's
-/// status and body.
-async fn raw_exchange(addr: std::net::SocketAddr, request: &str) -> (u16, String) {
-    let mut stream = TcpStream::connect(addr).await.unwrap();
-    stream.write_all(request.as_bytes()).await.unwrap();
-    read_answer(&mut stream).await
 }
 
 /// Reads an answer's status and body (small, with a Content-Length).
@@ -143,7 +131,7 @@ async fn the_length_sent_upstream_is_the_bodys_own() {
     let gw = gateway_with(&echo.server.base, |_| {}).await;
     // A GET's body is not forwarded, so neither is its Content-Length: the
     // upstream would read the next request on the connection as its body.
-    let (status, body) = raw_exchange(
+    let (status, body) = raw_request(
         gw.addr(),
         "GET /echo/get HTTP/1.1\r\nHost: gateway.test\r\nContent-Length: 5\r\nConnection: close\r\n\r\nhello",
     )
@@ -159,7 +147,7 @@ async fn the_length_sent_upstream_is_the_bodys_own() {
         assert_eq!(after.json()["path"], "/echo/after");
     }
     // An empty POST still says so; a body's length is its own.
-    let (_, body) = raw_exchange(
+    let (_, body) = raw_request(
         gw.addr(),
         "POST /echo/empty HTTP/1.1\r\nHost: gateway.test\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
     )
@@ -180,9 +168,9 @@ async fn a_broken_request_body_is_the_clients_error_not_the_upstreams() {
     let echo = Echo::start();
     let gw = gateway_with(&echo.server.base, |_| {}).await;
     // A chunk size that is not hexadecimal, after a first good chunk.
-    let (status, body) = raw_exchange(
+    let (status, body) = raw_request(
         gw.addr(),
-        "POST /echo/broken HTTP/1.1\r\nHost: gateway.test\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\nzz\r\n",
+        "POST /echo/broken HTTP/1.1\r\nHost: gateway.test\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n5\r\nhello\r\nzz\r\n",
     )
     .await;
     assert_eq!(status, 400, "{body}");
