@@ -14,6 +14,7 @@ use crate::redis_keys::{RedisKeys, redis_version};
 use crate::service::{self, GatewayCache, GatewaySettings};
 use crate::setup::{self, ClientCredentials};
 use crate::signing::{self, SigningRate};
+use crate::wrk::{self, Wrk, WrkRate};
 use anyhow::{Context, Result};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
@@ -94,6 +95,8 @@ pub struct OidcMeasured {
     pub workers: usize,
     pub cluster: Workload,
     pub single: Workload,
+    /// The cluster under wrk, or why not.
+    pub cluster_wrk: Result<WrkRate, String>,
     /// What node-oidc-provider warned about at startup.
     pub warnings: Vec<String>,
 }
@@ -104,6 +107,8 @@ pub struct AuthReport {
     pub client_credentials: Workload,
     pub refresh: Workload,
     pub through_gateway: Workload,
+    /// The same under wrk, or why not.
+    pub through_gateway_wrk: Result<WrkRate, String>,
     /// Or why it could not be measured.
     pub oidc: Result<OidcMeasured, String>,
     pub signing: SigningRate,
@@ -118,6 +123,7 @@ pub async fn run(options: &Options) -> Result<AuthReport> {
     let redis_version = redis_version(&options.redis_url).await?;
     // Installed before anything runs, so a download never overlaps a phase.
     let oidc_installed = oidc_provider::install(&options.tools_dir);
+    let wrk = Wrk::install().map_err(|e| format!("{e:#}"));
     // Dropped in reverse order: the service stops before its directory and
     // database go, the gateway before its Redis keys.
     let keys = RedisKeys::fresh(&options.redis_url)?;
@@ -177,13 +183,37 @@ pub async fn run(options: &Options) -> Result<AuthReport> {
     let refresh = measure(&mut service, jobs, options, &[]).await?;
 
     let form = OAuthForm::new(&principal)?;
+    let gateway_url = format!("{}{TOKEN_PATH}", gateway.base_url());
     let through_gateway = measure(
         &mut service,
-        form.clients(&format!("{}{TOKEN_PATH}", gateway.base_url()), options)?,
+        form.clients(&gateway_url, options)?,
         options,
         &[("gateway", "gateway"), ("redis-server", "redis-server")],
     )
     .await?;
+    // After the figures above, so wrk's requests are in none of them.
+    let wrk = match wrk {
+        Ok(wrk) => form
+            .wrk_script(dir.path())
+            .map(|script| (wrk, script))
+            .map_err(|e| format!("{e:#}")),
+        Err(why) => Err(why),
+    };
+    let under_wrk = |url: String| {
+        let wrk = &wrk;
+        async move {
+            let (wrk, script) = wrk.as_ref().map_err(Clone::clone)?;
+            wrk.run(
+                &url,
+                wrk::Request::Script(script),
+                (options.cores, options.concurrency),
+                options.duration,
+            )
+            .await
+            .map_err(|e| format!("{e:#}"))
+        }
+    };
+    let through_gateway_wrk = under_wrk(gateway_url).await;
     gateway.ensure_running()?;
     let memory = service.memory()?;
 
@@ -195,14 +225,16 @@ pub async fn run(options: &Options) -> Result<AuthReport> {
             &mut service,
             options,
             dir.path(),
+            &under_wrk,
         )
         .await
         {
-            Ok((cluster, single, warnings)) => Ok(OidcMeasured {
+            Ok((cluster, cluster_wrk, single, warnings)) => Ok(OidcMeasured {
                 node_version: installed.node_version,
                 workers: options.cores,
                 cluster,
                 single,
+                cluster_wrk,
                 warnings,
             }),
             Err(e) => Err(format!("{e:#}")),
@@ -232,6 +264,7 @@ pub async fn run(options: &Options) -> Result<AuthReport> {
         client_credentials,
         refresh,
         through_gateway,
+        through_gateway_wrk,
         oidc,
         signing,
         signing_cpu,
@@ -242,16 +275,17 @@ pub async fn run(options: &Options) -> Result<AuthReport> {
 }
 
 /// node-oidc-provider knowing the service principal's id and secret as its
-/// one client: first one process per core (node:cluster), then one process;
-/// and what it warned about.
-async fn measure_oidc_provider(
+/// one client: first one process per core (node:cluster), then also under
+/// wrk (`under_wrk`), then one process; and what it warned about.
+async fn measure_oidc_provider<W: std::future::Future<Output = Result<WrkRate, String>>>(
     installed: &oidc_provider::Installed,
     principal: &ClientCredentials,
     form: &OAuthForm,
     service: &mut PartProcess,
     options: &Options,
     dir: &std::path::Path,
-) -> Result<(Workload, Workload, Vec<String>)> {
+    under_wrk: impl Fn(String) -> W,
+) -> Result<(Workload, Result<WrkRate, String>, Workload, Vec<String>)> {
     let client = oidc_provider::Client {
         id: &principal.client_id,
         secret: &principal.client_secret,
@@ -260,10 +294,14 @@ async fn measure_oidc_provider(
     let parts = [("node-oidc-provider", oidc_provider::PROCESS_NAME)];
     let mut workloads = Vec::with_capacity(2);
     let mut warnings = Vec::new();
+    let mut cluster_wrk = Err("not measured".to_owned());
     for workers in [options.cores, 1] {
         let mut provider = OidcProvider::start(installed, &client, workers, dir).await?;
         let clients = form.clients(&provider.token_url(), options)?;
         workloads.push(measure(service, clients, options, &parts).await?);
+        if workers == options.cores {
+            cluster_wrk = under_wrk(provider.token_url()).await;
+        }
         provider.ensure_running()?;
         for warning in provider.warnings() {
             if !warnings.contains(&warning) {
@@ -273,7 +311,7 @@ async fn measure_oidc_provider(
     }
     let single = workloads.pop().context("the single process was measured")?;
     let cluster = workloads.pop().context("the cluster was measured")?;
-    Ok((cluster, single, warnings))
+    Ok((cluster, cluster_wrk, single, warnings))
 }
 
 /// A warm-up, then the measured run, with the CPU time it cost: auth-service
@@ -336,6 +374,28 @@ impl OAuthForm {
                 .finish()
                 .into(),
         })
+    }
+
+    /// The same request as a wrk script, written into `dir`: a 200 without
+    /// a JWT `access_token` is an error, as for the bench's own client.
+    fn wrk_script(&self, dir: &std::path::Path) -> Result<PathBuf> {
+        let authorization = self
+            .authorization
+            .to_str()
+            .context("the Basic credentials are ASCII")?;
+        let body = std::str::from_utf8(&self.body).context("the form is ASCII")?;
+        let script = wrk::post_script(
+            &[
+                ("Authorization", authorization),
+                ("Content-Type", "application/x-www-form-urlencoded"),
+            ],
+            body,
+            // `"access_token":"<JWT>"`: three dot-separated parts.
+            r#""access_token"%s*:%s*"[%w_-]+%.[%w_-]+%.[%w_-]+""#,
+        )?;
+        let path = dir.join("token-request.lua");
+        std::fs::write(&path, script).with_context(|| format!("writing {}", path.display()))?;
+        Ok(path)
     }
 
     /// One client per connection, posting to `url`: the same client settings

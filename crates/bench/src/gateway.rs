@@ -42,7 +42,7 @@ use crate::redis_keys::{RedisKeys, redis_version};
 use crate::report::{self, MAX_ERROR_RATIO, millis, verdict};
 use crate::service::{self, GatewayCache, GatewaySettings, UNREACHED_RATE_LIMIT};
 use crate::setup;
-use crate::wrk::{Wrk, WrkRate};
+use crate::wrk::{self, Wrk, WrkRate};
 use anyhow::{Context, Result, anyhow, bail};
 use identity::{IdentitySigner, SigningKey};
 use launcher::{Memory, PartProcess, ScratchDatabase};
@@ -358,7 +358,14 @@ pub async fn run(options: &Options) -> Result<GatewayReport> {
                 let wrk = &wrk;
                 async move {
                     let rate = wrk
-                        .run(&url, header.as_deref(), wrk_load(options), options.duration)
+                        .run(
+                            &url,
+                            wrk::Request::Get {
+                                header: header.as_deref(),
+                            },
+                            wrk_load(options),
+                            options.duration,
+                        )
                         .await?;
                     Ok::<_, anyhow::Error>(rate)
                 }
@@ -480,7 +487,9 @@ async fn measure_envoy(
         Some(wrk) => wrk
             .run(
                 &url,
-                Some(&format!("Authorization: Bearer {token}")),
+                wrk::Request::Get {
+                    header: Some(&format!("Authorization: Bearer {token}")),
+                },
                 wrk_load(options),
                 options.duration,
             )

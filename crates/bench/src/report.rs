@@ -175,6 +175,7 @@ impl AuthReport {
         );
         out.push_str(&table(&rows));
         out.push('\n');
+        out.push_str(&self.wrk_section(options));
         match &self.oidc {
             Ok(OidcMeasured {
                 node_version,
@@ -232,6 +233,61 @@ impl AuthReport {
         out.push_str(&disturbed_note(&disturbed));
         out.push_str(&log_note("auth-service", &self.service_log));
         out.push_str(&log_note("gateway", &self.gateway_log));
+        out
+    }
+}
+
+impl AuthReport {
+    /// The target again, both sides under wrk: the bench's own client
+    /// (reqwest) costs about 40 µs of CPU per exchange on the cores the
+    /// servers share, wrk a fraction of that.
+    fn wrk_section(&self, options: &Options) -> String {
+        let cluster = match &self.oidc {
+            Ok(oidc) => oidc.cluster_wrk.as_ref().map_err(String::as_str),
+            Err(_) => Err("node-oidc-provider was not measured"),
+        };
+        let (gateway, cluster) = match (
+            self.through_gateway_wrk.as_ref().map_err(String::as_str),
+            cluster,
+        ) {
+            (Ok(gateway), Ok(cluster)) => (gateway, cluster),
+            (Err(why), _) | (_, Err(why)) => {
+                return format!("the same under wrk: NOT MEASURED: {why}\n\n");
+            }
+        };
+        let row = |label: &str, rate: &crate::wrk::WrkRate| {
+            [
+                label.to_owned(),
+                format!("{:.1}/s", rate.requests_per_sec),
+                format!("({} errors)", rate.errors),
+                String::new(),
+                String::new(),
+            ]
+        };
+        let ratio = gateway.requests_per_sec / cluster.requests_per_sec;
+        let rows = vec![
+            row("client-credentials through the gateway", gateway),
+            row("node-oidc-provider (cluster)", cluster),
+            [
+                "through the gateway / node-oidc-provider".into(),
+                format!("{ratio:.2}"),
+                String::new(),
+                String::new(),
+                format!(
+                    "target >= {OIDC_PROVIDER_RATIO_TARGET:.2}  {}",
+                    verdict(ratio >= OIDC_PROVIDER_RATIO_TARGET)
+                ),
+            ],
+        ];
+        let mut out = format!(
+            "the same target under wrk (-t{} -c{}, the same POST, {} s each, after the runs above; \
+             a 200 without a JWT access_token counts as an error):\n",
+            options.cores,
+            options.concurrency,
+            options.duration.as_secs()
+        );
+        out.push_str(&table(&rows));
+        out.push('\n');
         out
     }
 }

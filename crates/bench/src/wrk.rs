@@ -7,11 +7,65 @@
 
 use crate::external;
 use anyhow::{Context, Result, bail};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 pub struct Wrk {
     binary: PathBuf,
+}
+
+/// What wrk sends.
+pub enum Request<'a> {
+    /// `GET`, with one header (`Name: value`) if given.
+    Get { header: Option<&'a str> },
+    /// What a Lua script sets (see [`post_script`]).
+    Script(&'a Path),
+}
+
+/// A wrk script that posts `body` with `headers`, and counts as an error a
+/// 200 whose body does not match the Lua pattern `expected` (wrk itself
+/// counts other statuses): the script's `done` prints `Bad answers: N`,
+/// which [`parse`] adds to the errors. Values must be printable ASCII.
+pub fn post_script(headers: &[(&str, &str)], body: &str, expected: &str) -> Result<String> {
+    let quoted = |s: &str| -> Result<String> {
+        if !s.bytes().all(|b| (0x20..0x7f).contains(&b)) {
+            bail!("not printable ASCII: {s:?}");
+        }
+        Ok(format!(
+            "\"{}\"",
+            s.replace('\\', "\\\\").replace('"', "\\\"")
+        ))
+    };
+    let mut script = format!("wrk.method = \"POST\"\nwrk.body = {}\n", quoted(body)?);
+    for (name, value) in headers {
+        script.push_str(&format!(
+            "wrk.headers[{}] = {}\n",
+            quoted(name)?,
+            quoted(value)?
+        ));
+    }
+    script.push_str(&format!(
+        r#"bad = 0
+function response(status, headers, body)
+  if status == 200 and not string.find(body, {}) then
+    bad = bad + 1
+  end
+end
+local threads = {{}}
+function setup(thread)
+  table.insert(threads, thread)
+end
+function done(summary, latency, requests)
+  local n = 0
+  for _, thread in ipairs(threads) do
+    n = n + thread:get("bad")
+  end
+  io.write(string.format("Bad answers: %d\n", n))
+end
+"#,
+        quoted(expected)?
+    ));
+    Ok(script)
 }
 
 /// What one wrk run measured.
@@ -30,12 +84,12 @@ impl Wrk {
         })
     }
 
-    /// `GET url` over `connections` keep-alive connections from `threads`
-    /// threads for `duration`, with one `header` (`Name: value`) if given.
+    /// `request` to `url` over `connections` keep-alive connections from
+    /// `threads` threads for `duration`.
     pub async fn run(
         &self,
         url: &str,
-        header: Option<&str>,
+        request: Request<'_>,
         (threads, connections): (usize, usize),
         duration: Duration,
     ) -> Result<WrkRate> {
@@ -44,8 +98,16 @@ impl Wrk {
             .arg(format!("-t{threads}"))
             .arg(format!("-c{connections}"))
             .arg(format!("-d{}s", duration.as_secs().max(1)));
-        if let Some(header) = header {
-            command.arg("-H").arg(header);
+        match request {
+            Request::Get {
+                header: Some(header),
+            } => {
+                command.arg("-H").arg(header);
+            }
+            Request::Get { header: None } => {}
+            Request::Script(script) => {
+                command.arg("-s").arg(script);
+            }
         }
         command.arg(url);
         // On a blocking thread: the bench's runtime keeps serving meanwhile.
@@ -77,6 +139,8 @@ fn parse(report: &str) -> Result<WrkRate> {
             requests = count.trim().parse::<u64>().ok();
         } else if let Some(value) = line.strip_prefix("Non-2xx or 3xx responses:") {
             errors += value.trim().parse::<u64>().unwrap_or(0);
+        } else if let Some(value) = line.strip_prefix("Bad answers:") {
+            errors += value.trim().parse::<u64>().unwrap_or(0);
         } else if let Some(value) = line.strip_prefix("Socket errors:") {
             // `connect 0, read 0, write 0, timeout 0`
             errors += value
@@ -100,6 +164,26 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_post_script_quotes_what_it_sends() {
+        let script = post_script(
+            &[
+                ("Authorization", "Basic YTpi"),
+                ("X-Quote", r#"say "hi" \ bye"#),
+            ],
+            "grant_type=client_credentials&scope=a%3Ab",
+            r#""access_token"%s*:"#,
+        )
+        .unwrap();
+        assert!(script.contains("wrk.method = \"POST\"\n"));
+        assert!(script.contains("wrk.body = \"grant_type=client_credentials&scope=a%3Ab\"\n"));
+        assert!(script.contains("wrk.headers[\"Authorization\"] = \"Basic YTpi\"\n"));
+        assert!(script.contains(r#"wrk.headers["X-Quote"] = "say \"hi\" \\ bye""#));
+        assert!(script.contains(r#"string.find(body, "\"access_token\"%s*:")"#));
+        assert!(script.contains(r#"io.write(string.format("Bad answers: %d\n", n))"#));
+        assert!(post_script(&[], "line\nbreak", "x").is_err());
+    }
+
+    #[test]
     fn a_report_is_read() {
         let report = "Running 10s test @ http://127.0.0.1:8080/bench/x
   2 threads and 64 connections
@@ -110,6 +194,7 @@ mod tests {
   Socket errors: connect 0, read 2, write 0, timeout 1
   Non-2xx or 3xx responses: 4
 Requests/sec:  60012.30
+Bad answers: 2
 Transfer/sec:      8.00MB
 ";
         assert_eq!(
@@ -117,7 +202,7 @@ Transfer/sec:      8.00MB
             WrkRate {
                 requests_per_sec: 60012.3,
                 requests: 600_123,
-                errors: 7
+                errors: 9
             }
         );
         let clean = "  10 requests in 1.00s, 1.00KB read\nRequests/sec:     10.00\n";
