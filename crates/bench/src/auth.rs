@@ -4,7 +4,7 @@
 //! client-credentials exchanges through the gateway (on Redis, as in
 //! production) beside node-oidc-provider's, with the same load generator,
 //! the same request (an OAuth form with HTTP Basic, the same client id and
-//! secret) and the same concurrency.
+//! secret) and the same concurrency; then both again under wrk.
 
 use crate::api::AuthApi;
 use crate::cpu::{CpuSample, CpuUsage};
