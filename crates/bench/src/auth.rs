@@ -295,11 +295,12 @@ async fn measure_oidc_provider<W: std::future::Future<Output = Result<WrkRate, S
     let mut workloads = Vec::with_capacity(2);
     let mut warnings = Vec::new();
     let mut cluster_wrk = Err("not measured".to_owned());
-    for workers in [options.cores, 1] {
+    for (run, workers) in [options.cores, 1].into_iter().enumerate() {
         let mut provider = OidcProvider::start(installed, &client, workers, dir).await?;
         let clients = form.clients(&provider.token_url(), options)?;
         workloads.push(measure(service, clients, options, &parts).await?);
-        if workers == options.cores {
+        // The target is against the cluster, the first run.
+        if run == 0 {
             cluster_wrk = under_wrk(provider.token_url()).await;
         }
         provider.ensure_running()?;

@@ -929,15 +929,7 @@ impl GatewayReport {
             .as_ref()
             .map_err(String::as_str)
             .and_then(|e| e.wrk.as_ref().map_err(String::as_str));
-        let row = |label: &str, rate: &WrkRate| {
-            [
-                label.to_owned(),
-                format!("{:.1}/s", rate.requests_per_sec),
-                format!("({} errors)", rate.errors),
-                String::new(),
-                String::new(),
-            ]
-        };
+        let row = report::wrk_row;
         let mut rows = vec![
             row("nginx proxy_pass", &view.nginx),
             row("gateway, JWT, memory://", &view.jwt),

@@ -89,10 +89,7 @@ impl AuthReport {
                 let ratio = gateway_rate / cluster.tally.rate();
                 (
                     format!("= {ratio:.2} × node-oidc-provider (cluster)"),
-                    format!(
-                        "target >= {OIDC_PROVIDER_RATIO_TARGET:.2}  {}",
-                        verdict(ratio >= OIDC_PROVIDER_RATIO_TARGET)
-                    ),
+                    oidc_target(ratio),
                 )
             }
             Err(_) => (
@@ -255,28 +252,16 @@ impl AuthReport {
                 return format!("the same under wrk: NOT MEASURED: {why}\n\n");
             }
         };
-        let row = |label: &str, rate: &crate::wrk::WrkRate| {
-            [
-                label.to_owned(),
-                format!("{:.1}/s", rate.requests_per_sec),
-                format!("({} errors)", rate.errors),
-                String::new(),
-                String::new(),
-            ]
-        };
         let ratio = gateway.requests_per_sec / cluster.requests_per_sec;
         let rows = vec![
-            row("client-credentials through the gateway", gateway),
-            row("node-oidc-provider (cluster)", cluster),
+            wrk_row("client-credentials through the gateway", gateway),
+            wrk_row("node-oidc-provider (cluster)", cluster),
             [
                 "through the gateway / node-oidc-provider".into(),
                 format!("{ratio:.2}"),
                 String::new(),
                 String::new(),
-                format!(
-                    "target >= {OIDC_PROVIDER_RATIO_TARGET:.2}  {}",
-                    verdict(ratio >= OIDC_PROVIDER_RATIO_TARGET)
-                ),
+                oidc_target(ratio),
             ],
         ];
         let mut out = format!(
@@ -290,6 +275,25 @@ impl AuthReport {
         out.push('\n');
         out
     }
+}
+
+/// The node-oidc-provider ratio's target cell.
+fn oidc_target(ratio: f64) -> String {
+    format!(
+        "target >= {OIDC_PROVIDER_RATIO_TARGET:.2}  {}",
+        verdict(ratio >= OIDC_PROVIDER_RATIO_TARGET)
+    )
+}
+
+/// A table row of one wrk run: its rate and its errors.
+pub fn wrk_row(label: &str, rate: &crate::wrk::WrkRate) -> [String; 5] {
+    [
+        label.to_owned(),
+        format!("{:.1}/s", rate.requests_per_sec),
+        format!("({} errors)", rate.errors),
+        String::new(),
+        String::new(),
+    ]
 }
 
 /// Which phases other processes disturbed, when any did.
