@@ -19,6 +19,7 @@ use anyhow::{Context, Result};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use bytes::Bytes;
+use hyper::Method;
 use identity::{Identity, IdentitySigner, SigningKey};
 use launcher::{Memory, PartProcess, ScratchDatabase};
 use reqwest::header::{AUTHORIZATION, CONTENT_TYPE, HeaderValue};
@@ -399,45 +400,38 @@ impl OAuthForm {
         Ok(path)
     }
 
-    /// One client per connection, posting to `url`: the same client settings
-    /// as the gateway bench's.
+    /// One client per connection, posting to `url`: the same client as the
+    /// gateway bench's.
     fn clients(&self, url: &str, options: &Options) -> Result<Vec<FormClient>> {
-        let http = reqwest::Client::builder()
-            .pool_max_idle_per_host(usize::MAX)
-            .tcp_nodelay(true)
-            .timeout(Duration::from_secs(30))
-            .no_proxy()
-            .build()
-            .context("building the HTTP client")?;
-        let url = reqwest::Url::parse(url).with_context(|| format!("the URL {url}"))?;
-        Ok((0..options.concurrency)
-            .map(|_| FormClient {
-                http: http.clone(),
-                url: url.clone(),
-                authorization: self.authorization.clone(),
-                body: self.body.clone(),
+        (0..options.concurrency)
+            .map(|_| {
+                let (connection, target) = load::Connection::to(url)?;
+                Ok(FormClient {
+                    connection,
+                    target,
+                    authorization: self.authorization.clone(),
+                    body: self.body.clone(),
+                })
             })
-            .collect())
+            .collect()
     }
 }
 
 /// Posts the OAuth form; a 200 counts only with an access token in it.
 struct FormClient {
-    http: reqwest::Client,
-    url: reqwest::Url,
+    connection: load::Connection,
+    target: load::Target,
     authorization: HeaderValue,
     body: Bytes,
 }
 
 impl Worker for FormClient {
     async fn request(&mut self) -> Result<(), Failure> {
-        let request = self
-            .http
-            .post(self.url.clone())
-            .header(AUTHORIZATION, &self.authorization)
-            .header(CONTENT_TYPE, "application/x-www-form-urlencoded")
-            .body(self.body.clone());
-        let body = load::answer(request, 200).await?;
+        let mut request = self.target.request(Method::POST, self.body.clone());
+        let headers = request.headers_mut();
+        headers.insert(AUTHORIZATION, self.authorization.clone());
+        headers.insert(CONTENT_TYPE, FORM.clone());
+        let body = self.connection.answer(request, 200).await?;
         if has_jwt_access_token(&body) {
             Ok(())
         } else {
@@ -445,6 +439,8 @@ impl Worker for FormClient {
         }
     }
 }
+
+const FORM: HeaderValue = HeaderValue::from_static("application/x-www-form-urlencoded");
 
 /// Whether a token answer holds `"access_token":"<JWT>"` (three parts).
 /// Cheap: the answer is the request's result, not what is measured.

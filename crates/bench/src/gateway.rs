@@ -44,6 +44,8 @@ use crate::service::{self, GatewayCache, GatewaySettings, UNREACHED_RATE_LIMIT};
 use crate::setup;
 use crate::wrk::{self, Wrk, WrkRate};
 use anyhow::{Context, Result, anyhow, bail};
+use bytes::Bytes;
+use hyper::Method;
 use identity::{IdentitySigner, SigningKey};
 use launcher::{Memory, PartProcess, ScratchDatabase};
 use reqwest::header::{AUTHORIZATION, HeaderName, HeaderValue};
@@ -597,20 +599,18 @@ async fn create_api_key(gateway: &str, bearer: &str) -> Result<String> {
 
 /// `GET url` with one credential header, the body read in full.
 struct Getter {
-    http: reqwest::Client,
-    /// Parsed once: the client's own cost is kept low, since it shares the
-    /// cores with what it measures.
-    url: reqwest::Url,
+    connection: load::Connection,
+    target: load::Target,
     header: Option<(HeaderName, HeaderValue)>,
 }
 
 impl Worker for Getter {
     async fn request(&mut self) -> Result<(), Failure> {
-        let mut request = self.http.get(self.url.clone());
+        let mut request = self.target.request(Method::GET, Bytes::new());
         if let Some((name, value)) = &self.header {
-            request = request.header(name, value);
+            request.headers_mut().insert(name, value.clone());
         }
-        load::answer(request, 200).await.map(drop)
+        self.connection.answer(request, 200).await.map(drop)
     }
 }
 
@@ -624,13 +624,6 @@ async fn measure(
     options: &Options,
     proxy: Option<Proxy>,
 ) -> Result<Target> {
-    let http = reqwest::Client::builder()
-        .pool_max_idle_per_host(usize::MAX)
-        .tcp_nodelay(true)
-        .timeout(Duration::from_secs(30))
-        .no_proxy()
-        .build()
-        .context("building the HTTP client")?;
     let header = match header {
         Some((name, value)) => Some((
             name,
@@ -638,14 +631,16 @@ async fn measure(
         )),
         None => None,
     };
-    let url = reqwest::Url::parse(url).with_context(|| format!("the URL {url}"))?;
     let workers = (0..connections)
-        .map(|_| Getter {
-            http: http.clone(),
-            url: url.clone(),
-            header: header.clone(),
+        .map(|_| {
+            let (connection, target) = load::Connection::to(url)?;
+            Ok(Getter {
+                connection,
+                target,
+                header: header.clone(),
+            })
         })
-        .collect();
+        .collect::<Result<Vec<_>>>()?;
     let (workers, warmup) = load::run(workers, options.warmup).await;
     let before = CpuSample::take();
     let (_, tally) = load::run(workers, options.duration).await;
