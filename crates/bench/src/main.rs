@@ -467,10 +467,12 @@ fn key_value(text: &str) -> Result<(String, String), String> {
 /// The threads a bench's own client (and setup) runs on.
 enum ClientThreads {
     /// One, as `wrk -t1`: the closed-loop HTTP benches whose client only sends
-    /// and reads ([`load::Connection`]), on the cores it measures. An answer
-    /// wakes its reader on the thread already awake, with no hand-over to
-    /// another worker thread; on 2 cores this halved the client's CPU per
-    /// request through the gateway (about 20 µs to 10–13).
+    /// and reads, each on a [`load::Connection`] it drives on its own task, on
+    /// the cores it measures. An answer wakes its reader on the thread already
+    /// awake, with no hand-over to another task or thread. On 2 cores the two
+    /// together halved the client's CPU per exchange through the gateway (24
+    /// µs to 13); neither did alone (reqwest on one thread: 20 µs; the
+    /// connection on a thread per core: 23.5 µs).
     One,
     /// One per core: benches whose client does more than send and read.
     PerCore,
