@@ -130,18 +130,11 @@ impl Connection {
         request: Request<Full<Bytes>>,
         expected: u16,
     ) -> Result<Bytes, Failure> {
-        let outcome = tokio::time::timeout(REQUEST_TIMEOUT, self.exchange(request)).await;
-        let (status, body) = match outcome {
-            Ok(Ok(answer)) => answer,
-            Ok(Err(failure)) => {
-                self.open = None;
-                return Err(failure);
-            }
-            Err(_) => {
-                self.open = None;
-                return Err(Failure::new("timeout"));
-            }
-        };
+        // `exchange` holds the connection while it runs and puts it back only
+        // after a whole answer: a failed or timed-out request leaves none.
+        let (status, body) = tokio::time::timeout(REQUEST_TIMEOUT, self.exchange(request))
+            .await
+            .map_err(|_| Failure::new("timeout"))??;
         if status != expected {
             return Err(Failure::status(status));
         }
