@@ -235,9 +235,8 @@ impl AuthReport {
 }
 
 impl AuthReport {
-    /// The target again, both sides under wrk: the bench's own client
-    /// (reqwest) costs about 40 µs of CPU per exchange on the cores the
-    /// servers share, wrk a fraction of that.
+    /// The target again, both sides under wrk, which costs less CPU per
+    /// exchange than the bench's own client on the cores the servers share.
     fn wrk_section(&self, options: &Options) -> String {
         let cluster = match &self.oidc {
             Ok(oidc) => oidc.cluster_wrk.as_ref().map_err(String::as_str),

@@ -1,9 +1,9 @@
 //! wrk, the load generator the issue's own gateway table was measured with
 //! (Debian's package, installed with apt-get when missing): a second view of
-//! the gateway's ratio targets. The bench's own client (reqwest) costs about
-//! as much CPU per request as the gateway and shares the cores with it, which
-//! pulls every ratio toward 1; wrk costs a fraction of that, so its ratios
-//! are closer to what the proxies themselves cost.
+//! the gateway's ratio targets. The bench's own client ([`crate::load::Connection`]
+//! on one thread) costs about half the gateway's CPU per request and shares
+//! the cores with it, which pulls every ratio toward 1; wrk costs less, so
+//! its ratios are closer to what the proxies themselves cost.
 
 use crate::external;
 use anyhow::{Context, Result, bail};
